@@ -1,0 +1,442 @@
+#!/usr/bin/env bash
+# Benchmark otter against nginx side by side on loopback with wrk, and print a comparison.
+# Not run in CI. See bench/README.md for the knobs (BENCH_* environment variables).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# ---- settings -------------------------------------------------------------------------------------
+THREADS=2
+CONNS="${BENCH_CONNS:-64}"
+DURATION="${BENCH_DURATION:-10}"      # seconds per wrk run
+RUNS="${BENCH_RUNS:-2}"               # measured runs per test and server
+WARMUP="${BENCH_WARMUP:-2}"           # seconds of unmeasured warm-up per test and server; 0 = none
+C1000="${BENCH_C1000:-0}"             # 1 = also run the check test with 1000 connections
+NGINX_ONLY="${BENCH_NGINX_ONLY:-0}"   # 1 = skip otter (nginx anchors only)
+OUT="${BENCH_OUT:-target/bench-results.md}"
+KEEP="${BENCH_KEEP:-0}"               # 1 = keep the temporary directory (logs, raw wrk output)
+OTTER_BIN="${OTTER_BIN:-}"            # use this binary instead of building one
+read -r -a OTTER_EXTRA_ARGS <<<"${OTTER_ARGS:-}"
+WRK_TIMEOUT=$((DURATION + 20))
+FILE_SIZE=$((1024 * 1024))
+CHECK_TARGET=1.0
+DOWNLOAD_TARGET=0.8
+
+# ---- helpers --------------------------------------------------------------------------------------
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+as_root() {
+  if [[ "$(id -u)" -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root or sudo to run: $*"
+  fi
+}
+
+TMP=""
+OTTER_PID=""
+NGINX_PID=""
+WRK_PID=""
+POLICY_RC_CREATED=0
+
+stop_pid() { # name pid
+  local name="$1" pid="$2" i
+  [[ -n "$pid" ]] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    warn "$name ($pid) ignored SIGTERM, killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid wrk "$WRK_PID"
+  stop_pid otter "$OTTER_PID"
+  stop_pid nginx "$NGINX_PID"
+  if [[ $POLICY_RC_CREATED -eq 1 ]]; then
+    as_root rm -f /usr/sbin/policy-rc.d || true
+  fi
+  if [[ -n "$TMP" && -d "$TMP" ]]; then
+    if [[ "$KEEP" == 1 || $rc -ne 0 ]]; then
+      log "kept $TMP (logs and raw wrk output)"
+    else
+      rm -rf "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+find_nginx() {
+  command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true
+}
+
+ensure_tools() {
+  local missing=()
+  [[ -n "$(find_nginx)" ]] || missing+=(nginx)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  [[ ${#missing[@]} -gt 0 ]] || return 0
+  log "installing ${missing[*]} with apt-get"
+  # The nginx package would start a system service; we run our own nginx, so block that.
+  if [[ " ${missing[*]} " == *" nginx "* && ! -e /usr/sbin/policy-rc.d ]]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    POLICY_RC_CREATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [[ $POLICY_RC_CREATED -eq 1 ]]; then
+    as_root rm -f /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=0
+  fi
+}
+
+raise_nofile() {
+  local want=65536 hard
+  ulimit -n "$want" 2>/dev/null && return 0 # works as root
+  hard="$(ulimit -Hn)"
+  if [[ "$hard" == unlimited || "$hard" -ge "$want" ]]; then
+    ulimit -Sn "$want" 2>/dev/null || true
+  else
+    ulimit -Sn "$hard" 2>/dev/null || true
+  fi
+}
+
+USED_PORTS=" "
+free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$((20000 + RANDOM % 30000))
+    [[ "$USED_PORTS" == *" $p "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      USED_PORTS+="$p "
+      echo "$p"
+      return 0
+    fi
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+wait_http() { # name pid url
+  local name="$1" pid="$2" url="$3" i code
+  for i in $(seq 1 120); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)"
+    [[ "$code" != 000 ]] && return 0
+    sleep 0.25
+  done
+  warn "$name did not answer on $url"
+  return 1
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# ---- otter ----------------------------------------------------------------------------------------
+OTTER_PORT=""
+OTTER_BASE=""
+TOKEN=""
+SHA=""
+
+start_otter() {
+  if [[ -z "$OTTER_BIN" ]]; then
+    log "building otter (cargo build --release -p otter-cli)"
+    cargo build --release -p otter-cli --bin otter
+    OTTER_BIN="${CARGO_TARGET_DIR:-target}/release/otter"
+  fi
+  [[ -x "$OTTER_BIN" ]] || die "otter binary not found at $OTTER_BIN"
+  OTTER_PORT="$(free_port)"
+  OTTER_BASE="http://127.0.0.1:$OTTER_PORT"
+  TOKEN="$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')"
+  mkdir -p "$TMP/otter-data"
+  log "starting otter on 127.0.0.1:$OTTER_PORT (log: $TMP/otter.log)"
+  # RUST_LOG=warn: no per-request logging, like nginx with access_log off.
+  OTTER_ADMIN_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-warn}" \
+    "$OTTER_BIN" serve --listen "127.0.0.1:$OTTER_PORT" --data "$TMP/otter-data" \
+    "${OTTER_EXTRA_ARGS[@]}" >"$TMP/otter.log" 2>&1 &
+  OTTER_PID=$!
+  if ! wait_http otter "$OTTER_PID" "$OTTER_BASE/api/v1/products"; then
+    tail -n 30 "$TMP/otter.log" >&2 || true
+    die "otter did not start"
+  fi
+}
+
+api() { # curl args...; prints the body, fails (with the body printed) on HTTP errors
+  curl -sS --fail-with-body -H "Authorization: Bearer $TOKEN" "$@"
+}
+
+publish_on_otter() {
+  local resp want
+  want="$(sha256_of "$TMP/www/bench.bin")"
+  log "publishing a 1 MiB artifact as bench 1.1.0"
+  resp="$(api -X POST -H 'Content-Type: application/json' \
+    -d '{"name":"bench","scheme":"semver"}' "$OTTER_BASE/api/v1/products")" ||
+    die "creating the product failed: $resp"
+  resp="$(api -X PUT -H 'Content-Type: application/octet-stream' -H 'Expect:' \
+    --data-binary "@$TMP/www/bench.bin" "$OTTER_BASE/api/v1/artifacts?filename=bench.bin")" ||
+    die "uploading the artifact failed: $resp"
+  SHA="$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\([0-9a-fA-F]\{64\}\)".*/\1/p' <<<"$resp" | head -n 1)"
+  [[ "$SHA" == "$want" ]] || die "artifact sha256 '$SHA' does not match the file ($want): $resp"
+  resp="$(api -X POST -H 'Content-Type: application/json' \
+    -d "{\"version\":\"1.1.0\",\"artifact\":\"$SHA\"}" "$OTTER_BASE/api/v1/products/bench/releases")" ||
+    die "creating the release failed: $resp"
+  # nginx serves the exact bytes otter answers, so both sides send equivalent responses.
+  curl -sS --fail-with-body -o "$TMP/www/check.json" \
+    "$OTTER_BASE/api/v1/products/bench/check?current=1.0.0" ||
+    die "the check endpoint failed: $(cat "$TMP/www/check.json" 2>/dev/null)"
+  grep -Eq '"hasUpdate"[[:space:]]*:[[:space:]]*true' "$TMP/www/check.json" ||
+    die "the check endpoint offers no update: $(cat "$TMP/www/check.json")"
+  curl -sS --fail -o "$TMP/dl-otter.bin" "$OTTER_BASE/dl/$SHA" || die "download from otter failed"
+  [[ "$(sha256_of "$TMP/dl-otter.bin")" == "$want" ]] || die "otter served different download bytes"
+}
+
+# Stand-in check response for BENCH_NGINX_ONLY=1 (same shape as otter's manifest).
+write_fake_check_json() {
+  local sha
+  sha="$(sha256_of "$TMP/www/bench.bin")"
+  printf '{"hasUpdate":true,"manifest":{"version":"1.1.0","releaseDate":null,"size":%d,"sha256":"%s","sha1":"%s","md5":"%s","url":"http://127.0.0.1/dl/bench/1.1.0/bench.bin","mandatory":false,"deprecated":false,"title":null,"summary":null,"releaseNotesUrl":null,"minSourceVersion":null,"steppingStone":false}}' \
+    "$FILE_SIZE" "$sha" "$(sha1sum "$TMP/www/bench.bin" | cut -d' ' -f1)" \
+    "$(md5sum "$TMP/www/bench.bin" | cut -d' ' -f1)" >"$TMP/www/check.json"
+}
+
+# ---- nginx ----------------------------------------------------------------------------------------
+NGINX_PORT=""
+NGINX_BASE=""
+
+start_nginx() {
+  local nginx conf prefix user_line=""
+  nginx="$(find_nginx)"
+  prefix="$TMP/nginx"
+  conf="$prefix/nginx.conf"
+  mkdir -p "$prefix"
+  NGINX_PORT="$(free_port)"
+  NGINX_BASE="http://127.0.0.1:$NGINX_PORT"
+  # As root, nginx workers would run as "nobody" and might not reach the temporary directory.
+  if [[ "$(id -u)" -eq 0 ]]; then
+    user_line="user $(id -un) $(id -gn);"
+  fi
+  sed -e "s|@USER_LINE@|$user_line|" -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$NGINX_PORT|g" \
+    -e "s|@ROOT@|$TMP/www|g" "$ROOT/bench/nginx.conf.template" >"$conf"
+  "$nginx" -t -q -c "$conf" -p "$prefix/" -e "$prefix/error.log" || die "nginx rejected $conf"
+  log "starting nginx on 127.0.0.1:$NGINX_PORT (config: $conf)"
+  "$nginx" -c "$conf" -p "$prefix/" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  if ! wait_http nginx "$NGINX_PID" "$NGINX_BASE/check.json"; then
+    tail -n 30 "$prefix/error.log" "$prefix/stdout.log" >&2 || true
+    die "nginx did not start"
+  fi
+  curl -sS --fail -o "$TMP/dl-nginx.json" "$NGINX_BASE/check.json" || die "nginx check.json failed"
+  cmp -s "$TMP/dl-nginx.json" "$TMP/www/check.json" || die "nginx served different JSON bytes"
+  curl -sS --fail -o "$TMP/dl-nginx.bin" "$NGINX_BASE/bench.bin" || die "nginx download failed"
+  cmp -s "$TMP/dl-nginx.bin" "$TMP/www/bench.bin" || die "nginx served different file bytes"
+}
+
+# ---- wrk ------------------------------------------------------------------------------------------
+run_wrk() { # out conns duration url
+  local out="$1" conns="$2" duration="$3" url="$4"
+  # In the background plus `wait`, so a signal to this script is handled at once (cleanup stops wrk).
+  timeout -k 5 "$WRK_TIMEOUT" \
+    wrk "-t$THREADS" "-c$conns" "-d${duration}s" --timeout 5s --latency "$url" >"$out" 2>&1 &
+  WRK_PID=$!
+  if ! wait "$WRK_PID"; then
+    warn "wrk failed for $url (see $out)"
+  fi
+  WRK_PID=""
+}
+
+alive_or_die() { # server
+  if [[ "$1" == otter ]] && ! kill -0 "$OTTER_PID" 2>/dev/null; then
+    tail -n 30 "$TMP/otter.log" >&2 || true
+    die "otter exited during the benchmark"
+  fi
+  if [[ "$1" == nginx ]] && ! kill -0 "$NGINX_PID" 2>/dev/null; then
+    die "nginx exited during the benchmark"
+  fi
+}
+
+server_url() { # server test
+  local server="$1" test="$2"
+  case "$server:$test" in
+    otter:check*) echo "$OTTER_BASE/api/v1/products/bench/check?current=1.0.0" ;;
+    otter:download) echo "$OTTER_BASE/dl/$SHA" ;;
+    nginx:check*) echo "$NGINX_BASE/check.json" ;;
+    nginx:download) echo "$NGINX_BASE/bench.bin" ;;
+  esac
+}
+
+SERVERS=()
+bench_test() { # test conns
+  local test="$1" conns="$2" run server order
+  if [[ "$WARMUP" -gt 0 ]]; then
+    for server in "${SERVERS[@]}"; do
+      log "$test: warm-up $server (${WARMUP}s)"
+      run_wrk "$TMP/wrk/$test-$server-warmup.txt" "$conns" "$WARMUP" "$(server_url "$server" "$test")"
+    done
+  fi
+  for run in $(seq 1 "$RUNS"); do
+    # Alternate who goes first, so drift (heat, other load) does not favour one side.
+    order=("${SERVERS[@]}")
+    if ((run % 2 == 0 && ${#SERVERS[@]} == 2)); then
+      order=("${SERVERS[1]}" "${SERVERS[0]}")
+    fi
+    for server in "${order[@]}"; do
+      alive_or_die "$server"
+      log "$test: run $run $server (-c$conns -d${DURATION}s)"
+      run_wrk "$TMP/wrk/$test-$server-$run.txt" "$conns" "$DURATION" "$(server_url "$server" "$test")"
+    done
+  done
+}
+
+wrk_stat() { # file stat
+  local f="$1"
+  [[ -s "$f" ]] || return 0
+  case "$2" in
+    rps) awk '$1 == "Requests/sec:" { print $2 }' "$f" ;;
+    transfer) awk '$1 == "Transfer/sec:" { print $2 }' "$f" ;;
+    p50) awk '$1 == "50%" { print $2 }' "$f" ;;
+    p99) awk '$1 == "99%" { print $2 }' "$f" ;;
+    errors) awk '/Socket errors:/ { gsub(/[^0-9]+/, " "); for (i = 1; i <= NF; i++) s += $i }
+                 /Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$f" ;;
+  esac
+}
+
+to_mbs() { # wrk transfer figure (1024-based units) -> decimal MB/s
+  awk -v v="$1" 'BEGIN {
+    if (v == "") { print "n/a"; exit }
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    m = 1
+    if (u == "KB") m = 1024; else if (u == "MB") m = 1024 ^ 2
+    else if (u == "GB") m = 1024 ^ 3; else if (u == "TB") m = 1024 ^ 4
+    x = n * m / 1e6
+    printf (x < 100 ? "%.1f" : "%.0f"), x }'
+}
+
+p99_of() { local v; v="$(wrk_stat "$1" p99)"; echo "${v:-n/a}"; }
+fmt_num() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.0f", v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+meets() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else if (r + 0 >= t + 0) print "meets"; else print "BELOW" }'; }
+
+row() { printf '| %-14s | %-3s | %11s | %11s | %5s | %6s | %9s | %9s | %9s | %9s | %9s |\n' "$@"; }
+
+report() {
+  local test target run o n r o_sum o_n n_sum n_n mean_r errs_o errs_n
+  local load nginx_v wrk_v otter_v commit
+  nginx_v="$("$(find_nginx)" -v 2>&1 | sed 's/^nginx version: //' || true)"
+  wrk_v="$( (wrk -v 2>&1 || true) | head -n 1 | awk '{ print $2 }')"
+  otter_v="n/a"
+  if [[ "$NGINX_ONLY" != 1 ]]; then
+    otter_v="$("$OTTER_BIN" --version 2>/dev/null || true)"
+    otter_v="${otter_v:-unknown}"
+  fi
+  commit="$(git rev-parse --short HEAD 2>/dev/null || echo none)"
+  if ! git diff --quiet HEAD -- 2>/dev/null; then commit+=" (+ uncommitted changes)"; fi
+  echo "# otter vs nginx (bench/run.sh)"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit: $commit"
+  echo "- machine: $(nproc) cores, $(uname -sr), load average at start: $LOAD_AT_START"
+  echo "- otter: $otter_v; nginx: $nginx_v; wrk: $wrk_v"
+  echo "- wrk -t$THREADS -d${DURATION}s --timeout 5s --latency, co-located on loopback; $RUNS runs per"
+  echo "  server, order alternating; ${WARMUP}s warm-up each; \`ulimit -n\` $(ulimit -n)"
+  if [[ "$NGINX_ONLY" == 1 ]]; then
+    echo "- check: $(wc -c <"$TMP/www/check.json") byte stand-in manifest JSON (nginx only);"
+  else
+    echo "- check: $(wc -c <"$TMP/www/check.json") byte JSON body, nginx serves otter's exact response;"
+  fi
+  echo "  download: $FILE_SIZE byte random file"
+  echo "- MB/s = 10^6 bytes/s read by wrk (bodies and headers); errors = socket errors + non-2xx/3xx"
+  echo "- targets: check ≥ $CHECK_TARGET × nginx, download ≥ $DOWNLOAD_TARGET × nginx"
+  echo
+  row test run "otter req/s" "nginx req/s" ratio target "otter MB/s" "nginx MB/s" "otter p99" "nginx p99" "errors o/n"
+  row "---" "---" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:"
+  local summary=()
+  for test in "${TESTS[@]}"; do
+    target="$CHECK_TARGET"
+    [[ "$test" == download ]] && target="$DOWNLOAD_TARGET"
+    o_sum=0 o_n=0 n_sum=0 n_n=0
+    for run in $(seq 1 "$RUNS"); do
+      local fo="$TMP/wrk/$test-otter-$run.txt" fn="$TMP/wrk/$test-nginx-$run.txt"
+      o="$(wrk_stat "$fo" rps)"
+      n="$(wrk_stat "$fn" rps)"
+      r="$(ratio "$o" "$n")"
+      errs_o="$(wrk_stat "$fo" errors)"
+      errs_n="$(wrk_stat "$fn" errors)"
+      [[ -n "$o" ]] && o_sum="$(awk -v a="$o_sum" -v b="$o" 'BEGIN { print a + b }')" && o_n=$((o_n + 1))
+      [[ -n "$n" ]] && n_sum="$(awk -v a="$n_sum" -v b="$n" 'BEGIN { print a + b }')" && n_n=$((n_n + 1))
+      row "$test" "$run" "$(fmt_num "$o")" "$(fmt_num "$n")" "$r" ">= $target" \
+        "$(to_mbs "$(wrk_stat "$fo" transfer)")" "$(to_mbs "$(wrk_stat "$fn" transfer)")" \
+        "$(p99_of "$fo")" "$(p99_of "$fn")" "${errs_o:-n/a}/${errs_n:-n/a}"
+    done
+    mean_r="n/a"
+    if ((o_n > 0 && n_n > 0)); then
+      mean_r="$(awk -v a="$o_sum" -v an="$o_n" -v b="$n_sum" -v bn="$n_n" 'BEGIN { printf "%.2f", (a / an) / (b / bn) }')"
+    fi
+    summary+=("- $test: mean otter/nginx = $mean_r (target ≥ $target): $(meets "$mean_r" "$target")")
+  done
+  echo
+  printf '%s\n' "${summary[@]}"
+}
+
+# ---- main -----------------------------------------------------------------------------------------
+[[ "$DURATION" =~ ^[0-9]+$ && "$WARMUP" =~ ^[0-9]+$ && "$RUNS" =~ ^[0-9]+$ && "$CONNS" =~ ^[0-9]+$ ]] ||
+  die "BENCH_DURATION, BENCH_WARMUP, BENCH_RUNS and BENCH_CONNS must be whole numbers"
+
+ensure_tools
+command -v cargo >/dev/null 2>&1 || [[ -n "$OTTER_BIN" || "$NGINX_ONLY" == 1 ]] || die "cargo not found"
+
+raise_nofile
+need_fds=$((2 * CONNS + 256))
+[[ "$C1000" == 1 ]] && need_fds=$((2 * 1000 + 256))
+if [[ "$(ulimit -n)" != unlimited && "$(ulimit -n)" -lt $need_fds ]]; then
+  warn "ulimit -n is $(ulimit -n) (hard $(ulimit -Hn)); about $need_fds are needed, expect socket errors"
+fi
+
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+if awk -v l="${LOAD_AT_START%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+  warn "load average is $LOAD_AT_START: other work on this machine will skew the figures"
+fi
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/otter-bench.XXXXXX")"
+mkdir -p "$TMP/www" "$TMP/wrk"
+head -c "$FILE_SIZE" /dev/urandom >"$TMP/www/bench.bin"
+
+if [[ "$NGINX_ONLY" == 1 ]]; then
+  SERVERS=(nginx)
+  write_fake_check_json
+else
+  SERVERS=(otter nginx)
+  start_otter
+  publish_on_otter
+fi
+start_nginx
+
+TESTS=(check download)
+[[ "$C1000" == 1 ]] && TESTS+=(check-c1000)
+for test in "${TESTS[@]}"; do
+  case "$test" in
+    check-c1000) bench_test "$test" 1000 ;;
+    *) bench_test "$test" "$CONNS" ;;
+  esac
+done
+
+mkdir -p "$(dirname "$OUT")"
+echo
+report | tee "$OUT"
+echo
+log "results written to $OUT"

@@ -1,0 +1,488 @@
+//! The update decision: given a product's releases, a device's channel and what it runs now,
+//! which release should it be offered?
+//!
+//! Rules, in order:
+//! 1. Only releases on the device's channel count; yanked releases are never offered.
+//! 2. Never a downgrade: only releases newer than the device's current one are candidates. The
+//!    one exception is a device running a *yanked* release: yanking means "get this off the
+//!    field", so it is offered the newest good release even when that is older.
+//! 3. A deprecated release is a target only while nothing newer exists on the channel.
+//! 4. `minSourceVersion` chains: a device older than a candidate's `minSourceVersion` cannot take
+//!    it directly, so it is offered the newest release it *can* take (a stepping stone), and
+//!    climbs hop by hop. Deprecated releases serve as stepping stones only when no other path
+//!    exists.
+//!
+//! The device identifies itself by version string or by the hex SHA-256 / SHA-1 / MD5 of the
+//! image it runs; a hash that matches a release pins it exactly (the only way for `opaque`
+//! products, where versions have no order and publish order decides what is newer).
+
+use std::cmp::Ordering;
+
+use crate::version::{Scheme, Version, VersionError};
+
+/// What the decision needs to know about one release.
+#[derive(Debug, Clone)]
+pub struct ReleaseFacts {
+    pub version: Version,
+    /// Publish order; the version order of `opaque` products.
+    pub seq: i64,
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    pub channels: Vec<String>,
+    pub min_source: Option<Version>,
+    pub deprecated: bool,
+    pub yanked: bool,
+}
+
+impl AsRef<ReleaseFacts> for ReleaseFacts {
+    fn as_ref(&self) -> &ReleaseFacts {
+        self
+    }
+}
+
+impl ReleaseFacts {
+    /// Whether `id` names this release: its version string, or a hex digest of its artifact.
+    pub fn is_identified_by(&self, id: &str) -> bool {
+        self.version.as_str() == id
+            || self.sha256.eq_ignore_ascii_case(id)
+            || self.sha1.eq_ignore_ascii_case(id)
+            || self.md5.eq_ignore_ascii_case(id)
+    }
+}
+
+/// What the device says it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Current<'a> {
+    /// The device did not say (first install, or a client that never sends it).
+    Unknown,
+    /// A version string or a hex digest of the running image.
+    Reported(&'a str),
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing newer to take.
+    UpToDate,
+    /// Offer `releases[index]`. `stepping_stone` is true when it is an intermediate hop towards a
+    /// newer release the device cannot take directly yet.
+    Offer { index: usize, stepping_stone: bool },
+    /// Newer releases exist but the device meets none of their `minSourceVersion`s.
+    NoPath,
+}
+
+/// Why no decision could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("current version is invalid: {0}")]
+    InvalidVersion(#[from] VersionError),
+}
+
+/// Where the device stands relative to the release list.
+enum Position<'a> {
+    Unknown,
+    Release(&'a ReleaseFacts),
+    Unpublished(Version),
+}
+
+/// Decides what to offer; see the module docs for the rules. `releases` may come in any order and
+/// include every channel.
+pub fn decide<R: AsRef<ReleaseFacts>>(
+    scheme: Scheme,
+    releases: &[R],
+    channel: &str,
+    current: Current<'_>,
+) -> Result<Decision, DecisionError> {
+    let facts = |i: usize| releases[i].as_ref();
+    let position = match current {
+        Current::Unknown => Position::Unknown,
+        Current::Reported(id) => {
+            match releases
+                .iter()
+                .map(AsRef::as_ref)
+                .find(|r| r.is_identified_by(id))
+            {
+                Some(release) => Position::Release(release),
+                None if scheme.is_ordered() => Position::Unpublished(Version::parse(scheme, id)?),
+                None => Position::Unknown,
+            }
+        }
+    };
+    let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
+
+    // Newest first.
+    let mut on_channel: Vec<usize> = (0..releases.len())
+        .filter(|&i| !facts(i).yanked && facts(i).channels.iter().any(|c| c == channel))
+        .collect();
+    on_channel.sort_by(|&a, &b| newer_first(scheme, facts(a), facts(b)));
+    let Some(&head) = on_channel.first() else {
+        return Ok(Decision::UpToDate);
+    };
+
+    let candidates: Vec<usize> = on_channel
+        .into_iter()
+        .filter(|&i| {
+            let r = facts(i);
+            match &position {
+                Position::Unknown => true,
+                Position::Release(cur) if current_is_yanked => !std::ptr::eq(r, *cur),
+                Position::Release(cur) => order(scheme, r, cur) == Ordering::Greater,
+                Position::Unpublished(v) => r.version.compare(v) == Some(Ordering::Greater),
+            }
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Decision::UpToDate);
+    }
+
+    let can_take = |i: usize| match &facts(i).min_source {
+        None => true,
+        Some(min) => meets_min_source(scheme, releases, &position, min),
+    };
+    let preferred = candidates
+        .iter()
+        .copied()
+        .find(|&i| (i == head || !facts(i).deprecated) && can_take(i));
+    let chosen = preferred.or_else(|| candidates.iter().copied().find(|&i| can_take(i)));
+    Ok(match chosen {
+        Some(index) => Decision::Offer {
+            index,
+            stepping_stone: index != candidates[0],
+        },
+        None => Decision::NoPath,
+    })
+}
+
+/// Orders two releases newest first: by version for ordered schemes, by publish order otherwise.
+fn newer_first(scheme: Scheme, a: &ReleaseFacts, b: &ReleaseFacts) -> Ordering {
+    order(scheme, b, a)
+}
+
+fn order(scheme: Scheme, a: &ReleaseFacts, b: &ReleaseFacts) -> Ordering {
+    match scheme {
+        Scheme::Opaque => a.seq.cmp(&b.seq),
+        _ => a
+            .version
+            .compare(&b.version)
+            .unwrap_or_else(|| a.seq.cmp(&b.seq)),
+    }
+}
+
+/// Whether a device at `position` satisfies `min`. A device whose version is unknown is assumed
+/// not to: a minSourceVersion exists to protect migrations, and guessing could brick a device.
+fn meets_min_source<R: AsRef<ReleaseFacts>>(
+    scheme: Scheme,
+    releases: &[R],
+    position: &Position<'_>,
+    min: &Version,
+) -> bool {
+    match position {
+        Position::Unknown => false,
+        Position::Unpublished(v) => v.compare(min) != Some(Ordering::Less),
+        Position::Release(cur) if scheme.is_ordered() => {
+            cur.version.compare(min) != Some(Ordering::Less)
+        }
+        // Opaque: compare publish order with the release that carries the minimum version; a
+        // minimum that names no release cannot be enforced.
+        Position::Release(cur) => releases
+            .iter()
+            .map(AsRef::as_ref)
+            .find(|r| r.version == *min)
+            .is_none_or(|m| cur.seq >= m.seq),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rel(scheme: Scheme, seq: i64, version: &str, min: Option<&str>) -> ReleaseFacts {
+        ReleaseFacts {
+            version: Version::parse(scheme, version).unwrap(),
+            seq,
+            sha256: format!("{seq:064x}"),
+            sha1: format!("{seq:040x}"),
+            md5: format!("{seq:032x}"),
+            channels: vec!["stable".into()],
+            min_source: min.map(|m| Version::parse(scheme, m).unwrap()),
+            deprecated: false,
+            yanked: false,
+        }
+    }
+
+    fn offered(scheme: Scheme, releases: &[ReleaseFacts], current: Option<&str>) -> Option<String> {
+        let current = current.map_or(Current::Unknown, Current::Reported);
+        match decide(scheme, releases, "stable", current).unwrap() {
+            Decision::Offer { index, .. } => Some(releases[index].version.to_string()),
+            _ => None,
+        }
+    }
+
+    fn semver_line() -> Vec<ReleaseFacts> {
+        vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "1.1.0", None),
+            rel(Scheme::Semver, 3, "2.0.0", Some("1.1.0")),
+            rel(Scheme::Semver, 4, "3.0.0", Some("2.0.0")),
+        ]
+    }
+
+    #[test]
+    fn offers_newest_and_nothing_when_current() {
+        let rs = vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "1.2.0", None),
+        ];
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.0.0")).as_deref(),
+            Some("1.2.0")
+        );
+        assert_eq!(offered(Scheme::Semver, &rs, Some("1.2.0")), None);
+        assert_eq!(offered(Scheme::Semver, &rs, None).as_deref(), Some("1.2.0"));
+    }
+
+    #[test]
+    fn never_downgrades_a_device_ahead_of_the_server() {
+        let rs = vec![rel(Scheme::Semver, 1, "1.0.0", None)];
+        assert_eq!(
+            decide(Scheme::Semver, &rs, "stable", Current::Reported("9.9.9")).unwrap(),
+            Decision::UpToDate
+        );
+    }
+
+    #[test]
+    fn chains_hop_by_hop_through_min_source_versions() {
+        let rs = semver_line();
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.0.0")).as_deref(),
+            Some("1.1.0")
+        );
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.1.0")).as_deref(),
+            Some("2.0.0")
+        );
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("2.0.0")).as_deref(),
+            Some("3.0.0")
+        );
+        assert_eq!(offered(Scheme::Semver, &rs, Some("3.0.0")), None);
+        // An unpublished version in between still compares.
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("2.5.0")).as_deref(),
+            Some("3.0.0")
+        );
+        let d = decide(Scheme::Semver, &rs, "stable", Current::Reported("1.0.0")).unwrap();
+        assert_eq!(
+            d,
+            Decision::Offer {
+                index: 1,
+                stepping_stone: true
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_current_takes_only_releases_without_a_minimum() {
+        let rs = semver_line();
+        assert_eq!(offered(Scheme::Semver, &rs, None).as_deref(), Some("1.1.0"));
+    }
+
+    #[test]
+    fn reports_no_path_when_no_minimum_is_met() {
+        let rs = vec![rel(Scheme::Semver, 1, "2.0.0", Some("1.5.0"))];
+        assert_eq!(
+            decide(Scheme::Semver, &rs, "stable", Current::Reported("1.0.0")).unwrap(),
+            Decision::NoPath
+        );
+    }
+
+    #[test]
+    fn yanked_is_never_offered_and_its_devices_move_off_it() {
+        let mut rs = vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "1.1.0", None),
+            rel(Scheme::Semver, 3, "1.2.0", None),
+        ];
+        rs[2].yanked = true;
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.0.0")).as_deref(),
+            Some("1.1.0")
+        );
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.2.0")).as_deref(),
+            Some("1.1.0")
+        );
+        // By hash too.
+        let by_hash = rs[2].sha256.to_uppercase();
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some(&by_hash)).as_deref(),
+            Some("1.1.0")
+        );
+    }
+
+    #[test]
+    fn deprecated_is_a_target_only_while_newest() {
+        let mut rs = vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "1.1.0", None),
+        ];
+        rs[1].deprecated = true;
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.0.0")).as_deref(),
+            Some("1.1.0")
+        );
+        rs.push(rel(Scheme::Semver, 3, "1.2.0", None));
+        rs[1].deprecated = true;
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.0.0")).as_deref(),
+            Some("1.2.0")
+        );
+        // ...but it serves as a stepping stone when nothing else leads on.
+        rs[2].min_source = Some(Version::parse(Scheme::Semver, "1.1.0").unwrap());
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some("1.0.0")).as_deref(),
+            Some("1.1.0")
+        );
+    }
+
+    #[test]
+    fn channels_are_separate() {
+        let mut rs = vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "2.0.0-beta.1", None),
+        ];
+        rs[1].channels = vec!["beta".into()];
+        assert_eq!(offered(Scheme::Semver, &rs, Some("1.0.0")), None);
+        let d = decide(Scheme::Semver, &rs, "beta", Current::Reported("1.0.0")).unwrap();
+        assert_eq!(
+            d,
+            Decision::Offer {
+                index: 1,
+                stepping_stone: false
+            }
+        );
+    }
+
+    #[test]
+    fn opaque_uses_publish_order_and_hashes() {
+        let rs = vec![
+            rel(Scheme::Opaque, 10, "zeta", None),
+            rel(Scheme::Opaque, 20, "alpha", None),
+        ];
+        assert_eq!(
+            offered(Scheme::Opaque, &rs, Some("zeta")).as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(
+            offered(Scheme::Opaque, &rs, Some(&rs[0].sha1.clone())).as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(offered(Scheme::Opaque, &rs, Some(&rs[1].md5.clone())), None);
+        // A hash otter never served: offer the latest.
+        assert_eq!(
+            offered(Scheme::Opaque, &rs, Some("deadbeef")).as_deref(),
+            Some("alpha")
+        );
+    }
+
+    #[test]
+    fn invalid_current_version_is_an_error() {
+        let rs = semver_line();
+        assert!(
+            decide(
+                Scheme::Semver,
+                &rs,
+                "stable",
+                Current::Reported("not a version")
+            )
+            .is_err()
+        );
+    }
+
+    /// A random product line: (minor version, publish seq, min-source offset, deprecated, yanked).
+    fn line() -> impl Strategy<Value = Vec<ReleaseFacts>> {
+        proptest::collection::btree_set(0u64..40, 1..12).prop_flat_map(|minors| {
+            let minors: Vec<u64> = minors.into_iter().collect();
+            let n = minors.len();
+            (
+                Just(minors),
+                proptest::collection::vec(
+                    (
+                        proptest::option::of(0usize..4),
+                        any::<bool>(),
+                        any::<bool>(),
+                        0i64..1000,
+                    ),
+                    n,
+                ),
+            )
+                .prop_map(|(minors, extras)| {
+                    minors
+                        .iter()
+                        .zip(extras)
+                        .enumerate()
+                        .map(|(i, (minor, (min_back, deprecated, yanked, seq)))| {
+                            let version = format!("1.{minor}.0");
+                            let min = min_back
+                                .filter(|&back| back <= i && back > 0)
+                                .map(|back| format!("1.{}.0", minors[i - back]));
+                            let mut r = rel(Scheme::Semver, seq, &version, min.as_deref());
+                            r.deprecated = deprecated;
+                            r.yanked = yanked && i % 3 == 0;
+                            r
+                        })
+                        .collect()
+                })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn offers_respect_the_rules(releases in line(), start in 0u64..45) {
+            let current = format!("1.{start}.0");
+            let current_release = releases.iter().find(|r| r.version.as_str() == current);
+            let current_yanked = current_release.is_some_and(|r| r.yanked);
+            let current_v = Version::parse(Scheme::Semver, &current).unwrap();
+            if let Decision::Offer { index, .. } =
+                decide(Scheme::Semver, &releases, "stable", Current::Reported(&current)).unwrap()
+            {
+                let offer = &releases[index];
+                prop_assert!(!offer.yanked, "offered a yanked release");
+                if !current_yanked {
+                    prop_assert_eq!(offer.version.compare(&current_v), Some(Ordering::Greater), "downgrade");
+                }
+                if let Some(min) = &offer.min_source {
+                    prop_assert!(current_v.compare(min) != Some(Ordering::Less), "skipped a minSourceVersion");
+                }
+            }
+        }
+
+        #[test]
+        fn following_offers_terminates_at_the_newest_reachable(releases in line(), start in 0u64..45) {
+            let mut current = format!("1.{start}.0");
+            let mut hops = 0;
+            loop {
+                match decide(Scheme::Semver, &releases, "stable", Current::Reported(&current)).unwrap() {
+                    Decision::Offer { index, .. } => {
+                        current = releases[index].version.to_string();
+                        hops += 1;
+                        prop_assert!(hops <= releases.len(), "no progress: looped");
+                    }
+                    Decision::UpToDate | Decision::NoPath => break,
+                }
+            }
+            // Once a walk stops on a good release, it is the newest good one, unless the newest
+            // has a minimum nothing reaches.
+            let newest = releases.iter().filter(|r| !r.yanked).max_by(|a, b| a.version.compare(&b.version).unwrap());
+            if let Some(newest) = newest {
+                let reachable = newest.min_source.is_none();
+                let cur = Version::parse(Scheme::Semver, &current).unwrap();
+                if reachable && hops > 0 {
+                    prop_assert_ne!(cur.compare(&newest.version), Some(Ordering::Less), "stopped short of {}", newest.version);
+                }
+            }
+        }
+    }
+}

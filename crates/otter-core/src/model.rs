@@ -1,0 +1,441 @@
+//! The native model: what otter stores and what its API speaks (camelCase JSON).
+//!
+//! Device protocols are adapters over these types; nothing protocol-specific belongs here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::version::{Scheme, Version, VersionError};
+
+/// Longest release title; it is shown on small device screens.
+pub const MAX_TITLE_LEN: usize = 60;
+/// Longest release summary.
+pub const MAX_SUMMARY_LEN: usize = 200;
+/// Longest product name, device id, channel name or file name.
+pub const MAX_NAME_LEN: usize = 128;
+/// The channel a release goes to, and a device listens on, when none is named.
+pub const DEFAULT_CHANNEL: &str = "stable";
+
+/// A firmware line, e.g. `door-sensor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub name: String,
+    pub scheme: Scheme,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// An immutable firmware image, addressed by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    pub size: u64,
+    /// The file name it was uploaded under; used in download URLs.
+    pub filename: String,
+    pub created_at: i64,
+}
+
+/// A published version of a product, pointing at one artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// Publish order across the whole server; for opaque products it is the version order.
+    pub seq: i64,
+    pub product: String,
+    pub version: String,
+    pub artifact: Artifact,
+    pub channels: Vec<String>,
+    /// RFC 3339, with offset.
+    pub release_date: String,
+    pub min_source_version: Option<String>,
+    pub mandatory: bool,
+    pub deprecated: bool,
+    pub yanked: bool,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub release_notes_url: Option<String>,
+    /// Free-form JSON object the publisher attached.
+    pub metadata: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// A client's request to publish a release.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewRelease {
+    pub version: String,
+    /// SHA-256 of an uploaded artifact.
+    pub artifact: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    pub release_date: Option<String>,
+    pub min_source_version: Option<String>,
+    #[serde(default)]
+    pub mandatory: bool,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub release_notes_url: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Flags that may change after publishing. Everything else about a release is immutable.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleasePatch {
+    pub deprecated: Option<bool>,
+    pub yanked: Option<bool>,
+    pub mandatory: Option<bool>,
+}
+
+/// A field of a client request that otter refuses, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("{field} {value:?} is invalid: {why}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+impl InvalidField {
+    /// A stable machine-readable code for the API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvalidField::Version(_) => "invalid_version",
+            InvalidField::TooLong { .. } => "field_too_long",
+            InvalidField::Invalid { .. } => "invalid_field",
+        }
+    }
+}
+
+/// Checks a product name, channel or device id: 1..=128 characters from `A-Z a-z 0-9 . _ -`,
+/// not starting with a dot, so it is safe in URLs, file names and MQTT topics.
+pub fn validate_name(field: &'static str, value: &str) -> Result<(), InvalidField> {
+    if value.len() > MAX_NAME_LEN {
+        return Err(InvalidField::TooLong {
+            field,
+            max: MAX_NAME_LEN,
+        });
+    }
+    let ok = !value.is_empty()
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidField::Invalid {
+            field,
+            value: value.to_owned(),
+            why: "use 1-128 characters from A-Z a-z 0-9 . _ - (not starting with a dot)",
+        })
+    }
+}
+
+fn check_len(field: &'static str, value: &Option<String>, max: usize) -> Result<(), InvalidField> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(InvalidField::TooLong { field, max }),
+        _ => Ok(()),
+    }
+}
+
+/// Makes an uploaded file name safe for URLs and `Content-Disposition`: keeps the last path
+/// component, maps anything outside `A-Z a-z 0-9 . _ -` to `_`, and falls back to `firmware.bin`.
+pub fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .take(MAX_NAME_LEN)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.trim_matches(['.', '_']).is_empty() {
+        "firmware.bin".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Parses an RFC 3339 timestamp with offset (`2026-05-22T11:30:00-04:00`).
+pub fn parse_rfc3339(field: &'static str, value: &str) -> Result<OffsetDateTime, InvalidField> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| InvalidField::Invalid {
+        field,
+        value: value.to_owned(),
+        why: "expected an RFC 3339 timestamp such as 2026-05-22T11:30:00-04:00",
+    })
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC.
+pub fn format_rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+impl NewRelease {
+    /// Checks every field against `scheme` and fills in defaults (channel `stable`, release date
+    /// `now`, empty metadata object). Returns the parsed version for the caller's convenience.
+    pub fn validate(&mut self, scheme: Scheme, now: i64) -> Result<Version, InvalidField> {
+        let version = Version::parse(scheme, &self.version)?;
+        if let Some(min) = &self.min_source_version {
+            Version::parse(scheme, min)?;
+        }
+        if !crate::digest::is_hex_digest(&self.artifact, 64) {
+            return Err(InvalidField::Invalid {
+                field: "artifact",
+                value: self.artifact.clone(),
+                why: "expected the artifact's SHA-256 as 64 hex characters",
+            });
+        }
+        self.artifact.make_ascii_lowercase();
+        if self.channels.is_empty() {
+            self.channels.push(DEFAULT_CHANNEL.to_owned());
+        }
+        self.channels.sort();
+        self.channels.dedup();
+        for channel in &self.channels {
+            validate_name("channel", channel)?;
+        }
+        check_len("title", &self.title, MAX_TITLE_LEN)?;
+        check_len("summary", &self.summary, MAX_SUMMARY_LEN)?;
+        check_len("releaseNotesUrl", &self.release_notes_url, 2048)?;
+        if let Some(url) = &self.release_notes_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(InvalidField::Invalid {
+                field: "releaseNotesUrl",
+                value: url.clone(),
+                why: "expected an http:// or https:// URL",
+            });
+        }
+        match &self.release_date {
+            Some(date) => {
+                parse_rfc3339("releaseDate", date)?;
+            }
+            None => self.release_date = Some(format_rfc3339(now)),
+        }
+        match &self.metadata {
+            None => self.metadata = Some(serde_json::Value::Object(Default::default())),
+            Some(serde_json::Value::Object(_)) => {}
+            Some(other) => {
+                return Err(InvalidField::Invalid {
+                    field: "metadata",
+                    value: other.to_string(),
+                    why: "expected a JSON object",
+                });
+            }
+        }
+        Ok(version)
+    }
+}
+
+/// A device as otter last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub product: String,
+    pub id: String,
+    pub current_version: Option<String>,
+    pub current_hash: Option<String>,
+    pub channel: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// One sighting of a device, from a check-in or a report; written in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSeen {
+    pub product: String,
+    pub id: String,
+    pub current_version: Option<String>,
+    pub current_hash: Option<String>,
+    pub channel: String,
+    pub at: i64,
+}
+
+/// Where a device is in installing a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportState {
+    Downloading,
+    Downloaded,
+    Installing,
+    Installed,
+    Failed,
+    RolledBack,
+}
+
+impl ReportState {
+    pub const ALL: [ReportState; 6] = [
+        ReportState::Downloading,
+        ReportState::Downloaded,
+        ReportState::Installing,
+        ReportState::Installed,
+        ReportState::Failed,
+        ReportState::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportState::Downloading => "downloading",
+            ReportState::Downloaded => "downloaded",
+            ReportState::Installing => "installing",
+            ReportState::Installed => "installed",
+            ReportState::Failed => "failed",
+            ReportState::RolledBack => "rolled_back",
+        }
+    }
+}
+
+impl fmt::Display for ReportState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReportState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReportState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown report state {s:?}"))
+    }
+}
+
+/// A device's statement about one release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateReport {
+    pub id: i64,
+    pub product: String,
+    pub device: String,
+    /// The release the report is about.
+    pub version: String,
+    pub state: ReportState,
+    pub message: Option<String>,
+    pub created_at: i64,
+}
+
+/// A resumable upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub id: String,
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Bytes received so far; the next chunk must start here.
+    pub offset: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One page of a list, with the cursor for the next page when there is one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> NewRelease {
+        NewRelease {
+            version: "1.0.0".into(),
+            artifact: "AB".repeat(32),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validate_fills_defaults() {
+        let mut r = release();
+        r.validate(Scheme::Semver, 0).unwrap();
+        assert_eq!(r.channels, vec!["stable"]);
+        assert_eq!(r.release_date.as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(r.artifact, "ab".repeat(32));
+        assert_eq!(r.metadata, Some(serde_json::json!({})));
+    }
+
+    #[test]
+    fn validate_rejects_long_title_and_bad_fields() {
+        let mut r = release();
+        r.title = Some("x".repeat(61));
+        assert_eq!(
+            r.validate(Scheme::Semver, 0).unwrap_err().code(),
+            "field_too_long"
+        );
+        let mut r = release();
+        r.summary = Some("x".repeat(201));
+        assert_eq!(
+            r.validate(Scheme::Semver, 0).unwrap_err().code(),
+            "field_too_long"
+        );
+        let mut r = release();
+        r.version = "1.0".into();
+        assert_eq!(
+            r.validate(Scheme::Semver, 0).unwrap_err().code(),
+            "invalid_version"
+        );
+        let mut r = release();
+        r.release_date = Some("yesterday".into());
+        assert_eq!(
+            r.validate(Scheme::Semver, 0).unwrap_err().code(),
+            "invalid_field"
+        );
+        let mut r = release();
+        r.channels = vec!["bad channel".into()];
+        assert_eq!(
+            r.validate(Scheme::Semver, 0).unwrap_err().code(),
+            "invalid_field"
+        );
+    }
+
+    #[test]
+    fn names_are_url_safe() {
+        assert!(validate_name("product", "door-sensor_v2.1").is_ok());
+        assert!(validate_name("product", "").is_err());
+        assert!(validate_name("product", "..").is_err());
+        assert!(validate_name("product", "a/b").is_err());
+    }
+
+    #[test]
+    fn filenames_are_sanitized() {
+        assert_eq!(sanitize_filename("build/out/fw v2.bin"), "fw_v2.bin");
+        assert_eq!(sanitize_filename("C:\\x\\a.bin"), "a.bin");
+        assert_eq!(sanitize_filename(".."), "firmware.bin");
+        assert_eq!(sanitize_filename(""), "firmware.bin");
+    }
+
+    #[test]
+    fn report_states_round_trip() {
+        for state in ReportState::ALL {
+            assert_eq!(state.as_str().parse::<ReportState>(), Ok(state));
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! Artifact bytes.
+//!
+//! - [`Blobs`]: the content-addressed store (`sha256/<2 hex>/<64 hex>`) over `object_store`, a local
+//!   directory by default. Local files take a fast path: committing is a `rename` and downloads
+//!   read the file directly in large chunks.
+//! - [`Staging`]: a local directory where uploads land while they are hashed. Nothing in staging is
+//!   visible to devices; an artifact appears only when [`Blobs::commit`] moves a verified file in
+//!   whole, so an interrupted upload or a crash never leaves half an artifact behind.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::io::SeekFrom;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use otter_core::digest::{Digests, MultiHasher};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use crate::{Result, StoreError, random_id};
+
+/// A stream of artifact bytes, as handed to the HTTP layer.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Read size for local downloads: large reads keep syscalls and thread hops per MiB low.
+const LOCAL_READ_CHUNK: usize = 256 * 1024;
+/// Write buffer for staging files.
+const STAGING_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// The content-addressed artifact store.
+#[derive(Clone, Debug)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+    /// Set when `store` is a local directory, for the rename and direct-read fast paths.
+    local: Option<Arc<LocalFileSystem>>,
+}
+
+impl Blobs {
+    /// Blobs in a local directory (created if missing).
+    pub fn local(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let fs = Arc::new(LocalFileSystem::new_with_prefix(root)?);
+        Ok(Blobs {
+            store: fs.clone(),
+            local: Some(fs),
+        })
+    }
+
+    /// Blobs in any object store (S3-compatible, in-memory for tests).
+    pub fn object_store(store: Arc<dyn ObjectStore>) -> Self {
+        Blobs { store, local: None }
+    }
+
+    fn key(sha256: &str) -> ObjectPath {
+        ObjectPath::from(format!("sha256/{}/{sha256}", &sha256[..2]))
+    }
+
+    /// Makes a staged, fully hashed file the blob for its SHA-256. Idempotent: committing bytes
+    /// that are already stored just drops the staged copy.
+    pub async fn commit(&self, staged: StagedFile) -> Result<()> {
+        let key = Self::key(&staged.digests.sha256);
+        if let Some(fs) = &self.local {
+            let dest = fs.path_to_filesystem(&key)?;
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            // rename is atomic: readers see no file or the whole file.
+            tokio::fs::rename(&staged.path, &dest).await?;
+            return Ok(());
+        }
+        let result = self.upload(&staged.path, &key).await;
+        discard(&staged.path).await;
+        result
+    }
+
+    async fn upload(&self, path: &Path, key: &ObjectPath) -> Result<()> {
+        let upload = self.store.put_multipart(key).await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; 8 * 1024 * 1024];
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    writer.abort().await.ok();
+                    return Err(e.into());
+                }
+            };
+            writer.wait_for_capacity(4).await?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
+    /// Whether the blob exists.
+    pub async fn exists(&self, sha256: &str) -> Result<bool> {
+        match self.store.head(&Self::key(sha256)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams `range` of a blob. The caller checked the range against the artifact's size.
+    pub async fn open(&self, sha256: &str, range: Range<u64>) -> Result<ByteStream> {
+        let key = Self::key(sha256);
+        if let Some(fs) = &self.local {
+            let path = fs.path_to_filesystem(&key)?;
+            let mut file = match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            file.seek(SeekFrom::Start(range.start)).await?;
+            let reader = file.take(range.end - range.start);
+            return Ok(
+                tokio_util::io::ReaderStream::with_capacity(reader, LOCAL_READ_CHUNK).boxed(),
+            );
+        }
+        if range.is_empty() {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&key, options).await?;
+        Ok(result
+            .into_stream()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed())
+    }
+}
+
+/// An upload that finished arriving and was hashed, waiting to be committed.
+#[derive(Debug)]
+pub struct StagedFile {
+    pub path: PathBuf,
+    pub digests: Digests,
+}
+
+/// Why bytes could not be staged.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// More bytes arrived than allowed.
+    #[error("upload exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The client's body stream failed (disconnect, bad multipart framing).
+    #[error("upload interrupted: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<std::io::Error> for IngestError {
+    fn from(e: std::io::Error) -> Self {
+        IngestError::Store(e.into())
+    }
+}
+
+/// The local directory uploads land in before they are verified.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    dir: PathBuf,
+}
+
+const TEMP_PREFIX: &str = "tmp-";
+const SESSION_PREFIX: &str = "upload-";
+
+impl Staging {
+    /// Uses `dir`, creating it if needed.
+    pub fn new(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Staging {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Streams a whole upload into a fresh staging file while hashing it. On any failure the
+    /// file is removed.
+    pub async fn ingest<S, E>(&self, body: S, limit: u64) -> Result<StagedFile, IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let path = self.dir.join(format!("{TEMP_PREFIX}{}", random_id()));
+        let file = tokio::fs::File::create(&path).await?;
+        let mut hasher = MultiHasher::new();
+        match write_stream(file, body, &mut hasher, limit).await {
+            Ok(()) => Ok(StagedFile {
+                path,
+                digests: hasher.finish(),
+            }),
+            Err(e) => {
+                discard(&path).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn session_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{SESSION_PREFIX}{id}"))
+    }
+
+    /// Creates the empty file of a new upload session.
+    pub async fn create_session(&self, id: &str) -> Result<()> {
+        tokio::fs::File::create(self.session_path(id)).await?;
+        Ok(())
+    }
+
+    /// Bytes a session holds: the authority on its offset, since the file is written before the
+    /// database learns of it.
+    pub async fn session_len(&self, id: &str) -> Result<u64> {
+        match tokio::fs::metadata(self.session_path(id)).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends a chunk to a session that holds exactly `offset` bytes; the session may not grow
+    /// past `limit`. Bytes that arrived before the client went away are kept, so the client can
+    /// resume from the returned length; a chunk that would pass `limit` is rolled back whole.
+    pub async fn append<S, E>(
+        &self,
+        id: &str,
+        offset: u64,
+        body: S,
+        limit: u64,
+    ) -> (u64, Result<(), IngestError>)
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let path = self.session_path(id);
+        let file = match tokio::fs::OpenOptions::new().append(true).open(&path).await {
+            Ok(f) => f,
+            Err(e) => return (offset, Err(e.into())),
+        };
+        let mut counter = MultiHasher::new();
+        let result = write_stream(file, body, &mut counter, limit - offset).await;
+        if let Err(IngestError::TooLarge { .. }) = result {
+            let rollback = async {
+                let f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await?;
+                f.set_len(offset).await?;
+                f.sync_all().await
+            };
+            if let Err(e) = rollback.await {
+                return (offset, Err(e.into()));
+            }
+            return (offset, Err(IngestError::TooLarge { limit }));
+        }
+        match self.session_len(id).await {
+            Ok(len) => (len, result),
+            Err(e) => (offset, Err(e.into())),
+        }
+    }
+
+    /// Hashes a complete session and hands it over for committing; the session file moves to a
+    /// temp name so a concurrent chunk cannot change it after hashing.
+    pub async fn seal_session(&self, id: &str) -> Result<StagedFile> {
+        let sealed = self.dir.join(format!("{TEMP_PREFIX}{}", random_id()));
+        tokio::fs::rename(self.session_path(id), &sealed).await?;
+        let path = sealed.clone();
+        let digests = tokio::task::spawn_blocking(move || digest_file(&path))
+            .await
+            .map_err(|e| StoreError::Blob(e.to_string()))?;
+        match digests {
+            Ok(digests) => Ok(StagedFile {
+                path: sealed,
+                digests,
+            }),
+            Err(e) => {
+                discard(&sealed).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Removes a session's bytes (abort, expiry).
+    pub async fn remove_session(&self, id: &str) {
+        discard(&self.session_path(id)).await;
+    }
+
+    /// Drops a staged file that will not be committed (checksum mismatch).
+    pub async fn discard(&self, staged: StagedFile) {
+        discard(&staged.path).await;
+    }
+
+    /// Deletes every temp file and every session file whose id is not in `live`: what a crash or
+    /// an interrupted upload left behind. Returns how many files went.
+    pub async fn sweep(&self, live: &HashSet<String>) -> Result<usize> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan = name.starts_with(TEMP_PREFIX)
+                || name
+                    .strip_prefix(SESSION_PREFIX)
+                    .is_some_and(|id| !live.contains(id));
+            if orphan {
+                discard(&entry.path()).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Writes `body` to `file` through `hasher`, refusing to pass `limit` bytes, and syncs the file.
+async fn write_stream<S, E>(
+    file: tokio::fs::File,
+    mut body: S,
+    hasher: &mut MultiHasher,
+    limit: u64,
+) -> Result<(), IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    let mut out = BufWriter::with_capacity(STAGING_WRITE_BUFFER, file);
+    let mut outcome = Ok(());
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                outcome = Err(IngestError::Body(e.to_string()));
+                break;
+            }
+        };
+        if hasher.size() + chunk.len() as u64 > limit {
+            outcome = Err(IngestError::TooLarge { limit });
+            break;
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await?;
+    }
+    // Flush even after a client error: for sessions, the bytes that did arrive are kept.
+    out.flush().await?;
+    out.get_ref().sync_all().await?;
+    outcome
+}
+
+fn digest_file(path: &Path) -> std::io::Result<Digests> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = MultiHasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(hasher.finish()),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
+async fn discard(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove staging file");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+        stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn read_all(blobs: &Blobs, sha: &str, range: Range<u64>) -> Vec<u8> {
+        let parts: Vec<Bytes> = blobs
+            .open(sha, range)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        parts.concat()
+    }
+
+    async fn round_trip(blobs: Blobs, staging: Staging) {
+        let staged = staging
+            .ingest(chunks(&[b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
+        let sha = staged.digests.sha256.clone();
+        assert_eq!(staged.digests.size, 11);
+        assert!(!blobs.exists(&sha).await.unwrap());
+        blobs.commit(staged).await.unwrap();
+        assert!(blobs.exists(&sha).await.unwrap());
+        assert_eq!(read_all(&blobs, &sha, 0..11).await, b"hello world");
+        assert_eq!(read_all(&blobs, &sha, 6..9).await, b"wor");
+    }
+
+    #[tokio::test]
+    async fn local_and_object_store_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(&dir.path().join("staging")).unwrap();
+        round_trip(
+            Blobs::local(&dir.path().join("blobs")).unwrap(),
+            staging.clone(),
+        )
+        .await;
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        round_trip(Blobs::object_store(memory), staging.clone()).await;
+        assert_eq!(
+            staging.sweep(&HashSet::new()).await.unwrap(),
+            0,
+            "staging left files"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_ingest_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(dir.path()).unwrap();
+        let too_big = staging.ingest(chunks(&[b"0123456789"]), 5).await;
+        assert!(matches!(too_big, Err(IngestError::TooLarge { limit: 5 })));
+        let broken = stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err("reset".to_string()),
+        ]);
+        assert!(matches!(
+            staging.ingest(broken, 100).await,
+            Err(IngestError::Body(_))
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_append_keep_partial_chunks_and_roll_back_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(dir.path()).unwrap();
+        staging.create_session("s1").await.unwrap();
+        let (len, r) = staging.append("s1", 0, chunks(&[b"abc"]), 10).await;
+        assert!(r.is_ok());
+        assert_eq!(len, 3);
+        let cut = stream::iter(vec![
+            Ok(Bytes::from_static(b"de")),
+            Err("reset".to_string()),
+        ]);
+        let (len, r) = staging.append("s1", 3, cut, 10).await;
+        assert!(matches!(r, Err(IngestError::Body(_))));
+        assert_eq!(len, 5, "bytes before the disconnect are kept");
+        let (len, r) = staging.append("s1", 5, chunks(&[b"fghijkl"]), 10).await;
+        assert!(matches!(r, Err(IngestError::TooLarge { .. })));
+        assert_eq!(len, 5, "an overflowing chunk is rolled back");
+        let (len, _) = staging.append("s1", 5, chunks(&[b"fghij"]), 10).await;
+        assert_eq!(len, 10);
+        let sealed = staging.seal_session("s1").await.unwrap();
+        assert_eq!(
+            sealed.digests.sha256,
+            otter_core::digest::sha256_hex(b"abcdefghij")
+        );
+        let live: HashSet<String> = ["s2".to_string()].into();
+        staging.create_session("s2").await.unwrap();
+        staging.create_session("dead").await.unwrap();
+        assert_eq!(
+            staging.sweep(&live).await.unwrap(),
+            2,
+            "sealed temp + dead session"
+        );
+        assert_eq!(staging.session_len("s2").await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,168 @@
+//! otter's storage layer.
+//!
+//! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
+//!   [`TokenStore`], gathered in [`Store`]) are all the server knows about the database.
+//! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
+//!   PostgreSQL share one implementation and differ only in their migrations.
+//! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
+//!   by default), and [`blob::Staging`] receives uploads before they become visible.
+
+use async_trait::async_trait;
+use otter_core::model::{
+    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UpdateReport,
+    UploadSession,
+};
+
+pub mod blob;
+pub mod sql;
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule would be broken (the string names what already exists).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A list cursor that this store never handed out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[source] sqlx::Error),
+    /// The blob store or the local file system failed.
+    #[error("blob storage: {0}")]
+    Blob(String),
+    /// A row holds something otter cannot read back (hand-edited data, a bug).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Blob(e.to_string())
+    }
+}
+
+impl From<object_store::Error> for StoreError {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => StoreError::NotFound,
+            other => StoreError::Blob(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which page of a list to read. `cursor` is the opaque `nextCursor` of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+/// A report before the store gives it an id.
+#[derive(Debug, Clone)]
+pub struct NewReport {
+    pub product: String,
+    pub device: String,
+    pub version: String,
+    pub state: ReportState,
+    pub message: Option<String>,
+    pub created_at: i64,
+}
+
+/// Products and artifacts: the catalogue of what can be released.
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Creates a product; [`StoreError::Conflict`] if the name is taken.
+    async fn create_product(&self, product: &Product) -> Result<()>;
+    async fn get_product(&self, name: &str) -> Result<Option<Product>>;
+    /// Products by name.
+    async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>>;
+    /// Every product, for building the in-memory check index.
+    async fn all_products(&self) -> Result<Vec<Product>>;
+    /// Records an artifact's metadata; if the same SHA-256 exists, returns the stored one.
+    async fn put_artifact(&self, artifact: &Artifact) -> Result<Artifact>;
+    async fn get_artifact(&self, sha256: &str) -> Result<Option<Artifact>>;
+}
+
+/// Releases of products.
+#[async_trait]
+pub trait ReleaseStore: Send + Sync {
+    /// Publishes a release (its `seq` and `created_at` are assigned here);
+    /// [`StoreError::Conflict`] if the product already has that version.
+    async fn create_release(&self, release: &Release) -> Result<Release>;
+    async fn get_release(&self, product: &str, version: &str) -> Result<Option<Release>>;
+    /// A product's releases, newest published first.
+    async fn list_releases(&self, product: &str, page: &PageRequest) -> Result<Page<Release>>;
+    /// Every release of a product, for the check index.
+    async fn all_releases(&self, product: &str) -> Result<Vec<Release>>;
+    /// Changes a release's flags; [`StoreError::NotFound`] if it does not exist.
+    async fn patch_release(
+        &self,
+        product: &str,
+        version: &str,
+        patch: &ReleasePatch,
+    ) -> Result<Release>;
+}
+
+/// Devices and what they report.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Upserts a batch of sightings in one transaction; later sightings of a device win.
+    async fn record_seen(&self, seen: &[DeviceSeen]) -> Result<()>;
+    /// A product's devices by id.
+    async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>>;
+    async fn insert_report(&self, report: &NewReport) -> Result<UpdateReport>;
+    /// A product's reports, newest first, optionally for one device.
+    async fn list_reports(
+        &self,
+        product: &str,
+        device: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<UpdateReport>>;
+}
+
+/// Resumable upload sessions (their bytes live in [`blob::Staging`]).
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn create_upload(&self, session: &UploadSession) -> Result<()>;
+    async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>>;
+    /// Records how many bytes have arrived.
+    async fn set_upload_offset(&self, id: &str, offset: u64, updated_at: i64) -> Result<()>;
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Ids of sessions last touched before `before` (Unix seconds).
+    async fn idle_uploads(&self, before: i64) -> Result<Vec<String>>;
+    /// Ids of every session, to tell live staging files from orphans.
+    async fn all_uploads(&self) -> Result<Vec<String>>;
+}
+
+/// Admin API tokens, kept as SHA-256 hex of the token.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Adds a token hash; adding one that exists is not an error.
+    async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()>;
+    async fn token_hashes(&self) -> Result<Vec<String>>;
+}
+
+/// Everything the server needs from a database.
+pub trait Store: ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore {}
+
+impl<T: ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore> Store for T {}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A random 128-bit identifier as hex (upload sessions, temp files).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+    hex::encode(bytes)
+}
