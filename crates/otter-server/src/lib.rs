@@ -1,1 +1,172 @@
-//! placeholder
+//! otter's HTTP server.
+//!
+//! - [`router`]: every route; [`admin`]: the admin API; [`native`]: otter's own device API;
+//!   [`download`]: artifact downloads shared by every device protocol.
+//! - [`index`]: the in-memory check index; [`seen`]: batched device sightings.
+//! - [`Server`]: opens storage, bootstraps the admin token and serves until shut down.
+
+pub mod admin;
+pub mod auth;
+pub mod download;
+pub mod error;
+pub mod index;
+pub mod native;
+pub mod router;
+pub mod seen;
+pub mod state;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use otter_store::blob::{Blobs, Staging};
+use otter_store::sql::SqlStore;
+use otter_store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use auth::Bootstrap;
+pub use state::{AppState, ServerConfig};
+
+use crate::auth::AdminTokens;
+use crate::index::CheckIndex;
+use crate::seen::SeenQueue;
+
+/// Where otter keeps its state.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// Data directory: blobs, staging and (by default) the SQLite database.
+    pub data_dir: PathBuf,
+    /// Database URL; `None` means `sqlite://<data_dir>/otter.db`.
+    pub database_url: Option<String>,
+    /// Admin token to accept; `None` generates one on first start.
+    pub admin_token: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening storage: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bootstrap(#[from] auth::BootstrapError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// An opened otter: storage, state and background tasks, ready to serve.
+pub struct Server {
+    state: AppState,
+    sql: SqlStore,
+    seen_writer: JoinHandle<()>,
+    janitor: JoinHandle<()>,
+    /// What happened to the admin token at startup.
+    pub bootstrap: Bootstrap,
+}
+
+impl Server {
+    /// Opens (creating if needed) the data directory and database, runs migrations, removes
+    /// what interrupted uploads left behind, and loads the check index.
+    pub async fn open(storage: Storage, config: ServerConfig) -> Result<Self, StartError> {
+        let data = &storage.data_dir;
+        std::fs::create_dir_all(data).map_err(|source| StartError::DataDir {
+            path: data.clone(),
+            source,
+        })?;
+        let url = storage
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
+        let sql = SqlStore::connect(&url).await?;
+        let store: Arc<dyn Store> = Arc::new(sql.clone());
+        let bootstrap =
+            auth::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
+
+        let blobs = Blobs::local(&data.join("blobs"))?;
+        let staging = Staging::new(&data.join("staging"))?;
+        let live: HashSet<String> = store.all_uploads().await?.into_iter().collect();
+        let swept = staging.sweep(&live).await?;
+        if swept > 0 {
+            tracing::info!(files = swept, "removed leftovers of interrupted uploads");
+        }
+
+        let index = CheckIndex::load(&*store).await?;
+        let tokens = AdminTokens::load(&*store).await?;
+        let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
+        let state = AppState::new(state::Inner {
+            config,
+            store,
+            blobs,
+            staging,
+            index,
+            seen,
+            tokens,
+            busy_uploads: Default::default(),
+        });
+        let janitor = tokio::spawn(janitor(state.clone()));
+        Ok(Server {
+            state,
+            sql,
+            seen_writer,
+            janitor,
+            bootstrap,
+        })
+    }
+
+    /// The application, for in-process tests.
+    pub fn router(&self) -> axum::Router {
+        router::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish for
+    /// up to the configured grace period, flushes queued sightings and closes the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.shutdown_grace;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stopping_tx.send(()).ok();
+        });
+        let bounded = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+                tracing::warn!(?grace, "grace period over: dropping remaining connections");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = server => r,
+            () = bounded => Ok(()),
+        };
+        self.janitor.abort();
+        self.state.seen.close();
+        if let Err(e) = self.seen_writer.await {
+            tracing::warn!(error = %e, "sighting writer ended abnormally");
+        }
+        self.sql.close().await;
+        result
+    }
+}
+
+/// Periodic housekeeping: expires idle upload sessions.
+async fn janitor(state: AppState) {
+    let every = (state.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = admin::uploads::expire_idle(&state).await {
+            tracing::warn!(error = %e, "could not expire idle uploads");
+        }
+    }
+}

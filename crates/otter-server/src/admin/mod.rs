@@ -1,0 +1,56 @@
+//! The admin API under `/api/v1`: every handler here takes the [`crate::auth::Admin`] extractor.
+
+pub mod artifacts;
+pub mod fleet;
+pub mod products;
+pub mod releases;
+pub mod uploads;
+
+use axum::Json;
+use axum::extract::State;
+use otter_store::PageRequest;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult};
+use crate::index::ProductIndex;
+use crate::state::AppState;
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    pub fn page(self) -> ApiResult<PageRequest> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500"));
+        }
+        Ok(PageRequest {
+            limit,
+            cursor: self.cursor,
+        })
+    }
+}
+
+/// The product's index entry, or 404 `product_not_found`.
+pub fn product(state: &AppState, name: &str) -> ApiResult<std::sync::Arc<ProductIndex>> {
+    state
+        .index
+        .product(name)
+        .ok_or_else(|| ApiError::product_not_found(name))
+}
+
+/// `GET /api/v1/status`: queue health and counters.
+pub async fn status(_: Admin, State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "seenQueueDepth": state.seen.depth(),
+        "seenDropped": state.seen.dropped(),
+    }))
+}

@@ -1,0 +1,216 @@
+//! Artifact downloads: `/dl/{sha256}` and `/dl/{product}/{version}/{filename}`.
+//!
+//! HTTP caching and resumption done by hand because devices depend on it: `Content-Length`,
+//! `Accept-Ranges`, one `Range` → 206, unsatisfiable → 416, strong `ETag` (the SHA-256),
+//! `If-None-Match`/`If-Modified-Since` → 304, and `If-Range` (which tower-http lacks). Several
+//! ranges in one request get the whole file (allowed by RFC 9110, and no device asks for them).
+//! The bytes stream from the blob store; nothing is buffered whole.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use otter_core::digest::is_hex_digest;
+use otter_core::model::Artifact;
+
+use crate::error::{ApiError, ApiPath, ApiResult};
+use crate::state::AppState;
+
+/// `GET|HEAD /dl/{sha256}`
+pub async fn by_hash(
+    State(state): State<AppState>,
+    ApiPath(sha256): ApiPath<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if !is_hex_digest(&sha256, 64) {
+        return Err(not_found());
+    }
+    let sha256 = sha256.to_ascii_lowercase();
+    let artifact = match state.index.artifact(&sha256) {
+        Some(a) => a,
+        // Uploaded but not (yet) released: rare, so the database may answer.
+        None => state.store.get_artifact(&sha256).await?.ok_or_else(not_found)?,
+    };
+    serve(&state, &artifact, &method, &headers).await
+}
+
+/// `GET|HEAD /dl/{product}/{version}/{filename}`; the file name is cosmetic (devices and
+/// browsers like URLs that end in `.bin`).
+pub async fn by_release(
+    State(state): State<AppState>,
+    ApiPath((product, version, _filename)): ApiPath<(String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let index = state.index.product(&product).ok_or_else(not_found)?;
+    let release = index.release(&version).ok_or_else(not_found)?;
+    let artifact = release.release.artifact.clone();
+    drop(index);
+    serve(&state, &artifact, &method, &headers).await
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("artifact_not_found", "no such firmware image")
+}
+
+/// Streams an artifact (or part of it) with the caching and range headers described above.
+pub async fn serve(
+    state: &AppState,
+    artifact: &Artifact,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let size = artifact.size;
+    let etag = format!("\"{}\"", artifact.sha256);
+    let modified = UNIX_EPOCH + Duration::from_secs(artifact.created_at.max(0) as u64);
+    let last_modified = httpdate::fmt_http_date(modified);
+
+    let mut response = Response::builder()
+        .header(ETAG, &etag)
+        .header(LAST_MODIFIED, &last_modified)
+        .header(ACCEPT_RANGES, "bytes")
+        .header(CACHE_CONTROL, "public, max-age=31536000, immutable");
+
+    if not_modified(headers, &etag, modified) {
+        return response
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(ApiError::internal);
+    }
+
+    let range_applies = match headers.get(IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) if v.starts_with('"') => v == etag,
+        Some(v) => httpdate::parse_http_date(v).is_ok_and(|d| d == modified),
+    };
+    let requested = headers
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| range_applies)
+        .map(|v| parse_range(v, size))
+        .unwrap_or(RangeRequest::Whole);
+
+    let (status, range) = match requested {
+        RangeRequest::Whole => (StatusCode::OK, 0..size),
+        RangeRequest::Part(range) => {
+            response = response.header(
+                CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", range.start, range.end - 1),
+            );
+            (StatusCode::PARTIAL_CONTENT, range)
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the image is {size} bytes long"),
+            )
+            .with("size", size)
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                refused.headers_mut().insert(CONTENT_RANGE, v);
+            }
+            return Ok(refused);
+        }
+    };
+
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from_stream(state.blobs.open(&artifact.sha256, range.clone()).await?)
+    };
+    response
+        .status(status)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .header(CONTENT_LENGTH, range.end - range.start)
+        .header(
+            CONTENT_DISPOSITION,
+            HeaderValue::from_str(&format!("attachment; filename=\"{}\"", artifact.filename))
+                .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+        )
+        .body(body)
+        .map_err(ApiError::internal)
+}
+
+/// `If-None-Match` wins over `If-Modified-Since` (RFC 9110 §13.2.2).
+fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return inm.split(',').map(str::trim).any(|tag| {
+            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+        });
+    }
+    headers
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| modified <= since)
+}
+
+/// What a `Range` header asks of an image of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    Whole,
+    Part(std::ops::Range<u64>),
+    Unsatisfiable,
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n`. Headers otter does not understand, and lists
+/// of several ranges, mean the whole image (a server may ignore `Range`).
+fn parse_range(header: &str, size: u64) -> RangeRequest {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let parsed = match (start.parse::<u64>(), end.parse::<u64>()) {
+        (Ok(s), Ok(e)) if s <= e => Some((s, e.saturating_add(1).min(size))),
+        (Ok(_), Ok(_)) => return RangeRequest::Whole,
+        (Ok(s), Err(_)) if end.is_empty() => Some((s, size)),
+        (Err(_), Ok(n)) if start.is_empty() => {
+            if n == 0 {
+                return RangeRequest::Unsatisfiable;
+            }
+            Some((size.saturating_sub(n), size))
+        }
+        _ => None,
+    };
+    match parsed {
+        None => RangeRequest::Whole,
+        Some((s, _)) if s >= size => RangeRequest::Unsatisfiable,
+        Some((s, e)) => RangeRequest::Part(s..e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeRequest::*;
+        assert_eq!(parse_range("bytes=0-9", 100), Part(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=-500", 100), Part(0..100));
+        assert_eq!(parse_range("bytes=50-5000", 100), Part(50..100));
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Whole);
+        assert_eq!(parse_range("bytes=9-1", 100), Whole);
+        assert_eq!(parse_range("items=0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=x-y", 100), Whole);
+    }
+}

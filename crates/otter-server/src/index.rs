@@ -1,0 +1,183 @@
+//! The in-memory check index: every product's releases, pre-parsed and with their check answers
+//! pre-serialised, so `GET …/check` and downloads never touch the database.
+//!
+//! The index is rebuilt per product from the store whenever that product's releases change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use otter_core::model::{Artifact, Product, Release};
+use otter_core::{ReleaseFacts, Version};
+use otter_store::{Result, Store};
+use serde_json::json;
+
+/// One release as the check path needs it.
+pub struct IndexedRelease {
+    pub facts: ReleaseFacts,
+    pub release: Release,
+    /// The check answer offering this release, split around the download URL's base (scheme and
+    /// host), which depends on the request when no public URL is configured. Index 0: a direct
+    /// offer; index 1: a stepping stone.
+    offer: [(String, String); 2],
+}
+
+impl AsRef<ReleaseFacts> for IndexedRelease {
+    fn as_ref(&self) -> &ReleaseFacts {
+        &self.facts
+    }
+}
+
+impl IndexedRelease {
+    fn new(product: &Product, release: Release) -> Result<Self, otter_core::VersionError> {
+        let facts = ReleaseFacts {
+            version: Version::parse(product.scheme, &release.version)?,
+            seq: release.seq,
+            sha256: release.artifact.sha256.clone(),
+            sha1: release.artifact.sha1.clone(),
+            md5: release.artifact.md5.clone(),
+            channels: release.channels.clone(),
+            min_source: release
+                .min_source_version
+                .as_deref()
+                .map(|m| Version::parse(product.scheme, m))
+                .transpose()?,
+            deprecated: release.deprecated,
+            yanked: release.yanked,
+        };
+        const URL_MARK: &str = "\u{0}otter-url\u{0}";
+        let offer = [false, true].map(|stepping_stone| {
+            let body = json!({
+                "hasUpdate": true,
+                "manifest": {
+                    "version": release.version,
+                    "releaseDate": release.release_date,
+                    "size": release.artifact.size,
+                    "sha256": release.artifact.sha256,
+                    "sha1": release.artifact.sha1,
+                    "md5": release.artifact.md5,
+                    "url": URL_MARK,
+                    "mandatory": release.mandatory,
+                    "deprecated": release.deprecated,
+                    "title": release.title,
+                    "summary": release.summary,
+                    "releaseNotesUrl": release.release_notes_url,
+                    "minSourceVersion": release.min_source_version,
+                    "steppingStone": stepping_stone,
+                }
+            })
+            .to_string();
+            let mark = serde_json::to_string(URL_MARK).unwrap_or_default();
+            let (head, tail) = body.split_once(&mark).unwrap_or((&body, ""));
+            let path = download_path(&release.product, &release.version, &release.artifact.filename);
+            (format!("{head}\""), format!("{path}\"{tail}"))
+        });
+        Ok(IndexedRelease {
+            facts,
+            release,
+            offer,
+        })
+    }
+
+    /// The JSON check answer offering this release, with download URLs under `base`
+    /// (e.g. `https://ota.example.com`).
+    pub fn offer_body(&self, base: &str, stepping_stone: bool) -> String {
+        let (head, tail) = &self.offer[usize::from(stepping_stone)];
+        let mut out = String::with_capacity(head.len() + base.len() + tail.len());
+        out.push_str(head);
+        // The base comes from configuration or a Host header; keep it inside the JSON string.
+        for c in base.chars() {
+            if c != '"' && c != '\\' && !c.is_control() {
+                out.push(c);
+            }
+        }
+        out.push_str(tail);
+        out
+    }
+}
+
+/// The path devices download a release from.
+pub fn download_path(product: &str, version: &str, filename: &str) -> String {
+    format!("/dl/{product}/{version}/{filename}")
+}
+
+/// One product's releases.
+pub struct ProductIndex {
+    pub product: Product,
+    pub releases: Vec<IndexedRelease>,
+}
+
+impl ProductIndex {
+    pub fn release(&self, version: &str) -> Option<&IndexedRelease> {
+        self.releases.iter().find(|r| r.release.version == version)
+    }
+
+    /// The release a device's `current` names (version or artifact digest), if any.
+    pub fn identify(&self, current: &str) -> Option<&IndexedRelease> {
+        self.releases.iter().find(|r| r.facts.is_identified_by(current))
+    }
+}
+
+/// Every product's index, swapped whole per product.
+#[derive(Default)]
+pub struct CheckIndex {
+    products: RwLock<HashMap<String, Arc<ProductIndex>>>,
+    /// Released artifacts by SHA-256, for `/dl/{sha256}`.
+    artifacts: RwLock<HashMap<String, Artifact>>,
+    /// Serialises rebuilds so an older read of the store never overwrites a newer one.
+    rebuild: tokio::sync::Mutex<()>,
+}
+
+impl CheckIndex {
+    /// Loads every product.
+    pub async fn load(store: &dyn Store) -> Result<Self> {
+        let index = CheckIndex::default();
+        for product in store.all_products().await? {
+            index.reload(store, &product.name).await?;
+        }
+        Ok(index)
+    }
+
+    pub fn product(&self, name: &str) -> Option<Arc<ProductIndex>> {
+        self.products
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn artifact(&self, sha256: &str) -> Option<Artifact> {
+        self.artifacts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha256)
+            .cloned()
+    }
+
+    /// Rebuilds one product from the store. Releases whose versions no longer parse (hand-edited
+    /// rows) are skipped with a warning rather than taking the product offline.
+    pub async fn reload(&self, store: &dyn Store, name: &str) -> Result<()> {
+        let _guard = self.rebuild.lock().await;
+        let Some(product) = store.get_product(name).await? else {
+            return Ok(());
+        };
+        let mut releases = Vec::new();
+        for release in store.all_releases(name).await? {
+            match IndexedRelease::new(&product, release) {
+                Ok(r) => releases.push(r),
+                Err(e) => tracing::warn!(product = name, error = %e, "skipping unreadable release"),
+            }
+        }
+        {
+            let mut artifacts = self.artifacts.write().unwrap_or_else(|e| e.into_inner());
+            for r in &releases {
+                artifacts.insert(r.release.artifact.sha256.clone(), r.release.artifact.clone());
+            }
+        }
+        let entry = Arc::new(ProductIndex { product, releases });
+        self.products
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), entry);
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! `POST /api/v1/products/{product}/reports`: a device says how an update went. Written before
+//! the answer, never dropped.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use otter_core::model::{DeviceSeen, ReportState, UpdateReport, validate_name};
+use otter_core::version::MAX_VERSION_LEN;
+use otter_store::{NewReport, now};
+use serde::Deserialize;
+
+use crate::admin::product;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::state::AppState;
+
+/// Longest report message kept.
+const MAX_MESSAGE_LEN: usize = 2000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    device: String,
+    version: String,
+    state: ReportState,
+    message: Option<String>,
+    channel: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<ReportBody>,
+) -> ApiResult<(StatusCode, Json<UpdateReport>)> {
+    product(&state, &name)?;
+    validate_name("device", &body.device)?;
+    if body.version.is_empty() || body.version.len() > MAX_VERSION_LEN {
+        return Err(ApiError::bad_request(
+            "invalid_version",
+            format!("version must be 1-{MAX_VERSION_LEN} characters"),
+        ));
+    }
+    if body.message.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE_LEN) {
+        return Err(ApiError::bad_request(
+            "field_too_long",
+            format!("message is longer than {MAX_MESSAGE_LEN} characters"),
+        ));
+    }
+    let at = now();
+    let report = state
+        .store
+        .insert_report(&NewReport {
+            product: name.clone(),
+            device: body.device.clone(),
+            version: body.version.clone(),
+            state: body.state,
+            message: body.message,
+            created_at: at,
+        })
+        .await?;
+    if body.state == ReportState::Installed {
+        // What a device runs matters more than when it was last seen: write it now, not through
+        // the lossy sighting queue.
+        let channel = body.channel.unwrap_or_else(|| otter_core::model::DEFAULT_CHANNEL.to_owned());
+        validate_name("channel", &channel)?;
+        state
+            .store
+            .record_seen(&[DeviceSeen {
+                product: name,
+                id: body.device,
+                current_version: Some(body.version),
+                current_hash: None,
+                channel,
+                at,
+            }])
+            .await?;
+    }
+    Ok((StatusCode::CREATED, Json(report)))
+}

@@ -1,0 +1,57 @@
+//! Every route otter serves, in one place.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+
+use crate::admin::{artifacts, fleet, products, releases, uploads};
+use crate::error::{no_route, wrong_method};
+use crate::native::{check, reports};
+use crate::state::AppState;
+use crate::download;
+
+pub fn router(state: AppState) -> Router {
+    // Upload routes enforce otter's own limit while streaming; axum's 2 MB default would cut
+    // images off.
+    let unlimited = DefaultBodyLimit::disable();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/status", get(crate::admin::status))
+        .route("/api/v1/products", get(products::list).post(products::create))
+        .route("/api/v1/products/{product}", get(products::get))
+        .route("/api/v1/products/{product}/check", get(check::check))
+        .route(
+            "/api/v1/products/{product}/releases",
+            get(releases::list).post(releases::publish),
+        )
+        .route(
+            "/api/v1/products/{product}/releases/{version}",
+            get(releases::get).patch(releases::patch),
+        )
+        .route("/api/v1/products/{product}/devices", get(fleet::devices))
+        .route(
+            "/api/v1/products/{product}/reports",
+            get(fleet::reports).post(reports::create),
+        )
+        .route(
+            "/api/v1/artifacts",
+            put(artifacts::put_raw)
+                .post(artifacts::post_multipart)
+                .layer(unlimited),
+        )
+        .route("/api/v1/artifacts/{sha256}", get(artifacts::get))
+        .route("/api/v1/uploads", post(uploads::begin))
+        .route(
+            "/api/v1/uploads/{id}",
+            get(uploads::status)
+                .put(uploads::chunk)
+                .delete(uploads::abort)
+                .layer(unlimited),
+        )
+        .route("/api/v1/uploads/{id}/finalize", post(uploads::finalize))
+        .route("/dl/{sha256}", get(download::by_hash))
+        .route("/dl/{product}/{version}/{filename}", get(download::by_release))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state)
+}

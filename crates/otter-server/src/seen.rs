@@ -1,0 +1,96 @@
+//! Device sightings go through a bounded queue and are written in batches, so a fleet checking in
+//! costs the database one transaction per batch instead of one write per request.
+//!
+//! When the queue is full a sighting is dropped and counted: last-seen times are best-effort.
+//! Update reports never take this path; they are written before the device gets its answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use otter_core::model::DeviceSeen;
+use otter_store::Store;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+/// Largest batch written in one transaction.
+const BATCH: usize = 512;
+
+/// The sending side, shared by every request.
+pub struct SeenQueue {
+    tx: mpsc::Sender<DeviceSeen>,
+    dropped: AtomicU64,
+    closing: Arc<Notify>,
+}
+
+impl SeenQueue {
+    /// Starts the writer task. It ends once [`SeenQueue::close`] is called, after writing what
+    /// is queued.
+    pub fn start(store: Arc<dyn Store>, capacity: usize) -> (Arc<Self>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let closing = Arc::new(Notify::new());
+        let writer = tokio::spawn(write_batches(store, rx, closing.clone()));
+        (
+            Arc::new(SeenQueue {
+                tx,
+                dropped: AtomicU64::new(0),
+                closing,
+            }),
+            writer,
+        )
+    }
+
+    /// Stops accepting sightings and lets the writer flush the queue and end.
+    pub fn close(&self) {
+        self.closing.notify_one();
+    }
+
+    /// Queues a sighting without waiting; drops it (and counts) when the queue is full.
+    pub fn record(&self, seen: DeviceSeen) {
+        if self.tx.try_send(seen).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sightings dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sightings waiting to be written.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<DeviceSeen>,
+    closing: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            received = rx.recv_many(&mut batch, BATCH) => {
+                if received == 0 {
+                    return;
+                }
+                write(&*store, &mut batch).await;
+            }
+            () = closing.notified() => {
+                // No new sightings from here on; drain what is buffered.
+                rx.close();
+                while rx.recv_many(&mut batch, BATCH).await > 0 {
+                    write(&*store, &mut batch).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn write(store: &dyn Store, batch: &mut Vec<DeviceSeen>) {
+    if let Err(e) = store.record_seen(batch).await {
+        tracing::warn!(error = %e, count = batch.len(), "could not record device sightings");
+    }
+    batch.clear();
+}

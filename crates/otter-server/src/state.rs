@@ -1,0 +1,71 @@
+//! [`AppState`]: what every handler can reach, and the server's settings.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use otter_store::Store;
+use otter_store::blob::{Blobs, Staging};
+
+use crate::auth::AdminTokens;
+use crate::index::CheckIndex;
+use crate::seen::SeenQueue;
+use crate::admin::uploads::Busy;
+
+/// Settings of the HTTP layer (the binary fills them from defaults, file, env and flags).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Base of absolute download URLs (`https://ota.example.com`); without it, URLs are built
+    /// from the request's `Host` header.
+    pub public_url: Option<String>,
+    /// Largest artifact accepted, in bytes.
+    pub max_upload: u64,
+    /// Upload sessions idle for longer than this expire.
+    pub upload_ttl: Duration,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Capacity of the device-sighting queue.
+    pub seen_queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            public_url: None,
+            max_upload: 2 * 1024 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            shutdown_grace: Duration::from_secs(30),
+            seen_queue: 65_536,
+        }
+    }
+}
+
+/// Shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub staging: Staging,
+    pub index: CheckIndex,
+    pub seen: Arc<SeenQueue>,
+    pub tokens: AdminTokens,
+    /// Upload sessions a request is writing to right now.
+    pub busy_uploads: Busy,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
