@@ -24,13 +24,8 @@ use tokio_util::io::ReaderStream;
 
 use crate::client::Client;
 
-/// Bytes sent per upload request. Big enough that per-request overhead is negligible, small
-/// enough that a broken connection costs little to resend.
-const CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 /// How often one chunk is retried after a transient failure before the upload gives up.
 const MAX_RETRIES: u32 = 5;
-/// The first retry waits this long; each further one waits twice as long as the one before.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Read size while hashing and uploading; large reads keep syscall overhead low.
 const READ_BUF: usize = 1024 * 1024;
 
@@ -397,24 +392,29 @@ async fn list<T: Row>(
     row: impl Fn(T) -> Vec<String>,
 ) -> anyhow::Result<()> {
     let items = client.list_all(url).await?;
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &items)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    if items.is_empty() {
+    let written = if json {
+        // One item per line: easy to read, grep and feed to jq.
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &items)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else if items.is_empty() {
         // On stderr, so a script reading the table sees no rows rather than a sentence.
         eprintln!("no {what}");
-        return Ok(());
+        Ok(())
+    } else {
+        let rows = items
+            .iter()
+            .map(|item| serde_json::from_str::<T>(item.get()).map(&row))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("the server sent {what} in an unexpected shape"))?;
+        write_table(&mut std::io::stdout().lock(), T::HEADER, &rows)
+    };
+    match written {
+        // The reader went away (`otter release list p | head`): it has all it wanted.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    let rows = items
-        .into_iter()
-        .map(|item| serde_json::from_value::<T>(item).map(&row))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("the server sent {what} in an unexpected shape"))?;
-    write_table(&mut out, T::HEADER, &rows)?;
-    Ok(())
 }
 
 /// Writes left-aligned columns separated by two spaces; the last column is not padded so lines
@@ -459,6 +459,25 @@ async fn patch_release(
     let url = client.url(&["api", "v1", "products", product, "releases", version]);
     let _: Release = client.patch(url, &patch).await?;
     Ok(())
+}
+
+/// How an upload is cut up and how long it waits before retrying.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    /// Bytes sent per request.
+    chunk_size: u64,
+    /// The first retry waits this long; each further one waits twice as long as the one before.
+    first_backoff: Duration,
+}
+
+impl Pacing {
+    /// 8 MiB chunks are big enough that per-request overhead is negligible and small enough that
+    /// a broken connection costs little to resend. Five retries starting at half a second ride
+    /// out about 15 s of outage (a server restart, a flapping link).
+    const DEFAULT: Pacing = Pacing {
+        chunk_size: 8 * 1024 * 1024,
+        first_backoff: Duration::from_millis(500),
+    };
 }
 
 /// A local image, hashed and ready to upload.
@@ -510,7 +529,7 @@ async fn publish(
 
     let progress = progress_bar();
     let image = hash_file(file, &progress).await?;
-    let artifact = upload(client, &image, CHUNK_SIZE, &progress).await;
+    let artifact = upload(client, &image, Pacing::DEFAULT, &progress).await;
     progress.finish_and_clear();
     let artifact = artifact?;
 
@@ -557,9 +576,12 @@ async fn hash_file(path: &Path, progress: &ProgressBar) -> anyhow::Result<LocalI
     tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        let size = file.metadata()?.len();
-        progress.set_length(size);
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
         progress.set_message("hashing");
+        progress.set_length(size);
         let mut hasher = Sha256::new();
         let mut buf = vec![0; READ_BUF];
         loop {
@@ -587,12 +609,11 @@ async fn hash_file(path: &Path, progress: &ProgressBar) -> anyhow::Result<LocalI
     .await?
 }
 
-/// Uploads `image` through a resumable upload session, `chunk_size` bytes per request, and
-/// returns the stored artifact.
+/// Uploads `image` through a resumable upload session and returns the stored artifact.
 async fn upload(
     client: &Client,
     image: &LocalImage,
-    chunk_size: u64,
+    pacing: Pacing,
     progress: &ProgressBar,
 ) -> anyhow::Result<Artifact> {
     let body = json!({ "size": image.size, "sha256": image.sha256, "filename": image.filename });
@@ -607,7 +628,7 @@ async fn upload(
     let mut failures = 0;
     while offset < image.size {
         progress.set_position(offset);
-        let len = chunk_size.min(image.size - offset);
+        let len = pacing.chunk_size.min(image.size - offset);
         let mut url = session_url.clone();
         url.query_pairs_mut()
             .append_pair("offset", &offset.to_string());
@@ -633,7 +654,7 @@ async fn upload(
             // connection broke; continue from what it has.
             offset = current;
         } else if err.is_transient() {
-            let delay = FIRST_BACKOFF * 2u32.pow(failures - 1);
+            let delay = pacing.first_backoff * 2u32.pow(failures - 1);
             progress.suspend(|| {
                 eprintln!(
                     "warning: {err}; retrying in {:.1}s ({failures}/{MAX_RETRIES})",
@@ -680,4 +701,355 @@ async fn chunk_body(
     let stream = ReaderStream::with_capacity(file.take(len), READ_BUF)
         .inspect_ok(move |bytes| progress.inc(bytes.len() as u64));
     Ok(reqwest::Body::wrap_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::body::Bytes;
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post, put};
+
+    use super::*;
+    use crate::client::ClientArgs;
+
+    /// Something the fake server does instead of answering normally.
+    #[derive(Debug, Clone, Copy)]
+    enum Fault {
+        /// The next chunk fails with 503 and nothing of it is kept.
+        Reject,
+        /// The next chunk keeps only this many bytes, as when its connection breaks, then 503.
+        CutOff(usize),
+        /// The next session lookup fails with 503.
+        LookupFails,
+    }
+
+    /// An upload-session endpoint that behaves like the real one, with injectable faults.
+    #[derive(Default)]
+    struct Fake {
+        size: u64,
+        sha256: String,
+        data: Vec<u8>,
+        faults: VecDeque<Fault>,
+        puts: usize,
+        unauthorized: usize,
+    }
+
+    type Shared = Arc<Mutex<Fake>>;
+
+    fn api_error(status: StatusCode, code: &str, extra: Value) -> Response {
+        let mut body = json!({ "error": code, "message": format!("fake says {code}") });
+        if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+            body.extend(extra);
+        }
+        (status, Json(body)).into_response()
+    }
+
+    fn session(fake: &Fake) -> Json<UploadSession> {
+        Json(UploadSession {
+            id: "s1".into(),
+            filename: "fw.bin".into(),
+            size: fake.size,
+            sha256: fake.sha256.clone(),
+            offset: fake.data.len() as u64,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    fn check_auth(fake: &mut Fake, headers: &HeaderMap) {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer secret") {
+            fake.unauthorized += 1;
+        }
+    }
+
+    async fn create(
+        State(fake): State<Shared>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let mut fake = fake.lock().unwrap();
+        check_auth(&mut fake, &headers);
+        fake.size = body["size"].as_u64().unwrap();
+        fake.sha256 = body["sha256"].as_str().unwrap().to_owned();
+        (StatusCode::CREATED, session(&fake)).into_response()
+    }
+
+    async fn lookup(State(fake): State<Shared>) -> Response {
+        let mut fake = fake.lock().unwrap();
+        if let Some(Fault::LookupFails) = fake.faults.front() {
+            fake.faults.pop_front();
+            return api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({}));
+        }
+        session(&fake).into_response()
+    }
+
+    async fn chunk(
+        State(fake): State<Shared>,
+        headers: HeaderMap,
+        Query(query): Query<HashMap<String, u64>>,
+        body: Bytes,
+    ) -> Response {
+        let mut fake = fake.lock().unwrap();
+        check_auth(&mut fake, &headers);
+        fake.puts += 1;
+        let have = fake.data.len() as u64;
+        if query["offset"] != have {
+            return api_error(
+                StatusCode::CONFLICT,
+                "offset_mismatch",
+                json!({ "offset": have }),
+            );
+        }
+        if have + body.len() as u64 > fake.size {
+            return api_error(StatusCode::BAD_REQUEST, "chunk_too_large", json!({}));
+        }
+        match fake.faults.front().copied() {
+            Some(Fault::Reject) => {
+                fake.faults.pop_front();
+                api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({}))
+            }
+            Some(Fault::CutOff(kept)) => {
+                fake.faults.pop_front();
+                fake.data.extend_from_slice(&body[..kept]);
+                api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({}))
+            }
+            _ => {
+                fake.data.extend_from_slice(&body);
+                session(&fake).into_response()
+            }
+        }
+    }
+
+    async fn finalize(State(fake): State<Shared>) -> Response {
+        let fake = fake.lock().unwrap();
+        if fake.data.len() as u64 != fake.size {
+            return api_error(StatusCode::CONFLICT, "upload_incomplete", json!({}));
+        }
+        let sha256 = hex::encode(Sha256::digest(&fake.data));
+        if sha256 != fake.sha256 {
+            return api_error(StatusCode::BAD_REQUEST, "checksum_mismatch", json!({}));
+        }
+        let artifact = Artifact {
+            sha256,
+            sha1: String::new(),
+            md5: String::new(),
+            size: fake.size,
+            filename: "fw.bin".into(),
+            created_at: 0,
+        };
+        (StatusCode::CREATED, Json(artifact)).into_response()
+    }
+
+    /// Starts the fake on a free port; returns a client for it and the fake's state.
+    async fn start(faults: &[Fault]) -> (Client, Shared) {
+        let fake: Shared = Arc::new(Mutex::new(Fake {
+            faults: faults.iter().copied().collect(),
+            ..Fake::default()
+        }));
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/products",
+                get(|| async { api_error(StatusCode::UNAUTHORIZED, "unauthorized", json!({})) }),
+            )
+            .route("/api/v1/uploads", post(create))
+            .route("/api/v1/uploads/{id}", get(lookup).put(chunk))
+            .route("/api/v1/uploads/{id}/finalize", post(finalize))
+            .route(
+                "/api/v1/products/{product}",
+                get(|| async { api_error(StatusCode::NOT_FOUND, "product_not_found", json!({})) }),
+            )
+            .route(
+                "/api/v1/products/{product}/releases",
+                put(|| async { "not json" }).get(|| async { (StatusCode::BAD_GATEWAY, "<html>") }),
+            )
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(&ClientArgs {
+            server: format!("http://{addr}"),
+            token: Some("secret".into()),
+        })
+        .unwrap();
+        (client, fake)
+    }
+
+    /// A temp file of `size` bytes that are not all alike, so misplaced chunks change the hash.
+    async fn image(size: usize) -> (tempfile::TempDir, LocalImage, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fw.bin");
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let image = hash_file(&path, &ProgressBar::hidden()).await.unwrap();
+        (dir, image, bytes)
+    }
+
+    const TEST_PACING: Pacing = Pacing {
+        chunk_size: 1000,
+        first_backoff: Duration::from_millis(10),
+    };
+
+    #[tokio::test]
+    async fn hashes_the_whole_file() {
+        let (_dir, image, bytes) = image(10_500).await;
+        assert_eq!(image.size, 10_500);
+        assert_eq!(image.filename, "fw.bin");
+        assert_eq!(image.sha256, hex::encode(Sha256::digest(&bytes)));
+    }
+
+    #[tokio::test]
+    async fn uploads_in_chunks() {
+        let (client, fake) = start(&[]).await;
+        let (_dir, image, bytes) = image(10_500).await;
+        let artifact = upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert_eq!(artifact.sha256, image.sha256);
+        let fake = fake.lock().unwrap();
+        assert_eq!(fake.data, bytes);
+        assert_eq!(fake.puts, 11);
+        assert_eq!(fake.unauthorized, 0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_image_needs_no_chunks() {
+        let (client, fake) = start(&[]).await;
+        let (_dir, image, _) = image(0).await;
+        upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert_eq!(fake.lock().unwrap().puts, 0);
+    }
+
+    #[tokio::test]
+    async fn retries_and_resumes_where_the_server_is() {
+        // A rejected chunk is resent; a cut-off chunk continues from the kept bytes, learnt from
+        // the session; and when even that lookup fails, from the offset_mismatch answer.
+        let faults = [
+            Fault::Reject,
+            Fault::CutOff(300),
+            Fault::CutOff(100),
+            Fault::LookupFails,
+        ];
+        let (client, fake) = start(&faults).await;
+        let (_dir, image, bytes) = image(4_200).await;
+        let artifact = upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert_eq!(artifact.size, 4_200);
+        assert_eq!(fake.lock().unwrap().data, bytes);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_retries() {
+        let faults = [Fault::Reject; MAX_RETRIES as usize + 1];
+        let (client, fake) = start(&faults).await;
+        let (_dir, image, _) = image(2_000).await;
+        let err = upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "upload of fw.bin stopped at byte 0 of 2000 after 5 retries: \
+             fake says unavailable (unavailable)"
+        );
+        assert_eq!(fake.lock().unwrap().puts, MAX_RETRIES as usize + 1);
+    }
+
+    #[tokio::test]
+    async fn errors_read_like_the_server_says() {
+        let (client, _) = start(&[]).await;
+        let err = client
+            .get::<Product>(client.url(&["api", "v1", "products", "nope"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fake says product_not_found (product_not_found)"
+        );
+        assert!(!err.is_transient());
+
+        let releases = client.url(&["api", "v1", "products", "p", "releases"]);
+        let err = client.get::<Value>(releases.clone()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the server answered 502 Bad Gateway (http_502)"
+        );
+        assert!(err.is_transient());
+
+        let body = reqwest::Body::from("x");
+        let err = client.put::<Value>(releases, body, 1).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("unexpected response from http://"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named() {
+        // Bind and drop to find a port that nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::new(&ClientArgs {
+            server: format!("http://127.0.0.1:{port}"),
+            token: None,
+        })
+        .unwrap();
+        let err = client
+            .get::<Value>(client.url(&["api", "v1", "products"]))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "could not reach the otter server at http://127.0.0.1:{port}/: "
+            )),
+            "{text}"
+        );
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn urls_encode_segments_and_keep_the_prefix() {
+        let client = Client::new(&ClientArgs {
+            server: "https://example.com/otter/".into(),
+            token: Some("t".into()),
+        })
+        .unwrap();
+        let url = client.url(&["api", "v1", "products", "p", "releases", "1.0.0+build/5"]);
+        assert_eq!(
+            url.as_str(),
+            "https://example.com/otter/api/v1/products/p/releases/1.0.0+build%2F5"
+        );
+    }
+
+    #[test]
+    fn tables_align_without_trailing_blanks() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec![
+                "door-sensor".to_owned(),
+                "semver".to_owned(),
+                "x".to_owned(),
+            ],
+            vec!["gw".to_owned(), "lexical".to_owned(), "-".to_owned()],
+        ];
+        write_table(&mut out, &["NAME", "SCHEME", "CREATED"], &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "NAME         SCHEME   CREATED\n\
+             door-sensor  semver   x\n\
+             gw           lexical  -\n"
+        );
+    }
 }

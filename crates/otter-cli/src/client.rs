@@ -15,6 +15,7 @@ use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Where the admin token is looked for when neither `--token` nor `OTTER_TOKEN` is given.
 const TOKEN_FILE: &str = "admin-token";
@@ -248,7 +249,7 @@ impl Client {
 
     /// Every item of a paginated list, following `nextCursor` until the last page. Items stay raw
     /// JSON so `--json` can print exactly what the server sent.
-    pub async fn list_all(&self, url: Url) -> Result<Vec<Value>, Error> {
+    pub async fn list_all(&self, url: Url) -> Result<Vec<Box<RawValue>>, Error> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -260,7 +261,7 @@ impl Client {
                     query.append_pair("cursor", cursor);
                 }
             }
-            let page: Page<Value> = self.get(page_url).await?;
+            let page: Page<Box<RawValue>> = self.get(page_url).await?;
             items.extend(page.items);
             match page.next_cursor {
                 // A cursor that does not move would loop forever; treat it as the end.

@@ -1,7 +1,9 @@
-//! The `otter` binary. Minimal wiring of the admin client; `serve` is added separately.
+//! The `otter` binary: `otter serve` runs the server; the other subcommands are an admin client
+//! for a running server.
 
 mod admin;
 mod client;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the otter server.
+    Serve(serve::ServeArgs),
     /// Create and list products.
     Product {
         #[command(flatten)]
@@ -63,6 +67,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Serve(args) => serve::run(args).await,
         Command::Product { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Release { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,

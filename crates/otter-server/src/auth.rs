@@ -60,7 +60,10 @@ pub enum Bootstrap {
     /// A token existed already.
     Existing,
     /// A new token was generated and written to the returned path; show it once.
-    Generated { token: String, path: std::path::PathBuf },
+    Generated {
+        token: String,
+        path: std::path::PathBuf,
+    },
 }
 
 /// Makes sure some admin token exists: registers `configured` when given; otherwise, on the very
@@ -71,7 +74,9 @@ pub async fn ensure_admin_token(
     configured: Option<&str>,
 ) -> Result<Bootstrap, BootstrapError> {
     if let Some(token) = configured {
-        store.add_token(&token_hash(token), "configured", now()).await?;
+        store
+            .add_token(&token_hash(token), "configured", now())
+            .await?;
         return Ok(Bootstrap::Configured);
     }
     if !store.token_hashes().await?.is_empty() {
@@ -80,7 +85,9 @@ pub async fn ensure_admin_token(
     let token = format!("otter_{}{}", random_id(), random_id());
     let path = data_dir.join("admin-token");
     write_secret(&path, &token)?;
-    store.add_token(&token_hash(&token), "generated", now()).await?;
+    store
+        .add_token(&token_hash(&token), "generated", now())
+        .await?;
     Ok(Bootstrap::Generated { token, path })
 }
 
@@ -119,7 +126,10 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         match token {
             Some(t) if state.tokens.verify(t) => Ok(Admin),

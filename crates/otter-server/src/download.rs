@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,11 @@ pub async fn by_hash(
     let artifact = match state.index.artifact(&sha256) {
         Some(a) => a,
         // Uploaded but not (yet) released: rare, so the database may answer.
-        None => state.store.get_artifact(&sha256).await?.ok_or_else(not_found)?,
+        None => state
+            .store
+            .get_artifact(&sha256)
+            .await?
+            .ok_or_else(not_found)?,
     };
     serve(&state, &artifact, &method, &headers).await
 }
@@ -142,9 +146,10 @@ pub async fn serve(
 /// `If-None-Match` wins over `If-Modified-Since` (RFC 9110 §13.2.2).
 fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
     if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        return inm.split(',').map(str::trim).any(|tag| {
-            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-        });
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag);
     }
     headers
         .get(IF_MODIFIED_SINCE)

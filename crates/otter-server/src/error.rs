@@ -92,11 +92,14 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::InvalidCursor => {
-                ApiError::bad_request("invalid_cursor", "the cursor is not one this list handed out")
-            }
+            StoreError::InvalidCursor => ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this list handed out",
+            ),
             StoreError::NotFound => ApiError::not_found("not_found", "not found"),
-            StoreError::Conflict(what) => ApiError::conflict("conflict", format!("{what} already exists")),
+            StoreError::Conflict(what) => {
+                ApiError::conflict("conflict", format!("{what} already exists"))
+            }
             other => ApiError::internal(other),
         }
     }

@@ -68,7 +68,11 @@ impl IndexedRelease {
             .to_string();
             let mark = serde_json::to_string(URL_MARK).unwrap_or_default();
             let (head, tail) = body.split_once(&mark).unwrap_or((&body, ""));
-            let path = download_path(&release.product, &release.version, &release.artifact.filename);
+            let path = download_path(
+                &release.product,
+                &release.version,
+                &release.artifact.filename,
+            );
             (format!("{head}\""), format!("{path}\"{tail}"))
         });
         Ok(IndexedRelease {
@@ -113,7 +117,9 @@ impl ProductIndex {
 
     /// The release a device's `current` names (version or artifact digest), if any.
     pub fn identify(&self, current: &str) -> Option<&IndexedRelease> {
-        self.releases.iter().find(|r| r.facts.is_identified_by(current))
+        self.releases
+            .iter()
+            .find(|r| r.facts.is_identified_by(current))
     }
 }
 
@@ -170,7 +176,10 @@ impl CheckIndex {
         {
             let mut artifacts = self.artifacts.write().unwrap_or_else(|e| e.into_inner());
             for r in &releases {
-                artifacts.insert(r.release.artifact.sha256.clone(), r.release.artifact.clone());
+                artifacts.insert(
+                    r.release.artifact.sha256.clone(),
+                    r.release.artifact.clone(),
+                );
             }
         }
         let entry = Arc::new(ProductIndex { product, releases });

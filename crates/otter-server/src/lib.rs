@@ -161,7 +161,8 @@ impl Server {
 
 /// Periodic housekeeping: expires idle upload sessions.
 async fn janitor(state: AppState) {
-    let every = (state.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every =
+        (state.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

@@ -5,10 +5,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 
 use crate::admin::{artifacts, fleet, products, releases, uploads};
+use crate::download;
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::state::AppState;
-use crate::download;
 
 pub fn router(state: AppState) -> Router {
     // Upload routes enforce otter's own limit while streaming; axum's 2 MB default would cut
@@ -17,7 +17,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/status", get(crate::admin::status))
-        .route("/api/v1/products", get(products::list).post(products::create))
+        .route(
+            "/api/v1/products",
+            get(products::list).post(products::create),
+        )
         .route("/api/v1/products/{product}", get(products::get))
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(
@@ -50,7 +53,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/uploads/{id}/finalize", post(uploads::finalize))
         .route("/dl/{sha256}", get(download::by_hash))
-        .route("/dl/{product}/{version}/{filename}", get(download::by_release))
+        .route(
+            "/dl/{product}/{version}/{filename}",
+            get(download::by_release),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

@@ -7,10 +7,10 @@ use std::time::Duration;
 use otter_store::Store;
 use otter_store::blob::{Blobs, Staging};
 
+use crate::admin::uploads::Busy;
 use crate::auth::AdminTokens;
 use crate::index::CheckIndex;
 use crate::seen::SeenQueue;
-use crate::admin::uploads::Busy;
 
 /// Settings of the HTTP layer (the binary fills them from defaults, file, env and flags).
 #[derive(Debug, Clone)]

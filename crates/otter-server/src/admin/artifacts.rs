@@ -38,7 +38,12 @@ pub async fn put_raw(
         .staging
         .ingest(body.into_data_stream(), state.config.max_upload)
         .await?;
-    keep(&state, staged, query.filename.as_deref().unwrap_or_default()).await
+    keep(
+        &state,
+        staged,
+        query.filename.as_deref().unwrap_or_default(),
+    )
+    .await
 }
 
 /// `POST /api/v1/artifacts` as `multipart/form-data`; the first part with a file name is the image.
@@ -60,10 +65,7 @@ pub async fn post_multipart(
         let Some(filename) = field.file_name().map(str::to_owned) else {
             continue;
         };
-        let staged = state
-            .staging
-            .ingest(field, state.config.max_upload)
-            .await?;
+        let staged = state.staging.ingest(field, state.config.max_upload).await?;
         return keep(&state, staged, &filename).await;
     }
 }
@@ -84,7 +86,10 @@ pub async fn get(
 }
 
 pub fn artifact_not_found(sha256: &str) -> ApiError {
-    ApiError::not_found("artifact_not_found", format!("no artifact with SHA-256 {sha256}"))
+    ApiError::not_found(
+        "artifact_not_found",
+        format!("no artifact with SHA-256 {sha256}"),
+    )
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it.

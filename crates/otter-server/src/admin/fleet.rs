@@ -17,7 +17,9 @@ pub async fn devices(
     ApiQuery(query): ApiQuery<super::ListQuery>,
 ) -> ApiResult<Json<Page<Device>>> {
     super::product(&state, &product)?;
-    Ok(Json(state.store.list_devices(&product, &query.page()?).await?))
+    Ok(Json(
+        state.store.list_devices(&product, &query.page()?).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,7 +29,10 @@ impl ListQuery {
     pub fn page(self) -> ApiResult<PageRequest> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "limit must be between 1 and 500",
+            ));
         }
         Ok(PageRequest {
             limit,

@@ -37,13 +37,17 @@ pub async fn create(
         scheme: new.scheme,
         created_at: now(),
     };
-    state.store.create_product(&product).await.map_err(|e| match e {
-        StoreError::Conflict(_) => ApiError::conflict(
-            "product_exists",
-            format!("a product named {:?} already exists", product.name),
-        ),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_product(&product)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "product_exists",
+                format!("a product named {:?} already exists", product.name),
+            ),
+            other => other.into(),
+        })?;
     state.index.reload(&*state.store, &product.name).await?;
     tracing::info!(product = %product.name, scheme = %product.scheme, "product created");
     Ok((StatusCode::CREATED, Json(product)))

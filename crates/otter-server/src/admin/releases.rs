@@ -62,16 +62,20 @@ pub async fn publish(
         metadata: new.metadata.unwrap_or_default(),
         created_at: at,
     };
-    let release = state.store.create_release(&release).await.map_err(|e| match e {
-        StoreError::Conflict(_) => ApiError::conflict(
-            "version_exists",
-            format!(
-                "{product} {} was published before; versions are never reused",
-                release.version
+    let release = state
+        .store
+        .create_release(&release)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "version_exists",
+                format!(
+                    "{product} {} was published before; versions are never reused",
+                    release.version
+                ),
             ),
-        ),
-        other => other.into(),
-    })?;
+            other => other.into(),
+        })?;
     state.index.reload(&*state.store, &product).await?;
     tracing::info!(product = %product, version = %release.version, "release published");
     Ok((StatusCode::CREATED, Json(release)))
@@ -85,7 +89,9 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Release>>> {
     super::product(&state, &product)?;
-    Ok(Json(state.store.list_releases(&product, &query.page()?).await?))
+    Ok(Json(
+        state.store.list_releases(&product, &query.page()?).await?,
+    ))
 }
 
 /// `GET /api/v1/products/{product}/releases/{version}`

@@ -74,7 +74,10 @@ pub struct ChunkQuery {
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("upload_not_found", format!("no upload session {id:?} (finished, aborted or expired)"))
+    ApiError::not_found(
+        "upload_not_found",
+        format!("no upload session {id:?} (finished, aborted or expired)"),
+    )
 }
 
 /// The session with its offset read from the staged bytes.
@@ -170,7 +173,10 @@ pub async fn chunk(
         Ok(()) => Ok(Json(session)),
         Err(IngestError::TooLarge { .. }) => Err(ApiError::bad_request(
             "chunk_too_large",
-            format!("the chunk would pass the session's size of {} bytes", session.size),
+            format!(
+                "the chunk would pass the session's size of {} bytes",
+                session.size
+            ),
         )
         .with("offset", len)),
         Err(e) => Err(ApiError::from(e).with("offset", len)),
@@ -205,7 +211,9 @@ pub async fn finalize(
             ),
         ));
     }
-    keep(&state, staged, &session.filename).await.map(|(_, artifact)| (StatusCode::CREATED, artifact))
+    keep(&state, staged, &session.filename)
+        .await
+        .map(|(_, artifact)| (StatusCode::CREATED, artifact))
 }
 
 /// `DELETE /api/v1/uploads/{id}`

@@ -64,7 +64,10 @@ pub async fn check(
         validate_name("device", &device)?;
         let known = current.and_then(|c| index.identify(c));
         let (current_version, current_hash) = match current {
-            Some(c) if is_digest(c) => (known.map(|r| r.release.version.clone()), Some(c.to_ascii_lowercase())),
+            Some(c) if is_digest(c) => (
+                known.map(|r| r.release.version.clone()),
+                Some(c.to_ascii_lowercase()),
+            ),
             Some(c) => (Some(c.to_owned()), None),
             None => (None, None),
         };

@@ -39,7 +39,11 @@ pub async fn create(
             format!("version must be 1-{MAX_VERSION_LEN} characters"),
         ));
     }
-    if body.message.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE_LEN) {
+    if body
+        .message
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE_LEN)
+    {
         return Err(ApiError::bad_request(
             "field_too_long",
             format!("message is longer than {MAX_MESSAGE_LEN} characters"),
@@ -60,7 +64,9 @@ pub async fn create(
     if body.state == ReportState::Installed {
         // What a device runs matters more than when it was last seen: write it now, not through
         // the lossy sighting queue.
-        let channel = body.channel.unwrap_or_else(|| otter_core::model::DEFAULT_CHANNEL.to_owned());
+        let channel = body
+            .channel
+            .unwrap_or_else(|| otter_core::model::DEFAULT_CHANNEL.to_owned());
         validate_name("channel", &channel)?;
         state
             .store

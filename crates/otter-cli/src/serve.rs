@@ -1,0 +1,351 @@
+//! `otter serve`: settings from defaults < config file < environment < flags, logging, and the
+//! server's lifetime (signals, graceful shutdown).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use otter_server::{Bootstrap, Server, ServerConfig, Storage};
+use serde::Deserialize;
+
+/// Run the otter server.
+///
+/// With no flags, otter listens on 127.0.0.1:8080 and keeps everything under ./otter-data
+/// (SQLite database, firmware blobs). On first start it creates an admin token, prints it once
+/// and saves it to ./otter-data/admin-token (mode 0600), where the admin commands find it.
+#[derive(Args, Debug, Default)]
+#[command(after_help = "Examples:\n  \
+    otter serve\n  \
+    otter serve --listen 0.0.0.0:8080 --public-url https://ota.example.com\n  \
+    OTTER_DATA=/var/lib/otter otter serve --log-format json\n  \
+    otter serve --config /etc/otter.toml")]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case keys, e.g. `public_url = "…"`).
+    /// Environment variables and flags override it.
+    #[arg(long, env = "OTTER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "OTTER_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Data directory: database, firmware blobs, upload staging, admin token [default: ./otter-data].
+    #[arg(long, env = "OTTER_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// Database URL [default: sqlite://<data>/otter.db].
+    #[arg(
+        long,
+        env = "OTTER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
+    /// Public base URL for absolute download URLs, when otter sits behind a proxy
+    /// (e.g. https://ota.example.com). Without it, URLs use the request's Host header.
+    #[arg(long, env = "OTTER_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+
+    /// Accept this admin token instead of generating one.
+    #[arg(
+        long,
+        env = "OTTER_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+
+    /// Largest artifact accepted, e.g. 512MiB or 2GiB [default: 2GiB].
+    #[arg(long, env = "OTTER_MAX_UPLOAD", value_name = "SIZE", value_parser = parse_size)]
+    max_upload: Option<u64>,
+
+    /// Idle upload sessions expire after this long, e.g. 24h, 30m [default: 24h].
+    #[arg(long, env = "OTTER_UPLOAD_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    upload_ttl: Option<Duration>,
+
+    /// How long in-flight downloads may finish after SIGTERM/Ctrl-C [default: 30s].
+    #[arg(long, env = "OTTER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    shutdown_grace: Option<Duration>,
+
+    /// Log format; the level is set with RUST_LOG (default info) [default: text].
+    #[arg(long, env = "OTTER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The config file: every field optional, the same names as the flags in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    admin_token: Option<String>,
+    max_upload: Option<String>,
+    upload_ttl: Option<String>,
+    shutdown_grace: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub storage: Storage,
+    pub server: ServerConfig,
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Layers the settings: flags and environment (clap reads both) win over the file, which
+    /// wins over defaults.
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let defaults = ServerConfig::default();
+        let public_url = self
+            .public_url
+            .or(file.public_url)
+            .map(|u| normalize_public_url(&u))
+            .transpose()?;
+        let file_size = file.max_upload.as_deref().map(parse_size).transpose();
+        let file_ttl = file.upload_ttl.as_deref().map(parse_duration).transpose();
+        let file_grace = file
+            .shutdown_grace
+            .as_deref()
+            .map(parse_duration)
+            .transpose();
+        let bad = |key: &str, e: String| anyhow::anyhow!("config file: {key}: {e}");
+        Ok(Settings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            storage: Storage {
+                data_dir: self
+                    .data
+                    .or(file.data)
+                    .unwrap_or_else(|| PathBuf::from("otter-data")),
+                database_url: self.database_url.or(file.database_url),
+                admin_token: self.admin_token.or(file.admin_token),
+            },
+            server: ServerConfig {
+                public_url,
+                max_upload: self
+                    .max_upload
+                    .or(file_size.map_err(|e| bad("max_upload", e))?)
+                    .unwrap_or(defaults.max_upload),
+                upload_ttl: self
+                    .upload_ttl
+                    .or(file_ttl.map_err(|e| bad("upload_ttl", e))?)
+                    .unwrap_or(defaults.upload_ttl),
+                shutdown_grace: self
+                    .shutdown_grace
+                    .or(file_grace.map_err(|e| bad("shutdown_grace", e))?)
+                    .unwrap_or(defaults.shutdown_grace),
+                seen_queue: defaults.seen_queue,
+            },
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn normalize_public_url(url: &str) -> anyhow::Result<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("public URL {url:?} must start with http:// or https://");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Parses `1048576`, `512KiB`, `100MB`, `2GiB` (K/M/G are powers of 1024 either way).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `90`, `90s`, `30m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 24h"))?;
+    let secs = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown duration unit in {s:?} (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    init_logging(settings.log_format);
+    let data_dir = settings.storage.data_dir.clone();
+    let server = Server::open(settings.storage, settings.server)
+        .await
+        .with_context(|| format!("starting otter with data directory {}", data_dir.display()))?;
+    if let Bootstrap::Generated { token, path } = &server.bootstrap {
+        println!(
+            "otter: created an admin token (shown once; saved to {}):",
+            path.display()
+        );
+        println!("\n    {token}\n");
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %data_dir.display(), "otter listening on http://{addr}");
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("otter stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<Settings> {
+        let mut argv = vec!["otter"];
+        argv.extend_from_slice(args);
+        Wrapper::try_parse_from(argv)?.serve.resolve()
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let s = resolve(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.storage.data_dir, PathBuf::from("otter-data"));
+        assert_eq!(s.server.max_upload, 2 << 30);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otter.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://ota.example.com/\"\nmax_upload = \"10MiB\"\nupload_ttl = \"2h\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = resolve(&["--config", path]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(
+            s.server.public_url.as_deref(),
+            Some("https://ota.example.com")
+        );
+        assert_eq!(s.server.max_upload, 10 << 20);
+        assert_eq!(s.server.upload_ttl, Duration::from_secs(7200));
+        let s = resolve(&[
+            "--config",
+            path,
+            "--listen",
+            "127.0.0.1:9001",
+            "--max-upload",
+            "1GiB",
+        ])
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(s.server.max_upload, 1 << 30);
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otter.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = resolve(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        assert!(resolve(&["--public-url", "ota.example.com"]).is_err());
+        assert!(resolve(&["--max-upload", "12parsecs"]).is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

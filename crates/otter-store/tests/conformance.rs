@@ -1,0 +1,1080 @@
+//! One conformance suite for every store backend.
+//!
+//! Each behaviour is written once, as an `async fn` over `&dyn Store` (or over a [`TestDb`] when
+//! it needs to reconnect), and the `conformance!` macro at the bottom turns it into one
+//! `#[tokio::test]` per backend: `sqlite::products_are_unique`, `postgres::products_are_unique`…
+//! Run one backend with `cargo test -p otter-store --test conformance sqlite::`.
+//!
+//! A backend is one `async fn() -> Option<TestDb>` that opens a fresh, empty database (or returns
+//! `None` to skip). SQLite always runs, in a temporary directory. PostgreSQL runs when
+//! `OTTER_TEST_POSTGRES_URL` is set, once [`postgres`] is filled in.
+
+use std::io::Write as _;
+use std::sync::Once;
+
+use otter_core::model::{
+    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UploadSession,
+};
+use otter_core::version::Scheme;
+use otter_store::sql::SqlStore;
+use otter_store::{NewReport, PageRequest, Store, StoreError};
+use serde_json::json;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh database for one test, and what it takes to connect to it again.
+struct TestDb {
+    url: String,
+    store: SqlStore,
+    /// Keeps a SQLite database's directory alive until the test ends.
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    /// Closes every connection and connects to the same database again.
+    async fn reconnect(&mut self) {
+        self.store.close().await;
+        self.store = SqlStore::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("reconnecting to {}: {e}", self.url));
+    }
+}
+
+/// SQLite: a new file in a new temporary directory.
+async fn sqlite() -> Option<TestDb> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}/otter.db", dir.path().display());
+    let store = SqlStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    Some(TestDb {
+        url,
+        store,
+        _dir: Some(dir),
+    })
+}
+
+/// PostgreSQL, when `OTTER_TEST_POSTGRES_URL` names a server to test against.
+///
+/// When the backend exists: create a uniquely named database on that server (e.g.
+/// `otter_test_<random_id>`), connect [`SqlStore`] to it and return it here; every test below
+/// then runs against PostgreSQL too.
+async fn postgres() -> Option<TestDb> {
+    std::env::var_os("OTTER_TEST_POSTGRES_URL")?;
+    static SKIP: Once = Once::new();
+    // Straight to stderr (not `eprintln!`) so the line shows despite the test harness capturing.
+    SKIP.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP postgres: backend not implemented yet (OTTER_TEST_POSTGRES_URL is set)"
+        );
+    });
+    None
+}
+
+/// Generates one `#[tokio::test]` per behaviour in a module named after the backend.
+/// `store:` behaviours take `&dyn Store`; `db:` behaviours take `&mut TestDb`.
+macro_rules! backend_tests {
+    ($backend:ident, [$($store_test:ident),* $(,)?], [$($db_test:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $store_test() {
+                    if let Some(db) = super::$backend().await {
+                        super::$store_test(db.store()).await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $db_test() {
+                    if let Some(mut db) = super::$backend().await {
+                        super::$db_test(&mut db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! conformance {
+    (store: [$($store_test:ident),* $(,)?], db: [$($db_test:ident),* $(,)?] $(,)?) => {
+        backend_tests!(sqlite, [$($store_test),*], [$($db_test),*]);
+        backend_tests!(postgres, [$($store_test),*], [$($db_test),*]);
+    };
+}
+
+conformance! {
+    store: [
+        products_create_get_list,
+        products_are_unique,
+        products_paginate,
+        artifacts_are_content_addressed,
+        releases_round_trip_with_increasing_seq,
+        release_versions_are_unique_per_product,
+        releases_need_a_known_product_and_artifact,
+        releases_list_newest_first_and_paginate,
+        releases_reject_invalid_cursors,
+        patch_release_changes_only_given_flags,
+        record_seen_upserts,
+        devices_paginate_by_id,
+        reports_list_newest_first_and_filter_by_device,
+        reports_reject_invalid_cursors,
+        upload_sessions_lifecycle,
+        tokens_are_idempotent,
+    ],
+    db: [data_survives_reconnect],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+const T0: i64 = 1_700_000_000;
+
+fn product(name: &str, scheme: Scheme) -> Product {
+    Product {
+        name: name.to_owned(),
+        scheme,
+        created_at: T0,
+    }
+}
+
+/// A distinct artifact per `n`, with digests of the right lengths.
+fn artifact(n: u8, filename: &str) -> Artifact {
+    Artifact {
+        sha256: format!("{n:064x}"),
+        sha1: format!("{n:040x}"),
+        md5: format!("{n:032x}"),
+        size: 1000 + u64::from(n),
+        filename: filename.to_owned(),
+        created_at: T0 + i64::from(n),
+    }
+}
+
+/// A release with every optional field empty; `seq` is for the store to assign.
+fn release(product: &str, version: &str, artifact: &Artifact) -> Release {
+    Release {
+        seq: 0,
+        product: product.to_owned(),
+        version: version.to_owned(),
+        artifact: artifact.clone(),
+        channels: vec!["stable".to_owned()],
+        release_date: "2026-05-22T11:30:00-04:00".to_owned(),
+        min_source_version: None,
+        mandatory: false,
+        deprecated: false,
+        yanked: false,
+        title: None,
+        summary: None,
+        release_notes_url: None,
+        metadata: json!({}),
+        created_at: T0 + 100,
+    }
+}
+
+fn seen(product: &str, id: &str, version: Option<&str>, channel: &str, at: i64) -> DeviceSeen {
+    DeviceSeen {
+        product: product.to_owned(),
+        id: id.to_owned(),
+        current_version: version.map(str::to_owned),
+        current_hash: version.map(|v| format!("hash-of-{v}")),
+        channel: channel.to_owned(),
+        at,
+    }
+}
+
+fn report(device: &str, version: &str, state: ReportState, at: i64) -> NewReport {
+    NewReport {
+        product: "door-sensor".to_owned(),
+        device: device.to_owned(),
+        version: version.to_owned(),
+        state,
+        message: None,
+        created_at: at,
+    }
+}
+
+fn upload(id: &str, updated_at: i64) -> UploadSession {
+    UploadSession {
+        id: id.to_owned(),
+        filename: format!("{id}.bin"),
+        size: 4096,
+        sha256: "ab".repeat(32),
+        offset: 0,
+        created_at: updated_at,
+        updated_at,
+    }
+}
+
+fn first(limit: u32) -> PageRequest {
+    PageRequest {
+        limit,
+        cursor: None,
+    }
+}
+
+fn after(limit: u32, cursor: &Option<String>) -> PageRequest {
+    PageRequest {
+        limit,
+        cursor: Some(cursor.clone().expect("a next cursor")),
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Publishes `versions` of `product` in order, each with its own artifact.
+async fn publish(store: &dyn Store, product: &str, versions: &[&str]) -> Vec<Release> {
+    let mut out = Vec::new();
+    for (i, version) in versions.iter().enumerate() {
+        let n = u8::try_from(i).unwrap() + 1;
+        let stored = store
+            .put_artifact(&artifact(n, &format!("{product}-{version}.bin")))
+            .await
+            .unwrap();
+        out.push(
+            store
+                .create_release(&release(product, version, &stored))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products and artifacts
+// ---------------------------------------------------------------------------------------------
+
+async fn products_create_get_list(store: &dyn Store) {
+    assert!(store.all_products().await.unwrap().is_empty());
+    let door = product("door-sensor", Scheme::Semver);
+    let gate = product("gate", Scheme::Opaque);
+    let attic = product("attic", Scheme::Lexical);
+    for p in [&door, &gate, &attic] {
+        store.create_product(p).await.unwrap();
+    }
+
+    assert_eq!(store.get_product("gate").await.unwrap(), Some(gate.clone()));
+    assert_eq!(
+        store.get_product("attic").await.unwrap(),
+        Some(attic.clone())
+    );
+    assert_eq!(store.get_product("nope").await.unwrap(), None);
+
+    let by_name = vec![attic, door, gate];
+    assert_eq!(store.all_products().await.unwrap(), by_name);
+    let page = store.list_products(&first(10)).await.unwrap();
+    assert_eq!(page.items, by_name);
+    assert_eq!(page.next_cursor, None);
+}
+
+async fn products_are_unique(store: &dyn Store) {
+    store
+        .create_product(&product("door-sensor", Scheme::Semver))
+        .await
+        .unwrap();
+    let err = store
+        .create_product(&Product {
+            created_at: T0 + 5,
+            ..product("door-sensor", Scheme::Opaque)
+        })
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Conflict(what) => assert_eq!(what, "product door-sensor"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    // The first one is untouched.
+    assert_eq!(
+        store.get_product("door-sensor").await.unwrap(),
+        Some(product("door-sensor", Scheme::Semver))
+    );
+    assert_eq!(store.all_products().await.unwrap().len(), 1);
+}
+
+async fn products_paginate(store: &dyn Store) {
+    for name in ["e", "c", "a", "d", "b"] {
+        store
+            .create_product(&product(name, Scheme::Semver))
+            .await
+            .unwrap();
+    }
+    let names = |page: &Page<Product>| {
+        page.items
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let p1 = store.list_products(&first(2)).await.unwrap();
+    assert_eq!(names(&p1), ["a", "b"]);
+    assert!(p1.next_cursor.is_some());
+    let p2 = store
+        .list_products(&after(2, &p1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(names(&p2), ["c", "d"]);
+    assert!(p2.next_cursor.is_some());
+    let p3 = store
+        .list_products(&after(2, &p2.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(names(&p3), ["e"]);
+    assert_eq!(p3.next_cursor, None);
+
+    // A last page that is exactly full has no next cursor either.
+    let p = store.list_products(&first(5)).await.unwrap();
+    assert_eq!(names(&p), ["a", "b", "c", "d", "e"]);
+    assert_eq!(p.next_cursor, None);
+    let p = store.list_products(&first(4)).await.unwrap();
+    let rest = store
+        .list_products(&after(4, &p.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["e"]);
+    assert_eq!(rest.next_cursor, None);
+}
+
+async fn artifacts_are_content_addressed(store: &dyn Store) {
+    let original = artifact(7, "fw-1.0.0.bin");
+    assert_eq!(store.get_artifact(&original.sha256).await.unwrap(), None);
+    assert_eq!(store.put_artifact(&original).await.unwrap(), original);
+
+    // The same bytes uploaded again under another name and time: the first record stands.
+    let again = Artifact {
+        filename: "renamed.bin".to_owned(),
+        created_at: original.created_at + 1000,
+        ..original.clone()
+    };
+    assert_eq!(store.put_artifact(&again).await.unwrap(), original);
+    assert_eq!(
+        store.get_artifact(&original.sha256).await.unwrap(),
+        Some(original.clone())
+    );
+
+    let other = artifact(8, "other.bin");
+    assert_eq!(store.put_artifact(&other).await.unwrap(), other);
+    assert_eq!(
+        store.get_artifact(&other.sha256).await.unwrap(),
+        Some(other)
+    );
+    assert_eq!(
+        store.get_artifact(&original.sha256).await.unwrap(),
+        Some(original)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+// ---------------------------------------------------------------------------------------------
+
+async fn releases_round_trip_with_increasing_seq(store: &dyn Store) {
+    store
+        .create_product(&product("door-sensor", Scheme::Semver))
+        .await
+        .unwrap();
+    let a1 = store.put_artifact(&artifact(1, "a.bin")).await.unwrap();
+    let a2 = store.put_artifact(&artifact(2, "b.bin")).await.unwrap();
+
+    let plain = store
+        .create_release(&release("door-sensor", "1.0.0", &a1))
+        .await
+        .unwrap();
+    let full_input = Release {
+        channels: vec!["beta".to_owned(), "stable".to_owned()],
+        min_source_version: Some("0.9.0".to_owned()),
+        mandatory: true,
+        title: Some("Faster pairing".to_owned()),
+        summary: Some("Pairs in half the time; fixes the stuck LED.".to_owned()),
+        release_notes_url: Some("https://example.com/notes/1.1.0".to_owned()),
+        metadata: json!({
+            "build": 4711,
+            "signed": true,
+            "boards": ["rev-a", "rev-b"],
+            "nested": { "x": null, "y": 1.5 }
+        }),
+        created_at: T0 + 200,
+        ..release("door-sensor", "1.1.0", &a2)
+    };
+    let full = store.create_release(&full_input).await.unwrap();
+
+    assert!(plain.seq > 0, "seq {} should be positive", plain.seq);
+    assert!(
+        full.seq > plain.seq,
+        "seq should increase: {} then {}",
+        plain.seq,
+        full.seq
+    );
+    // Apart from the seq, what was given is what is returned…
+    assert_eq!(
+        plain,
+        Release {
+            seq: plain.seq,
+            ..release("door-sensor", "1.0.0", &a1)
+        }
+    );
+    assert_eq!(
+        full,
+        Release {
+            seq: full.seq,
+            ..full_input
+        }
+    );
+    // …and what is read back, with the artifact joined in.
+    assert_eq!(
+        store.get_release("door-sensor", "1.0.0").await.unwrap(),
+        Some(plain.clone())
+    );
+    let read = store
+        .get_release("door-sensor", "1.1.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, full);
+    assert_eq!(read.artifact, a2);
+    assert_eq!(read.channels, ["beta", "stable"]);
+    assert_eq!(read.metadata["boards"], json!(["rev-a", "rev-b"]));
+
+    assert_eq!(
+        store.get_release("door-sensor", "9.9.9").await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_release("nope", "1.0.0").await.unwrap(), None);
+
+    // all_releases is in publish order.
+    assert_eq!(
+        store.all_releases("door-sensor").await.unwrap(),
+        vec![plain, full]
+    );
+    assert!(store.all_releases("nope").await.unwrap().is_empty());
+}
+
+async fn release_versions_are_unique_per_product(store: &dyn Store) {
+    for name in ["door-sensor", "gate"] {
+        store
+            .create_product(&product(name, Scheme::Semver))
+            .await
+            .unwrap();
+    }
+    let a1 = store.put_artifact(&artifact(1, "a.bin")).await.unwrap();
+    let a2 = store.put_artifact(&artifact(2, "b.bin")).await.unwrap();
+    let first = store
+        .create_release(&release("door-sensor", "1.0.0", &a1))
+        .await
+        .unwrap();
+
+    // Same version again, even with another artifact: refused, the first one stands.
+    let err = store
+        .create_release(&release("door-sensor", "1.0.0", &a2))
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Conflict(what) => assert_eq!(what, "release 1.0.0 of door-sensor"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_release("door-sensor", "1.0.0").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.all_releases("door-sensor").await.unwrap(),
+        vec![first]
+    );
+
+    // Another product may use the same version (and the same artifact).
+    let gate = store
+        .create_release(&release("gate", "1.0.0", &a1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_release("gate", "1.0.0").await.unwrap(),
+        Some(gate)
+    );
+}
+
+async fn releases_need_a_known_product_and_artifact(store: &dyn Store) {
+    store
+        .create_product(&product("door-sensor", Scheme::Semver))
+        .await
+        .unwrap();
+    let stored = store.put_artifact(&artifact(1, "a.bin")).await.unwrap();
+    let unknown_artifact = artifact(2, "never-uploaded.bin");
+
+    assert!(
+        store
+            .create_release(&release("door-sensor", "1.0.0", &unknown_artifact))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .create_release(&release("nope", "1.0.0", &stored))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.get_release("door-sensor", "1.0.0").await.unwrap(),
+        None
+    );
+    assert!(store.all_releases("door-sensor").await.unwrap().is_empty());
+    assert!(store.all_releases("nope").await.unwrap().is_empty());
+}
+
+async fn releases_list_newest_first_and_paginate(store: &dyn Store) {
+    for name in ["door-sensor", "gate"] {
+        store
+            .create_product(&product(name, Scheme::Semver))
+            .await
+            .unwrap();
+    }
+    // Interleave another product's releases to show they stay out of the list.
+    let door1 = publish(store, "door-sensor", &["1.0.0", "1.1.0"]).await;
+    publish(store, "gate", &["5.0.0"]).await;
+    let door2 = publish(store, "door-sensor", &["1.2.0", "2.0.0", "2.1.0"]).await;
+    let all: Vec<Release> = door1.into_iter().chain(door2).collect();
+    let versions = |page: &Page<Release>| {
+        page.items
+            .iter()
+            .map(|r| r.version.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let p1 = store.list_releases("door-sensor", &first(2)).await.unwrap();
+    assert_eq!(versions(&p1), ["2.1.0", "2.0.0"]);
+    assert_eq!(p1.items[0], all[4], "list items are full, joined releases");
+    assert!(p1.next_cursor.is_some());
+    let p2 = store
+        .list_releases("door-sensor", &after(2, &p1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(versions(&p2), ["1.2.0", "1.1.0"]);
+    assert!(p2.next_cursor.is_some());
+    let p3 = store
+        .list_releases("door-sensor", &after(2, &p2.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(versions(&p3), ["1.0.0"]);
+    assert_eq!(p3.next_cursor, None);
+
+    let everything = store
+        .list_releases("door-sensor", &first(100))
+        .await
+        .unwrap();
+    let newest_first: Vec<Release> = all.iter().rev().cloned().collect();
+    assert_eq!(everything.items, newest_first);
+    assert_eq!(everything.next_cursor, None);
+
+    let gate = store.list_releases("gate", &first(100)).await.unwrap();
+    assert_eq!(versions(&gate), ["5.0.0"]);
+    let none = store.list_releases("nope", &first(100)).await.unwrap();
+    assert!(none.items.is_empty());
+    assert_eq!(none.next_cursor, None);
+}
+
+async fn releases_reject_invalid_cursors(store: &dyn Store) {
+    store
+        .create_product(&product("door-sensor", Scheme::Semver))
+        .await
+        .unwrap();
+    publish(store, "door-sensor", &["1.0.0"]).await;
+    for cursor in ["not-a-cursor", "", "1.0.0"] {
+        let err = store
+            .list_releases(
+                "door-sensor",
+                &PageRequest {
+                    limit: 10,
+                    cursor: Some(cursor.to_owned()),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidCursor),
+            "cursor {cursor:?}: expected InvalidCursor, got {err:?}"
+        );
+    }
+}
+
+async fn patch_release_changes_only_given_flags(store: &dyn Store) {
+    store
+        .create_product(&product("door-sensor", Scheme::Semver))
+        .await
+        .unwrap();
+    let a = store.put_artifact(&artifact(1, "a.bin")).await.unwrap();
+    let created = store
+        .create_release(&Release {
+            mandatory: true,
+            title: Some("Hotfix".to_owned()),
+            ..release("door-sensor", "1.0.0", &a)
+        })
+        .await
+        .unwrap();
+
+    let yanked = store
+        .patch_release(
+            "door-sensor",
+            "1.0.0",
+            &ReleasePatch {
+                yanked: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let expected = Release {
+        yanked: true,
+        ..created.clone()
+    };
+    assert_eq!(yanked, expected);
+    assert_eq!(
+        store.get_release("door-sensor", "1.0.0").await.unwrap(),
+        Some(expected.clone())
+    );
+
+    let flipped = store
+        .patch_release(
+            "door-sensor",
+            "1.0.0",
+            &ReleasePatch {
+                deprecated: Some(true),
+                yanked: Some(false),
+                mandatory: Some(false),
+            },
+        )
+        .await
+        .unwrap();
+    let expected = Release {
+        deprecated: true,
+        yanked: false,
+        mandatory: false,
+        ..created.clone()
+    };
+    assert_eq!(flipped, expected);
+    assert_eq!(
+        store.get_release("door-sensor", "1.0.0").await.unwrap(),
+        Some(expected.clone())
+    );
+
+    // An empty patch changes nothing.
+    assert_eq!(
+        store
+            .patch_release("door-sensor", "1.0.0", &ReleasePatch::default())
+            .await
+            .unwrap(),
+        expected
+    );
+
+    for (product, version) in [("door-sensor", "9.9.9"), ("nope", "1.0.0")] {
+        let err = store
+            .patch_release(
+                product,
+                version,
+                &ReleasePatch {
+                    yanked: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound),
+            "{product} {version}: expected NotFound, got {err:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices and reports
+// ---------------------------------------------------------------------------------------------
+
+async fn devices(store: &dyn Store) -> Vec<Device> {
+    store
+        .list_devices("door-sensor", &first(100))
+        .await
+        .unwrap()
+        .items
+}
+
+async fn record_seen_upserts(store: &dyn Store) {
+    store
+        .record_seen(&[
+            seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0),
+            seen("door-sensor", "dev-2", None, "beta", T0 + 1),
+        ])
+        .await
+        .unwrap();
+    let list = devices(store).await;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, "dev-1");
+    assert_eq!(list[0].current_version.as_deref(), Some("1.0.0"));
+    assert_eq!(list[0].current_hash.as_deref(), Some("hash-of-1.0.0"));
+    assert_eq!(list[0].channel, "stable");
+    assert_eq!((list[0].first_seen, list[0].last_seen), (T0, T0));
+    assert_eq!(list[1].id, "dev-2");
+    assert_eq!(list[1].current_version, None);
+    assert_eq!(list[1].current_hash, None);
+    assert_eq!((list[1].first_seen, list[1].last_seen), (T0 + 1, T0 + 1));
+
+    // One batch, dev-1 twice: a new version, then a sighting without one on another channel.
+    // The later sighting wins, but does not forget the version; first_seen is kept.
+    store
+        .record_seen(&[
+            seen("door-sensor", "dev-1", Some("1.1.0"), "stable", T0 + 10),
+            seen("door-sensor", "dev-3", Some("0.9.0"), "stable", T0 + 11),
+            seen("door-sensor", "dev-1", None, "beta", T0 + 20),
+            // Same id under another product is another device.
+            seen("gate", "dev-1", Some("5.0.0"), "stable", T0 + 30),
+        ])
+        .await
+        .unwrap();
+    let list = devices(store).await;
+    let ids: Vec<&str> = list.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["dev-1", "dev-2", "dev-3"]);
+    let dev1 = &list[0];
+    assert_eq!(dev1.product, "door-sensor");
+    assert_eq!(dev1.current_version.as_deref(), Some("1.1.0"));
+    assert_eq!(dev1.current_hash.as_deref(), Some("hash-of-1.1.0"));
+    assert_eq!(dev1.channel, "beta");
+    assert_eq!(dev1.first_seen, T0);
+    assert_eq!(dev1.last_seen, T0 + 20);
+    // dev-2 was not in the batch and is unchanged.
+    assert_eq!(list[1].last_seen, T0 + 1);
+    assert_eq!(list[1].channel, "beta");
+
+    let gate = store.list_devices("gate", &first(100)).await.unwrap().items;
+    assert_eq!(gate.len(), 1);
+    assert_eq!(gate[0].current_version.as_deref(), Some("5.0.0"));
+    assert_eq!((gate[0].first_seen, gate[0].last_seen), (T0 + 30, T0 + 30));
+
+    // A device that had no version reports one later.
+    store
+        .record_seen(&[seen(
+            "door-sensor",
+            "dev-2",
+            Some("2.0.0"),
+            "stable",
+            T0 + 40,
+        )])
+        .await
+        .unwrap();
+    let dev2 = devices(store).await.remove(1);
+    assert_eq!(dev2.current_version.as_deref(), Some("2.0.0"));
+    assert_eq!(dev2.channel, "stable");
+    assert_eq!((dev2.first_seen, dev2.last_seen), (T0 + 1, T0 + 40));
+
+    // An empty batch is fine.
+    store.record_seen(&[]).await.unwrap();
+    assert_eq!(devices(store).await.len(), 3);
+}
+
+async fn devices_paginate_by_id(store: &dyn Store) {
+    let batch: Vec<DeviceSeen> = ["d", "b", "e", "a", "c"]
+        .into_iter()
+        .map(|id| seen("door-sensor", id, Some("1.0.0"), "stable", T0))
+        .chain([seen("gate", "aa", None, "stable", T0)])
+        .collect();
+    store.record_seen(&batch).await.unwrap();
+    let ids = |page: &Page<Device>| page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+
+    let p1 = store.list_devices("door-sensor", &first(2)).await.unwrap();
+    assert_eq!(ids(&p1), ["a", "b"]);
+    let p2 = store
+        .list_devices("door-sensor", &after(2, &p1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(ids(&p2), ["c", "d"]);
+    let p3 = store
+        .list_devices("door-sensor", &after(2, &p2.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(ids(&p3), ["e"]);
+    assert_eq!(p3.next_cursor, None);
+}
+
+async fn reports_list_newest_first_and_filter_by_device(store: &dyn Store) {
+    let inputs = [
+        report("dev-1", "1.1.0", ReportState::Downloading, T0),
+        report("dev-2", "1.1.0", ReportState::Downloading, T0 + 1),
+        report("dev-1", "1.1.0", ReportState::Installed, T0 + 2),
+        NewReport {
+            message: Some("checksum mismatch".to_owned()),
+            ..report("dev-2", "1.1.0", ReportState::Failed, T0 + 3)
+        },
+        report("dev-1", "1.2.0", ReportState::RolledBack, T0 + 4),
+    ];
+    let mut stored = Vec::new();
+    for input in &inputs {
+        let r = store.insert_report(input).await.unwrap();
+        assert_eq!(
+            (
+                &r.product,
+                &r.device,
+                &r.version,
+                r.state,
+                &r.message,
+                r.created_at
+            ),
+            (
+                &input.product,
+                &input.device,
+                &input.version,
+                input.state,
+                &input.message,
+                input.created_at
+            )
+        );
+        stored.push(r);
+    }
+    for pair in stored.windows(2) {
+        assert!(pair[1].id > pair[0].id, "report ids should increase");
+    }
+    // Another product's report stays out of door-sensor's lists.
+    store
+        .insert_report(&NewReport {
+            product: "gate".to_owned(),
+            ..report("dev-1", "5.0.0", ReportState::Installed, T0 + 5)
+        })
+        .await
+        .unwrap();
+
+    let all = store
+        .list_reports("door-sensor", None, &first(100))
+        .await
+        .unwrap();
+    let newest_first: Vec<_> = stored.iter().rev().cloned().collect();
+    assert_eq!(all.items, newest_first);
+    assert_eq!(all.next_cursor, None);
+
+    let dev1 = store
+        .list_reports("door-sensor", Some("dev-1"), &first(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        dev1.items,
+        vec![stored[4].clone(), stored[2].clone(), stored[0].clone()]
+    );
+
+    // Paging, with and without the device filter.
+    let p1 = store
+        .list_reports("door-sensor", None, &first(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.items,
+        stored[3..].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let p2 = store
+        .list_reports("door-sensor", None, &after(2, &p1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.items,
+        stored[1..3].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let p3 = store
+        .list_reports("door-sensor", None, &after(2, &p2.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(p3.items, vec![stored[0].clone()]);
+    assert_eq!(p3.next_cursor, None);
+
+    let d1 = store
+        .list_reports("door-sensor", Some("dev-1"), &first(2))
+        .await
+        .unwrap();
+    assert_eq!(d1.items, vec![stored[4].clone(), stored[2].clone()]);
+    let d2 = store
+        .list_reports("door-sensor", Some("dev-1"), &after(2, &d1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(d2.items, vec![stored[0].clone()]);
+    assert_eq!(d2.next_cursor, None);
+
+    let nobody = store
+        .list_reports("door-sensor", Some("dev-9"), &first(100))
+        .await
+        .unwrap();
+    assert!(nobody.items.is_empty());
+    assert_eq!(nobody.next_cursor, None);
+}
+
+async fn reports_reject_invalid_cursors(store: &dyn Store) {
+    store
+        .insert_report(&report("dev-1", "1.0.0", ReportState::Installed, T0))
+        .await
+        .unwrap();
+    for device in [None, Some("dev-1")] {
+        for cursor in ["not-a-cursor", "", "1.5"] {
+            let err = store
+                .list_reports(
+                    "door-sensor",
+                    device,
+                    &PageRequest {
+                        limit: 10,
+                        cursor: Some(cursor.to_owned()),
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidCursor),
+                "device {device:?} cursor {cursor:?}: expected InvalidCursor, got {err:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload sessions and tokens
+// ---------------------------------------------------------------------------------------------
+
+async fn upload_sessions_lifecycle(store: &dyn Store) {
+    assert!(store.all_uploads().await.unwrap().is_empty());
+    assert!(store.idle_uploads(i64::MAX).await.unwrap().is_empty());
+
+    let (a, b, c) = (upload("aaa", 100), upload("bbb", 200), upload("ccc", 300));
+    for s in [&a, &b, &c] {
+        store.create_upload(s).await.unwrap();
+    }
+    assert_eq!(store.get_upload("bbb").await.unwrap(), Some(b.clone()));
+    assert_eq!(store.get_upload("zzz").await.unwrap(), None);
+    assert_eq!(
+        sorted(store.all_uploads().await.unwrap()),
+        ["aaa", "bbb", "ccc"]
+    );
+
+    // "Before" is strict: a session touched exactly at the cutoff is not idle.
+    assert_eq!(store.idle_uploads(100).await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.idle_uploads(200).await.unwrap(), ["aaa"]);
+    assert_eq!(
+        sorted(store.idle_uploads(301).await.unwrap()),
+        ["aaa", "bbb", "ccc"]
+    );
+
+    // Progress on the oldest session makes it recent again.
+    store.set_upload_offset("aaa", 2048, 400).await.unwrap();
+    assert_eq!(
+        store.get_upload("aaa").await.unwrap(),
+        Some(UploadSession {
+            offset: 2048,
+            updated_at: 400,
+            ..a.clone()
+        })
+    );
+    assert_eq!(
+        sorted(store.idle_uploads(350).await.unwrap()),
+        ["bbb", "ccc"]
+    );
+
+    store.delete_upload("bbb").await.unwrap();
+    assert_eq!(store.get_upload("bbb").await.unwrap(), None);
+    assert_eq!(sorted(store.all_uploads().await.unwrap()), ["aaa", "ccc"]);
+    assert_eq!(store.idle_uploads(350).await.unwrap(), ["ccc"]);
+    // The others are untouched.
+    assert_eq!(store.get_upload("ccc").await.unwrap(), Some(c));
+}
+
+async fn tokens_are_idempotent(store: &dyn Store) {
+    assert!(store.token_hashes().await.unwrap().is_empty());
+    let (h1, h2) = ("11".repeat(32), "22".repeat(32));
+    store.add_token(&h2, "ci", T0).await.unwrap();
+    store.add_token(&h1, "laptop", T0 + 1).await.unwrap();
+    // Adding one that exists, even under another label, is fine and adds nothing.
+    store.add_token(&h2, "ci again", T0 + 2).await.unwrap();
+    assert_eq!(sorted(store.token_hashes().await.unwrap()), [h1, h2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability
+// ---------------------------------------------------------------------------------------------
+
+async fn data_survives_reconnect(db: &mut TestDb) {
+    let door = product("door-sensor", Scheme::Semver);
+    let (release1, session, report1, hash) = {
+        let store = db.store();
+        store.create_product(&door).await.unwrap();
+        let release1 = publish(store, "door-sensor", &["1.0.0"]).await.remove(0);
+        store
+            .record_seen(&[seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0)])
+            .await
+            .unwrap();
+        let report1 = store
+            .insert_report(&report("dev-1", "1.0.0", ReportState::Installed, T0))
+            .await
+            .unwrap();
+        let session = upload("up-1", 100);
+        store.create_upload(&session).await.unwrap();
+        store.set_upload_offset("up-1", 10, 150).await.unwrap();
+        let hash = "ab".repeat(32);
+        store.add_token(&hash, "ci", T0).await.unwrap();
+        (release1, session, report1, hash)
+    };
+
+    db.reconnect().await;
+    let store = db.store();
+
+    assert_eq!(store.all_products().await.unwrap(), vec![door]);
+    assert_eq!(
+        store.get_artifact(&release1.artifact.sha256).await.unwrap(),
+        Some(release1.artifact.clone())
+    );
+    assert_eq!(
+        store.get_release("door-sensor", "1.0.0").await.unwrap(),
+        Some(release1.clone())
+    );
+    let devices = store
+        .list_devices("door-sensor", &first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].current_version.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        store
+            .list_reports("door-sensor", None, &first(10))
+            .await
+            .unwrap()
+            .items,
+        vec![report1.clone()]
+    );
+    assert_eq!(
+        store.get_upload("up-1").await.unwrap(),
+        Some(UploadSession {
+            offset: 10,
+            updated_at: 150,
+            ..session
+        })
+    );
+    assert_eq!(store.token_hashes().await.unwrap(), [hash]);
+
+    // Counters carry on after a restart: new rows sort after the old ones.
+    let a2 = store.put_artifact(&artifact(9, "b.bin")).await.unwrap();
+    let release2 = store
+        .create_release(&release("door-sensor", "1.1.0", &a2))
+        .await
+        .unwrap();
+    assert!(release2.seq > release1.seq);
+    let report2 = store
+        .insert_report(&report("dev-1", "1.1.0", ReportState::Downloading, T0 + 1))
+        .await
+        .unwrap();
+    assert!(report2.id > report1.id);
+    // And a duplicate is still a conflict.
+    assert!(matches!(
+        store
+            .create_product(&product("door-sensor", Scheme::Opaque))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
