@@ -251,6 +251,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
     init_logging(settings.log_format);
     let data_dir = settings.storage.data_dir.clone();
+    // Bind first: a taken port should fail before anything is created or printed.
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
     let server = Server::open(settings.storage, settings.server)
         .await
         .with_context(|| format!("starting otter with data directory {}", data_dir.display()))?;
@@ -261,9 +265,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!("\n    {token}\n");
     }
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %data_dir.display(), "otter listening on http://{addr}");
     server.serve(listener, shutdown_signal()).await?;

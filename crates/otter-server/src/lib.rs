@@ -57,11 +57,16 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("another otter is already using the data directory {0}")]
+    Locked(PathBuf),
 }
 
 /// An opened otter: storage, state and background tasks, ready to serve.
 pub struct Server {
     state: AppState,
+    /// Held for the server's lifetime: a second otter on the same directory would sweep this
+    /// one's uploads away as leftovers.
+    _lock: std::fs::File,
     sql: SqlStore,
     seen_writer: JoinHandle<()>,
     janitor: JoinHandle<()>,
@@ -74,9 +79,15 @@ impl Server {
     /// what interrupted uploads left behind, and loads the check index.
     pub async fn open(storage: Storage, config: ServerConfig) -> Result<Self, StartError> {
         let data = &storage.data_dir;
-        std::fs::create_dir_all(data).map_err(|source| StartError::DataDir {
+        let dir_error = |source| StartError::DataDir {
             path: data.clone(),
             source,
+        };
+        std::fs::create_dir_all(data).map_err(dir_error)?;
+        let lock = std::fs::File::create(data.join(".lock")).map_err(dir_error)?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
+            std::fs::TryLockError::Error(source) => dir_error(source),
         })?;
         let url = storage
             .database_url
@@ -111,6 +122,7 @@ impl Server {
         let janitor = tokio::spawn(janitor(state.clone()));
         Ok(Server {
             state,
+            _lock: lock,
             sql,
             seen_writer,
             janitor,

@@ -1,0 +1,733 @@
+//! End-to-end tests of the `otter` binary: `otter serve` runs as a child process on a free port,
+//! and the admin commands run against it as further child processes, exactly as a user would.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+/// How long a server may take to start listening (a cold debug build on a busy machine).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Settings that would leak in from the environment of whoever runs the tests.
+const OTTER_ENV: &[&str] = &[
+    "OTTER_CONFIG",
+    "OTTER_LISTEN",
+    "OTTER_DATA",
+    "OTTER_DATABASE_URL",
+    "OTTER_PUBLIC_URL",
+    "OTTER_ADMIN_TOKEN",
+    "OTTER_MAX_UPLOAD",
+    "OTTER_UPLOAD_TTL",
+    "OTTER_SHUTDOWN_GRACE",
+    "OTTER_LOG_FORMAT",
+    "OTTER_SERVER",
+    "OTTER_TOKEN",
+];
+
+/// A running `otter serve`, killed when dropped.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from the server's own log line.
+    url: String,
+    stdout: Arc<Mutex<String>>,
+    stdout_reader: Option<JoinHandle<()>>,
+    log: Arc<Mutex<String>>,
+    log_reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// `otter serve --listen 127.0.0.1:0 --data <data>`.
+    fn start(data: &Path) -> Server {
+        let args = [
+            OsStr::new("--listen"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--data"),
+            data.as_os_str(),
+        ];
+        Server::spawn(&args, &[], data.parent().unwrap())
+    }
+
+    /// `otter serve <args>` with `envs` in `cwd`; returns once the server logs its address.
+    fn spawn(args: &[&OsStr], envs: &[(&str, &str)], cwd: &Path) -> Server {
+        let mut command = Command::new(OTTER);
+        command.arg("serve").args(args).current_dir(cwd);
+        for name in OTTER_ENV {
+            command.env_remove(name);
+        }
+        command
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn otter serve");
+
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        let stdout_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+
+        // Read the log until the listening line, and keep draining it afterwards so the server
+        // never blocks on a full pipe.
+        let log = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let (found_tx, found_rx) = mpsc::channel();
+        let log_reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                if let Some(url) = listening_url(&line) {
+                    found_tx.send(url).ok();
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+
+        let url = match found_rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(err) => {
+                child.kill().ok();
+                let status = child.wait().ok();
+                // Give the reader a moment to collect the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "otter serve did not start listening ({err}; exit status {status:?});\n\
+                     log:\n{}\nstdout:\n{}",
+                    log.lock().unwrap(),
+                    stdout.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            child,
+            url,
+            stdout,
+            stdout_reader: Some(stdout_reader),
+            log,
+            log_reader: Some(log_reader),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the server's stdout satisfies `done`.
+    fn wait_for_stdout(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stdout = self.stdout.lock().unwrap().clone();
+            if done(&stdout) {
+                return stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stdout never got there: {stdout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the server to exit; returns its status and
+    /// everything it printed on stdout. Afterwards [`Server::log`] holds the whole log.
+    fn terminate(&mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "otter serve did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The process is gone, so its pipes are at EOF and the readers finish.
+        for reader in [self.stdout_reader.take(), self.log_reader.take()]
+            .into_iter()
+            .flatten()
+        {
+            reader.join().unwrap();
+        }
+        let stdout = self.stdout.lock().unwrap().clone();
+        (status, stdout)
+    }
+
+    /// Runs an admin command against this server, authenticated by the token file in `data`.
+    fn otter(&self, data: &Path, args: &[&str]) -> Run {
+        otter(
+            args,
+            &[("OTTER_SERVER", &self.url), ("OTTER_DATA", path(data))],
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Removes ANSI escape sequences (`ESC [ … letter`), in case colours are on after all.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The URL in a log line `… otter listening on http://127.0.0.1:PORT …`.
+fn listening_url(line: &str) -> Option<String> {
+    const MARK: &str = "otter listening on ";
+    let rest = &line[line.find(MARK)? + MARK.len()..];
+    let url = rest.split_whitespace().next()?;
+    let port = url.strip_prefix("http://127.0.0.1:")?;
+    port.parse::<u16>().ok().filter(|&p| p != 0)?;
+    Some(url.to_owned())
+}
+
+/// The result of one `otter` run, with its output decoded.
+struct Run {
+    args: Vec<String>,
+    output: Output,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts success; returns stdout.
+    #[track_caller]
+    fn ok(self) -> String {
+        assert!(
+            self.output.status.success(),
+            "otter {:?} failed ({}):\nstdout: {}\nstderr: {}",
+            self.args,
+            self.output.status,
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts exit status 1 and an `error: …` on stderr; returns stderr.
+    #[track_caller]
+    fn fails(self) -> String {
+        assert_eq!(
+            self.output.status.code(),
+            Some(1),
+            "otter {:?} should have failed:\nstdout: {}\nstderr: {}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.starts_with("error: "),
+            "otter {:?}: stderr: {}",
+            self.args,
+            self.stderr
+        );
+        self.stderr
+    }
+}
+
+/// Runs `otter <args>` with only the given OTTER_* variables set, in a directory without an
+/// `otter-data`, so nothing from the developer's environment leaks in.
+fn otter(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(OTTER);
+    command.args(args).current_dir(std::env::temp_dir());
+    for name in OTTER_ENV {
+        command.env_remove(name);
+    }
+    let output = command
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run otter");
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+/// A file of `size` random bytes; returns its path and hex SHA-256.
+fn random_file(dir: &Path, name: &str, size: usize) -> (PathBuf, String) {
+    let mut bytes = vec![0u8; size];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    let file = dir.join(name);
+    std::fs::write(&file, &bytes).unwrap();
+    (file, hex::encode(Sha256::digest(&bytes)))
+}
+
+/// A port on which nothing listens (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn first_start_creates_the_token_once_and_the_cli_finds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data);
+
+    // The token is printed before the server listens, but the reader thread may lag behind.
+    let token_line = |stdout: &str| {
+        stdout
+            .split_inclusive('\n')
+            .find(|line| line.trim_start().starts_with("otter_") && line.ends_with('\n'))
+            .map(|line| line.trim().to_owned())
+    };
+    let stdout = server.wait_for_stdout(|stdout| token_line(stdout).is_some());
+    let token = token_line(&stdout).unwrap();
+    assert!(stdout.contains("admin-token"), "{stdout}");
+    let file = data.join("admin-token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "admin-token has mode {mode:o}");
+    }
+
+    // No --token: the CLI reads $OTTER_DATA/admin-token.
+    let out = server
+        .otter(
+            &data,
+            &["product", "create", "sensor", "--scheme", "lexical"],
+        )
+        .ok();
+    assert_eq!(out, "created product sensor (version scheme lexical)\n");
+    // Without the file (and no token otherwise), the server refuses and the CLI says what to do.
+    let elsewhere = tmp.path().join("elsewhere");
+    let err = otter(
+        &["product", "list"],
+        &[
+            ("OTTER_SERVER", &server.url),
+            ("OTTER_DATA", path(&elsewhere)),
+        ],
+    )
+    .fails();
+    assert!(err.contains("(unauthorized)"), "{err}");
+    assert!(err.contains("no admin token was given"), "{err}");
+    // The token works as --token and OTTER_TOKEN too.
+    otter(
+        &[
+            "product",
+            "list",
+            "--server",
+            &server.url,
+            "--token",
+            &token,
+        ],
+        &[],
+    )
+    .ok();
+    otter(
+        &["product", "list"],
+        &[("OTTER_SERVER", &server.url), ("OTTER_TOKEN", &token)],
+    )
+    .ok();
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status}");
+
+    // The second start finds the token and prints nothing; the old token still works.
+    let mut server = Server::start(&data);
+    let listed = server.otter(&data, &["product", "list"]).ok();
+    assert!(listed.starts_with("NAME"), "{listed}");
+    assert!(listed.contains("sensor"), "{listed}");
+    let (status, stdout) = server.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(stdout, "", "second start printed on stdout");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+}
+
+#[tokio::test]
+async fn publish_check_yank_and_fleet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data);
+    let otter = |args: &[&str]| server.otter(&data, args);
+
+    let out = otter(&["product", "create", "demo", "--scheme", "semver"]).ok();
+    assert_eq!(out, "created product demo (version scheme semver)\n");
+
+    const SIZE: usize = 3 * 1024 * 1024;
+    let (file, sha256) = random_file(tmp.path(), "fw.bin", SIZE);
+    let out = otter(&[
+        "release",
+        "publish",
+        "demo",
+        path(&file),
+        "--version",
+        "1.0.0",
+        "--title",
+        "T",
+        "--channel",
+        "stable",
+    ])
+    .ok();
+    assert_eq!(
+        out,
+        format!("published demo 1.0.0 on stable: sha256 {sha256}, 3.00 MiB ({SIZE} bytes)\n")
+    );
+
+    let table = otter(&["release", "list", "demo"]).ok();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("VERSION"), "{table}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[..3], ["1.0.0", "stable", "-"], "{table}");
+    assert!(lines[1].contains(&sha256[..12]), "{table}");
+    assert!(lines[1].ends_with(" T"), "{table}");
+
+    let json: Value = serde_json::from_str(&otter(&["release", "list", "demo", "--json"]).ok())
+        .expect("--json prints JSON");
+    let releases = json.as_array().expect("a JSON array");
+    assert_eq!(releases.len(), 1, "{json}");
+    assert_eq!(releases[0]["version"], "1.0.0");
+    assert_eq!(releases[0]["title"], "T");
+    assert_eq!(releases[0]["channels"], serde_json::json!(["stable"]));
+    assert_eq!(releases[0]["artifact"]["sha256"], sha256.as_str());
+    assert_eq!(releases[0]["artifact"]["size"], SIZE);
+    assert_eq!(releases[0]["yanked"], false);
+
+    // A device on 0.9.0 is offered 1.0.0, and the offered URL serves the published bytes.
+    let http = reqwest::Client::new();
+    let check = format!("{}/api/v1/products/demo/check", server.url);
+    let answer: Value = http
+        .get(format!("{check}?current=0.9.0&device=d1"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["hasUpdate"], true, "{answer}");
+    let manifest = &answer["manifest"];
+    assert_eq!(manifest["version"], "1.0.0", "{answer}");
+    assert_eq!(manifest["sha256"], sha256.as_str(), "{answer}");
+    assert_eq!(manifest["size"], SIZE, "{answer}");
+    assert_eq!(manifest["title"], "T", "{answer}");
+    let url = manifest["url"].as_str().expect("manifest url");
+    assert!(url.starts_with(&server.url), "{url}");
+    let body = http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&body)), sha256);
+
+    // The sighting is written in the background: poll for it, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let devices = loop {
+        let out = otter(&["device", "list", "demo", "--json"]).ok();
+        let devices: Value = serde_json::from_str(&out).unwrap();
+        if !devices.as_array().unwrap().is_empty() {
+            break devices;
+        }
+        assert!(Instant::now() < deadline, "device d1 never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(devices[0]["id"], "d1", "{devices}");
+    assert_eq!(devices[0]["currentVersion"], "0.9.0", "{devices}");
+    assert_eq!(devices[0]["channel"], "stable", "{devices}");
+    let table = otter(&["device", "list", "demo"]).ok();
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.lines().nth(1).unwrap().starts_with("d1 "), "{table}");
+
+    // The device reports the install; `report list` shows it.
+    let status = http
+        .post(format!("{}/api/v1/products/demo/reports", server.url))
+        .json(&serde_json::json!({"device": "d1", "version": "1.0.0", "state": "installed"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let table = otter(&["report", "list", "demo", "--device", "d1"]).ok();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[1..], ["d1", "1.0.0", "installed", "-"], "{table}");
+    let other = otter(&["report", "list", "demo", "--device", "d2"]);
+    assert_eq!(other.stderr, "no reports\n");
+    assert_eq!(other.ok(), "");
+
+    // Yanked: no longer offered, and flagged in the list.
+    let out = otter(&["release", "yank", "demo", "1.0.0"]).ok();
+    assert_eq!(out, "yanked demo 1.0.0: it will not be offered again\n");
+    let answer: Value = http
+        .get(format!("{check}?current=0.9.0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!({"hasUpdate": false}));
+    let table = otter(&["release", "list", "demo"]).ok();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["1.0.0", "stable", "yanked"], "{table}");
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_servers_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data);
+    let otter_at = |args: &[&str]| server.otter(&data, args);
+    otter_at(&["product", "create", "demo"]).ok();
+    let (file, sha256) = random_file(tmp.path(), "fw.bin", 10_000);
+    let publish = |version: &str| {
+        otter_at(&[
+            "release",
+            "publish",
+            "demo",
+            path(&file),
+            "--version",
+            version,
+        ])
+    };
+    publish("1.0.0").ok();
+
+    // Versions are never reused, yanked or not.
+    let err = publish("1.0.0").fails();
+    assert!(err.contains("never reused"), "{err}");
+    assert!(err.contains("(version_exists)"), "{err}");
+    otter_at(&["release", "yank", "demo", "1.0.0"]).ok();
+    let err = publish("1.0.0").fails();
+    assert!(err.contains("(version_exists)"), "{err}");
+    // The same bytes under a new version are fine (the image is stored once).
+    let out = publish("1.0.1").ok();
+    assert!(out.contains(&sha256), "{out}");
+
+    // Refused before any upload: a version that is not semver.
+    let err = publish("one").fails();
+    assert!(err.contains("(invalid_version)"), "{err}");
+
+    // Unknown product or release.
+    let err = otter_at(&["release", "list", "nope"]).fails();
+    assert!(err.contains("(product_not_found)"), "{err}");
+    assert!(err.contains("nope"), "{err}");
+    let err = otter_at(&[
+        "release",
+        "publish",
+        "nope",
+        path(&file),
+        "--version",
+        "1.0.0",
+    ])
+    .fails();
+    assert!(err.contains("(product_not_found)"), "{err}");
+    let err = otter_at(&["release", "deprecate", "demo", "9.9.9"]).fails();
+    assert!(err.contains("9.9.9"), "{err}");
+
+    // A product that exists already.
+    let err = otter_at(&["product", "create", "demo"]).fails();
+    assert!(err.contains("(product_exists)"), "{err}");
+
+    // A wrong token: 401 with the server's message (and no hint, since a token was given).
+    let err = otter(
+        &[
+            "product",
+            "list",
+            "--server",
+            &server.url,
+            "--token",
+            "nope",
+        ],
+        &[],
+    )
+    .fails();
+    assert_eq!(err, "error: the admin token is not valid (unauthorized)\n");
+
+    // No server at all: the message names where we tried.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let err = otter(&["product", "list", "--server", &url, "--token", "t"], &[]).fails();
+    assert!(
+        err.contains(&format!("could not reach the otter server at {url}/")),
+        "{err}"
+    );
+
+    // A malformed server URL is refused before any request.
+    let err = otter(&["product", "list", "--server", "localhost:8080"], &[]).fails();
+    assert!(err.contains("invalid server URL"), "{err}");
+}
+
+#[test]
+fn environment_overrides_the_config_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("from-file");
+    // The file names a port that is taken, so only the environment's address can work.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = tmp.path().join("otter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{}\"\ndata = \"{}\"\n",
+            taken.local_addr().unwrap(),
+            path(&data)
+        ),
+    )
+    .unwrap();
+
+    let server = Server::spawn(
+        &[OsStr::new("--config"), config.as_os_str()],
+        &[("OTTER_LISTEN", "127.0.0.1:0")],
+        tmp.path(),
+    );
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, taken.local_addr().unwrap().port());
+    // The file still supplies what the environment does not: the data directory.
+    assert!(data.join("admin-token").exists());
+    server.otter(&data, &["product", "list"]).ok();
+    drop(server);
+
+    // Without the override, the file's taken address is used and the failure is explained.
+    let mut command = Command::new(OTTER);
+    for name in OTTER_ENV {
+        command.env_remove(name);
+    }
+    let out = command
+        .args(["serve", "--config", path(&config)])
+        .env("NO_COLOR", "1")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let addr = taken.local_addr().unwrap().to_string();
+    assert!(
+        stderr.contains(&format!("error: listening on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_data_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data);
+    server.otter(&data, &["product", "create", "demo"]).ok();
+    let (file, sha256) = random_file(tmp.path(), "fw.bin", 4096);
+    server
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "demo",
+                path(&file),
+                "--version",
+                "2.1.0",
+            ],
+        )
+        .ok();
+
+    let started = Instant::now();
+    let (status, _) = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = server.log();
+    assert!(log.contains("otter stopped"), "{log}");
+    drop(server);
+
+    let server = Server::start(&data);
+    let products = server.otter(&data, &["product", "list"]).ok();
+    assert!(
+        products.lines().any(|l| l.starts_with("demo ")),
+        "{products}"
+    );
+    let releases = server.otter(&data, &["release", "list", "demo"]).ok();
+    let row = releases.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with("2.1.0 "), "{releases}");
+    assert!(row.contains(&sha256[..12]), "{releases}");
+}
+
+#[test]
+fn help_names_the_commands_and_flags() {
+    let help = otter(&["--help"], &[]).ok();
+    for word in ["serve", "product", "release", "device", "report"] {
+        assert!(help.contains(word), "--help lacks {word}: {help}");
+    }
+    let help = otter(&["release", "publish", "--help"], &[]).ok();
+    for flag in [
+        "--version",
+        "--channel",
+        "--title",
+        "--summary",
+        "--min-source-version",
+        "--mandatory",
+        "--notes-url",
+        "--release-date",
+        "--server",
+        "--token",
+    ] {
+        assert!(help.contains(flag), "publish --help lacks {flag}: {help}");
+    }
+    let help = otter(&["serve", "--help"], &[]).ok();
+    for flag in ["--listen", "--data", "--config", "OTTER_LISTEN"] {
+        assert!(help.contains(flag), "serve --help lacks {flag}: {help}");
+    }
+    // A typo is a usage error (exit 2), not a crash.
+    let run = otter(&["relase", "list"], &[]);
+    assert_eq!(run.output.status.code(), Some(2), "{}", run.stderr);
+}
