@@ -92,7 +92,7 @@ pub trait ProductStore: Send + Sync {
 /// Releases of products.
 #[async_trait]
 pub trait ReleaseStore: Send + Sync {
-    /// Publishes a release (its `seq` and `created_at` are assigned here);
+    /// Publishes a release (its `seq` is assigned here and returned);
     /// [`StoreError::Conflict`] if the product already has that version.
     async fn create_release(&self, release: &Release) -> Result<Release>;
     async fn get_release(&self, product: &str, version: &str) -> Result<Option<Release>>;
