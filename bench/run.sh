@@ -18,7 +18,6 @@ OUT="${BENCH_OUT:-target/bench-results.md}"
 KEEP="${BENCH_KEEP:-0}"               # 1 = keep the temporary directory (logs, raw wrk output)
 OTTER_BIN="${OTTER_BIN:-}"            # use this binary instead of building one
 read -r -a OTTER_EXTRA_ARGS <<<"${OTTER_ARGS:-}"
-WRK_TIMEOUT=$((DURATION + 20))
 FILE_SIZE=$((1024 * 1024))
 CHECK_TARGET=1.0
 DOWNLOAD_TARGET=0.8
@@ -48,11 +47,11 @@ WRK_PID=""
 POLICY_RC_CREATED=0
 
 stop_pid() { # name pid
-  local name="$1" pid="$2" i
+  local name="$1" pid="$2"
   [[ -n "$pid" ]] || return 0
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -122,8 +121,8 @@ raise_nofile() {
 
 USED_PORTS=" "
 free_port() {
-  local p i
-  for i in $(seq 1 200); do
+  local p
+  for _ in $(seq 1 200); do
     p=$((20000 + RANDOM % 30000))
     [[ "$USED_PORTS" == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -136,8 +135,8 @@ free_port() {
 }
 
 wait_http() { # name pid url
-  local name="$1" pid="$2" url="$3" i code
-  for i in $(seq 1 120); do
+  local name="$1" pid="$2" url="$3" code
+  for _ in $(seq 1 120); do
     kill -0 "$pid" 2>/dev/null || return 1
     code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)"
     [[ "$code" != 000 ]] && return 0
@@ -167,8 +166,14 @@ start_otter() {
   TOKEN="$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')"
   mkdir -p "$TMP/otter-data"
   log "starting otter on 127.0.0.1:$OTTER_PORT (log: $TMP/otter.log)"
-  # RUST_LOG=warn: no per-request logging, like nginx with access_log off.
-  OTTER_ADMIN_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-warn}" \
+  # Drop OTTER_* settings from the caller's environment (config file, database URL...), so the
+  # bench runs against its own fresh data directory. RUST_LOG=warn: no per-request logging, like
+  # nginx with access_log off.
+  local env_args=() var
+  for var in $(compgen -e); do
+    if [[ "$var" == OTTER_* ]]; then env_args+=(-u "$var"); fi
+  done
+  env "${env_args[@]}" OTTER_ADMIN_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-warn}" \
     "$OTTER_BIN" serve --listen "127.0.0.1:$OTTER_PORT" --data "$TMP/otter-data" \
     "${OTTER_EXTRA_ARGS[@]}" >"$TMP/otter.log" 2>&1 &
   OTTER_PID=$!
@@ -337,7 +342,7 @@ row() { printf '| %-14s | %-3s | %11s | %11s | %5s | %6s | %9s | %9s | %9s | %9s
 
 report() {
   local test target run o n r o_sum o_n n_sum n_n mean_r errs_o errs_n
-  local load nginx_v wrk_v otter_v commit
+  local nginx_v wrk_v otter_v commit
   nginx_v="$("$(find_nginx)" -v 2>&1 | sed 's/^nginx version: //' || true)"
   wrk_v="$( (wrk -v 2>&1 || true) | head -n 1 | awk '{ print $2 }')"
   otter_v="n/a"
@@ -396,6 +401,7 @@ report() {
 # ---- main -----------------------------------------------------------------------------------------
 [[ "$DURATION" =~ ^[0-9]+$ && "$WARMUP" =~ ^[0-9]+$ && "$RUNS" =~ ^[0-9]+$ && "$CONNS" =~ ^[0-9]+$ ]] ||
   die "BENCH_DURATION, BENCH_WARMUP, BENCH_RUNS and BENCH_CONNS must be whole numbers"
+WRK_TIMEOUT=$((DURATION + 20))
 
 ensure_tools
 command -v cargo >/dev/null 2>&1 || [[ -n "$OTTER_BIN" || "$NGINX_ONLY" == 1 ]] || die "cargo not found"
