@@ -62,6 +62,11 @@ pub struct ServeArgs {
     #[arg(long, env = "OTTER_MAX_UPLOAD", value_name = "SIZE", value_parser = parse_size)]
     max_upload: Option<u64>,
 
+    /// Memory for recently downloaded images (each up to 16 MiB), so a fleet fetching a new
+    /// release is served from memory; 0 disables it [default: 256MiB].
+    #[arg(long, env = "OTTER_DOWNLOAD_CACHE", value_name = "SIZE", value_parser = parse_size)]
+    download_cache: Option<u64>,
+
     /// Idle upload sessions expire after this long, e.g. 24h, 30m [default: 24h].
     #[arg(long, env = "OTTER_UPLOAD_TTL", value_name = "DURATION", value_parser = parse_duration)]
     upload_ttl: Option<Duration>,
@@ -93,6 +98,7 @@ struct FileSettings {
     public_url: Option<String>,
     admin_token: Option<String>,
     max_upload: Option<String>,
+    download_cache: Option<String>,
     upload_ttl: Option<String>,
     shutdown_grace: Option<String>,
     log_format: Option<LogFormat>,
@@ -122,6 +128,7 @@ impl ServeArgs {
             .map(|u| normalize_public_url(&u))
             .transpose()?;
         let file_size = file.max_upload.as_deref().map(parse_size).transpose();
+        let file_cache = file.download_cache.as_deref().map(parse_size).transpose();
         let file_ttl = file.upload_ttl.as_deref().map(parse_duration).transpose();
         let file_grace = file
             .shutdown_grace
@@ -157,6 +164,10 @@ impl ServeArgs {
                     .or(file_grace.map_err(|e| bad("shutdown_grace", e))?)
                     .unwrap_or(defaults.shutdown_grace),
                 seen_queue: defaults.seen_queue,
+                download_cache: self
+                    .download_cache
+                    .or(file_cache.map_err(|e| bad("download_cache", e))?)
+                    .unwrap_or(defaults.download_cache),
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -98,7 +98,7 @@ impl Server {
         let bootstrap =
             auth::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
 
-        let blobs = Blobs::local(&data.join("blobs"))?;
+        let blobs = Blobs::local(&data.join("blobs"))?.with_hot_cache(config.download_cache);
         let staging = Staging::new(&data.join("staging"))?;
         let live: HashSet<String> = store.all_uploads().await?.into_iter().collect();
         let swept = staging.sweep(&live).await?;

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Capacity of the device-sighting queue.
     pub seen_queue: usize,
+    /// Memory for recently downloaded images (each at most 16 MiB); 0 disables the cache.
+    pub download_cache: u64,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
             upload_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(30),
             seen_queue: 65_536,
+            download_cache: 256 * 1024 * 1024,
         }
     }
 }

@@ -14,6 +14,7 @@ use otter_core::model::{
 };
 
 pub mod blob;
+pub mod hot;
 pub mod sql;
 
 /// What a store operation can fail with.
