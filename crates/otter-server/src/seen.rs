@@ -94,3 +94,48 @@ async fn write(store: &dyn Store, batch: &mut Vec<DeviceSeen>) {
     }
     batch.clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otter_store::PageRequest;
+    use otter_store::sql::SqlStore;
+
+    fn sighting(id: &str, version: &str) -> DeviceSeen {
+        DeviceSeen {
+            product: "p".into(),
+            id: id.into(),
+            current_version: Some(version.into()),
+            current_hash: None,
+            channel: "stable".into(),
+            at: 1,
+        }
+    }
+
+    // A current-thread runtime: the writer cannot run until the test awaits, so the queue fills.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_close_flushes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("otter.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url).await.unwrap());
+        let (queue, writer) = SeenQueue::start(store.clone(), 2);
+        for (i, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            queue.record(sighting(id, &format!("1.0.{i}")));
+        }
+        assert_eq!(queue.depth(), 2);
+        assert_eq!(queue.dropped(), 2);
+        queue.close();
+        writer.await.unwrap();
+        let page = PageRequest {
+            limit: 10,
+            cursor: None,
+        };
+        let devices = store.list_devices("p", &page).await.unwrap().items;
+        let ids: Vec<_> = devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["a", "b"],
+            "queued sightings are written on close, dropped ones never"
+        );
+    }
+}
