@@ -6,7 +6,7 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
@@ -505,7 +505,7 @@ async fn publish(
     let mut probe = release.clone();
     probe.artifact = "0".repeat(64);
     probe
-        .validate(product.scheme, unix_now())
+        .validate(product.scheme, otter_store::now())
         .map_err(|err| anyhow::anyhow!("{err} ({})", err.code()))?;
     let existing = client
         .get::<Release>(client.url(&[
@@ -546,12 +546,6 @@ async fn publish(
         published.artifact.size
     );
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A byte progress bar on stderr, or a hidden one when stderr is not a terminal (logs and CI
