@@ -1,8 +1,9 @@
 //! Device sightings go through a bounded queue and are written in batches, so a fleet checking in
 //! costs the database one transaction per batch instead of one write per request.
 //!
-//! When the queue is full a sighting is dropped and counted: last-seen times are best-effort.
-//! Update reports never take this path; they are written before the device gets its answer.
+//! When the queue is full a check-in's sighting is dropped and counted: last-seen times are
+//! best-effort. What an `installed` report says waits for room instead, and the report itself is
+//! written to the store before the device gets its answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,15 @@ impl SeenQueue {
             }),
             writer,
         )
+    }
+
+    /// Queues a sighting that must not be lost (a device saying it installed a release), waiting
+    /// for room if needed. Going through the same queue keeps it ordered after the device's
+    /// earlier check-ins, so a stale check-in can never overwrite it.
+    pub async fn record_in_order(&self, seen: DeviceSeen) {
+        if self.tx.send(seen).await.is_err() {
+            tracing::warn!("sighting queue closed: shutting down");
+        }
     }
 
     /// Stops accepting sightings and lets the writer flush the queue and end.

@@ -1,5 +1,6 @@
-//! `POST /api/v1/products/{product}/reports`: a device says how an update went. Written before
-//! the answer, never dropped.
+//! `POST /api/v1/products/{product}/reports`: a device says how an update went. The report is
+//! written before the answer, never dropped; an `installed` report also records the device's new
+//! version, in order behind its earlier check-ins.
 
 use axum::Json;
 use axum::extract::State;
@@ -62,23 +63,21 @@ pub async fn create(
         })
         .await?;
     if body.state == ReportState::Installed {
-        // What a device runs matters more than when it was last seen: write it now, not through
-        // the lossy sighting queue.
         let channel = body
             .channel
             .unwrap_or_else(|| otter_core::model::DEFAULT_CHANNEL.to_owned());
         validate_name("channel", &channel)?;
         state
-            .store
-            .record_seen(&[DeviceSeen {
+            .seen
+            .record_in_order(DeviceSeen {
                 product: name,
                 id: body.device,
                 current_version: Some(body.version),
                 current_hash: None,
                 channel,
                 at,
-            }])
-            .await?;
+            })
+            .await;
     }
     Ok((StatusCode::CREATED, Json(report)))
 }

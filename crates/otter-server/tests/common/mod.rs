@@ -1,0 +1,577 @@
+//! A real otter server on 127.0.0.1 (an OS-assigned port) over a temporary data directory, and
+//! the HTTP helpers the integration tests share.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use otter_server::{Bootstrap, Server, ServerConfig, Storage};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin token every test server is started with.
+pub const TOKEN: &str = "test-token";
+
+/// How long [`eventually`] waits for asynchronous effects (sighting queue, janitor).
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Settings for tests: the defaults, with a short shutdown grace so restarts stay quick.
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        shutdown_grace: Duration::from_secs(5),
+        ..ServerConfig::default()
+    }
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`; changes on [`TestServer::restart`].
+    pub base: String,
+    pub addr: SocketAddr,
+    pub token: String,
+    pub client: Client,
+    pub config: ServerConfig,
+    /// The admin token passed to `Storage` on the next (re)start; `None` makes the server rely
+    /// on the tokens it stored before.
+    pub start_token: Option<String>,
+    /// What the server reported about its admin token at the last start.
+    pub bootstrap: &'static str,
+    dir: tempfile::TempDir,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with_config(test_config()).await
+    }
+
+    pub async fn with_config(config: ServerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("reqwest client");
+        let mut server = TestServer {
+            base: String::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: TOKEN.to_owned(),
+            client,
+            config,
+            start_token: Some(TOKEN.to_owned()),
+            bootstrap: "",
+            dir,
+            running: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let storage = Storage {
+            data_dir: self.dir.path().to_path_buf(),
+            database_url: None,
+            admin_token: self.start_token.clone(),
+        };
+        let server = Server::open(storage, self.config.clone())
+            .await
+            .expect("server opens");
+        self.bootstrap = match server.bootstrap {
+            Bootstrap::Configured => "configured",
+            Bootstrap::Existing => "existing",
+            Bootstrap::Generated { .. } => "generated",
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.addr = listener.local_addr().expect("local addr");
+        self.base = format!("http://{}", self.addr);
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            rx.await.ok();
+        }));
+        self.running = Some(Running { stop, task });
+    }
+
+    /// Shuts the server down and waits until it has finished (sightings flushed, database
+    /// closed).
+    pub async fn shutdown(&mut self) {
+        let Running { stop, task } = self.running.take().expect("server is running");
+        stop.send(()).ok();
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("server stops within 15 s")
+            .expect("serve task did not panic")
+            .expect("serve ended cleanly");
+    }
+
+    /// Shuts down and opens a new server on the same data directory (on a new port).
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.launch().await;
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Names of the files in `<data>/staging`.
+    pub fn staging_files(&self) -> Vec<String> {
+        let dir: PathBuf = self.dir.path().join("staging");
+        std::fs::read_dir(dir)
+            .expect("staging dir exists")
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request carrying the admin token.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// A request without credentials (device endpoints, downloads).
+    pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn create_product(&self, name: &str, scheme: &str) -> Value {
+        let resp = self
+            .admin(Method::POST, "/api/v1/products")
+            .json(&json!({"name": name, "scheme": scheme}))
+            .send()
+            .await
+            .expect("create product");
+        json_body(resp, StatusCode::CREATED).await
+    }
+
+    /// Uploads `bytes` with a raw PUT and returns the artifact.
+    pub async fn upload_named(&self, bytes: &[u8], filename: &str) -> Value {
+        let resp = self
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/artifacts?filename={filename}"),
+            )
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("upload");
+        let status = resp.status();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "upload answered {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        resp.json().await.expect("artifact JSON")
+    }
+
+    /// Uploads `bytes` and returns their SHA-256 as the server reports it.
+    pub async fn upload(&self, bytes: &[u8]) -> String {
+        let artifact = self.upload_named(bytes, "fw.bin").await;
+        let sha = artifact["sha256"].as_str().expect("sha256").to_owned();
+        assert_eq!(sha, sha256_hex(bytes), "server's SHA-256 of the upload");
+        sha
+    }
+
+    /// Publishes `version` of `product` with artifact `sha256`; `extra` is merged into the
+    /// body (channels, minSourceVersion, title, ...).
+    pub async fn publish(&self, product: &str, version: &str, sha256: &str, extra: Value) -> Value {
+        let resp = self.try_publish(product, version, sha256, extra).await;
+        json_body(resp, StatusCode::CREATED).await
+    }
+
+    pub async fn try_publish(
+        &self,
+        product: &str,
+        version: &str,
+        sha256: &str,
+        extra: Value,
+    ) -> Response {
+        let mut body = json!({"version": version, "artifact": sha256});
+        if let Value::Object(extra) = extra {
+            body.as_object_mut().expect("object").extend(extra);
+        }
+        self.admin(
+            Method::POST,
+            &format!("/api/v1/products/{product}/releases"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("publish")
+    }
+
+    /// Uploads distinct bytes for `version` (named `<product>-<version>.bin`) and publishes them.
+    pub async fn release(&self, product: &str, version: &str, extra: Value) -> Value {
+        let bytes = firmware_for(product, version);
+        let artifact = self
+            .upload_named(&bytes, &format!("{product}-{version}.bin"))
+            .await;
+        let sha = artifact["sha256"].as_str().expect("sha256");
+        self.publish(product, version, sha, extra).await
+    }
+
+    pub async fn patch_release(&self, product: &str, version: &str, patch: Value) -> Value {
+        let resp = self
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/products/{product}/releases/{version}"),
+            )
+            .json(&patch)
+            .send()
+            .await
+            .expect("patch release");
+        json_body(resp, StatusCode::OK).await
+    }
+
+    /// `GET /api/v1/products/{product}/check?{query}`, expecting 200.
+    pub async fn check(&self, product: &str, query: &str) -> Value {
+        let resp = self
+            .anon(
+                Method::GET,
+                &format!("/api/v1/products/{product}/check?{query}"),
+            )
+            .send()
+            .await
+            .expect("check");
+        json_body(resp, StatusCode::OK).await
+    }
+
+    /// The version a check offers, or `None` for `{"hasUpdate":false}`.
+    pub async fn offered(&self, product: &str, query: &str) -> Option<String> {
+        let answer = self.check(product, query).await;
+        match answer["hasUpdate"].as_bool() {
+            Some(true) => Some(
+                answer["manifest"]["version"]
+                    .as_str()
+                    .expect("manifest version")
+                    .to_owned(),
+            ),
+            Some(false) => {
+                assert_eq!(answer, json!({"hasUpdate": false}), "no-update body");
+                None
+            }
+            None => panic!("check answer without hasUpdate: {answer}"),
+        }
+    }
+
+    /// A GET with the admin token, expecting 200 and JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self
+            .admin(Method::GET, path)
+            .send()
+            .await
+            .expect("admin GET");
+        json_body(resp, StatusCode::OK).await
+    }
+
+    /// Every item of a paginated admin list, following `nextCursor` with pages of `limit`.
+    pub async fn all_pages(&self, path: &str, limit: u32) -> Vec<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut url = format!("{path}{sep}limit={limit}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get_json(&url).await;
+            let got = page["items"].as_array().expect("items");
+            assert!(
+                got.len() <= limit as usize,
+                "page longer than limit: {page}"
+            );
+            items.extend(got.iter().cloned());
+            match &page["nextCursor"] {
+                Value::Null => return items,
+                Value::String(c) => {
+                    assert_eq!(got.len(), limit as usize, "a short page with a cursor");
+                    cursor = Some(c.clone());
+                }
+                other => panic!("nextCursor is {other}"),
+            }
+        }
+        panic!("pagination of {path} does not end");
+    }
+
+    /// A session for the resumable-upload tests: returns its id.
+    pub async fn begin_upload(&self, size: usize, sha256: &str, filename: &str) -> String {
+        let resp = self
+            .admin(Method::POST, "/api/v1/uploads")
+            .json(&json!({"size": size, "sha256": sha256, "filename": filename}))
+            .send()
+            .await
+            .expect("begin upload");
+        let session = json_body(resp, StatusCode::CREATED).await;
+        assert_eq!(session["offset"], 0);
+        assert_eq!(session["size"], size);
+        session["id"].as_str().expect("id").to_owned()
+    }
+
+    pub fn put_chunk(&self, id: &str, offset: usize, bytes: &[u8]) -> RequestBuilder {
+        self.admin(
+            Method::PUT,
+            &format!("/api/v1/uploads/{id}?offset={offset}"),
+        )
+        .body(bytes.to_vec())
+    }
+
+    /// The session's offset as `GET /api/v1/uploads/{id}` reports it.
+    pub async fn upload_offset(&self, id: &str) -> u64 {
+        self.get_json(&format!("/api/v1/uploads/{id}")).await["offset"]
+            .as_u64()
+            .expect("offset")
+    }
+
+    /// Sends a request by hand on a fresh connection: `head` is the request line and headers
+    /// (without the blank line), `body` the bytes written after them. Returns status, headers
+    /// (lowercased names) and body of the answer, read by its `Content-Length`.
+    pub async fn raw(&self, head: &str, body: &[u8]) -> RawResponse {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let head = format!(
+            "{head}\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.addr, self.token
+        );
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        stream.write_all(body).await.expect("write body");
+        stream.flush().await.expect("flush");
+        read_raw_response(&mut stream).await
+    }
+
+    /// Sends a bodiless request by hand (with `Connection: close`) and returns every byte the
+    /// server sent until it closed the connection.
+    pub async fn raw_until_close(&self, head: &str) -> Vec<u8> {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let head = format!("{head}\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection within 10 s")
+            .expect("read");
+        answer
+    }
+
+    /// Sends `head` and the first `sent` bytes of a body whose `Content-Length` is larger, then
+    /// ends the stream: a cable pulled mid-request. Waits until the server has answered (if it
+    /// does) and closed the connection, so the request has been dealt with on return.
+    pub async fn raw_cut(
+        &self,
+        head: &str,
+        content_length: usize,
+        sent: &[u8],
+    ) -> Option<RawResponse> {
+        assert!(sent.len() < content_length);
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let head = format!(
+            "{head}\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Length: {content_length}\r\n\r\n",
+            self.addr, self.token
+        );
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        stream.write_all(sent).await.expect("write partial body");
+        stream.shutdown().await.expect("shutdown the sending side");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection within 10 s")
+            .expect("read");
+        if answer.is_empty() {
+            return None;
+        }
+        Some(parse_raw_response(&answer))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop.send(()).ok();
+        }
+    }
+}
+
+/// An answer read off a raw connection.
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+async fn read_raw_response(stream: &mut TcpStream) -> RawResponse {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let length = content_length(&buf[..i]);
+            if buf.len() >= i + 4 + length {
+                return parse_raw_response(&buf);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response within 10 s")
+            .expect("read");
+        assert!(n > 0, "connection closed before a whole response arrived");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.trim().parse().expect("content-length"))
+}
+
+/// Parses one whole HTTP/1.1 response with a `Content-Length` body.
+fn parse_raw_response(buf: &[u8]) -> RawResponse {
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole response head");
+    let head = String::from_utf8(buf[..head_end].to_vec()).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length = content_length(&buf[..head_end]);
+    let body = buf[head_end + 4..].to_vec();
+    assert!(body.len() >= length, "response body cut short");
+    RawResponse {
+        status,
+        headers,
+        body: body[..length].to_vec(),
+    }
+}
+
+/// Asserts `resp` is `status` with a JSON body and returns the body.
+pub async fn json_body(resp: Response, status: StatusCode) -> Value {
+    let got = resp.status();
+    let url = resp.url().clone();
+    let text = resp.text().await.expect("body");
+    assert_eq!(got, status, "{url} answered {got}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: body is not JSON ({e}): {text}"))
+}
+
+/// Asserts `resp` is an error `status` in the house format `{"error": code, "message": ...}`
+/// and returns the body.
+pub async fn expect_error(resp: Response, status: u16, code: &str) -> Value {
+    let got = resp.status();
+    let url = resp.url().clone();
+    let content_type = header(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
+    let text = resp.text().await.expect("body");
+    assert_eq!(
+        got.as_u16(),
+        status,
+        "{url}: wanted {status} {code}, got {got}: {text}"
+    );
+    assert!(
+        content_type.starts_with("application/json"),
+        "{url}: error content type {content_type:?}"
+    );
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{url}: error body is not JSON ({e}): {text}"));
+    assert_eq!(body["error"], code, "{url}: error code in {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{url}: error without a message: {body}"
+    );
+    body
+}
+
+pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().expect("ASCII header").to_owned())
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift), different per `seed`.
+pub fn firmware(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// Distinct bytes for a product's version (a few KiB).
+pub fn firmware_for(product: &str, version: &str) -> Vec<u8> {
+    let mut image = format!("{product} {version}\n").into_bytes();
+    let seed = sha256_hex(&image);
+    let seed = u64::from_str_radix(&seed[..16], 16).expect("hex");
+    image.extend(firmware(seed, 4096));
+    image
+}
+
+/// Polls `probe` until it returns `Ok`, for at most [`PATIENCE`]; panics with the last `Err`.
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+    eventually_within(PATIENCE, what, probe).await
+}
+
+/// [`eventually`] with another bound.
+pub async fn eventually_within<T>(
+    patience: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + patience;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: not the case after {patience:?} (last: {last})")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}

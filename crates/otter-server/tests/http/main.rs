@@ -1,0 +1,14 @@
+//! HTTP integration tests: each test starts the real server on 127.0.0.1 (an OS-assigned port)
+//! over a temporary data directory and talks to it with reqwest (or raw TCP where a client
+//! library would hide what is being tested).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admin;
+mod check;
+mod downloads;
+mod pagination;
+mod persistence;
+mod sessions;
+mod uploads;
