@@ -115,6 +115,14 @@ impl TestServer {
             .expect("serve ended cleanly");
     }
 
+    /// Sends the shutdown signal without waiting; the returned task ends when the server has
+    /// stopped.
+    pub fn signal_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        let Running { stop, task } = self.running.take().expect("server is running");
+        stop.send(()).ok();
+        task
+    }
+
     /// Shuts down and opens a new server on the same data directory (on a new port).
     pub async fn restart(&mut self) {
         self.shutdown().await;

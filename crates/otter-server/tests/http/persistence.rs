@@ -189,3 +189,76 @@ async fn check_ins_right_before_a_shutdown_are_not_lost() {
     );
     assert!(devices.iter().all(|d| d["currentVersion"] == "1.0.0"));
 }
+
+#[tokio::test]
+async fn an_in_flight_download_finishes_after_the_shutdown_signal() {
+    let mut srv = TestServer::start().await;
+    // Larger than the download cache takes, and than loopback buffers hold: the server is still
+    // streaming from disk when the signal arrives.
+    let image = firmware(7, 48 << 20);
+    let sha = srv.upload(&image).await;
+    let mut resp = srv
+        .anon(Method::GET, &format!("/dl/{sha}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut received = resp.chunk().await.unwrap().expect("first bytes").to_vec();
+    let stopped = srv.signal_shutdown();
+    while let Some(chunk) = resp.chunk().await.expect("the download is not cut off") {
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received.len(), image.len());
+    assert_eq!(crate::common::sha256_hex(&received), sha);
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopped)
+        .await
+        .expect("stops once the download is done")
+        .unwrap()
+        .unwrap();
+    assert!(
+        srv.client.get(srv.url("/healthz")).send().await.is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_download_does_not_hold_shutdown_past_the_grace_period() {
+    let mut config = crate::common::test_config();
+    config.shutdown_grace = std::time::Duration::from_secs(1);
+    let mut srv = TestServer::with_config(config).await;
+    let image = firmware(8, 48 << 20);
+    let sha = srv.upload(&image).await;
+    let mut resp = srv
+        .anon(Method::GET, &format!("/dl/{sha}"))
+        .send()
+        .await
+        .unwrap();
+    resp.chunk().await.unwrap();
+    // The client stops reading; the server must still stop, about a second later.
+    let started = std::time::Instant::now();
+    let stopped = srv.signal_shutdown();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopped)
+        .await
+        .expect("the grace period bounds shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    drop(resp);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let srv = TestServer::start().await;
+    let storage = otter_server::Storage {
+        data_dir: srv.data_dir().to_path_buf(),
+        database_url: None,
+        admin_token: None,
+    };
+    match otter_server::Server::open(storage, crate::common::test_config()).await {
+        Err(otter_server::StartError::Locked(dir)) => assert_eq!(dir, srv.data_dir()),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("a second server opened the same data directory"),
+    }
+    // The first server is unaffected.
+    assert_eq!(srv.get_json("/api/v1/products").await["items"], json!([]));
+}
