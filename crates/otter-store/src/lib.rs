@@ -88,6 +88,11 @@ pub trait ProductStore: Send + Sync {
     /// Records an artifact's metadata; if the same SHA-256 exists, returns the stored one.
     async fn put_artifact(&self, artifact: &Artifact) -> Result<Artifact>;
     async fn get_artifact(&self, sha256: &str) -> Result<Option<Artifact>>;
+    /// Records that a product's catalogue (the product or its releases) changed; returns the
+    /// product's new catalogue version.
+    async fn bump_catalog(&self, product: &str) -> Result<i64>;
+    /// Every product's catalogue version, for nodes to notice changes made elsewhere.
+    async fn catalog_versions(&self) -> Result<Vec<(String, i64)>>;
 }
 
 /// Releases of products.

@@ -294,6 +294,27 @@ impl ProductStore for SqlStore {
         .map(|row| artifact_from(row, "sha256", "created_at"))
         .transpose()
     }
+
+    async fn bump_catalog(&self, product: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO catalog_versions (product, version) VALUES ($1, 1) \
+             ON CONFLICT (product) DO UPDATE SET version = catalog_versions.version + 1 \
+             RETURNING version",
+        )
+        .bind(product)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("version")?)
+    }
+
+    async fn catalog_versions(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT product, version FROM catalog_versions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("product")?, r.try_get("version")?)))
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,14 @@
+//! Real services for otter's tests, started on loopback in temporary directories.
+//!
+//! A test asks for a service and gets `None` when its binaries are missing on this machine,
+//! after a clear `SKIP` line on stderr. Under `CI=true` a missing service fails the test instead:
+//! CI installs everything, so a skip there would hide a broken setup.
+
+/// Reports a service that cannot be started: SKIP locally, a panic under `CI=true`.
+pub fn unavailable<T>(service: &str, why: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{service} is required under CI=true but unavailable: {why}");
+    }
+    eprintln!("SKIP {service}: {why}");
+    None
+}
