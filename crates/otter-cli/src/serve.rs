@@ -164,6 +164,7 @@ impl ServeArgs {
                     .or(file_grace.map_err(|e| bad("shutdown_grace", e))?)
                     .unwrap_or(defaults.shutdown_grace),
                 seen_queue: defaults.seen_queue,
+                catalog_poll: defaults.catalog_poll,
                 download_cache: self
                     .download_cache
                     .or(file_cache.map_err(|e| bad("download_cache", e))?)

@@ -1,7 +1,10 @@
 //! The in-memory check index: every product's releases, pre-parsed and with their check answers
 //! pre-serialised, so `GET …/check` and downloads never touch the database.
 //!
-//! The index is rebuilt per product from the store whenever that product's releases change.
+//! The index is rebuilt per product from the store whenever that product's catalogue changes:
+//! at once on the node that made the change ([`CheckIndex::changed`]), and on every other node
+//! sharing the database within one poll of the per-product catalogue versions
+//! ([`CheckIndex::sync`]), so the check path never asks the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -131,16 +134,57 @@ pub struct CheckIndex {
     artifacts: RwLock<HashMap<String, Artifact>>,
     /// Serialises rebuilds so an older read of the store never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
+    /// The catalogue version each product's index was built from.
+    versions: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl CheckIndex {
     /// Loads every product.
     pub async fn load(store: &dyn Store) -> Result<Self> {
         let index = CheckIndex::default();
+        index.sync(store).await?;
         for product in store.all_products().await? {
-            index.reload(store, &product.name).await?;
+            if index.product(&product.name).is_none() {
+                index.reload(store, &product.name).await?;
+            }
         }
         Ok(index)
+    }
+
+    /// Records a change this node made to a product's catalogue and rebuilds its index, so the
+    /// change is live here at once and on other nodes at their next [`CheckIndex::sync`].
+    pub async fn changed(&self, store: &dyn Store, product: &str) -> Result<()> {
+        let version = store.bump_catalog(product).await?;
+        self.reload(store, product).await?;
+        self.remember(product, version);
+        Ok(())
+    }
+
+    /// Rebuilds every product whose catalogue version moved since this node last built it (a
+    /// change made through another node). Returns how many products were rebuilt.
+    pub async fn sync(&self, store: &dyn Store) -> Result<usize> {
+        let mut rebuilt = 0;
+        for (product, version) in store.catalog_versions().await? {
+            let known = self.lock_versions().get(&product).copied();
+            if known.is_none_or(|k| k < version) {
+                // The rebuild reads the store after `version` was observed, so it includes at
+                // least that change.
+                self.reload(store, &product).await?;
+                self.remember(&product, version);
+                rebuilt += 1;
+            }
+        }
+        Ok(rebuilt)
+    }
+
+    fn remember(&self, product: &str, version: i64) {
+        let mut versions = self.lock_versions();
+        let known = versions.entry(product.to_owned()).or_insert(version);
+        *known = (*known).max(version);
+    }
+
+    fn lock_versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn product(&self, name: &str) -> Option<Arc<ProductIndex>> {

@@ -70,6 +70,7 @@ pub struct Server {
     sql: SqlStore,
     seen_writer: JoinHandle<()>,
     janitor: JoinHandle<()>,
+    follower: JoinHandle<()>,
     /// What happened to the admin token at startup.
     pub bootstrap: Bootstrap,
 }
@@ -120,12 +121,14 @@ impl Server {
             busy_uploads: Default::default(),
         });
         let janitor = tokio::spawn(janitor(state.clone()));
+        let follower = tokio::spawn(follow_catalog(state.clone()));
         Ok(Server {
             state,
             _lock: lock,
             sql,
             seen_writer,
             janitor,
+            follower,
             bootstrap,
         })
     }
@@ -162,12 +165,27 @@ impl Server {
             () = bounded => Ok(()),
         };
         self.janitor.abort();
+        self.follower.abort();
         self.state.seen.close();
         if let Err(e) = self.seen_writer.await {
             tracing::warn!(error = %e, "sighting writer ended abnormally");
         }
         self.sql.close().await;
         result
+    }
+}
+
+/// Keeps the check index in step with changes made through other nodes sharing the database.
+async fn follow_catalog(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.catalog_poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.index.sync(&*state.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(products = n, "check index caught up with other nodes"),
+            Err(e) => tracing::warn!(error = %e, "could not poll catalogue versions"),
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub upload_ttl: Duration,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How often to look for catalogue changes made through other nodes.
+    pub catalog_poll: Duration,
     /// Capacity of the device-sighting queue.
     pub seen_queue: usize,
     /// Memory for recently downloaded images (each at most 16 MiB); 0 disables the cache.
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             max_upload: 2 * 1024 * 1024 * 1024,
             upload_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(30),
+            catalog_poll: Duration::from_millis(500),
             seen_queue: 65_536,
             download_cache: 256 * 1024 * 1024,
         }

@@ -48,7 +48,7 @@ pub async fn create(
             ),
             other => other.into(),
         })?;
-    state.index.reload(&*state.store, &product.name).await?;
+    state.index.changed(&*state.store, &product.name).await?;
     tracing::info!(product = %product.name, scheme = %product.scheme, "product created");
     Ok((StatusCode::CREATED, Json(product)))
 }

@@ -76,7 +76,7 @@ pub async fn publish(
             ),
             other => other.into(),
         })?;
-    state.index.reload(&*state.store, &product).await?;
+    state.index.changed(&*state.store, &product).await?;
     tracing::info!(product = %product, version = %release.version, "release published");
     Ok((StatusCode::CREATED, Json(release)))
 }
@@ -126,7 +126,7 @@ pub async fn patch(
             StoreError::NotFound => release_not_found(&product, &version),
             other => other.into(),
         })?;
-    state.index.reload(&*state.store, &product).await?;
+    state.index.changed(&*state.store, &product).await?;
     tracing::info!(
         product = %product, version = %version,
         deprecated = release.deprecated, yanked = release.yanked, "release changed"

@@ -46,6 +46,8 @@ pub struct TestServer {
     /// The admin token passed to `Storage` on the next (re)start; `None` makes the server rely
     /// on the tokens it stored before.
     pub start_token: Option<String>,
+    /// Database URL for the next (re)start; `None` is the data directory's own SQLite file.
+    pub database_url: Option<String>,
     /// What the server reported about its admin token at the last start.
     pub bootstrap: &'static str,
     dir: tempfile::TempDir,
@@ -57,7 +59,17 @@ impl TestServer {
         Self::with_config(test_config()).await
     }
 
+    /// A second node sharing `first`'s database (its own data directory, so its own blobs).
+    pub async fn sharing_database_with(first: &TestServer) -> Self {
+        let url = format!("sqlite://{}", first.data_dir().join("otter.db").display());
+        Self::build(first.config.clone(), Some(url)).await
+    }
+
     pub async fn with_config(config: ServerConfig) -> Self {
+        Self::build(config, None).await
+    }
+
+    async fn build(config: ServerConfig, database_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let client = Client::builder()
             .no_proxy()
@@ -71,6 +83,7 @@ impl TestServer {
             client,
             config,
             start_token: Some(TOKEN.to_owned()),
+            database_url,
             bootstrap: "",
             dir,
             running: None,
@@ -82,7 +95,7 @@ impl TestServer {
     async fn launch(&mut self) {
         let storage = Storage {
             data_dir: self.dir.path().to_path_buf(),
-            database_url: None,
+            database_url: self.database_url.clone(),
             admin_token: self.start_token.clone(),
         };
         let server = Server::open(storage, self.config.clone())

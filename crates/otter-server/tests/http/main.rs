@@ -8,6 +8,7 @@ mod common;
 mod admin;
 mod check;
 mod downloads;
+mod nodes;
 mod pagination;
 mod persistence;
 mod sessions;
