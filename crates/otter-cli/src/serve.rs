@@ -31,6 +31,11 @@ pub struct ServeArgs {
     #[arg(long, env = "OTTER_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
 
+    /// Serve Prometheus `/metrics` on this address instead of the main listener (keep it on a
+    /// private interface).
+    #[arg(long, env = "OTTER_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+
     /// Data directory: database, firmware blobs, upload staging, admin token [default: ./otter-data].
     #[arg(long, env = "OTTER_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
@@ -93,6 +98,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     data: Option<PathBuf>,
     database_url: Option<String>,
     public_url: Option<String>,
@@ -108,6 +114,7 @@ struct FileSettings {
 #[derive(Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     pub storage: Storage,
     pub server: ServerConfig,
     pub log_format: LogFormat,
@@ -141,6 +148,7 @@ impl ServeArgs {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             storage: Storage {
                 data_dir: self
                     .data
@@ -267,7 +275,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let server = Server::open(settings.storage, settings.server)
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let mut server = Server::open(settings.storage, settings.server)
         .await
         .with_context(|| format!("starting otter with data directory {}", data_dir.display()))?;
     if let Bootstrap::Generated { token, path } = &server.bootstrap {
@@ -279,6 +295,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %data_dir.display(), "otter listening on http://{addr}");
+    if let Some(metrics) = metrics_listener {
+        tracing::info!(addr = %metrics.local_addr()?, "metrics on their own listener");
+        server = server.with_metrics_listener(metrics);
+    }
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("otter stopped");
     Ok(())

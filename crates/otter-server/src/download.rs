@@ -128,12 +128,12 @@ pub async fn serve(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from_stream(
+        Body::from_stream(crate::metrics::counted(
             state
                 .blobs
                 .open(&artifact.sha256, size, range.clone())
                 .await?,
-        )
+        ))
     };
     response
         .status(status)

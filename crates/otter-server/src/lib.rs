@@ -10,6 +10,8 @@ pub mod auth;
 pub mod download;
 pub mod error;
 pub mod index;
+pub mod metered;
+pub mod metrics;
 pub mod native;
 pub mod router;
 pub mod seen;
@@ -71,6 +73,8 @@ pub struct Server {
     seen_writer: JoinHandle<()>,
     janitor: JoinHandle<()>,
     follower: JoinHandle<()>,
+    /// Where `/metrics` is served when not on the main listener.
+    metrics_listener: Option<TcpListener>,
     /// What happened to the admin token at startup.
     pub bootstrap: Bootstrap,
 }
@@ -80,6 +84,8 @@ impl Server {
     /// what interrupted uploads left behind, and loads the check index.
     pub async fn open(storage: Storage, config: ServerConfig) -> Result<Self, StartError> {
         let data = &storage.data_dir;
+        // Install the metrics recorder before anything records.
+        metrics::handle();
         let dir_error = |source| StartError::DataDir {
             path: data.clone(),
             source,
@@ -95,7 +101,7 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
         let sql = SqlStore::connect(&url).await?;
-        let store: Arc<dyn Store> = Arc::new(sql.clone());
+        let store: Arc<dyn Store> = Arc::new(metered::Metered(Arc::new(sql.clone())));
         let bootstrap =
             auth::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
 
@@ -129,28 +135,53 @@ impl Server {
             seen_writer,
             janitor,
             follower,
+            metrics_listener: None,
             bootstrap,
         })
     }
 
+    /// Serves `/metrics` on `listener` instead of the main listener (`--metrics-listen`), so
+    /// it can stay on a private interface.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
     /// The application, for in-process tests.
     pub fn router(&self) -> axum::Router {
-        router::router(self.state.clone())
+        router::router(self.state.clone(), self.metrics_listener.is_none())
     }
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish for
     /// up to the configured grace period, flushes queued sightings and closes the database.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+        let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
+        let app = self.router();
+        if let Some(listener) = self.metrics_listener.take() {
+            let metrics = router::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                let stop = async move {
+                    metrics_stopped.wait_for(|stop| *stop).await.ok();
+                };
+                if let Err(e) = axum::serve(listener, metrics)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::warn!(error = %e, "metrics listener failed");
+                }
+            });
+        }
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping_tx.send(()).ok();
+            metrics_stop.send(true).ok();
         });
         let bounded = async move {
             if stopping_rx.await.is_ok() {

@@ -5,16 +5,18 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 
 use crate::admin::{artifacts, fleet, products, releases, uploads};
-use crate::download;
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::state::AppState;
+use crate::{download, metrics};
 
-pub fn router(state: AppState) -> Router {
+/// The application. `with_metrics` puts `/metrics` on it (unless metrics have their own
+/// listener).
+pub fn router(state: AppState, with_metrics: bool) -> Router {
     // Upload routes enforce otter's own limit while streaming; axum's 2 MB default would cut
     // images off.
     let unlimited = DefaultBodyLimit::disable();
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/status", get(crate::admin::status))
         .route(
@@ -58,6 +60,20 @@ pub fn router(state: AppState) -> Router {
             get(download::by_release),
         )
         .fallback(no_route)
-        .method_not_allowed_fallback(wrong_method)
+        .method_not_allowed_fallback(wrong_method);
+    let router = if with_metrics {
+        router.route("/metrics", get(metrics::render))
+    } else {
+        router
+    };
+    router
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
         .with_state(state)
 }

@@ -80,13 +80,18 @@ pub async fn check(
             at: now(),
         });
     }
-    let body = match decision {
+    let (body, result) = match decision {
         Decision::Offer {
             index: i,
             stepping_stone,
-        } => index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone),
-        Decision::UpToDate | Decision::NoPath => NO_UPDATE.to_owned(),
+        } => (
+            index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone),
+            "offered",
+        ),
+        Decision::UpToDate => (NO_UPDATE.to_owned(), "up_to_date"),
+        Decision::NoPath => (NO_UPDATE.to_owned(), "no_path"),
     };
+    metrics::counter!("otter_checks_total", "result" => result).increment(1);
     Ok((
         [
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),

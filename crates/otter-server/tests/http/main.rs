@@ -8,6 +8,7 @@ mod common;
 mod admin;
 mod check;
 mod downloads;
+mod metrics;
 mod nodes;
 mod pagination;
 mod persistence;

@@ -1,0 +1,141 @@
+//! [`Metered`]: a store that times every call into `otter_store_duration_seconds{op}`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use otter_core::model::{
+    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport, UploadSession,
+};
+use otter_store::{
+    DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result, Store, TokenStore,
+    UploadStore,
+};
+
+/// Wraps any store; behaviour is unchanged.
+pub struct Metered(pub Arc<dyn Store>);
+
+/// Awaits a store call and records how long it took under its operation name.
+macro_rules! timed {
+    ($op:literal, $call:expr) => {{
+        let started = Instant::now();
+        let result = $call.await;
+        metrics::histogram!("otter_store_duration_seconds", "op" => $op)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }};
+}
+
+#[async_trait]
+impl ProductStore for Metered {
+    async fn create_product(&self, product: &Product) -> Result<()> {
+        timed!("create_product", self.0.create_product(product))
+    }
+    async fn get_product(&self, name: &str) -> Result<Option<Product>> {
+        timed!("get_product", self.0.get_product(name))
+    }
+    async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>> {
+        timed!("list_products", self.0.list_products(page))
+    }
+    async fn all_products(&self) -> Result<Vec<Product>> {
+        timed!("all_products", self.0.all_products())
+    }
+    async fn put_artifact(&self, artifact: &Artifact) -> Result<Artifact> {
+        timed!("put_artifact", self.0.put_artifact(artifact))
+    }
+    async fn get_artifact(&self, sha256: &str) -> Result<Option<Artifact>> {
+        timed!("get_artifact", self.0.get_artifact(sha256))
+    }
+    async fn bump_catalog(&self, product: &str) -> Result<i64> {
+        timed!("bump_catalog", self.0.bump_catalog(product))
+    }
+    async fn catalog_versions(&self) -> Result<Vec<(String, i64)>> {
+        timed!("catalog_versions", self.0.catalog_versions())
+    }
+}
+
+#[async_trait]
+impl ReleaseStore for Metered {
+    async fn create_release(&self, release: &Release) -> Result<Release> {
+        timed!("create_release", self.0.create_release(release))
+    }
+    async fn get_release(&self, product: &str, version: &str) -> Result<Option<Release>> {
+        timed!("get_release", self.0.get_release(product, version))
+    }
+    async fn list_releases(&self, product: &str, page: &PageRequest) -> Result<Page<Release>> {
+        timed!("list_releases", self.0.list_releases(product, page))
+    }
+    async fn all_releases(&self, product: &str) -> Result<Vec<Release>> {
+        timed!("all_releases", self.0.all_releases(product))
+    }
+    async fn patch_release(
+        &self,
+        product: &str,
+        version: &str,
+        patch: &ReleasePatch,
+    ) -> Result<Release> {
+        timed!(
+            "patch_release",
+            self.0.patch_release(product, version, patch)
+        )
+    }
+}
+
+#[async_trait]
+impl DeviceStore for Metered {
+    async fn record_seen(&self, seen: &[DeviceSeen]) -> Result<()> {
+        timed!("record_seen", self.0.record_seen(seen))
+    }
+    async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>> {
+        timed!("list_devices", self.0.list_devices(product, page))
+    }
+    async fn insert_report(&self, report: &NewReport) -> Result<UpdateReport> {
+        timed!("insert_report", self.0.insert_report(report))
+    }
+    async fn list_reports(
+        &self,
+        product: &str,
+        device: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<UpdateReport>> {
+        timed!("list_reports", self.0.list_reports(product, device, page))
+    }
+}
+
+#[async_trait]
+impl UploadStore for Metered {
+    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
+        timed!("create_upload", self.0.create_upload(session))
+    }
+    async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>> {
+        timed!("get_upload", self.0.get_upload(id))
+    }
+    async fn set_upload_offset(&self, id: &str, offset: u64, updated_at: i64) -> Result<()> {
+        timed!(
+            "set_upload_offset",
+            self.0.set_upload_offset(id, offset, updated_at)
+        )
+    }
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        timed!("delete_upload", self.0.delete_upload(id))
+    }
+    async fn idle_uploads(&self, before: i64) -> Result<Vec<String>> {
+        timed!("idle_uploads", self.0.idle_uploads(before))
+    }
+    async fn all_uploads(&self) -> Result<Vec<String>> {
+        timed!("all_uploads", self.0.all_uploads())
+    }
+}
+
+#[async_trait]
+impl TokenStore for Metered {
+    async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
+        timed!(
+            "add_token",
+            self.0.add_token(token_sha256, label, created_at)
+        )
+    }
+    async fn token_hashes(&self) -> Result<Vec<String>> {
+        timed!("token_hashes", self.0.token_hashes())
+    }
+}

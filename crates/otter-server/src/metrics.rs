@@ -1,0 +1,105 @@
+//! Prometheus metrics at `/metrics` (on the main listener, or on its own with
+//! `--metrics-listen`).
+//!
+//! | metric | what |
+//! |---|---|
+//! | `otter_http_requests_total{route,method,status}` | requests answered |
+//! | `otter_http_request_duration_seconds{route,method}` | time to the response head |
+//! | `otter_checks_total{result}` | check answers: `offered`, `up_to_date`, `no_path` |
+//! | `otter_download_bytes_total` | artifact bytes sent |
+//! | `otter_downloads_active` | downloads streaming right now |
+//! | `otter_upload_sessions` | resumable upload sessions open |
+//! | `otter_sighting_queue_depth`, `otter_sightings_dropped_total` | the batched device-sighting queue |
+//! | `otter_store_duration_seconds{op}` | latency of every store call |
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use otter_store::blob::ByteStream;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Latency buckets, seconds: from a cached check answer to a slow store call.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide recorder, installed on first use. Metrics are per process, so several
+/// servers in one process (tests) share them.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will stay empty");
+        }
+        handle
+    })
+}
+
+/// Middleware counting requests and timing them by route template (never the raw path, which
+/// would make every device id its own series).
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    histogram!("otter_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    counter!("otter_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}
+
+/// `GET /metrics` in the Prometheus text format. Gauges that are cheap to read are sampled here
+/// rather than kept up to date on every request.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let handle = handle();
+    gauge!("otter_sighting_queue_depth").set(state.seen.depth() as f64);
+    counter!("otter_sightings_dropped_total").absolute(state.seen.dropped());
+    match state.store.all_uploads().await {
+        Ok(sessions) => gauge!("otter_upload_sessions").set(sessions.len() as f64),
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Counts a download's bytes as they go out and keeps `otter_downloads_active` up while the
+/// body streams (the gauge drops when the body is dropped: finished, failed or disconnected).
+pub fn counted(body: ByteStream) -> ByteStream {
+    struct Active;
+    impl Drop for Active {
+        fn drop(&mut self) {
+            gauge!("otter_downloads_active").decrement(1.0);
+        }
+    }
+    gauge!("otter_downloads_active").increment(1.0);
+    let active = Active;
+    let sent = counter!("otter_download_bytes_total");
+    body.inspect_ok(move |chunk| {
+        let _alive = &active;
+        sent.increment(chunk.len() as u64);
+    })
+    .boxed()
+}
