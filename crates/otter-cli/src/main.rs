@@ -1,8 +1,10 @@
-//! The `otter` binary: `otter serve` runs the server; the other subcommands are an admin client
-//! for a running server.
+//! The `otter` binary: `otter serve` runs the server, `otter migrate` brings its database schema
+//! up to date; the other subcommands are an admin client for a running server.
 
 mod admin;
 mod client;
+mod migrate;
+mod migrate_data;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +26,10 @@ struct Cli {
 enum Command {
     /// Run the otter server.
     Serve(serve::ServeArgs),
+    /// Apply pending database migrations (PostgreSQL needs this before `otter serve`).
+    Migrate(migrate::MigrateArgs),
+    /// Copy an installation into another (e.g. SQLite + files → PostgreSQL + S3).
+    MigrateData(migrate_data::MigrateDataArgs),
     /// Create and list products.
     Product {
         #[command(flatten)]
@@ -68,6 +74,8 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
+        Command::MigrateData(args) => migrate_data::run(args).await,
         Command::Product { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Release { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use otter_server::{Bootstrap, Server, ServerConfig, Storage};
+use otter_server::{Bootstrap, DownloadMode, Server, ServerConfig, Storage};
+use otter_store::blob::BlobLocation;
+use otter_store::objects::S3Settings;
 use serde::Deserialize;
 
 /// Run the otter server.
@@ -20,7 +22,9 @@ use serde::Deserialize;
     otter serve\n  \
     otter serve --listen 0.0.0.0:8080 --public-url https://ota.example.com\n  \
     OTTER_DATA=/var/lib/otter otter serve --log-format json\n  \
-    otter serve --config /etc/otter.toml")]
+    otter serve --config /etc/otter.toml\n  \
+    OTTER_DATABASE_URL=postgres://otter@db/otter otter serve --blob-url s3://firmware/otter\n  \
+    OTTER_S3_ENDPOINT=http://minio:9000 otter serve --blob-url s3://firmware")]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (snake_case keys, e.g. `public_url = "…"`).
     /// Environment variables and flags override it.
@@ -48,6 +52,23 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     database_url: Option<String>,
+
+    /// Where firmware blobs live: file:///path or s3://bucket/prefix [default: <data>/blobs].
+    /// S3 credentials and region come from the standard AWS environment variables
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ...).
+    #[arg(long, env = "OTTER_BLOB_URL", value_name = "URL")]
+    blob_url: Option<String>,
+
+    /// Endpoint of a non-AWS S3-compatible service (MinIO, Garage, Ceph RGW), e.g.
+    /// http://minio:9000: path-style requests, plain http allowed.
+    #[arg(long, env = "OTTER_S3_ENDPOINT", value_name = "URL")]
+    s3_endpoint: Option<String>,
+
+    /// How downloads are served: `redirect` answers 302 to a 15-minute presigned URL of the
+    /// bucket (S3 only), `proxy` streams the bytes through otter [default: redirect with S3
+    /// blobs, proxy otherwise].
+    #[arg(long, env = "OTTER_DOWNLOAD_MODE", value_enum)]
+    download_mode: Option<DownloadModeArg>,
 
     /// Public base URL for absolute download URLs, when otter sits behind a proxy
     /// (e.g. https://ota.example.com). Without it, URLs use the request's Host header.
@@ -85,6 +106,22 @@ pub struct ServeArgs {
     log_format: Option<LogFormat>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadModeArg {
+    Redirect,
+    Proxy,
+}
+
+impl From<DownloadModeArg> for DownloadMode {
+    fn from(mode: DownloadModeArg) -> Self {
+        match mode {
+            DownloadModeArg::Redirect => DownloadMode::Redirect,
+            DownloadModeArg::Proxy => DownloadMode::Proxy,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -101,6 +138,9 @@ struct FileSettings {
     metrics_listen: Option<SocketAddr>,
     data: Option<PathBuf>,
     database_url: Option<String>,
+    blob_url: Option<String>,
+    s3_endpoint: Option<String>,
+    download_mode: Option<DownloadModeArg>,
     public_url: Option<String>,
     admin_token: Option<String>,
     max_upload: Option<String>,
@@ -143,6 +183,10 @@ impl ServeArgs {
             .map(parse_duration)
             .transpose();
         let bad = |key: &str, e: String| anyhow::anyhow!("config file: {key}: {e}");
+        let blob_url = self.blob_url.or(file.blob_url);
+        if let Some(url) = &blob_url {
+            BlobLocation::parse(url).map_err(|e| anyhow::anyhow!("blob URL: {e}"))?;
+        }
         Ok(Settings {
             listen: self
                 .listen
@@ -156,6 +200,11 @@ impl ServeArgs {
                     .unwrap_or_else(|| PathBuf::from("otter-data")),
                 database_url: self.database_url.or(file.database_url),
                 admin_token: self.admin_token.or(file.admin_token),
+                blob_url,
+                s3: S3Settings {
+                    endpoint: self.s3_endpoint.or(file.s3_endpoint),
+                    options: Vec::new(),
+                },
             },
             server: ServerConfig {
                 public_url,
@@ -177,6 +226,10 @@ impl ServeArgs {
                     .download_cache
                     .or(file_cache.map_err(|e| bad("download_cache", e))?)
                     .unwrap_or(defaults.download_cache),
+                download_mode: self
+                    .download_mode
+                    .or(file.download_mode)
+                    .map(DownloadMode::from),
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
@@ -370,6 +423,46 @@ mod tests {
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
         assert!(resolve(&["--public-url", "ota.example.com"]).is_err());
         assert!(resolve(&["--max-upload", "12parsecs"]).is_err());
+    }
+
+    #[test]
+    fn blob_storage_and_download_mode() {
+        let s = resolve(&[]).unwrap();
+        assert_eq!(s.storage.blob_url, None);
+        assert_eq!(
+            s.server.download_mode, None,
+            "chosen by the blob store at startup"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otter.toml");
+        std::fs::write(
+            &file,
+            "blob_url = \"s3://firmware/otter\"\ns3_endpoint = \"http://minio:9000\"\ndownload_mode = \"proxy\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = resolve(&["--config", path]).unwrap();
+        assert_eq!(s.storage.blob_url.as_deref(), Some("s3://firmware/otter"));
+        assert_eq!(s.storage.s3.endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(s.server.download_mode, Some(DownloadMode::Proxy));
+        let s = resolve(&[
+            "--config",
+            path,
+            "--blob-url",
+            "file:///var/lib/otter/blobs",
+            "--download-mode",
+            "redirect",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.storage.blob_url.as_deref(),
+            Some("file:///var/lib/otter/blobs")
+        );
+        assert_eq!(s.server.download_mode, Some(DownloadMode::Redirect));
+        let err = resolve(&["--blob-url", "ftp://x/y"]).unwrap_err();
+        assert!(format!("{err:#}").contains("s3://bucket/prefix"), "{err:#}");
+        assert!(resolve(&["--blob-url", "s3://"]).is_err());
+        assert!(resolve(&["--download-mode", "teleport"]).is_err());
     }
 
     #[test]

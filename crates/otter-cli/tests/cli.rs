@@ -731,3 +731,298 @@ fn help_names_the_commands_and_flags() {
     let run = otter(&["relase", "list"], &[]);
     assert_eq!(run.output.status.code(), Some(2), "{}", run.stderr);
 }
+
+/// The scale-out story end to end: two `otter serve` processes on one PostgreSQL and one S3
+/// bucket. A release published through node A is offered and downloaded through node B; node B
+/// dies (SIGKILL) mid-download and the device finishes from node A with a Range request.
+#[tokio::test]
+async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
+    let Some(pg) = otter_testkit::postgres::start() else {
+        return;
+    };
+    let Some(s3) = otter_testkit::s3::start() else {
+        return;
+    };
+    let database = pg.fresh_database_url();
+    otter(&["migrate", "--database-url", &database], &[]).ok();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "two-node-token";
+    let blob_url = s3.url("firmware");
+    let mut envs: Vec<(&str, &str)> = vec![
+        ("OTTER_ADMIN_TOKEN", token),
+        ("OTTER_S3_ENDPOINT", &s3.endpoint),
+        ("AWS_ACCESS_KEY_ID", otter_testkit::s3::ACCESS_KEY_ID),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            otter_testkit::s3::SECRET_ACCESS_KEY,
+        ),
+        ("AWS_REGION", otter_testkit::s3::REGION),
+    ];
+    envs.push(("OTTER_DOWNLOAD_MODE", "proxy"));
+    let node = |name: &str| {
+        let data = tmp.path().join(name);
+        let args = [
+            OsStr::new("--listen"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--data"),
+            data.as_os_str(),
+            OsStr::new("--database-url"),
+            OsStr::new(&database),
+            OsStr::new("--blob-url"),
+            OsStr::new(&blob_url),
+        ];
+        Server::spawn(&args, &envs, tmp.path())
+    };
+    let a = node("a");
+    let mut b = node("b");
+
+    // Publish through node A (larger than the download cache takes, so B streams from S3).
+    let (file, sha) = random_file(tmp.path(), "fw.bin", 48 << 20);
+    let admin = |server: &Server, args: &[&str]| {
+        otter(
+            args,
+            &[("OTTER_SERVER", &server.url), ("OTTER_TOKEN", token)],
+        )
+    };
+    admin(&a, &["product", "create", "door"]).ok();
+    admin(
+        &a,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&file),
+            "--version",
+            "1.0.0",
+        ],
+    )
+    .ok();
+
+    // Node B offers it within a second.
+    let client = reqwest::Client::new();
+    let check = format!("{}/api/v1/products/door/check?current=0.9.0", b.url);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let manifest = loop {
+        let resp = client.get(&check).send().await.unwrap();
+        if resp.status() == reqwest::StatusCode::OK {
+            let answer: Value = resp.json().await.unwrap();
+            if answer["hasUpdate"] == true {
+                break answer["manifest"].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B never offered the release"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(manifest["sha256"], sha.as_str());
+    let url = manifest["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&b.url), "{url} is served by node B");
+
+    // Download from node B, and kill it part-way.
+    let mut resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    let mut received = Vec::new();
+    while received.len() < (4 << 20) {
+        let chunk = resp.chunk().await.unwrap().expect("more bytes from node B");
+        received.extend_from_slice(&chunk);
+    }
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        received.extend_from_slice(&chunk);
+    }
+    assert!(
+        received.len() < 48 << 20,
+        "node B died before sending everything"
+    );
+
+    // The device resumes from node A where it stopped.
+    let rest_url = url.replace(&b.url, &a.url);
+    let rest = client
+        .get(&rest_url)
+        .header("Range", format!("bytes={}-", received.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), reqwest::StatusCode::PARTIAL_CONTENT);
+    received.extend_from_slice(&rest.bytes().await.unwrap());
+    assert_eq!(received.len(), 48 << 20);
+    assert_eq!(hex::encode(Sha256::digest(&received)), sha);
+    drop(a);
+}
+
+/// `otter migrate-data` moves a single-machine installation (SQLite + files) to PostgreSQL + S3,
+/// and a server started on the copy offers, serves and remembers the same things.
+#[tokio::test]
+async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
+    let Some(pg) = otter_testkit::postgres::start() else {
+        return;
+    };
+    let Some(s3) = otter_testkit::s3::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("otter-data");
+    let mut source = Server::start(&data);
+    source.otter(&data, &["product", "create", "door"]).ok();
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 100_000);
+    let (v2, sha2) = random_file(tmp.path(), "v2.bin", 200_000);
+    source
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "door",
+                path(&v1),
+                "--version",
+                "1.0.0",
+            ],
+        )
+        .ok();
+    source
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "door",
+                path(&v2),
+                "--version",
+                "1.1.0",
+            ],
+        )
+        .ok();
+    let client = reqwest::Client::new();
+    client
+        .get(format!(
+            "{}/api/v1/products/door/check?current=1.0.0&device=d1",
+            source.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    let report = client
+        .post(format!("{}/api/v1/products/door/reports", source.url))
+        .json(&serde_json::json!({"device": "d2", "version": "1.1.0", "state": "installed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), reqwest::StatusCode::CREATED);
+    let (status, _) = source.terminate();
+    assert!(status.success());
+
+    let database = pg.fresh_database_url();
+    let blob_url = s3.url("moved");
+    let envs = [
+        ("OTTER_S3_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", otter_testkit::s3::ACCESS_KEY_ID),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            otter_testkit::s3::SECRET_ACCESS_KEY,
+        ),
+        ("AWS_REGION", otter_testkit::s3::REGION),
+    ];
+    let copied = otter(
+        &[
+            "migrate-data",
+            "--from-data",
+            path(&data),
+            "--to-database-url",
+            &database,
+            "--to-blob-url",
+            &blob_url,
+        ],
+        &envs,
+    )
+    .ok();
+    assert!(
+        copied.contains("copied 1 products, 2 releases, 2 artifacts"),
+        "{copied}"
+    );
+    assert!(copied.contains("2 devices, 1 reports"), "{copied}");
+    // Copying again into the same destination is refused, not duplicated.
+    let again = otter(
+        &[
+            "migrate-data",
+            "--from-data",
+            path(&data),
+            "--to-database-url",
+            &database,
+            "--to-blob-url",
+            &blob_url,
+        ],
+        &envs,
+    )
+    .fails();
+    assert!(again.contains("already has products"), "{again}");
+
+    // A server on the copy: the old admin token still works, and everything is there.
+    let dest_data = tmp.path().join("dest");
+    let mut serve_envs = envs.to_vec();
+    serve_envs.push(("OTTER_DOWNLOAD_MODE", "proxy"));
+    let args = [
+        OsStr::new("--listen"),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--data"),
+        dest_data.as_os_str(),
+        OsStr::new("--database-url"),
+        OsStr::new(&database),
+        OsStr::new("--blob-url"),
+        OsStr::new(&blob_url),
+    ];
+    let dest = Server::spawn(&args, &serve_envs, tmp.path());
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let admin = |args: &[&str]| {
+        otter(
+            args,
+            &[("OTTER_SERVER", &dest.url), ("OTTER_TOKEN", token.trim())],
+        )
+        .ok()
+    };
+    let listed: Value = serde_json::from_str(&format!(
+        "[{}]",
+        admin(&["release", "list", "door", "--json"])
+            .trim()
+            .replace('\n', ",")
+    ))
+    .unwrap();
+    let versions: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.1.0", "1.0.0"], "newest first, as before");
+    let answer: Value = client
+        .get(format!(
+            "{}/api/v1/products/door/check?current=1.0.0",
+            dest.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["manifest"]["sha256"], sha2.as_str());
+    let bytes = client
+        .get(answer["manifest"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), sha2);
+    let devices = admin(&["device", "list", "door", "--json"]);
+    assert!(
+        devices.contains("\"d1\"") && devices.contains("\"d2\""),
+        "{devices}"
+    );
+    let reports = admin(&["report", "list", "door", "--json"]);
+    assert!(reports.contains("installed"), "{reports}");
+}

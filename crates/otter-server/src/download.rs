@@ -5,22 +5,87 @@
 //! `If-None-Match`/`If-Modified-Since` → 304, and `If-Range` (which tower-http lacks). Several
 //! ranges in one request get the whole file (allowed by RFC 9110, and no device asks for them).
 //! The bytes stream from the blob store; nothing is buffered whole.
+//!
+//! With blobs in S3 the default [`DownloadMode`] is `redirect`: a `GET` is answered with
+//! `302 Found` to a presigned URL valid for [`PRESIGNED_URL_TTL`], so the bytes flow from the
+//! bucket to the device and ranges, conditional requests and resumption are the bucket's
+//! business. `HEAD` and requests answered with 304 never leave otter. Device protocols whose
+//! clients cannot follow redirects go through [`serve_proxied`].
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
+use otter_store::blob::Blobs;
 
+use crate::StartError;
 use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::state::AppState;
+
+/// How long a presigned download URL is valid. A device that resumes later asks otter again
+/// and gets a fresh one; a transfer that started in time finishes whatever it takes.
+pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How `/dl` answers a `GET` (`--download-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// `302 Found` to a short-lived presigned URL of the object store (blobs in S3 only).
+    Redirect,
+    /// The bytes stream through otter, with ranges, validators and the download cache.
+    Proxy,
+}
+
+impl FromStr for DownloadMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "redirect" => Ok(DownloadMode::Redirect),
+            "proxy" => Ok(DownloadMode::Proxy),
+            _ => Err(format!(
+                "download mode {s:?} is not one of: redirect, proxy"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DownloadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DownloadMode::Redirect => "redirect",
+            DownloadMode::Proxy => "proxy",
+        })
+    }
+}
+
+/// The mode to serve downloads in: `asked`, or by default `redirect` when the blobs can be
+/// presigned (S3) and `proxy` otherwise. Redirecting to a local directory is refused.
+pub fn resolve_mode(
+    asked: Option<DownloadMode>,
+    blobs: &Blobs,
+) -> Result<DownloadMode, StartError> {
+    match asked {
+        Some(DownloadMode::Redirect) if !blobs.can_presign() => Err(StartError::Config(
+            "--download-mode redirect needs blobs in an S3-compatible object store \
+             (--blob-url s3://bucket/prefix): blobs in a local directory have no URL to redirect \
+             to, use --download-mode proxy"
+                .to_owned(),
+        )),
+        Some(mode) => Ok(mode),
+        None if blobs.can_presign() => Ok(DownloadMode::Redirect),
+        None => Ok(DownloadMode::Proxy),
+    }
+}
 
 /// `GET|HEAD /dl/{sha256}`
 pub async fn by_hash(
@@ -64,16 +129,76 @@ fn not_found() -> ApiError {
     ApiError::not_found("artifact_not_found", "no such firmware image")
 }
 
-/// Streams an artifact (or part of it) with the caching and range headers described above.
+/// Answers a download in the configured [`DownloadMode`]: a `GET` in `redirect` mode gets
+/// `302 Found` to a presigned URL of the object store (unless `If-None-Match` or
+/// `If-Modified-Since` already make it a 304); everything else is [`serve_proxied`].
 pub async fn serve(
     state: &AppState,
     artifact: &Artifact,
     method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    if state.config.download_mode == Some(DownloadMode::Redirect)
+        && method == Method::GET
+        && !not_modified(headers, &etag(artifact), modified(artifact))
+    {
+        match state
+            .blobs
+            .presigned_url(&artifact.sha256, &artifact.filename, PRESIGNED_URL_TTL)
+            .await
+        {
+            Ok(Some(url)) => return redirect(artifact, &url),
+            Ok(None) => {}
+            // Signing needs credentials (e.g. from instance metadata): serve the bytes rather
+            // than fail the device.
+            Err(e) => tracing::warn!(error = %e, sha256 = %artifact.sha256,
+                "could not presign a download URL; proxying"),
+        }
+    }
+    serve_proxied(state, artifact, method, headers).await
+}
+
+/// `302 Found` to `url`. The answer must not be cached: the URL expires, the artifact does not.
+fn redirect(artifact: &Artifact, url: &str) -> ApiResult<Response> {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(LOCATION, url)
+        .header(ETAG, etag(artifact))
+        .header(CACHE_CONTROL, "private, no-store")
+        .header(CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .map_err(ApiError::internal)
+}
+
+fn etag(artifact: &Artifact) -> String {
+    format!("\"{}\"", artifact.sha256)
+}
+
+fn modified(artifact: &Artifact) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(artifact.created_at.max(0) as u64)
+}
+
+/// Streams an artifact (or part of it) through otter with the caching and range headers
+/// described above, whatever the download mode.
+///
+/// Device-protocol adapters whose clients cannot follow redirects must answer with this rather
+/// than [`serve`]. Among the seed protocols (`shared/reference/seed-protocols.md`):
+/// - THiNX: devices fetch `GET /device/firmware?ott=…` with ESP8266httpUpdate, which does not
+///   follow redirects unless the firmware enables it, and THiNX's client library does not.
+/// - IotaWatt: `GET /firmware/bin/<version>.bin` through asyncHTTPrequest, which does not
+///   follow redirects at all; any answer but 200 makes the device delete the download.
+///
+/// otter's own `/dl` routes follow `--download-mode`; clients that follow redirects (curl
+/// `-L`, browsers, reqwest) use them.
+pub async fn serve_proxied(
+    state: &AppState,
+    artifact: &Artifact,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let size = artifact.size;
-    let etag = format!("\"{}\"", artifact.sha256);
-    let modified = UNIX_EPOCH + Duration::from_secs(artifact.created_at.max(0) as u64);
+    let etag = etag(artifact);
+    let modified = modified(artifact);
     let last_modified = httpdate::fmt_http_date(modified);
 
     let mut response = Response::builder()

@@ -23,13 +23,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otter_store::blob::{Blobs, Staging};
+use otter_store::blob::{BlobLocation, Blobs, Staging};
+use otter_store::objects::S3Settings;
 use otter_store::sql::SqlStore;
 use otter_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use auth::Bootstrap;
+pub use download::DownloadMode;
 pub use state::{AppState, ServerConfig};
 
 use crate::auth::AdminTokens;
@@ -37,7 +39,7 @@ use crate::index::CheckIndex;
 use crate::seen::SeenQueue;
 
 /// Where otter keeps its state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Storage {
     /// Data directory: blobs, staging and (by default) the SQLite database.
     pub data_dir: PathBuf,
@@ -45,12 +47,18 @@ pub struct Storage {
     pub database_url: Option<String>,
     /// Admin token to accept; `None` generates one on first start.
     pub admin_token: Option<String>,
+    /// Where artifact bytes live: `file:///path` or `s3://bucket/prefix`; `None` means
+    /// `<data_dir>/blobs`.
+    pub blob_url: Option<String>,
+    /// How to reach the S3-compatible service of an `s3://` blob URL (endpoint, settings beyond
+    /// the AWS environment variables).
+    pub s3: S3Settings,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("opening storage: {0}")]
+    #[error("opening storage")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Bootstrap(#[from] auth::BootstrapError),
@@ -61,6 +69,9 @@ pub enum StartError {
     },
     #[error("another otter is already using the data directory {0}")]
     Locked(PathBuf),
+    /// Settings that do not fit together (the message says what to change).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// An opened otter: storage, state and background tasks, ready to serve.
@@ -82,7 +93,7 @@ pub struct Server {
 impl Server {
     /// Opens (creating if needed) the data directory and database, runs migrations, removes
     /// what interrupted uploads left behind, and loads the check index.
-    pub async fn open(storage: Storage, config: ServerConfig) -> Result<Self, StartError> {
+    pub async fn open(storage: Storage, mut config: ServerConfig) -> Result<Self, StartError> {
         let data = &storage.data_dir;
         // Install the metrics recorder before anything records.
         metrics::handle();
@@ -96,6 +107,14 @@ impl Server {
             std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
             std::fs::TryLockError::Error(source) => dir_error(source),
         })?;
+        let blob_location = match &storage.blob_url {
+            Some(url) => BlobLocation::parse(url).map_err(StartError::Config)?,
+            None => BlobLocation::Local(data.join("blobs")),
+        };
+        let blobs = Blobs::at(&blob_location, &storage.s3)?.with_hot_cache(config.download_cache);
+        let download_mode = download::resolve_mode(config.download_mode, &blobs)?;
+        config.download_mode = Some(download_mode);
+        tracing::info!(blobs = ?blob_location, downloads = %download_mode, "blob storage");
         let url = storage
             .database_url
             .clone()
@@ -105,8 +124,7 @@ impl Server {
         let bootstrap =
             auth::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
 
-        let blobs = Blobs::local(&data.join("blobs"))?.with_hot_cache(config.download_cache);
-        let staging = Staging::new(&data.join("staging"))?;
+        let staging = Staging::new(&data.join("staging"))?.with_sessions_in(&blobs);
         let live: HashSet<String> = store.all_uploads().await?.into_iter().collect();
         let swept = staging.sweep(&live).await?;
         if swept > 0 {

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub seen_queue: usize,
     /// Memory for recently downloaded images (each at most 16 MiB); 0 disables the cache.
     pub download_cache: u64,
+    /// How downloads are served; `None`: redirect when blobs are in S3, proxy otherwise.
+    /// [`crate::Server::open`] fills it in.
+    pub download_mode: Option<crate::DownloadMode>,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             catalog_poll: Duration::from_millis(500),
             seen_queue: 65_536,
             download_cache: 256 * 1024 * 1024,
+            download_mode: None,
         }
     }
 }

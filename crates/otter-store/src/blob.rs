@@ -1,11 +1,15 @@
 //! Artifact bytes.
 //!
 //! - [`Blobs`]: the content-addressed store (`sha256/<2 hex>/<64 hex>`) over `object_store`, a local
-//!   directory by default. Local files take a fast path: committing is a `rename` and downloads
-//!   read the file directly in large chunks.
-//! - [`Staging`]: a local directory where uploads land while they are hashed. Nothing in staging is
-//!   visible to devices; an artifact appears only when [`Blobs::commit`] moves a verified file in
-//!   whole, so an interrupted upload or a crash never leaves half an artifact behind.
+//!   directory by default or an S3-compatible bucket ([`BlobLocation`]). Local files take a fast
+//!   path: committing is a `rename` and downloads read the file directly in large chunks. Blobs
+//!   in S3 are written create-only and can be handed out as presigned URLs.
+//! - [`Staging`]: where uploads land while they are hashed. Nothing in staging is visible to
+//!   devices; an artifact appears only when [`Blobs::commit`] moves a verified file or object in
+//!   whole, so an interrupted upload or a crash never leaves half an artifact behind. One-shot
+//!   uploads stage to a local file (one request, one node); resumable sessions stay in the local
+//!   directory too, unless the blobs are in an object store: then they live in the bucket
+//!   ([`ObjectSessions`]) so that any node can take any chunk.
 
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -13,18 +17,21 @@ use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::signer::{Method, SignedUrlOptions, Signer};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use otter_core::digest::{Digests, MultiHasher};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::hot::HotCache;
-use crate::{Result, StoreError, random_id};
+use crate::objects::{ObjectSessions, ObjectWriter, S3Settings, connect_s3, promote};
+use crate::{Result, StoreError, UploadStore, random_id};
 
 /// A stream of artifact bytes, as handed to the HTTP layer.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -35,24 +42,84 @@ const LOCAL_READ_CHUNK: usize = 1024 * 1024;
 /// Write buffer for staging files.
 const STAGING_WRITE_BUFFER: usize = 1024 * 1024;
 
+/// Where artifact bytes live: `file:///path` or `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl BlobLocation {
+    /// Parses `file:///var/lib/otter/blobs` or `s3://bucket` / `s3://bucket/some/prefix`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(format!(
+                    "blob URL {url:?} has no path (file:///var/lib/otter/blobs)"
+                ));
+            }
+            return Ok(BlobLocation::Local(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!(
+                    "blob URL {url:?} has no bucket (s3://bucket/prefix)"
+                ));
+            }
+            return Ok(BlobLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        Err(format!(
+            "blob URL {url:?} must be file:///path or s3://bucket/prefix"
+        ))
+    }
+}
+
 /// The content-addressed artifact store.
 #[derive(Clone, Debug)]
 pub struct Blobs {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// Where downloads read from: `store`, or for S3 a client without an overall request
+    /// timeout (a slow device may take hours over a large image).
+    reader: Arc<dyn ObjectStore>,
     /// Set when `store` is a local directory, for the rename and direct-read fast paths.
     local: Option<Arc<LocalFileSystem>>,
+    /// Set when the store can presign download URLs (S3).
+    signer: Option<Arc<dyn Signer>>,
     /// Recently served images, when enabled.
     hot: Option<Arc<HotCache>>,
 }
 
 impl Blobs {
+    /// Blobs at `location`; `s3` says how to reach an S3-compatible service.
+    pub fn at(location: &BlobLocation, s3: &S3Settings) -> Result<Self> {
+        match location {
+            BlobLocation::Local(root) => Self::local(root),
+            BlobLocation::S3 { bucket, prefix } => {
+                let s3 = connect_s3(bucket, prefix, s3)?;
+                Ok(Blobs {
+                    store: s3.store,
+                    reader: s3.reader,
+                    local: None,
+                    signer: Some(s3.signer),
+                    hot: None,
+                })
+            }
+        }
+    }
+
     /// Blobs in a local directory (created if missing).
     pub fn local(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root)?;
         let fs = Arc::new(LocalFileSystem::new_with_prefix(root)?);
         Ok(Blobs {
             store: fs.clone(),
+            reader: fs.clone(),
             local: Some(fs),
+            signer: None,
             hot: None,
         })
     }
@@ -60,10 +127,49 @@ impl Blobs {
     /// Blobs in any object store (S3-compatible, in-memory for tests).
     pub fn object_store(store: Arc<dyn ObjectStore>) -> Self {
         Blobs {
+            reader: store.clone(),
             store,
             local: None,
+            signer: None,
             hot: None,
         }
+    }
+
+    /// Whether the blobs are in a local directory.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Whether [`Blobs::presigned_url`] can hand out URLs.
+    pub fn can_presign(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// A URL that lets anyone `GET` the blob directly from the object store for `expires`, with
+    /// `filename` as the download's name; `None` when the store cannot presign (local files).
+    pub async fn presigned_url(
+        &self,
+        sha256: &str,
+        filename: &str,
+        expires: Duration,
+    ) -> Result<Option<String>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let options = SignedUrlOptions::new().with_query([
+            (
+                "response-content-disposition",
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (
+                "response-content-type",
+                "application/octet-stream".to_owned(),
+            ),
+        ]);
+        let url = signer
+            .signed_url_opts(Method::GET, &Self::key(sha256), expires, &options)
+            .await?;
+        Ok(Some(url.to_string()))
     }
 
     /// Keeps up to `capacity` bytes of recently served images in memory (0 disables).
@@ -72,47 +178,61 @@ impl Blobs {
         self
     }
 
-    fn key(sha256: &str) -> ObjectPath {
+    pub(crate) fn key(sha256: &str) -> ObjectPath {
         ObjectPath::from(format!("sha256/{}/{sha256}", &sha256[..2]))
     }
 
-    /// Makes a staged, fully hashed file the blob for its SHA-256. Idempotent: committing bytes
-    /// that are already stored just drops the staged copy.
+    /// Makes a staged, fully hashed upload the blob for its SHA-256. Idempotent: committing bytes
+    /// that are already stored just drops the staged copy. Writes to an object store are
+    /// create-only: an existing blob is never rewritten.
     pub async fn commit(&self, staged: StagedFile) -> Result<()> {
         let key = Self::key(&staged.digests.sha256);
-        if let Some(fs) = &self.local {
-            let dest = fs.path_to_filesystem(&key)?;
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await?;
+        match (staged.at, &self.local) {
+            (StagedAt::File(path), Some(fs)) => {
+                let dest = fs.path_to_filesystem(&key)?;
+                if let Some(parent) = dest.parent() {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                // rename is atomic: readers see no file or the whole file.
+                tokio::fs::rename(&path, &dest).await?;
+                Ok(())
             }
-            // rename is atomic: readers see no file or the whole file.
-            tokio::fs::rename(&staged.path, &dest).await?;
-            return Ok(());
+            (StagedAt::File(path), None) => {
+                let result = match self.exists(&staged.digests.sha256).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.upload(&path, &key).await,
+                    Err(e) => Err(e),
+                };
+                discard(&path).await;
+                result
+            }
+            (StagedAt::Object(temp), None) => promote(&self.store, &temp, &key).await,
+            (StagedAt::Object(temp), Some(_)) => Err(StoreError::Blob(format!(
+                "staged object {temp} cannot be committed to local blobs"
+            ))),
         }
-        let result = self.upload(&staged.path, &key).await;
-        discard(&staged.path).await;
-        result
     }
 
+    /// Streams a verified local file to `key`: one conditional `PUT` for a small file, a
+    /// multipart upload (whose object appears only when complete) for a large one.
     async fn upload(&self, path: &Path, key: &ObjectPath) -> Result<()> {
-        let upload = self.store.put_multipart(key).await?;
-        let mut writer = WriteMultipart::new(upload);
-        let mut file = tokio::fs::File::open(path).await?;
-        let mut buf = vec![0u8; 8 * 1024 * 1024];
-        loop {
-            let n = match file.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    writer.abort().await.ok();
-                    return Err(e.into());
-                }
-            };
-            writer.wait_for_capacity(4).await?;
-            writer.write(&buf[..n]);
+        let file = tokio::fs::File::open(path).await?;
+        let mut reader = tokio_util::io::ReaderStream::with_capacity(file, LOCAL_READ_CHUNK);
+        let mut writer = ObjectWriter::new(self.store.clone(), key.clone(), true);
+        let written: Result<()> = async {
+            while let Some(chunk) = reader.next().await {
+                writer.write(chunk?).await?;
+            }
+            Ok(())
         }
-        writer.finish().await?;
-        Ok(())
+        .await;
+        match written {
+            Ok(()) => writer.finish().await,
+            Err(e) => {
+                writer.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Whether the blob exists.
@@ -157,7 +277,7 @@ impl Blobs {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
-        let result = self.store.get_opts(&key, options).await?;
+        let result = self.reader.get_opts(&key, options).await?;
         Ok(result
             .into_stream()
             .map_err(|e| std::io::Error::other(e.to_string()))
@@ -228,8 +348,17 @@ async fn local_stream(path: PathBuf, range: Range<u64>) -> Result<ByteStream> {
 /// An upload that finished arriving and was hashed, waiting to be committed.
 #[derive(Debug)]
 pub struct StagedFile {
-    pub path: PathBuf,
+    at: StagedAt,
     pub digests: Digests,
+}
+
+/// Where a staged upload's bytes are.
+#[derive(Debug)]
+enum StagedAt {
+    /// A file in the local staging directory.
+    File(PathBuf),
+    /// A temp object in the blob store (a sealed session whose chunks were in the bucket).
+    Object(ObjectPath),
 }
 
 /// Why bytes could not be staged.
@@ -251,10 +380,13 @@ impl From<std::io::Error> for IngestError {
     }
 }
 
-/// The local directory uploads land in before they are verified.
+/// Where uploads land before they are verified: a local directory, and for resumable sessions
+/// the blob store's bucket when blobs are not local.
 #[derive(Debug, Clone)]
 pub struct Staging {
     dir: PathBuf,
+    /// Set when sessions live in the object store.
+    objects: Option<ObjectSessions>,
 }
 
 const TEMP_PREFIX: &str = "tmp-";
@@ -266,7 +398,20 @@ impl Staging {
         std::fs::create_dir_all(dir)?;
         Ok(Staging {
             dir: dir.to_path_buf(),
+            objects: None,
         })
+    }
+
+    /// Keeps resumable sessions in `blobs`' object store when it is not a local directory, so
+    /// that several nodes sharing the bucket can each take any chunk of any session.
+    pub fn with_sessions_in(mut self, blobs: &Blobs) -> Self {
+        self.objects = (!blobs.is_local()).then(|| ObjectSessions::new(blobs.store.clone()));
+        self
+    }
+
+    /// Whether sessions live in the object store.
+    pub fn sessions_in_objects(&self) -> bool {
+        self.objects.is_some()
     }
 
     /// Streams a whole upload into a fresh staging file while hashing it. On any failure the
@@ -281,7 +426,7 @@ impl Staging {
         let mut hasher = MultiHasher::new();
         match write_stream(file, body, &mut hasher, limit).await {
             Ok(()) => Ok(StagedFile {
-                path,
+                at: StagedAt::File(path),
                 digests: hasher.finish(),
             }),
             Err(e) => {
@@ -295,15 +440,23 @@ impl Staging {
         self.dir.join(format!("{SESSION_PREFIX}{id}"))
     }
 
-    /// Creates the empty file of a new upload session.
+    /// Creates the empty file of a new upload session (nothing to do in an object store: a
+    /// session without chunks holds 0 bytes).
     pub async fn create_session(&self, id: &str) -> Result<()> {
+        if self.objects.is_some() {
+            return Ok(());
+        }
         tokio::fs::File::create(self.session_path(id)).await?;
         Ok(())
     }
 
-    /// Bytes a session holds: the authority on its offset, since the file is written before the
-    /// database learns of it.
+    /// Bytes a session holds: the authority on its offset, since the bytes are written before
+    /// the database learns of them. In an object store, a session that exists in the database
+    /// holds 0 bytes until its first chunk.
     pub async fn session_len(&self, id: &str) -> Result<u64> {
+        if let Some(objects) = &self.objects {
+            return objects.len(id).await;
+        }
         match tokio::fs::metadata(self.session_path(id)).await {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
@@ -325,6 +478,9 @@ impl Staging {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
+        if let Some(objects) = &self.objects {
+            return objects.append(id, offset, body, limit).await;
+        }
         let path = self.session_path(id);
         let file = match tokio::fs::OpenOptions::new().append(true).open(&path).await {
             Ok(f) => f,
@@ -353,8 +509,16 @@ impl Staging {
     }
 
     /// Hashes a complete session and hands it over for committing; the session file moves to a
-    /// temp name so a concurrent chunk cannot change it after hashing.
+    /// temp name so a concurrent chunk cannot change it after hashing. In an object store the
+    /// chunks are streamed in order into a temp object and stay until [`Staging::remove_session`].
     pub async fn seal_session(&self, id: &str) -> Result<StagedFile> {
+        if let Some(objects) = &self.objects {
+            let (temp, digests) = objects.seal(id).await?;
+            return Ok(StagedFile {
+                at: StagedAt::Object(temp),
+                digests,
+            });
+        }
         let sealed = self.dir.join(format!("{TEMP_PREFIX}{}", random_id()));
         tokio::fs::rename(self.session_path(id), &sealed).await?;
         let path = sealed.clone();
@@ -363,7 +527,7 @@ impl Staging {
             .map_err(|e| StoreError::Blob(e.to_string()))?;
         match digests {
             Ok(digests) => Ok(StagedFile {
-                path: sealed,
+                at: StagedAt::File(sealed),
                 digests,
             }),
             Err(e) => {
@@ -373,14 +537,33 @@ impl Staging {
         }
     }
 
-    /// Removes a session's bytes (abort, expiry).
+    /// Removes a session's bytes (finalized, aborted, expired).
     pub async fn remove_session(&self, id: &str) {
-        discard(&self.session_path(id)).await;
+        match &self.objects {
+            Some(objects) => objects.remove(id).await,
+            None => discard(&self.session_path(id)).await,
+        }
     }
 
-    /// Drops a staged file that will not be committed (checksum mismatch).
+    /// Drops a staged upload that will not be committed (checksum mismatch, already stored).
     pub async fn discard(&self, staged: StagedFile) {
-        discard(&staged.path).await;
+        match (staged.at, &self.objects) {
+            (StagedAt::File(path), _) => discard(&path).await,
+            (StagedAt::Object(temp), Some(objects)) => objects.discard(&temp).await,
+            (StagedAt::Object(temp), None) => {
+                tracing::warn!(%temp, "staged object without an object store")
+            }
+        }
+    }
+
+    /// Deletes what sessions in the object store left behind: chunks of sessions the database
+    /// no longer knows and temp objects of crashed finalizes (nothing to do for local
+    /// sessions, see [`Staging::sweep`]). Safe while other nodes serve the same bucket.
+    pub async fn sweep_objects(&self, uploads: &dyn UploadStore) -> Result<usize> {
+        match &self.objects {
+            Some(objects) => objects.sweep(uploads).await,
+            None => Ok(0),
+        }
     }
 
     /// Deletes every temp file and every session file whose id is not in `live`: what a crash or

@@ -5,7 +5,8 @@
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
-//!   by default), and [`blob::Staging`] receives uploads before they become visible.
+//!   by default, or an S3-compatible bucket through [`objects`]), and [`blob::Staging`] receives
+//!   uploads before they become visible.
 
 use async_trait::async_trait;
 use otter_core::model::{
@@ -15,6 +16,7 @@ use otter_core::model::{
 
 pub mod blob;
 pub mod hot;
+pub mod objects;
 pub mod sql;
 
 /// What a store operation can fail with.
@@ -29,15 +31,23 @@ pub enum StoreError {
     /// A list cursor that this store never handed out.
     #[error("invalid cursor")]
     InvalidCursor,
-    /// The database failed.
+    /// The database failed. (Not a `#[source]`: the message already carries sqlx's, which
+    /// error chains such as anyhow's `{:#}` would otherwise print twice.)
     #[error("database: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
     /// The blob store or the local file system failed.
     #[error("blob storage: {0}")]
     Blob(String),
     /// A row holds something otter cannot read back (hand-edited data, a bug).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database URL cannot be used (e.g. an unsupported scheme).
+    #[error("{0}")]
+    Config(String),
+    /// The database's schema is not the one this otter was built for, e.g. a PostgreSQL
+    /// database that `otter migrate` has not brought up to date. The message says what to do.
+    #[error("{0}")]
+    Schema(String),
 }
 
 impl From<std::io::Error> for StoreError {

@@ -1,23 +1,30 @@
 //! [`SqlStore`]: every store trait in portable SQL over sqlx's `Any` driver.
 //!
 //! The same statements run on SQLite and PostgreSQL: `$n` placeholders, `ON CONFLICT … DO UPDATE`,
-//! `RETURNING`, integers for times and flags, JSON text for lists. Only the migrations differ.
+//! `RETURNING`, integers for times and flags, JSON text for lists. Only the migrations differ
+//! (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! SQLite is migrated whenever it is opened. PostgreSQL is shared by every otter node, so its
+//! schema changes only when an operator runs `otter migrate` ([`SqlStore::migrate`]);
+//! [`SqlStore::connect`] checks that it is current and refuses to start otherwise.
 
 use async_trait::async_trait;
 use otter_core::model::{
     Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport, UploadSession,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::migrate::{Migrate as _, MigrateError, Migration, Migrator};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
 
 use crate::{
     DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result, StoreError,
     TokenStore, UploadStore,
 };
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The database behind otter, chosen by URL scheme (`sqlite:` today).
+/// The database behind otter, chosen by URL scheme: `sqlite:` or `postgres:`/`postgresql:`.
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
@@ -35,57 +42,370 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The database engines otter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Self> {
+        Backend::of_scheme(url).ok_or_else(|| {
+            StoreError::Config(format!(
+                "unsupported database URL {}: expected sqlite://… or postgres://…",
+                redact_url(url)
+            ))
+        })
+    }
+
+    fn of_scheme(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
 impl SqlStore {
-    /// Connects to `url` and brings the schema up to date.
+    /// Connects to `url`.
     ///
     /// SQLite URLs look like `sqlite:///path/otter.db` or `sqlite://relative.db`; the file is
-    /// created when missing and put in WAL mode so readers never wait for the batch writer.
+    /// created when missing, put in WAL mode so readers never wait for the batch writer, and its
+    /// schema brought up to date.
+    ///
+    /// PostgreSQL URLs look like `postgres://user:password@host:5432/otter` (`postgresql://`
+    /// too, with libpq-style parameters such as `?sslmode=require`). Their schema is not changed
+    /// here: if migrations are pending this fails with [`StoreError::Schema`], which tells the
+    /// operator to run `otter migrate` ([`SqlStore::migrate`]).
     pub async fn connect(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::Database(sqlx::Error::Configuration(
-                format!("unsupported database URL {url:?}: expected sqlite:").into(),
-            )));
-        }
-        let url = if url.contains('?') {
-            url.to_owned()
-        } else {
-            format!("{url}?mode=rwc")
+        let backend = Backend::of(url)?;
+        let pool = open_pool(backend, url).await?;
+        let ready = match backend {
+            Backend::Sqlite => migrate_pool(&pool, backend).await.map(|_| ()),
+            Backend::Postgres => check_schema(&pool, backend, url).await,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets check-ins and downloads read while a batch is written;
-                    // NORMAL sync is safe under WAL (a power cut loses at most the last batch).
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
-        SQLITE_MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
+        if let Err(e) = ready {
+            pool.close().await;
+            return Err(e);
+        }
         Ok(SqlStore { pool })
+    }
+
+    /// Applies the migrations `url`'s database lacks and returns how many it applied (0 when
+    /// the schema was already current). Safe to run again, and from several machines at once on
+    /// PostgreSQL (they take turns on an advisory lock).
+    pub async fn migrate(url: &str) -> Result<usize> {
+        let backend = Backend::of(url)?;
+        let pool = open_pool(backend, url).await?;
+        let applied = migrate_pool(&pool, backend).await;
+        pool.close().await;
+        applied
+    }
+
+    /// The migrations `url`'s database lacks, as `(version, description)`, oldest first;
+    /// empty when the schema is current. Reads only (it does not even create sqlx's
+    /// bookkeeping table), except that a missing SQLite file is created empty.
+    pub async fn pending_migrations(url: &str) -> Result<Vec<(i64, String)>> {
+        let backend = Backend::of(url)?;
+        let pool = open_pool(backend, url).await?;
+        let status = match pool.acquire().await {
+            Ok(mut conn) => SchemaStatus::read(&mut conn, backend).await,
+            Err(e) => Err(e.into()),
+        };
+        pool.close().await;
+        Ok(status?
+            .pending
+            .iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
     }
 
     /// Closes every connection (used on shutdown so the WAL is checkpointed).
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A connection pool for `url`, set up for its backend.
+async fn open_pool(backend: Backend, url: &str) -> Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let options = AnyPoolOptions::new().max_connections(8);
+    let pool = match backend {
+        Backend::Sqlite => {
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            options
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets check-ins and downloads read while a batch is written;
+                        // NORMAL sync is safe under WAL (a power cut loses at most the last
+                        // batch).
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?
+        }
+        Backend::Postgres => {
+            // One plain connection first: the pool retries a server it cannot reach until its
+            // acquire timeout (30 s) and then reports only "pool timed out"; this says why at
+            // once (refused, unknown host, TLS, authentication).
+            AnyConnection::connect(url).await?.close().await?;
+            options.connect(url).await?
+        }
+    };
+    Ok(pool)
+}
+
+/// Runs the pending migrations on one connection and counts what it applied.
+async fn migrate_pool(pool: &AnyPool, backend: Backend) -> Result<usize> {
+    let mut conn = pool.acquire().await?;
+    // Hold the migration lock (a PostgreSQL advisory lock; nothing on SQLite) across the
+    // before/after counts too, so that two `otter migrate`s at once report 2 + 0, not 2 + 2.
+    // The migrator takes the same lock again inside; PostgreSQL advisory locks nest.
+    conn.lock().await.map_err(|e| migrate_error(e, backend))?;
+    let before = SchemaStatus::read(&mut conn, backend).await?;
+    backend
+        .migrator()
+        .run(&mut *conn)
+        .await
+        .map_err(|e| migrate_error(e, backend))?;
+    let after = SchemaStatus::read(&mut conn, backend).await?;
+    conn.unlock().await.map_err(|e| migrate_error(e, backend))?;
+    Ok(after.applied.saturating_sub(before.applied))
+}
+
+fn migrate_error(e: MigrateError, backend: Backend) -> StoreError {
+    let latest = latest_version(backend);
+    match e {
+        MigrateError::VersionMissing(v) => StoreError::Schema(format!(
+            "the database has migration {v}, which this otter does not know (it knows up to \
+             {latest}): it was migrated by a newer otter; upgrade otter"
+        )),
+        MigrateError::VersionMismatch(v) => StoreError::Schema(format!(
+            "migration {v} in the database differs from this otter's migration {v}: the \
+             database was migrated by a different build of otter"
+        )),
+        MigrateError::Dirty(v) => StoreError::Schema(format!(
+            "migration {v} failed partway; repair the schema by hand and delete its row from \
+             _sqlx_migrations, then run `otter migrate` again"
+        )),
+        other => StoreError::Database(other.into()),
+    }
+}
+
+fn latest_version(backend: Backend) -> i64 {
+    backend
+        .migrator()
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Refuses a PostgreSQL database whose schema is behind this otter (or broken); a schema
+/// *ahead* of it (a newer otter ran `otter migrate` during a rolling upgrade) is only warned
+/// about, so nodes not yet upgraded can still restart.
+async fn check_schema(pool: &AnyPool, backend: Backend, url: &str) -> Result<()> {
+    let status = {
+        let mut conn = pool.acquire().await?;
+        SchemaStatus::read(&mut conn, backend).await?
+    };
+    if let Some(v) = status.failed.first() {
+        return Err(migrate_error(MigrateError::Dirty(*v), backend));
+    }
+    if let Some(v) = status.changed.first() {
+        return Err(migrate_error(MigrateError::VersionMismatch(*v), backend));
+    }
+    if !status.pending.is_empty() {
+        let total = backend
+            .migrator()
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .count();
+        let pending: Vec<String> = status
+            .pending
+            .iter()
+            .map(|m| format!("{:04} {}", m.version, m.description))
+            .collect();
+        let what = if status.applied == 0 {
+            "has no otter schema yet".to_owned()
+        } else {
+            format!(
+                "is not migrated to this otter's schema ({} of {total} migrations pending)",
+                pending.len()
+            )
+        };
+        return Err(StoreError::Schema(format!(
+            "the PostgreSQL database {} {what}: run `otter migrate` with the same database URL \
+             (--database-url or OTTER_DATABASE_URL), then start otter again [pending: {}]",
+            redact_url(url),
+            pending.join(", ")
+        )));
+    }
+    if !status.unknown.is_empty() {
+        tracing::warn!(
+            database = %redact_url(url),
+            versions = ?status.unknown,
+            "the database has migrations this otter does not know (a newer otter migrated it); \
+             upgrade this node"
+        );
+    }
+    Ok(())
+}
+
+/// Where a database's schema stands against this build's migrations, from sqlx's bookkeeping
+/// table `_sqlx_migrations`.
+struct SchemaStatus {
+    /// How many migrations are recorded as applied.
+    applied: usize,
+    /// This build's migrations that the database lacks, oldest first.
+    pending: Vec<&'static Migration>,
+    /// Applied migrations whose SQL differs from this build's.
+    changed: Vec<i64>,
+    /// Migrations recorded as failed partway.
+    failed: Vec<i64>,
+    /// Applied migrations this build does not know.
+    unknown: Vec<i64>,
+}
+
+impl SchemaStatus {
+    async fn read(conn: &mut AnyConnection, backend: Backend) -> Result<Self> {
+        // Whether sqlx's table exists, without creating it (connect must not write).
+        let exists = match backend {
+            Backend::Sqlite => {
+                "SELECT count(*) AS present FROM sqlite_master \
+                 WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT CASE WHEN to_regclass('_sqlx_migrations') IS NULL THEN 0 ELSE 1 END \
+                 AS present"
+            }
+        };
+        let present: i64 = sqlx::query(exists)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("present")?;
+        let rows = if present == 0 {
+            Vec::new()
+        } else {
+            sqlx::query(
+                "SELECT version, checksum, CASE WHEN success THEN 1 ELSE 0 END AS ok \
+                 FROM _sqlx_migrations ORDER BY version",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        };
+        let mut status = SchemaStatus {
+            applied: rows.len(),
+            pending: Vec::new(),
+            changed: Vec::new(),
+            failed: Vec::new(),
+            unknown: Vec::new(),
+        };
+        let migrator = backend.migrator();
+        let mut seen = Vec::new();
+        for row in &rows {
+            let version: i64 = row.try_get("version")?;
+            let checksum: Vec<u8> = row.try_get("checksum")?;
+            let ok: i64 = row.try_get("ok")?;
+            seen.push(version);
+            if ok == 0 {
+                status.failed.push(version);
+            }
+            match migrator.iter().find(|m| m.version == version) {
+                Some(m) if *m.checksum != *checksum => status.changed.push(version),
+                Some(_) => {}
+                None => status.unknown.push(version),
+            }
+        }
+        status.pending = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !seen.contains(&m.version))
+            .collect();
+        Ok(status)
+    }
+}
+
+/// `url` with its password (user info or a `password=` parameter) replaced by `***`, for
+/// messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    // The user info ends at the last `@` before the path. A PostgreSQL password may hold an
+    // unescaped `/`, `?` or `#` by mistake, so there the last `@` anywhere counts: that hides
+    // too much at worst (an `@` in a parameter), never too little.
+    let authority_end = if Backend::of_scheme(url) == Some(Backend::Postgres) {
+        rest.len()
+    } else {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    };
+    let mut out = url[..start].to_owned();
+    let mut tail = rest;
+    if let Some(at) = rest[..authority_end].rfind('@') {
+        let userinfo = &rest[..at];
+        match userinfo.find(':') {
+            Some(colon) => {
+                out.push_str(&userinfo[..colon]);
+                out.push_str(":***");
+            }
+            None => out.push_str(userinfo),
+        }
+        tail = &rest[at..];
+    }
+    match tail.find('?') {
+        Some(q) => {
+            out.push_str(&tail[..=q]);
+            let (query, fragment) = match tail[q + 1..].find('#') {
+                Some(h) => tail[q + 1..].split_at(h),
+                None => (&tail[q + 1..], ""),
+            };
+            let params: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+            out.push_str(fragment);
+        }
+        None => out.push_str(tail),
+    }
+    out
 }
 
 fn limit(page: &PageRequest) -> i64 {
@@ -444,16 +764,30 @@ impl ReleaseStore for SqlStore {
 #[async_trait]
 impl DeviceStore for SqlStore {
     async fn record_seen(&self, seen: &[DeviceSeen]) -> Result<()> {
+        // Upsert in (product, id) order, so batches written at once by several nodes lock rows
+        // in the same order and cannot deadlock (PostgreSQL). The sort is stable: a device's
+        // later sightings still come after its earlier ones.
+        let mut ordered: Vec<&DeviceSeen> = seen.iter().collect();
+        ordered.sort_by(|a, b| (&a.product, &a.id).cmp(&(&b.product, &b.id)));
         let mut tx = self.pool.begin().await?;
-        for s in seen {
-            // A check-in without `current` keeps what the device said before.
+        for s in ordered {
+            // A check-in without `current` keeps what the device said before. A sighting older
+            // than the stored one (a batch from a slower node) changes nothing: last_seen never
+            // goes back and an older version never overwrites a newer report.
             sqlx::query(
                 "INSERT INTO devices (product, id, current_version, current_hash, channel, \
                  first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
                  ON CONFLICT (product, id) DO UPDATE SET \
-                 current_version = COALESCE(excluded.current_version, devices.current_version), \
-                 current_hash = COALESCE(excluded.current_hash, devices.current_hash), \
-                 channel = excluded.channel, last_seen = excluded.last_seen",
+                 current_version = CASE WHEN excluded.last_seen >= devices.last_seen \
+                   THEN COALESCE(excluded.current_version, devices.current_version) \
+                   ELSE devices.current_version END, \
+                 current_hash = CASE WHEN excluded.last_seen >= devices.last_seen \
+                   THEN COALESCE(excluded.current_hash, devices.current_hash) \
+                   ELSE devices.current_hash END, \
+                 channel = CASE WHEN excluded.last_seen >= devices.last_seen \
+                   THEN excluded.channel ELSE devices.channel END, \
+                 last_seen = CASE WHEN excluded.last_seen > devices.last_seen \
+                   THEN excluded.last_seen ELSE devices.last_seen END",
             )
             .bind(&s.product)
             .bind(&s.id)
@@ -643,5 +977,76 @@ impl TokenStore for SqlStore {
         rows.iter()
             .map(|r| Ok(r.try_get("token_sha256")?))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        for (url, shown) in [
+            (
+                "postgres://otter:s3cret@db.example.com:5432/otter",
+                "postgres://otter:***@db.example.com:5432/otter",
+            ),
+            (
+                "postgresql://otter:p@ss/w0rd@db/otter?sslmode=require",
+                "postgresql://otter:***@db/otter?sslmode=require",
+            ),
+            (
+                "postgres://db/otter?user=otter&password=s3cret&sslmode=require",
+                "postgres://db/otter?user=otter&password=***&sslmode=require",
+            ),
+            (
+                "postgres://otter@db/otter?sslpassword=key",
+                "postgres://otter@db/otter?sslpassword=***",
+            ),
+            ("postgres://db/otter", "postgres://db/otter"),
+            (
+                "postgres://otter:a#b?c@db/otter",
+                "postgres://otter:***@db/otter",
+            ),
+            (
+                "sqlite:///var/lib/otter@1/otter.db",
+                "sqlite:///var/lib/otter@1/otter.db",
+            ),
+            (
+                "sqlite://otter-data/otter.db",
+                "sqlite://otter-data/otter.db",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn backends_by_scheme() {
+        assert_eq!(Backend::of_scheme("sqlite://x.db"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of_scheme("postgres://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of_scheme("postgresql://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_scheme("mysql://h/db"), None);
+        let err = Backend::of("mysql://root:hunter2@h/db").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("mysql://root:***@h/db"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let names = |m: &Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&SQLITE_MIGRATIONS), names(&POSTGRES_MIGRATIONS));
     }
 }

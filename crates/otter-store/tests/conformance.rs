@@ -1,39 +1,84 @@
 //! One conformance suite for every store backend.
 //!
 //! Each behaviour is written once, as an `async fn` over `&dyn Store` (or over a [`TestDb`] when
-//! it needs to reconnect), and the `conformance!` macro at the bottom turns it into one
-//! `#[tokio::test]` per backend: `sqlite::products_are_unique`, `postgres::products_are_unique`…
+//! it needs to reconnect, or over a [`Fresh`] database when it is about migrations), and the
+//! `conformance!` macro at the bottom turns it into one `#[tokio::test]` per backend:
+//! `sqlite::products_are_unique`, `postgres::products_are_unique`…
 //! Run one backend with `cargo test -p otter-store --test conformance sqlite::`.
 //!
-//! A backend is one `async fn() -> Option<TestDb>` that opens a fresh, empty database (or returns
-//! `None` to skip). SQLite always runs, in a temporary directory. PostgreSQL runs when
-//! `OTTER_TEST_POSTGRES_URL` is set, once [`postgres`] is filled in.
+//! A backend is one `async fn() -> Option<Fresh>` that makes a new, empty database (or returns
+//! `None` to skip). SQLite always runs, in a temporary directory. PostgreSQL runs on a throwaway
+//! cluster that `otter_testkit::postgres` starts once per test process (a new database per
+//! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
 
-use std::io::Write as _;
-use std::sync::Once;
+use std::path::Path;
 
 use otter_core::model::{
     Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UploadSession,
 };
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
-use otter_store::{NewReport, PageRequest, Store, StoreError};
+use otter_store::{NewReport, PageRequest, ProductStore as _, Store, StoreError};
 use serde_json::json;
+use sqlx::Row as _;
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
 
-/// A fresh database for one test, and what it takes to connect to it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Its migrations' directory name under `migrations/`.
+    fn dir(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A new, empty database: no tables, not even sqlx's bookkeeping.
+struct Fresh {
+    url: String,
+    backend: Backend,
+    /// Keeps a SQLite database's directory alive until the test ends.
+    dir: Option<TempDir>,
+}
+
+/// A migrated database for one test, and what it takes to connect to it again.
 struct TestDb {
     url: String,
     store: SqlStore,
-    /// Keeps a SQLite database's directory alive until the test ends.
     _dir: Option<TempDir>,
 }
 
 impl TestDb {
+    /// Migrates `fresh` the way an operator would (`otter migrate` on PostgreSQL; SQLite
+    /// migrates itself on connect) and connects.
+    async fn open(fresh: Fresh) -> TestDb {
+        let Fresh { url, backend, dir } = fresh;
+        if backend == Backend::Postgres {
+            let applied = SqlStore::migrate(&url)
+                .await
+                .unwrap_or_else(|e| panic!("migrating {url}: {e}"));
+            assert_eq!(applied, migration_count(backend));
+        }
+        let store = SqlStore::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        TestDb {
+            url,
+            store,
+            _dir: dir,
+        }
+    }
+
     fn store(&self) -> &dyn Store {
         &self.store
     }
@@ -47,47 +92,74 @@ impl TestDb {
     }
 }
 
-/// SQLite: a new file in a new temporary directory.
-async fn sqlite() -> Option<TestDb> {
+/// SQLite: a new file in a new temporary directory (created by the first connection).
+async fn sqlite() -> Option<Fresh> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}/otter.db", dir.path().display());
-    let store = SqlStore::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-    Some(TestDb {
-        url,
-        store,
-        _dir: Some(dir),
+    Some(Fresh {
+        url: format!("sqlite://{}/otter.db", dir.path().display()),
+        backend: Backend::Sqlite,
+        dir: Some(dir),
     })
 }
 
-/// PostgreSQL, when `OTTER_TEST_POSTGRES_URL` names a server to test against.
-///
-/// When the backend exists: create a uniquely named database on that server (e.g.
-/// `otter_test_<random_id>`), connect [`SqlStore`] to it and return it here; every test below
-/// then runs against PostgreSQL too.
-async fn postgres() -> Option<TestDb> {
-    std::env::var_os("OTTER_TEST_POSTGRES_URL")?;
-    static SKIP: Once = Once::new();
-    // Straight to stderr (not `eprintln!`) so the line shows despite the test harness capturing.
-    SKIP.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP postgres: backend not implemented yet (OTTER_TEST_POSTGRES_URL is set)"
-        );
-    });
-    None
+/// PostgreSQL: a new database on the test process's throwaway cluster.
+async fn postgres() -> Option<Fresh> {
+    let cluster = otter_testkit::postgres::start()?;
+    Some(Fresh {
+        url: cluster.fresh_database_url(),
+        backend: Backend::Postgres,
+        dir: None,
+    })
+}
+
+/// How many migrations a backend has (one file each).
+fn migration_count(backend: Backend) -> usize {
+    std::fs::read_dir(migrations_dir(backend))
+        .expect("migrations directory")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count()
+}
+
+fn migrations_dir(backend: Backend) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend.dir())
+}
+
+/// A plain sqlx pool on `url`, to set a schema up by hand.
+async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if url.starts_with("sqlite:") {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
 }
 
 /// Generates one `#[tokio::test]` per behaviour in a module named after the backend.
-/// `store:` behaviours take `&dyn Store`; `db:` behaviours take `&mut TestDb`.
+/// `store:` behaviours take `&dyn Store`; `db:` behaviours take `&mut TestDb`; `fresh:`
+/// behaviours take an unmigrated [`Fresh`] database.
 macro_rules! backend_tests {
-    ($backend:ident, [$($store_test:ident),* $(,)?], [$($db_test:ident),* $(,)?]) => {
+    (
+        $backend:ident,
+        [$($store_test:ident),* $(,)?],
+        [$($db_test:ident),* $(,)?],
+        [$($fresh_test:ident),* $(,)?] $(,)?
+    ) => {
         mod $backend {
             $(
                 #[tokio::test]
                 async fn $store_test() {
-                    if let Some(db) = super::$backend().await {
+                    if let Some(fresh) = super::$backend().await {
+                        let db = super::TestDb::open(fresh).await;
                         super::$store_test(db.store()).await;
                     }
                 }
@@ -95,8 +167,17 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test]
                 async fn $db_test() {
-                    if let Some(mut db) = super::$backend().await {
+                    if let Some(fresh) = super::$backend().await {
+                        let mut db = super::TestDb::open(fresh).await;
                         super::$db_test(&mut db).await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $fresh_test() {
+                    if let Some(fresh) = super::$backend().await {
+                        super::$fresh_test(fresh).await;
                     }
                 }
             )*
@@ -105,9 +186,13 @@ macro_rules! backend_tests {
 }
 
 macro_rules! conformance {
-    (store: [$($store_test:ident),* $(,)?], db: [$($db_test:ident),* $(,)?] $(,)?) => {
-        backend_tests!(sqlite, [$($store_test),*], [$($db_test),*]);
-        backend_tests!(postgres, [$($store_test),*], [$($db_test),*]);
+    (
+        store: [$($store_test:ident),* $(,)?],
+        db: [$($db_test:ident),* $(,)?],
+        fresh: [$($fresh_test:ident),* $(,)?] $(,)?
+    ) => {
+        backend_tests!(sqlite, [$($store_test),*], [$($db_test),*], [$($fresh_test),*]);
+        backend_tests!(postgres, [$($store_test),*], [$($db_test),*], [$($fresh_test),*]);
     };
 }
 
@@ -116,6 +201,7 @@ conformance! {
         products_create_get_list,
         products_are_unique,
         products_paginate,
+        lists_sort_byte_wise,
         artifacts_are_content_addressed,
         releases_round_trip_with_increasing_seq,
         release_versions_are_unique_per_product,
@@ -123,7 +209,10 @@ conformance! {
         releases_list_newest_first_and_paginate,
         releases_reject_invalid_cursors,
         patch_release_changes_only_given_flags,
+        catalog_versions_count_bumps_per_product,
+        concurrent_catalog_bumps_are_atomic,
         record_seen_upserts,
+        older_sightings_never_win,
         devices_paginate_by_id,
         reports_list_newest_first_and_filter_by_device,
         reports_reject_invalid_cursors,
@@ -131,6 +220,13 @@ conformance! {
         tokens_are_idempotent,
     ],
     db: [data_survives_reconnect],
+    fresh: [
+        connect_on_an_empty_database,
+        migrate_applies_each_migration_once,
+        migrate_finishes_a_partly_migrated_database,
+        concurrent_migrations_take_turns,
+        schema_from_another_otter_is_refused,
+    ],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,6 +440,60 @@ async fn products_paginate(store: &dyn Store) {
         .unwrap();
     assert_eq!(names(&rest), ["e"]);
     assert_eq!(rest.next_cursor, None);
+}
+
+/// Lists sort and page by bytes, as SQLite does, whatever the PostgreSQL server's locale (the
+/// test cluster sorts text like en-US, where "a" < "B").
+async fn lists_sort_byte_wise(store: &dyn Store) {
+    let names = ["b", "B", "a_1", "a-2", "A", "é", "Z", "aa"];
+    for name in names {
+        store
+            .create_product(&product(name, Scheme::Semver))
+            .await
+            .unwrap();
+    }
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort(); // byte-wise: "A" "B" "Z" "a-2" "a_1" "aa" "b" "é"
+    let all: Vec<String> = store
+        .all_products()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(all, expected);
+    let mut paged = Vec::new();
+    let mut page = store.list_products(&first(3)).await.unwrap();
+    loop {
+        paged.extend(page.items.iter().map(|p| p.name.clone()));
+        if page.next_cursor.is_none() {
+            break;
+        }
+        page = store
+            .list_products(&after(3, &page.next_cursor))
+            .await
+            .unwrap();
+    }
+    assert_eq!(paged, expected);
+
+    let batch: Vec<DeviceSeen> = names
+        .iter()
+        .map(|id| seen("door-sensor", id, None, "stable", T0))
+        .collect();
+    store.record_seen(&batch).await.unwrap();
+    let mut ids = Vec::new();
+    let mut page = store.list_devices("door-sensor", &first(3)).await.unwrap();
+    loop {
+        ids.extend(page.items.iter().map(|d| d.id.clone()));
+        if page.next_cursor.is_none() {
+            break;
+        }
+        page = store
+            .list_devices("door-sensor", &after(3, &page.next_cursor))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ids, expected);
 }
 
 async fn artifacts_are_content_addressed(store: &dyn Store) {
@@ -695,6 +845,70 @@ async fn patch_release_changes_only_given_flags(store: &dyn Store) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Catalogue versions
+// ---------------------------------------------------------------------------------------------
+
+fn sorted_versions(mut v: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    v.sort();
+    v
+}
+
+async fn catalog_versions_count_bumps_per_product(store: &dyn Store) {
+    assert!(store.catalog_versions().await.unwrap().is_empty());
+    // The counter starts at 1 and goes up by one per bump, separately for each product.
+    assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 1);
+    assert_eq!(
+        store.catalog_versions().await.unwrap(),
+        [("door-sensor".to_owned(), 1)]
+    );
+    assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 2);
+    assert_eq!(store.bump_catalog("gate").await.unwrap(), 1);
+    assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 3);
+    assert_eq!(
+        sorted_versions(store.catalog_versions().await.unwrap()),
+        [("door-sensor".to_owned(), 3), ("gate".to_owned(), 1)]
+    );
+    // A product need not exist yet (the bump may come first), and names are exact.
+    assert_eq!(store.bump_catalog("Door-Sensor").await.unwrap(), 1);
+    assert_eq!(
+        sorted_versions(store.catalog_versions().await.unwrap()),
+        [
+            ("Door-Sensor".to_owned(), 1),
+            ("door-sensor".to_owned(), 3),
+            ("gate".to_owned(), 1)
+        ]
+    );
+}
+
+/// Bumps from many connections at once (several nodes publishing) each get their own number.
+async fn concurrent_catalog_bumps_are_atomic(store: &dyn Store) {
+    const BUMPS: i64 = 24;
+    let bumps =
+        (0..BUMPS).map(|i| store.bump_catalog(if i % 3 == 0 { "gate" } else { "door-sensor" }));
+    let results = futures_util::future::join_all(bumps).await;
+    let (mut door, mut gate) = (Vec::new(), Vec::new());
+    for (i, result) in results.into_iter().enumerate() {
+        let version = result.unwrap_or_else(|e| panic!("bump {i}: {e}"));
+        if i % 3 == 0 {
+            gate.push(version)
+        } else {
+            door.push(version)
+        }
+    }
+    door.sort_unstable();
+    gate.sort_unstable();
+    assert_eq!(door, (1..=BUMPS * 2 / 3).collect::<Vec<_>>());
+    assert_eq!(gate, (1..=BUMPS / 3).collect::<Vec<_>>());
+    assert_eq!(
+        sorted_versions(store.catalog_versions().await.unwrap()),
+        [
+            ("door-sensor".to_owned(), BUMPS * 2 / 3),
+            ("gate".to_owned(), BUMPS / 3)
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Devices and reports
 // ---------------------------------------------------------------------------------------------
 
@@ -704,6 +918,38 @@ async fn devices(store: &dyn Store) -> Vec<Device> {
         .await
         .unwrap()
         .items
+}
+
+/// Batches from several nodes land in any order: a sighting older than the stored one changes
+/// nothing, so last_seen never goes back and a stale check-in never overwrites a newer version.
+async fn older_sightings_never_win(store: &dyn Store) {
+    store
+        .record_seen(&[seen("door-sensor", "dev-1", Some("1.1.0"), "beta", T0 + 10)])
+        .await
+        .unwrap();
+    store
+        .record_seen(&[seen(
+            "door-sensor",
+            "dev-1",
+            Some("1.0.0"),
+            "stable",
+            T0 + 5,
+        )])
+        .await
+        .unwrap();
+    let dev1 = devices(store).await.remove(0);
+    assert_eq!(dev1.current_version.as_deref(), Some("1.1.0"));
+    assert_eq!(dev1.channel, "beta");
+    assert_eq!((dev1.first_seen, dev1.last_seen), (T0 + 10, T0 + 10));
+    // Within the same second the later write wins (one node's queue keeps its order).
+    store
+        .record_seen(&[seen("door-sensor", "dev-1", Some("1.2.0"), "beta", T0 + 10)])
+        .await
+        .unwrap();
+    assert_eq!(
+        devices(store).await[0].current_version.as_deref(),
+        Some("1.2.0")
+    );
 }
 
 async fn record_seen_upserts(store: &dyn Store) {
@@ -1018,6 +1264,8 @@ async fn data_survives_reconnect(db: &mut TestDb) {
         store.set_upload_offset("up-1", 10, 150).await.unwrap();
         let hash = "ab".repeat(32);
         store.add_token(&hash, "ci", T0).await.unwrap();
+        store.bump_catalog("door-sensor").await.unwrap();
+        store.bump_catalog("door-sensor").await.unwrap();
         (release1, session, report1, hash)
     };
 
@@ -1057,6 +1305,11 @@ async fn data_survives_reconnect(db: &mut TestDb) {
         })
     );
     assert_eq!(store.token_hashes().await.unwrap(), [hash]);
+    assert_eq!(
+        store.catalog_versions().await.unwrap(),
+        [("door-sensor".to_owned(), 2)]
+    );
+    assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 3);
 
     // Counters carry on after a restart: new rows sort after the old ones.
     let a2 = store.put_artifact(&artifact(9, "b.bin")).await.unwrap();
@@ -1077,4 +1330,244 @@ async fn data_survives_reconnect(db: &mut TestDb) {
             .await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+// ---------------------------------------------------------------------------------------------
+
+/// `(version, description)` of a backend's migrations, as `pending_migrations` names them.
+fn all_migrations(backend: Backend) -> Vec<(i64, String)> {
+    let mut files: Vec<String> = std::fs::read_dir(migrations_dir(backend))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|name| {
+            let (version, rest) = name.trim_end_matches(".sql").split_once('_').unwrap();
+            (version.parse().unwrap(), rest.replace('_', " "))
+        })
+        .collect()
+}
+
+/// The same database URL with a password in it (the test cluster trusts loopback, so any
+/// password works), to show that messages never repeat it.
+fn with_password(url: &str) -> String {
+    url.replacen("://postgres@", "://postgres:hunter2@", 1)
+}
+
+/// SQLite migrates itself on connect; PostgreSQL refuses an unmigrated database and says to run
+/// `otter migrate`.
+async fn connect_on_an_empty_database(fresh: Fresh) {
+    let everything = all_migrations(fresh.backend);
+    match fresh.backend {
+        Backend::Sqlite => {
+            let store = SqlStore::connect(&fresh.url).await.unwrap();
+            store
+                .create_product(&product("door-sensor", Scheme::Semver))
+                .await
+                .unwrap();
+            assert!(
+                SqlStore::pending_migrations(&fresh.url)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        Backend::Postgres => {
+            let url = with_password(&fresh.url);
+            let err = match SqlStore::connect(&url).await {
+                Err(err) => err,
+                Ok(_) => panic!("connect accepted an unmigrated PostgreSQL database"),
+            };
+            assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+            let message = err.to_string();
+            assert!(message.contains("run `otter migrate`"), "{message}");
+            assert!(message.contains("postgres:***@127.0.0.1"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("0001 init"), "{message}");
+            // Connecting wrote nothing: everything is still pending.
+            assert_eq!(
+                SqlStore::pending_migrations(&url).await.unwrap(),
+                everything
+            );
+            assert_eq!(SqlStore::migrate(&url).await.unwrap(), everything.len());
+            let store = SqlStore::connect(&url).await.unwrap();
+            store
+                .create_product(&product("door-sensor", Scheme::Semver))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn migrate_applies_each_migration_once(fresh: Fresh) {
+    let everything = all_migrations(fresh.backend);
+    assert!(everything.len() >= 2, "{everything:?}");
+    assert_eq!(
+        SqlStore::pending_migrations(&fresh.url).await.unwrap(),
+        everything
+    );
+    assert_eq!(
+        SqlStore::migrate(&fresh.url).await.unwrap(),
+        everything.len()
+    );
+    assert!(
+        SqlStore::pending_migrations(&fresh.url)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Again: nothing to do, and the data stays.
+    let store = SqlStore::connect(&fresh.url).await.unwrap();
+    store
+        .create_product(&product("door-sensor", Scheme::Semver))
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(SqlStore::migrate(&fresh.url).await.unwrap(), 0);
+    assert_eq!(SqlStore::migrate(&fresh.url).await.unwrap(), 0);
+    let store = SqlStore::connect(&fresh.url).await.unwrap();
+    assert_eq!(
+        store.all_products().await.unwrap(),
+        [product("door-sensor", Scheme::Semver)]
+    );
+}
+
+/// A database an older otter migrated: `connect` (PostgreSQL) names what is missing, and
+/// `migrate` applies just that.
+async fn migrate_finishes_a_partly_migrated_database(fresh: Fresh) {
+    let everything = all_migrations(fresh.backend);
+    let migrator = sqlx::migrate::Migrator::new(migrations_dir(fresh.backend))
+        .await
+        .unwrap();
+    let pool = raw_pool(&fresh.url).await;
+    migrator.run_to(1, &pool).await.unwrap();
+    pool.close().await;
+    assert_eq!(
+        SqlStore::pending_migrations(&fresh.url).await.unwrap(),
+        everything[1..]
+    );
+
+    match fresh.backend {
+        Backend::Sqlite => {
+            // Connecting migrates the rest.
+            SqlStore::connect(&fresh.url).await.unwrap().close().await;
+            assert_eq!(SqlStore::migrate(&fresh.url).await.unwrap(), 0);
+        }
+        Backend::Postgres => {
+            let message = match SqlStore::connect(&fresh.url).await {
+                Err(StoreError::Schema(message)) => message,
+                Err(other) => panic!("expected a schema error, got {other:?}"),
+                Ok(_) => panic!("connect accepted a partly migrated database"),
+            };
+            let (version, description) = &everything[1];
+            assert!(
+                message.contains(&format!("{version:04} {description}")),
+                "{message}"
+            );
+            let pending = format!(
+                "{} of {} migrations pending",
+                everything.len() - 1,
+                everything.len()
+            );
+            assert!(message.contains(&pending), "{message}");
+            assert!(message.contains("otter migrate"), "{message}");
+            assert_eq!(
+                SqlStore::migrate(&fresh.url).await.unwrap(),
+                everything.len() - 1
+            );
+        }
+    }
+    let store = SqlStore::connect(&fresh.url).await.unwrap();
+    assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 1);
+}
+
+/// Two `otter migrate`s at once (two operators, two deploy jobs): one applies everything, the
+/// other waits its turn and finds nothing to do.
+async fn concurrent_migrations_take_turns(fresh: Fresh) {
+    if fresh.backend == Backend::Sqlite {
+        // One machine, one file: SQLite has no cross-process migration lock to test.
+        return;
+    }
+    let everything = all_migrations(fresh.backend);
+    let (a, b, c) = tokio::join!(
+        SqlStore::migrate(&fresh.url),
+        SqlStore::migrate(&fresh.url),
+        SqlStore::migrate(&fresh.url)
+    );
+    let mut counts = [a.unwrap(), b.unwrap(), c.unwrap()];
+    counts.sort_unstable();
+    assert_eq!(counts, [0, 0, everything.len()]);
+    SqlStore::connect(&fresh.url).await.unwrap();
+}
+
+/// A schema this otter did not write: a migration it does not know (a newer otter migrated the
+/// database) or one whose text differs (another build). `migrate` refuses both with an
+/// explanation; `connect` refuses a changed migration, and refuses a newer schema on SQLite but
+/// only warns on PostgreSQL, so not-yet-upgraded nodes can restart during a rolling upgrade.
+async fn schema_from_another_otter_is_refused(fresh: Fresh) {
+    let everything = all_migrations(fresh.backend);
+    assert_eq!(
+        SqlStore::migrate(&fresh.url).await.unwrap(),
+        everything.len()
+    );
+    let pool = raw_pool(&fresh.url).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(9999_i64)
+    .bind("from the future")
+    .bind(true)
+    .bind(vec![0u8; 48])
+    .bind(0_i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let err = SqlStore::migrate(&fresh.url).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    assert!(
+        message.contains("9999") && message.contains("newer otter"),
+        "{message}"
+    );
+    match fresh.backend {
+        Backend::Sqlite => {
+            let err = SqlStore::connect(&fresh.url).await.err().expect("refused");
+            assert!(err.to_string().contains("newer otter"), "{err}");
+        }
+        Backend::Postgres => {
+            SqlStore::connect(&fresh.url).await.unwrap();
+        }
+    }
+
+    // A changed migration instead.
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 9999")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
+        .bind(vec![1u8; 48])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query("SELECT count(*) AS n FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(n, i64::try_from(everything.len()).unwrap());
+    pool.close().await;
+    for err in [
+        SqlStore::migrate(&fresh.url).await.unwrap_err(),
+        SqlStore::connect(&fresh.url).await.err().expect("refused"),
+    ] {
+        assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+        assert!(err.to_string().contains("migration 1 "), "{err}");
+    }
 }

@@ -4,6 +4,9 @@
 //! after a clear `SKIP` line on stderr. Under `CI=true` a missing service fails the test instead:
 //! CI installs everything, so a skip there would hide a broken setup.
 
+pub mod postgres;
+pub mod s3;
+
 /// Reports a service that cannot be started: SKIP locally, a panic under `CI=true`.
 pub fn unavailable<T>(service: &str, why: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -1,8 +1,14 @@
 //! Resumable upload sessions for large images over bad links.
 //!
 //! Begin with the expected size and SHA-256, send chunks with `?offset=N` (strictly in order; the
-//! staging file's length is the authority on the offset), finalize to verify and publish the
-//! artifact atomically. A chunk cut off mid-way keeps what arrived. Idle sessions expire.
+//! staged bytes are the authority on the offset), finalize to verify and publish the artifact
+//! atomically. A chunk cut off mid-way keeps what arrived. Idle sessions expire.
+//!
+//! With blobs in a local directory a session is a file in the staging directory. With blobs in
+//! an object store the chunks are objects in the bucket and the offset is derived by listing
+//! them (see `otter_store::objects::ObjectSessions`), so any node behind a load balancer can
+//! take any chunk, status or finalize of any session; [`Busy`] only keeps one node from
+//! interleaving two requests of its own.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -200,6 +206,8 @@ pub async fn finalize(
     }
     let staged = state.staging.seal_session(&id).await?;
     state.store.delete_upload(&id).await?;
+    // A sealed local session is already out of the way; chunks in a bucket go now.
+    state.staging.remove_session(&id).await;
     if staged.digests.sha256 != session.sha256 {
         let actual = staged.digests.sha256.clone();
         state.staging.discard(staged).await;
@@ -229,8 +237,14 @@ pub async fn abort(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes sessions idle for longer than the upload TTL. Runs periodically.
+/// Deletes sessions idle for longer than the upload TTL, and chunks in the bucket that no
+/// session owns any more (left by a node that died mid-way). Runs periodically.
 pub async fn expire_idle(state: &AppState) -> otter_store::Result<usize> {
+    match state.staging.sweep_objects(&*state.store).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(objects = n, "removed leftovers of interrupted uploads"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep upload leftovers in the bucket"),
+    }
     let cutoff = now() - state.config.upload_ttl.as_secs() as i64;
     let idle = state.store.idle_uploads(cutoff).await?;
     for id in &idle {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use otter_server::{Bootstrap, Server, ServerConfig, Storage};
+use otter_store::objects::S3Settings;
+use otter_testkit::s3::TempS3;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -48,6 +50,10 @@ pub struct TestServer {
     pub start_token: Option<String>,
     /// Database URL for the next (re)start; `None` is the data directory's own SQLite file.
     pub database_url: Option<String>,
+    /// Blob URL (`s3://…`) for the next (re)start; `None` is the data directory's `blobs/`.
+    pub blob_url: Option<String>,
+    /// How to reach the S3 server of `blob_url`.
+    pub s3: S3Settings,
     /// What the server reported about its admin token at the last start.
     pub bootstrap: &'static str,
     dir: tempfile::TempDir,
@@ -59,17 +65,38 @@ impl TestServer {
         Self::with_config(test_config()).await
     }
 
-    /// A second node sharing `first`'s database (its own data directory, so its own blobs).
+    /// A second node sharing `first`'s database (its own data directory, so its own blobs,
+    /// unless `first` keeps them in a bucket: then it shares the bucket too).
     pub async fn sharing_database_with(first: &TestServer) -> Self {
         let url = format!("sqlite://{}", first.data_dir().join("otter.db").display());
-        Self::build(first.config.clone(), Some(url)).await
+        Self::build(
+            first.config.clone(),
+            Some(url),
+            first.blob_url.clone(),
+            first.s3.clone(),
+        )
+        .await
     }
 
     pub async fn with_config(config: ServerConfig) -> Self {
-        Self::build(config, None).await
+        Self::build(config, None, None, S3Settings::default()).await
     }
 
-    async fn build(config: ServerConfig, database_url: Option<String>) -> Self {
+    /// A server whose blobs (and resumable upload sessions) are in `s3`'s bucket under `prefix`.
+    pub async fn with_s3(s3: &TempS3, prefix: &str, config: ServerConfig) -> Self {
+        let settings = S3Settings {
+            endpoint: Some(s3.endpoint.clone()),
+            options: s3.options(),
+        };
+        Self::build(config, None, Some(s3.url(prefix)), settings).await
+    }
+
+    async fn build(
+        config: ServerConfig,
+        database_url: Option<String>,
+        blob_url: Option<String>,
+        s3: S3Settings,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let client = Client::builder()
             .no_proxy()
@@ -84,6 +111,8 @@ impl TestServer {
             config,
             start_token: Some(TOKEN.to_owned()),
             database_url,
+            blob_url,
+            s3,
             bootstrap: "",
             dir,
             running: None,
@@ -97,6 +126,8 @@ impl TestServer {
             data_dir: self.dir.path().to_path_buf(),
             database_url: self.database_url.clone(),
             admin_token: self.start_token.clone(),
+            blob_url: self.blob_url.clone(),
+            s3: self.s3.clone(),
         };
         let server = Server::open(storage, self.config.clone())
             .await

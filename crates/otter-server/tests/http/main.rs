@@ -12,5 +12,6 @@ mod metrics;
 mod nodes;
 mod pagination;
 mod persistence;
+mod s3;
 mod sessions;
 mod uploads;

@@ -82,6 +82,7 @@ async fn metrics_can_move_to_their_own_listener() {
         data_dir: dir.path().to_path_buf(),
         database_url: None,
         admin_token: Some("t".into()),
+        ..Default::default()
     };
     let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let private = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -253,6 +253,7 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
         data_dir: srv.data_dir().to_path_buf(),
         database_url: None,
         admin_token: None,
+        ..Default::default()
     };
     match otter_server::Server::open(storage, crate::common::test_config()).await {
         Err(otter_server::StartError::Locked(dir)) => assert_eq!(dir, srv.data_dir()),

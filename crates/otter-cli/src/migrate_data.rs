@@ -1,0 +1,282 @@
+//! `otter migrate-data`: copies one otter installation into another, typically a single
+//! machine's SQLite database and blob directory into PostgreSQL and an S3 bucket.
+//!
+//! Everything goes through the store traits and the blob store, so any pair of backends works.
+//! The copy keeps what devices and operators see: products, releases (in publish order, with
+//! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
+//! last seen), update reports (in order) and admin tokens. Upload sessions in progress are not
+//! copied: finish or abort them first.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use otter_core::model::{Artifact, DeviceSeen};
+use otter_store::blob::{BlobLocation, Blobs, Staging};
+use otter_store::objects::S3Settings;
+use otter_store::sql::{SqlStore, redact_url};
+use otter_store::{NewReport, PageRequest, Store};
+
+/// Copy an installation (database and firmware) into another, e.g. SQLite + files → PostgreSQL + S3.
+///
+/// The destination database is migrated first and must hold no products yet. Stop the source
+/// server (or at least stop publishing) while copying. S3 credentials come from the standard AWS
+/// environment variables, the endpoint of a non-AWS service from OTTER_S3_ENDPOINT.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  \
+    otter migrate-data --from-data ./otter-data \\\n    \
+    --to-database-url postgres://otter:secret@db/otter --to-blob-url s3://firmware/otter")]
+pub struct MigrateDataArgs {
+    /// Data directory of the source installation [default: ./otter-data].
+    #[arg(long, value_name = "DIR", default_value = "otter-data")]
+    from_data: PathBuf,
+
+    /// Source database [default: sqlite://<from-data>/otter.db].
+    #[arg(long, value_name = "URL")]
+    from_database_url: Option<String>,
+
+    /// Source blobs [default: file://<from-data>/blobs].
+    #[arg(long, value_name = "URL")]
+    from_blob_url: Option<String>,
+
+    /// Destination database, e.g. postgres://user:password@host/otter.
+    #[arg(long, value_name = "URL")]
+    to_database_url: String,
+
+    /// Destination blobs, e.g. s3://bucket/prefix or file:///var/lib/otter/blobs.
+    #[arg(long, value_name = "URL")]
+    to_blob_url: String,
+
+    /// Endpoint of a non-AWS S3 service (MinIO, Garage, Ceph, ...).
+    #[arg(long, env = "OTTER_S3_ENDPOINT", value_name = "URL")]
+    s3_endpoint: Option<String>,
+}
+
+/// One side of the copy.
+struct Installation {
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+}
+
+async fn open(database_url: &str, blob_url: &str, s3: &S3Settings) -> anyhow::Result<Installation> {
+    let store = SqlStore::connect(database_url)
+        .await
+        .with_context(|| format!("opening {}", redact_url(database_url)))?;
+    let location = BlobLocation::parse(blob_url).map_err(anyhow::Error::msg)?;
+    let blobs = Blobs::at(&location, s3).with_context(|| format!("opening {blob_url}"))?;
+    Ok(Installation {
+        store: Arc::new(store),
+        blobs,
+    })
+}
+
+/// Reads every page of a list.
+async fn all_pages<T, F, Fut>(mut page: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = otter_store::Result<otter_core::model::Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let got = page(PageRequest { limit: 500, cursor }).await?;
+        items.extend(got.items);
+        match got.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
+pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
+    let s3 = S3Settings {
+        endpoint: args.s3_endpoint.clone(),
+        options: Vec::new(),
+    };
+    let from_db = args
+        .from_database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", args.from_data.join("otter.db").display()));
+    let from_blobs = match args.from_blob_url.clone() {
+        Some(url) => url,
+        None => format!(
+            "file://{}",
+            std::path::absolute(args.from_data.join("blobs"))?.display()
+        ),
+    };
+    // Opening a missing SQLite file would create an empty one and copy nothing.
+    if args.from_database_url.is_none() && !args.from_data.join("otter.db").exists() {
+        bail!(
+            "no otter database at {}",
+            args.from_data.join("otter.db").display()
+        );
+    }
+    let from = open(&from_db, &from_blobs, &s3).await?;
+    let applied = SqlStore::migrate(&args.to_database_url)
+        .await
+        .with_context(|| format!("migrating {}", redact_url(&args.to_database_url)))?;
+    let to = open(&args.to_database_url, &args.to_blob_url, &s3).await?;
+    if !to.store.all_products().await?.is_empty() {
+        bail!(
+            "the destination already has products; migrate-data copies into an empty installation"
+        );
+    }
+    println!(
+        "copying {} + {} → {} + {} ({applied} migrations applied)",
+        redact_url(&from_db),
+        from_blobs,
+        redact_url(&args.to_database_url),
+        args.to_blob_url
+    );
+
+    let products = from.store.all_products().await?;
+    let mut releases = Vec::new();
+    for product in &products {
+        releases.extend(from.store.all_releases(&product.name).await?);
+    }
+    // Publish order across products, so opaque products keep their order.
+    releases.sort_by_key(|r| r.seq);
+    let mut seen = HashSet::new();
+    let artifacts: Vec<Artifact> = releases
+        .iter()
+        .filter(|r| seen.insert(r.artifact.sha256.clone()))
+        .map(|r| r.artifact.clone())
+        .collect();
+
+    let total: u64 = artifacts.iter().map(|a| a.size).sum();
+    let bar = progress(total);
+    let staging_dir = tempfile_dir()?;
+    let staging = Staging::new(&staging_dir)?;
+    for artifact in &artifacts {
+        copy_blob(&from.blobs, &to.blobs, &staging, artifact).await?;
+        to.store.put_artifact(artifact).await?;
+        bar.inc(artifact.size);
+    }
+    bar.finish_and_clear();
+    std::fs::remove_dir_all(&staging_dir).ok();
+
+    for product in &products {
+        to.store.create_product(product).await?;
+    }
+    for release in &releases {
+        to.store.create_release(release).await?;
+    }
+    let mut devices = 0;
+    let mut reports = 0;
+    for product in &products {
+        let name = product.name.clone();
+        let store = from.store.clone();
+        for device in all_pages(|page| {
+            let (store, name) = (store.clone(), name.clone());
+            async move { store.list_devices(&name, &page).await }
+        })
+        .await?
+        {
+            // Two sightings: the first creates the device with its first-seen time, the second
+            // sets what it runs and when it was last seen.
+            let at = |at| DeviceSeen {
+                product: device.product.clone(),
+                id: device.id.clone(),
+                current_version: device.current_version.clone(),
+                current_hash: device.current_hash.clone(),
+                channel: device.channel.clone(),
+                at,
+            };
+            to.store
+                .record_seen(&[at(device.first_seen), at(device.last_seen)])
+                .await?;
+            devices += 1;
+        }
+        let mut history = all_pages(|page| {
+            let (store, name) = (store.clone(), name.clone());
+            async move { store.list_reports(&name, None, &page).await }
+        })
+        .await?;
+        history.reverse();
+        for report in history {
+            to.store
+                .insert_report(&NewReport {
+                    product: report.product,
+                    device: report.device,
+                    version: report.version,
+                    state: report.state,
+                    message: report.message,
+                    created_at: report.created_at,
+                })
+                .await?;
+            reports += 1;
+        }
+        to.store.bump_catalog(&product.name).await?;
+    }
+    for hash in from.store.token_hashes().await? {
+        to.store
+            .add_token(&hash, "migrated", otter_store::now())
+            .await?;
+    }
+    let open_uploads = from.store.all_uploads().await?.len();
+    println!(
+        "copied {} products, {} releases, {} artifacts ({}), {devices} devices, {reports} reports",
+        products.len(),
+        releases.len(),
+        artifacts.len(),
+        HumanBytes(total),
+    );
+    if open_uploads > 0 {
+        println!(
+            "not copied: {open_uploads} unfinished upload sessions (upload those files again)"
+        );
+    }
+    Ok(())
+}
+
+/// Streams one blob from `from` to `to` through a local staging file, checking its SHA-256.
+async fn copy_blob(
+    from: &Blobs,
+    to: &Blobs,
+    staging: &Staging,
+    artifact: &Artifact,
+) -> anyhow::Result<()> {
+    if to.exists(&artifact.sha256).await? {
+        return Ok(());
+    }
+    let bytes = from
+        .open(&artifact.sha256, artifact.size, 0..artifact.size)
+        .await
+        .with_context(|| format!("reading blob {}", artifact.sha256))?;
+    let staged = staging
+        .ingest(bytes, artifact.size)
+        .await
+        .with_context(|| format!("copying blob {}", artifact.sha256))?;
+    if staged.digests.sha256 != artifact.sha256 {
+        let actual = staged.digests.sha256.clone();
+        staging.discard(staged).await;
+        bail!(
+            "blob {} is corrupt in the source (its bytes hash to {actual})",
+            artifact.sha256
+        );
+    }
+    to.commit(staged).await?;
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("otter-migrate-{}", otter_store::random_id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn progress(total: u64) -> ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
