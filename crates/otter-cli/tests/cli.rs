@@ -983,13 +983,8 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         )
         .ok()
     };
-    let listed: Value = serde_json::from_str(&format!(
-        "[{}]",
-        admin(&["release", "list", "door", "--json"])
-            .trim()
-            .replace('\n', ",")
-    ))
-    .unwrap();
+    let listed: Value =
+        serde_json::from_str(&admin(&["release", "list", "door", "--json"])).unwrap();
     let versions: Vec<&str> = listed
         .as_array()
         .unwrap()
