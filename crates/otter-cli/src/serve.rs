@@ -44,7 +44,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OTTER_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
 
-    /// Database URL [default: sqlite://<data>/otter.db].
+    /// Database URL: sqlite://path or postgres://user:password@host/db (run `otter migrate`
+    /// first) [default: sqlite://<data>/otter.db].
     #[arg(
         long,
         env = "OTTER_DATABASE_URL",
