@@ -112,6 +112,7 @@ impl Server {
             None => BlobLocation::Local(data.join("blobs")),
         };
         let blobs = Blobs::at(&blob_location, &storage.s3)?.with_hot_cache(config.download_cache);
+        blobs.probe().await?;
         let download_mode = download::resolve_mode(config.download_mode, &blobs)?;
         config.download_mode = Some(download_mode);
         tracing::info!(blobs = ?blob_location, downloads = %download_mode, "blob storage");

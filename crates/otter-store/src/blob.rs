@@ -135,6 +135,27 @@ impl Blobs {
         }
     }
 
+    /// Checks that the store answers (for S3: the bucket exists and the credentials may list
+    /// it), so a wrong bucket, endpoint or key fails at startup rather than at the first upload.
+    pub async fn probe(&self) -> Result<()> {
+        if self.local.is_some() {
+            return Ok(());
+        }
+        let prefix = ObjectPath::from("sha256");
+        let listing = self.store.list_with_delimiter(Some(&prefix));
+        match tokio::time::timeout(Duration::from_secs(30), listing).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Blob(format!(
+                "{} does not answer: {e}",
+                self.store
+            ))),
+            Err(_) => Err(StoreError::Blob(format!(
+                "{} did not answer within 30 s",
+                self.store
+            ))),
+        }
+    }
+
     /// Whether the blobs are in a local directory.
     pub fn is_local(&self) -> bool {
         self.local.is_some()

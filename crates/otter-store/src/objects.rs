@@ -673,26 +673,40 @@ mod tests {
         let (len, r) = a.append("s1", 5000, body(vec![]), limit).await;
         assert!(r.is_ok());
         assert_eq!(len, 5000);
-        // The rest in one chunk larger than a part (a multipart upload), in pieces.
-        let rest: Vec<Vec<u8>> = bytes[5000..]
+        // A chunk larger than a part (a multipart upload), in pieces, cut off after more than
+        // a part arrived: the multipart upload is completed with what arrived.
+        let cut_at = 5000 + PART_SIZE + 1000;
+        let pieces: Vec<Result<Bytes, String>> = bytes[5000..cut_at]
             .chunks(64 * 1024)
-            .map(<[u8]>::to_vec)
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .chain([Err("connection reset".to_string())])
             .collect();
-        let (len, r) = b.append("s1", 5000, body(rest), limit).await;
+        let (len, r) = b.append("s1", 5000, stream::iter(pieces), limit).await;
+        assert!(matches!(r, Err(IngestError::Body(_))), "{r:?}");
+        assert_eq!(len, cut_at as u64);
+        assert_eq!(a.session_len("s1").await.unwrap(), cut_at as u64);
+        let (len, r) = a
+            .append(
+                "s1",
+                cut_at as u64,
+                body(vec![bytes[cut_at..].to_vec()]),
+                limit,
+            )
+            .await;
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(len, limit);
-        assert_eq!(a.session_len("s1").await.unwrap(), limit);
+        assert_eq!(b.session_len("s1").await.unwrap(), limit);
         let parts = s3.keys("p/uploads/s1/");
         assert_eq!(
             parts,
-            [0, 1000, 5000].map(|o| format!("p/uploads/s1/{o:020}")),
+            [0, 1000, 5000, cut_at].map(|o| format!("p/uploads/s1/{o:020}")),
         );
 
         let staged = a.seal_session("s1").await.unwrap();
         assert_eq!(staged.digests.sha256, sha256_hex(&bytes));
         assert_eq!(staged.digests.size, limit);
         // Sealing keeps the chunks (a failed finalize can be retried); removing drops them.
-        assert_eq!(s3.keys("p/uploads/").len(), 3);
+        assert_eq!(s3.keys("p/uploads/").len(), 4);
         a.remove_session("s1").await;
         assert!(s3.keys("p/uploads/").is_empty());
         let sha = staged.digests.sha256.clone();

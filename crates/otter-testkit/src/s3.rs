@@ -160,13 +160,19 @@ impl Moto {
         let log_err = log_file
             .try_clone()
             .map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut child = Command::new(program)
+        let spawned = Command::new(program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", program.display()))?;
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                std::fs::remove_file(&log).ok();
+                return Err(format!("starting {}: {e}", program.display()));
+            }
+        };
         // Ends moto once this test process is gone (checked every second).
         let watchdog = format!(
             "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {moto} 2>/dev/null; rm -f '{log}'",
@@ -183,6 +189,7 @@ impl Moto {
         {
             child.kill().ok();
             child.wait().ok();
+            std::fs::remove_file(&log).ok();
             return Err(format!("starting the moto watchdog: {e}"));
         }
         let deadline = Instant::now() + STARTUP;

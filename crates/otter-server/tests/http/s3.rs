@@ -422,3 +422,29 @@ async fn redirecting_downloads_of_local_blobs_is_refused_at_startup() {
         Ok(_) => panic!("a gopher:// blob URL was accepted"),
     }
 }
+
+#[tokio::test]
+async fn a_bucket_that_does_not_answer_is_a_startup_error() {
+    let Some(s3) = otter_testkit::s3::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage {
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some("t".into()),
+        blob_url: Some(format!("s3://{}-missing/ota", s3.bucket)),
+        s3: otter_store::objects::S3Settings {
+            endpoint: Some(s3.endpoint.clone()),
+            options: s3.options(),
+        },
+        ..Default::default()
+    };
+    match otter_server::Server::open(storage, test_config()).await {
+        Err(StartError::Store(e)) => {
+            let why = e.to_string();
+            assert!(why.contains("does not answer"), "{why}");
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("started on a bucket that does not exist"),
+    }
+}
