@@ -196,6 +196,13 @@ impl Server {
                 }
             });
         }
+        // Responses go out whole as soon as they are written: Nagle's algorithm would hold the
+        // tail of a download (or a check answer behind it) until the device acknowledges.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
