@@ -237,7 +237,9 @@ impl ServeArgs {
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+/// Reads the TOML config file into `T` (`otter serve`'s settings, or the subset another
+/// command takes from the same file).
+pub fn read_file<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
