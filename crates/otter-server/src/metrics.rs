@@ -12,11 +12,13 @@
 //! | `otter_sighting_queue_depth`, `otter_sightings_dropped_total` | the batched device-sighting queue |
 //! | `otter_store_duration_seconds{op}` | latency of every store call |
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
@@ -50,21 +52,51 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The request counter and latency histogram of one (route, method, status).
+type RouteMetrics = (metrics::Counter, metrics::Histogram);
+
+/// Handles by (address of the route template, method, status). axum hands every request of a
+/// route the same shared template string, so its address names the route without hashing or
+/// copying it; the hot check path then records with no allocation and no registry lookup.
+type RouteKey = (usize, Method, u16);
+
+static ROUTES: OnceLock<RwLock<HashMap<RouteKey, RouteMetrics>>> = OnceLock::new();
+
+/// More entries than any real route table needs; past it, handles are built per request rather
+/// than cached (a safety net, should template addresses ever stop being stable).
+const MAX_CACHED_ROUTES: usize = 4096;
+
+fn route_metrics(route: &str, method: &Method, status: StatusCode) -> RouteMetrics {
+    let key = (route.as_ptr() as usize, method.clone(), status.as_u16());
+    let cache = ROUTES.get_or_init(Default::default);
+    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let made = (
+        counter!("otter_http_requests_total", "route" => route.to_owned(),
+            "method" => method.as_str().to_owned(), "status" => status.as_u16().to_string()),
+        histogram!("otter_http_request_duration_seconds", "route" => route.to_owned(),
+            "method" => method.as_str().to_owned()),
+    );
+    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+    if cache.len() < MAX_CACHED_ROUTES {
+        cache.insert(key, made.clone());
+    }
+    made
+}
+
 /// Middleware counting requests and timing them by route template (never the raw path, which
 /// would make every device id its own series).
 pub async fn track(request: Request, next: Next) -> Response {
+    static UNMATCHED: &str = "unmatched";
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    histogram!("otter_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
-        .record(started.elapsed().as_secs_f64());
-    counter!("otter_http_requests_total", "route" => route, "method" => method, "status" => status)
-        .increment(1);
+    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    let (requests, latency) = route_metrics(route, &method, response.status());
+    latency.record(started.elapsed().as_secs_f64());
+    requests.increment(1);
     response
 }
 
