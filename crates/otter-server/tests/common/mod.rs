@@ -389,6 +389,41 @@ impl TestServer {
     }
 
     /// The session's offset as `GET /api/v1/uploads/{id}` reports it.
+    /// Sends a chunk that must be taken (retrying while the session is briefly busy, e.g. with
+    /// the janitor) and checks the new offset.
+    pub async fn send_chunk(&self, id: &str, offset: usize, bytes: &[u8]) {
+        eventually("the session takes the chunk", async || {
+            let resp = self.put_chunk(id, offset, bytes).send().await.unwrap();
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            if status == StatusCode::CONFLICT && body["error"] == "upload_busy" {
+                return Err(body.to_string());
+            }
+            assert_eq!(status, StatusCode::OK, "chunk at {offset}: {body}");
+            assert_eq!(body["offset"], offset + bytes.len(), "{body}");
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Waits (at most 10 s) until an idle upload session has expired and answers 404.
+    pub async fn wait_for_upload_expiry(&self, id: &str) {
+        let path = format!("/api/v1/uploads/{id}");
+        eventually_within(
+            Duration::from_secs(10),
+            "the idle session expires",
+            async || {
+                let resp = self.admin(Method::GET, &path).send().await.unwrap();
+                if resp.status() == StatusCode::NOT_FOUND {
+                    Ok(())
+                } else {
+                    Err(resp.text().await.unwrap())
+                }
+            },
+        )
+        .await;
+    }
+
     pub async fn upload_offset(&self, id: &str) -> u64 {
         self.get_json(&format!("/api/v1/uploads/{id}")).await["offset"]
             .as_u64()

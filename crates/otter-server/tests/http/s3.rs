@@ -14,8 +14,7 @@ use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::json;
 
 use crate::common::{
-    TestServer, eventually, eventually_within, expect_error, firmware, header, json_body,
-    sha256_hex, test_config,
+    TestServer, eventually, expect_error, firmware, header, json_body, sha256_hex, test_config,
 };
 
 /// A client that shows redirects instead of following them.
@@ -215,13 +214,6 @@ async fn proxy_mode_streams_from_the_bucket_with_ranges_and_validators() {
     assert_eq!(resp.bytes().await.unwrap().len(), image.len());
 }
 
-/// Sends a chunk and expects 200 with the new offset.
-async fn chunk_ok(srv: &TestServer, id: &str, offset: usize, bytes: &[u8]) {
-    let resp = srv.put_chunk(id, offset, bytes).send().await.unwrap();
-    let body = json_body(resp, StatusCode::OK).await;
-    assert_eq!(body["offset"], offset + bytes.len(), "{body}");
-}
-
 #[tokio::test]
 async fn a_resumable_upload_goes_through_the_bucket_chunk_by_chunk_on_any_node() {
     let Some(s3) = otter_testkit::s3::start() else {
@@ -235,7 +227,7 @@ async fn a_resumable_upload_goes_through_the_bucket_chunk_by_chunk_on_any_node()
     let id = a.begin_upload(image.len(), &sha, "fw.bin").await;
     assert_eq!(b.upload_offset(&id).await, 0);
 
-    chunk_ok(&a, &id, 0, &image[..100_000]).await;
+    a.send_chunk(&id, 0, &image[..100_000]).await;
     assert_eq!(b.upload_offset(&id).await, 100_000);
     // Node B takes the next chunk, which is cut off after 30 000 of its 100 000 bytes.
     let answer = b
@@ -282,7 +274,7 @@ async fn a_resumable_upload_goes_through_the_bucket_chunk_by_chunk_on_any_node()
     let e = expect_error(resp, 409, "upload_incomplete").await;
     assert_eq!(e["offset"], 130_000);
 
-    chunk_ok(&a, &id, 130_000, &image[130_000..]).await;
+    a.send_chunk(&id, 130_000, &image[130_000..]).await;
     let resp = b
         .admin(Method::POST, &format!("/api/v1/uploads/{id}/finalize"))
         .send()
@@ -323,7 +315,7 @@ async fn a_checksum_mismatch_or_an_abort_leaves_nothing_in_the_bucket() {
     let id = srv
         .begin_upload(image.len(), &sha256_hex(b"something else"), "fw.bin")
         .await;
-    chunk_ok(&srv, &id, 0, &image).await;
+    srv.send_chunk(&id, 0, &image).await;
     let resp = srv
         .admin(Method::POST, &format!("/api/v1/uploads/{id}/finalize"))
         .send()
@@ -335,7 +327,7 @@ async fn a_checksum_mismatch_or_an_abort_leaves_nothing_in_the_bucket() {
     let id = srv
         .begin_upload(image.len(), &sha256_hex(&image), "fw.bin")
         .await;
-    chunk_ok(&srv, &id, 0, &image[..5_000]).await;
+    srv.send_chunk(&id, 0, &image[..5_000]).await;
     assert_eq!(s3.keys("ota/uploads/").len(), 1);
     let resp = srv
         .admin(Method::DELETE, &format!("/api/v1/uploads/{id}"))
@@ -360,25 +352,11 @@ async fn idle_sessions_in_the_bucket_expire_with_their_chunks() {
     let id = srv
         .begin_upload(image.len(), &sha256_hex(&image), "fw.bin")
         .await;
-    chunk_ok(&srv, &id, 0, &image[..4_000]).await;
-    chunk_ok(&srv, &id, 4_000, &image[4_000..6_000]).await;
+    srv.send_chunk(&id, 0, &image[..4_000]).await;
+    srv.send_chunk(&id, 4_000, &image[4_000..6_000]).await;
     assert_eq!(s3.keys(&format!("ota/uploads/{id}/")).len(), 2);
 
-    let s = &srv;
-    let path = format!("/api/v1/uploads/{id}");
-    eventually_within(
-        Duration::from_secs(10),
-        "the idle session expires",
-        async || {
-            let resp = s.admin(Method::GET, &path).send().await.unwrap();
-            if resp.status() == StatusCode::NOT_FOUND {
-                Ok(())
-            } else {
-                Err(resp.text().await.unwrap())
-            }
-        },
-    )
-    .await;
+    srv.wait_for_upload_expiry(&id).await;
     let bucket = &s3;
     eventually("the expired session's chunks are deleted", async || {
         let keys = bucket.keys("ota/uploads/");

@@ -7,27 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::{
-    TestServer, eventually, eventually_within, expect_error, firmware, json_body, sha256_hex,
-    test_config,
+    TestServer, eventually, expect_error, firmware, json_body, sha256_hex, test_config,
 };
-
-/// Sends a chunk, retrying while an earlier request on the session is still being wound up
-/// (409 `upload_busy`), and expects 200 with the new offset.
-async fn send_chunk(srv: &TestServer, id: &str, offset: usize, bytes: &[u8]) {
-    let s = srv;
-    eventually("the session takes the chunk", async || {
-        let resp = s.put_chunk(id, offset, bytes).send().await.unwrap();
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap();
-        if status == StatusCode::CONFLICT && body["error"] == "upload_busy" {
-            return Err(body.to_string());
-        }
-        assert_eq!(status, StatusCode::OK, "chunk at {offset}: {body}");
-        assert_eq!(body["offset"], offset + bytes.len(), "{body}");
-        Ok(())
-    })
-    .await;
-}
 
 async fn staging_is_clean(srv: &TestServer) {
     let files = srv.staging_files();
@@ -118,7 +99,7 @@ async fn chunks_survive_a_cut_and_resume_to_a_downloadable_artifact() {
     assert_eq!(e["offset"], 80_000);
 
     // Resume; then a chunk past the declared size is refused and changes nothing.
-    send_chunk(&srv, &id, 80_000, &image[80_000..150_000]).await;
+    srv.send_chunk(&id, 80_000, &image[80_000..150_000]).await;
     let resp = srv
         .put_chunk(
             &id,
@@ -130,7 +111,7 @@ async fn chunks_survive_a_cut_and_resume_to_a_downloadable_artifact() {
         .unwrap();
     let e = expect_error(resp, 400, "chunk_too_large").await;
     assert_eq!(e["offset"], 150_000);
-    send_chunk(&srv, &id, 150_000, &image[150_000..]).await;
+    srv.send_chunk(&id, 150_000, &image[150_000..]).await;
     assert_eq!(srv.upload_offset(&id).await, image.len() as u64);
 
     let resp = srv
@@ -171,7 +152,7 @@ async fn checksum_mismatch_discards_the_session() {
     let id = srv
         .begin_upload(image.len(), &sha256_hex(b"something else"), "fw.bin")
         .await;
-    send_chunk(&srv, &id, 0, &image).await;
+    srv.send_chunk(&id, 0, &image).await;
     let resp = srv
         .admin(Method::POST, &format!("/api/v1/uploads/{id}/finalize"))
         .send()
@@ -207,7 +188,7 @@ async fn abort_deletes_the_session_and_its_bytes() {
     let id = srv
         .begin_upload(image.len(), &sha256_hex(&image), "fw.bin")
         .await;
-    send_chunk(&srv, &id, 0, &image[..4_000]).await;
+    srv.send_chunk(&id, 0, &image[..4_000]).await;
     assert_eq!(srv.staging_files().len(), 1);
 
     let resp = srv
@@ -272,14 +253,14 @@ async fn a_session_survives_a_restart() {
     let image = firmware(13, 120_000);
     let sha = sha256_hex(&image);
     let id = srv.begin_upload(image.len(), &sha, "fw.bin").await;
-    send_chunk(&srv, &id, 0, &image[..70_000]).await;
+    srv.send_chunk(&id, 0, &image[..70_000]).await;
 
     srv.restart().await;
 
     let session = srv.get_json(&format!("/api/v1/uploads/{id}")).await;
     assert_eq!(session["offset"], 70_000);
     assert_eq!(session["sha256"], sha);
-    send_chunk(&srv, &id, 70_000, &image[70_000..]).await;
+    srv.send_chunk(&id, 70_000, &image[70_000..]).await;
     let resp = srv
         .admin(Method::POST, &format!("/api/v1/uploads/{id}/finalize"))
         .send()
@@ -306,26 +287,14 @@ async fn idle_sessions_expire() {
     let id = srv
         .begin_upload(image.len(), &sha256_hex(&image), "fw.bin")
         .await;
-    send_chunk(&srv, &id, 0, &image[..5_000]).await;
+    srv.send_chunk(&id, 0, &image[..5_000]).await;
     assert_eq!(srv.staging_files().len(), 1);
 
     // Idle for longer than the TTL: timestamps have whole seconds and the janitor runs each
     // second, so the session goes 2-3 s after the last chunk (bounded at 10 s for slow hosts).
+    srv.wait_for_upload_expiry(&id).await;
     let s = &srv;
     let path = format!("/api/v1/uploads/{id}");
-    eventually_within(
-        Duration::from_secs(10),
-        "the idle session expires",
-        async || {
-            let resp = s.admin(Method::GET, &path).send().await.unwrap();
-            if resp.status() == StatusCode::NOT_FOUND {
-                Ok(())
-            } else {
-                Err(resp.text().await.unwrap())
-            }
-        },
-    )
-    .await;
     let resp = srv.admin(Method::GET, &path).send().await.unwrap();
     expect_error(resp, 404, "upload_not_found").await;
     // The row goes first, then the bytes.
