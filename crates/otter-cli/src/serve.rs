@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use otter_core::model::validate_name;
 use otter_server::{Bootstrap, DownloadMode, Server, ServerConfig, Storage};
 use otter_store::blob::BlobLocation;
 use otter_store::objects::S3Settings;
@@ -102,6 +103,22 @@ pub struct ServeArgs {
     #[arg(long, env = "OTTER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
 
+    /// The product whose firmware manifests are served at the contract's root paths
+    /// (/api/firmware/latest, /api/firmware/check, /firmware/<product>-<version>.bin); every
+    /// product is also served under /m/<product>/.
+    #[arg(long, env = "OTTER_DEFAULT_PRODUCT", value_name = "PRODUCT")]
+    default_product: Option<String>,
+
+    /// ota-backend's OTA_SECRET: every /v1 request must then send it in `x-ota-secret`
+    /// (creating a firmware also accepts an admin token).
+    #[arg(
+        long,
+        env = "OTA_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    ota_secret: Option<String>,
+
     /// Log format; the level is set with RUST_LOG (default info) [default: text].
     #[arg(long, env = "OTTER_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -148,6 +165,8 @@ struct FileSettings {
     download_cache: Option<String>,
     upload_ttl: Option<String>,
     shutdown_grace: Option<String>,
+    default_product: Option<String>,
+    ota_secret: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -188,6 +207,15 @@ impl ServeArgs {
         if let Some(url) = &blob_url {
             BlobLocation::parse(url).map_err(|e| anyhow::anyhow!("blob URL: {e}"))?;
         }
+        let default_product = self.default_product.or(file.default_product);
+        if let Some(name) = &default_product {
+            validate_name("default product", name)?;
+        }
+        // An empty OTA_SECRET means none, as in ota-backend.
+        let ota_secret = self
+            .ota_secret
+            .or(file.ota_secret)
+            .filter(|s| !s.is_empty());
         Ok(Settings {
             listen: self
                 .listen
@@ -231,6 +259,8 @@ impl ServeArgs {
                     .download_mode
                     .or(file.download_mode)
                     .map(DownloadMode::from),
+                ota_secret,
+                default_product,
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -97,17 +97,11 @@ pub fn decide<R: AsRef<ReleaseFacts>>(
     let facts = |i: usize| releases[i].as_ref();
     let position = match current {
         Current::Unknown => Position::Unknown,
-        Current::Reported(id) => {
-            match releases
-                .iter()
-                .map(AsRef::as_ref)
-                .find(|r| r.is_identified_by(id))
-            {
-                Some(release) => Position::Release(release),
-                None if scheme.is_ordered() => Position::Unpublished(Version::parse(scheme, id)?),
-                None => Position::Unknown,
-            }
-        }
+        Current::Reported(id) => match identify(scheme, releases, id).map(facts) {
+            Some(release) => Position::Release(release),
+            None if scheme.is_ordered() => Position::Unpublished(Version::parse(scheme, id)?),
+            None => Position::Unknown,
+        },
     };
     let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
 
@@ -152,6 +146,30 @@ pub fn decide<R: AsRef<ReleaseFacts>>(
         },
         None => Decision::NoPath,
     })
+}
+
+/// The release a device reporting `id` (a version string or a hex digest of its image) runs.
+/// When the same image was published more than once (re-uploaded after other releases), the
+/// newest of those releases is the one: the device already has its bytes.
+pub fn identify<R: AsRef<ReleaseFacts>>(scheme: Scheme, releases: &[R], id: &str) -> Option<usize> {
+    (0..releases.len())
+        .filter(|&i| releases[i].as_ref().is_identified_by(id))
+        .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
+}
+
+/// The newest release on `channel` that is neither yanked nor deprecated: what a device that
+/// asks for "the latest firmware" without saying what it runs gets.
+pub fn latest<R: AsRef<ReleaseFacts>>(
+    scheme: Scheme,
+    releases: &[R],
+    channel: &str,
+) -> Option<usize> {
+    (0..releases.len())
+        .filter(|&i| {
+            let r = releases[i].as_ref();
+            !r.yanked && !r.deprecated && r.channels.iter().any(|c| c == channel)
+        })
+        .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
 }
 
 /// Orders two releases newest first: by version for ordered schemes, by publish order otherwise.
@@ -384,6 +402,40 @@ mod tests {
         assert_eq!(
             offered(Scheme::Opaque, &rs, Some("deadbeef")).as_deref(),
             Some("alpha")
+        );
+    }
+
+    #[test]
+    fn latest_skips_yanked_deprecated_and_other_channels() {
+        let mut rs = semver_line();
+        // minSourceVersion does not matter: the caller did not say what it runs.
+        assert_eq!(latest(Scheme::Semver, &rs, "stable"), Some(3));
+        rs[3].deprecated = true;
+        assert_eq!(latest(Scheme::Semver, &rs, "stable"), Some(2));
+        rs[2].yanked = true;
+        assert_eq!(latest(Scheme::Semver, &rs, "stable"), Some(1));
+        assert_eq!(latest(Scheme::Semver, &rs, "beta"), None);
+    }
+
+    #[test]
+    fn an_image_published_again_is_identified_as_its_newest_release() {
+        // zeta's bytes were uploaded again after alpha (ota-backend's "re-upload").
+        let mut again = rel(Scheme::Opaque, 30, "zeta-again", None);
+        let rs = vec![
+            rel(Scheme::Opaque, 10, "zeta", None),
+            rel(Scheme::Opaque, 20, "alpha", None),
+        ];
+        again.sha1 = rs[0].sha1.clone();
+        let rs = [rs, vec![again]].concat();
+        assert_eq!(identify(Scheme::Opaque, &rs, &rs[0].sha1), Some(2));
+        assert_eq!(
+            offered(Scheme::Opaque, &rs, Some(&rs[0].sha1.clone())),
+            None,
+            "a device running the re-uploaded image is up to date"
+        );
+        assert_eq!(
+            offered(Scheme::Opaque, &rs, Some(&rs[1].sha1.clone())).as_deref(),
+            Some("zeta-again")
         );
     }
 

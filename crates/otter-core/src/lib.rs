@@ -3,12 +3,14 @@
 //! - [`version`]: version schemes and their ordering,
 //! - [`model`]: products, artifacts, releases, devices and update reports as the API and store see them,
 //! - [`decision`]: which release (if any) a device should be offered,
-//! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact.
+//! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact,
+//! - [`access`]: which devices may use a product (ota-backend's firewall).
 
+pub mod access;
 pub mod decision;
 pub mod digest;
 pub mod model;
 pub mod version;
 
-pub use decision::{Current, Decision, DecisionError, ReleaseFacts, decide};
+pub use decision::{Current, Decision, DecisionError, ReleaseFacts, decide, identify};
 pub use version::{Scheme, Version, VersionError};

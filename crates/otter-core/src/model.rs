@@ -146,6 +146,20 @@ pub fn validate_name(field: &'static str, value: &str) -> Result<(), InvalidFiel
     }
 }
 
+/// Checks a device id: like [`validate_name`], and `:` is allowed too, so a MAC address
+/// (`5C:CF:7F:12:34:56`, what the Arduino update clients send) can be the id.
+pub fn validate_device_id(value: &str) -> Result<(), InvalidField> {
+    let without_colons = value.replace(':', "_");
+    validate_name("device", &without_colons).map_err(|e| match e {
+        InvalidField::Invalid { field, .. } => InvalidField::Invalid {
+            field,
+            value: value.to_owned(),
+            why: "use 1-128 characters from A-Z a-z 0-9 . _ - : (not starting with a dot)",
+        },
+        other => other,
+    })
+}
+
 fn check_len(field: &'static str, value: &Option<String>, max: usize) -> Result<(), InvalidField> {
     match value {
         Some(v) if v.chars().count() > max => Err(InvalidField::TooLong { field, max }),
@@ -422,6 +436,11 @@ mod tests {
         assert!(validate_name("product", "").is_err());
         assert!(validate_name("product", "..").is_err());
         assert!(validate_name("product", "a/b").is_err());
+        assert!(validate_name("product", "a:b").is_err());
+        assert!(validate_device_id("5C:CF:7F:12:34:56").is_ok());
+        assert!(validate_device_id("a/b").is_err());
+        assert!(validate_device_id(":").is_ok());
+        assert!(validate_device_id("").is_err());
     }
 
     #[test]

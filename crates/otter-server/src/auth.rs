@@ -48,6 +48,13 @@ impl AdminTokens {
     }
 }
 
+/// Whether `presented` is the secret whose SHA-256 hex is `stored_sha256`, compared in constant
+/// time.
+pub fn matches_hash(presented: &str, stored_sha256: &str) -> bool {
+    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    hex::decode(stored_sha256).is_ok_and(|stored| bool::from(presented.ct_eq(&stored[..])))
+}
+
 /// SHA-256 hex of a token, as stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

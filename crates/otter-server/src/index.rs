@@ -9,19 +9,63 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use otter_core::model::{Artifact, Product, Release};
+use otter_core::access::Firewall;
+use otter_core::digest::is_hex_digest;
+use otter_core::model::{Artifact, DeviceSeen, Product, Release};
 use otter_core::{ReleaseFacts, Version};
 use otter_store::{Result, Store};
 use serde_json::json;
+
+/// A JSON answer serialised once, split around the one string that depends on the request: the
+/// scheme and host of download URLs, unknown until a request arrives when no public URL is
+/// configured.
+pub struct UrlTemplate {
+    head: String,
+    tail: String,
+}
+
+/// Stands for the URL base inside a document given to [`UrlTemplate::new`]; the NULs keep it
+/// from ever being real content.
+pub const URL_BASE: &str = "\u{0}otter-url\u{0}";
+
+impl UrlTemplate {
+    /// Serialises `doc`, which holds [`URL_BASE`] at the start of one string value.
+    pub fn new(doc: &serde_json::Value) -> Self {
+        let body = doc.to_string();
+        let mark = serde_json::to_string(URL_BASE).unwrap_or_default();
+        let mark = mark.trim_matches('"');
+        let (head, tail) = body.split_once(mark).unwrap_or((&body, ""));
+        UrlTemplate {
+            head: head.to_owned(),
+            tail: tail.to_owned(),
+        }
+    }
+
+    /// The document with `base` (e.g. `https://ota.example.com`) in place of [`URL_BASE`].
+    pub fn render(&self, base: &str) -> String {
+        let mut out = String::with_capacity(self.head.len() + base.len() + self.tail.len());
+        out.push_str(&self.head);
+        // The base comes from configuration or a Host header; keep it inside the JSON string.
+        for c in base.chars() {
+            if c != '"' && c != '\\' && !c.is_control() {
+                out.push(c);
+            }
+        }
+        out.push_str(&self.tail);
+        out
+    }
+}
 
 /// One release as the check path needs it.
 pub struct IndexedRelease {
     pub facts: ReleaseFacts,
     pub release: Release,
-    /// The check answer offering this release, split around the download URL's base (scheme and
-    /// host), which depends on the request when no public URL is configured. Index 0: a direct
-    /// offer; index 1: a stepping stone.
-    offer: [(String, String); 2],
+    /// The native check answer offering this release. Index 0: a direct offer; index 1: a
+    /// stepping stone.
+    offer: [UrlTemplate; 2],
+    /// The release in the firmware manifest contract's shape (`crate::protocols::manifest`),
+    /// with `binaryUrl` under [`URL_BASE`] followed by `/firmware/{product}-{version}.bin`.
+    pub manifest: UrlTemplate,
 }
 
 impl AsRef<ReleaseFacts> for IndexedRelease {
@@ -47,9 +91,13 @@ impl IndexedRelease {
             deprecated: release.deprecated,
             yanked: release.yanked,
         };
-        const URL_MARK: &str = "\u{0}otter-url\u{0}";
+        let path = download_path(
+            &release.product,
+            &release.version,
+            &release.artifact.filename,
+        );
         let offer = [false, true].map(|stepping_stone| {
-            let body = json!({
+            UrlTemplate::new(&json!({
                 "hasUpdate": true,
                 "manifest": {
                     "version": release.version,
@@ -58,7 +106,7 @@ impl IndexedRelease {
                     "sha256": release.artifact.sha256,
                     "sha1": release.artifact.sha1,
                     "md5": release.artifact.md5,
-                    "url": URL_MARK,
+                    "url": format!("{URL_BASE}{path}"),
                     "mandatory": release.mandatory,
                     "deprecated": release.deprecated,
                     "title": release.title,
@@ -67,38 +115,21 @@ impl IndexedRelease {
                     "minSourceVersion": release.min_source_version,
                     "steppingStone": stepping_stone,
                 }
-            })
-            .to_string();
-            let mark = serde_json::to_string(URL_MARK).unwrap_or_default();
-            let (head, tail) = body.split_once(&mark).unwrap_or((&body, ""));
-            let path = download_path(
-                &release.product,
-                &release.version,
-                &release.artifact.filename,
-            );
-            (format!("{head}\""), format!("{path}\"{tail}"))
+            }))
         });
+        let manifest = UrlTemplate::new(&crate::protocols::manifest::manifest(&release));
         Ok(IndexedRelease {
             facts,
             release,
             offer,
+            manifest,
         })
     }
 
     /// The JSON check answer offering this release, with download URLs under `base`
     /// (e.g. `https://ota.example.com`).
     pub fn offer_body(&self, base: &str, stepping_stone: bool) -> String {
-        let (head, tail) = &self.offer[usize::from(stepping_stone)];
-        let mut out = String::with_capacity(head.len() + base.len() + tail.len());
-        out.push_str(head);
-        // The base comes from configuration or a Host header; keep it inside the JSON string.
-        for c in base.chars() {
-            if c != '"' && c != '\\' && !c.is_control() {
-                out.push(c);
-            }
-        }
-        out.push_str(tail);
-        out
+        self.offer[usize::from(stepping_stone)].render(base)
     }
 }
 
@@ -107,10 +138,11 @@ pub fn download_path(product: &str, version: &str, filename: &str) -> String {
     format!("/dl/{product}/{version}/{filename}")
 }
 
-/// One product's releases.
+/// One product's releases, and which devices may use it through keyed protocols.
 pub struct ProductIndex {
     pub product: Product,
     pub releases: Vec<IndexedRelease>,
+    pub firewall: Firewall,
 }
 
 impl ProductIndex {
@@ -120,10 +152,41 @@ impl ProductIndex {
 
     /// The release a device's `current` names (version or artifact digest), if any.
     pub fn identify(&self, current: &str) -> Option<&IndexedRelease> {
-        self.releases
-            .iter()
-            .find(|r| r.facts.is_identified_by(current))
+        otter_core::identify(self.product.scheme, &self.releases, current)
+            .map(|i| &self.releases[i])
     }
+
+    /// The newest release on `channel` that is neither yanked nor deprecated.
+    pub fn latest(&self, channel: &str) -> Option<&IndexedRelease> {
+        otter_core::decision::latest(self.product.scheme, &self.releases, channel)
+            .map(|i| &self.releases[i])
+    }
+
+    /// A check-in of `device` reporting `current` (a version or a hex digest of its image), as
+    /// the device list records it.
+    pub fn sighting(&self, device: String, current: Option<&str>, channel: &str) -> DeviceSeen {
+        let (current_version, current_hash) = match current {
+            Some(c) if is_digest(c) => (
+                self.identify(c).map(|r| r.release.version.clone()),
+                Some(c.to_ascii_lowercase()),
+            ),
+            Some(c) => (Some(c.to_owned()), None),
+            None => (None, None),
+        };
+        DeviceSeen {
+            product: self.product.name.clone(),
+            id: device,
+            current_version,
+            current_hash,
+            channel: channel.to_owned(),
+            at: otter_store::now(),
+        }
+    }
+}
+
+/// Whether a reported `current` is a hex MD5, SHA-1 or SHA-256 rather than a version string.
+pub fn is_digest(s: &str) -> bool {
+    [32, 40, 64].into_iter().any(|len| is_hex_digest(s, len))
 }
 
 /// Every product's index, swapped whole per product.
@@ -226,7 +289,12 @@ impl CheckIndex {
                 );
             }
         }
-        let entry = Arc::new(ProductIndex { product, releases });
+        let firewall = Firewall::new(store.device_access(name).await?);
+        let entry = Arc::new(ProductIndex {
+            product,
+            releases,
+            firewall,
+        });
         self.products
             .write()
             .unwrap_or_else(|e| e.into_inner())

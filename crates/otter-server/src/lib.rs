@@ -13,6 +13,7 @@ pub mod index;
 pub mod metered;
 pub mod metrics;
 pub mod native;
+pub mod protocols;
 pub mod router;
 pub mod seen;
 pub mod state;

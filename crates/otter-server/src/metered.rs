@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use otter_core::access::Access;
 use otter_core::model::{
     Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport, UploadSession,
 };
 use otter_store::{
-    DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result, Store, TokenStore,
-    UploadStore,
+    AccessStore, DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result, Store,
+    TokenStore, UploadStore,
 };
 
 /// Wraps any store; behaviour is unchanged.
@@ -137,5 +138,39 @@ impl TokenStore for Metered {
     }
     async fn token_hashes(&self) -> Result<Vec<String>> {
         timed!("token_hashes", self.0.token_hashes())
+    }
+}
+
+#[async_trait]
+impl AccessStore for Metered {
+    async fn set_product_key(
+        &self,
+        product: &str,
+        key_sha256: &str,
+        created_at: i64,
+    ) -> Result<()> {
+        timed!(
+            "set_product_key",
+            self.0.set_product_key(product, key_sha256, created_at)
+        )
+    }
+    async fn product_key(&self, product: &str) -> Result<Option<String>> {
+        timed!("product_key", self.0.product_key(product))
+    }
+    async fn set_device_access(
+        &self,
+        product: &str,
+        device: &str,
+        access: Option<Access>,
+        updated_at: i64,
+    ) -> Result<()> {
+        timed!(
+            "set_device_access",
+            self.0
+                .set_device_access(product, device, access, updated_at)
+        )
+    }
+    async fn device_access(&self, product: &str) -> Result<Vec<(String, Access)>> {
+        timed!("device_access", self.0.device_access(product))
     }
 }

@@ -8,7 +8,7 @@ use crate::admin::{artifacts, fleet, products, releases, uploads};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::state::AppState;
-use crate::{download, metrics};
+use crate::{download, metrics, protocols};
 
 /// The application. `with_metrics` puts `/metrics` on it (unless metrics have their own
 /// listener).
@@ -59,6 +59,9 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/dl/{product}/{version}/{filename}",
             get(download::by_release),
         )
+        .merge(protocols::ota_backend::routes())
+        .merge(protocols::manifest::routes())
+        .merge(protocols::arduino::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
     let router = if with_metrics {

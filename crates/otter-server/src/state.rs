@@ -33,6 +33,12 @@ pub struct ServerConfig {
     /// How downloads are served; `None`: redirect when blobs are in S3, proxy otherwise.
     /// [`crate::Server::open`] fills it in.
     pub download_mode: Option<crate::DownloadMode>,
+    /// ota-backend's `OTA_SECRET`: when set, every `/v1` request must carry it in
+    /// `x-ota-secret` (creating a firmware may use an admin token instead).
+    pub ota_secret: Option<String>,
+    /// The product the firmware manifest contract's root paths (`/api/firmware/…`,
+    /// `/firmware/…`) serve.
+    pub default_product: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +52,8 @@ impl Default for ServerConfig {
             seen_queue: 65_536,
             download_cache: 256 * 1024 * 1024,
             download_mode: None,
+            ota_secret: None,
+            default_product: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! otter's storage layer.
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
-//!   [`TokenStore`], gathered in [`Store`]) are all the server knows about the database.
+//!   [`TokenStore`], [`AccessStore`], gathered in [`Store`]) are all the server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -9,6 +9,7 @@
 //!   uploads before they become visible.
 
 use async_trait::async_trait;
+use otter_core::access::Access;
 use otter_core::model::{
     Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UpdateReport,
     UploadSession,
@@ -164,10 +165,36 @@ pub trait TokenStore: Send + Sync {
     async fn token_hashes(&self) -> Result<Vec<String>>;
 }
 
-/// Everything the server needs from a database.
-pub trait Store: ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore {}
+/// Keys of products that devices reach through a keyed protocol (ota-backend's firmware id and
+/// key) and which devices may use them.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// Sets the SHA-256 of a product's key (replacing an earlier one).
+    async fn set_product_key(&self, product: &str, key_sha256: &str, created_at: i64)
+    -> Result<()>;
+    async fn product_key(&self, product: &str) -> Result<Option<String>>;
+    /// Sets (`Some`) or deletes (`None`) the rule for one device of a product.
+    async fn set_device_access(
+        &self,
+        product: &str,
+        device: &str,
+        access: Option<Access>,
+        updated_at: i64,
+    ) -> Result<()>;
+    /// Every device rule of a product.
+    async fn device_access(&self, product: &str) -> Result<Vec<(String, Access)>>;
+}
 
-impl<T: ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore> Store for T {}
+/// Everything the server needs from a database.
+pub trait Store:
+    ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore + AccessStore
+{
+}
+
+impl<T: ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore + AccessStore> Store
+    for T
+{
+}
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {

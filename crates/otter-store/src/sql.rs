@@ -9,6 +9,7 @@
 //! [`SqlStore::connect`] checks that it is current and refuses to start otherwise.
 
 use async_trait::async_trait;
+use otter_core::access::Access;
 use otter_core::model::{
     Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport, UploadSession,
 };
@@ -17,8 +18,8 @@ use sqlx::migrate::{Migrate as _, MigrateError, Migration, Migrator};
 use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
 
 use crate::{
-    DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result, StoreError,
-    TokenStore, UploadStore,
+    AccessStore, DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result,
+    StoreError, TokenStore, UploadStore,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -976,6 +977,80 @@ impl TokenStore for SqlStore {
             .await?;
         rows.iter()
             .map(|r| Ok(r.try_get("token_sha256")?))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AccessStore for SqlStore {
+    async fn set_product_key(
+        &self,
+        product: &str,
+        key_sha256: &str,
+        created_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO product_keys (product, key_sha256, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (product) DO UPDATE SET key_sha256 = excluded.key_sha256, \
+             created_at = excluded.created_at",
+        )
+        .bind(product)
+        .bind(key_sha256)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn product_key(&self, product: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT key_sha256 FROM product_keys WHERE product = $1")
+            .bind(product)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("key_sha256")).transpose()?)
+    }
+
+    async fn set_device_access(
+        &self,
+        product: &str,
+        device: &str,
+        access: Option<Access>,
+        updated_at: i64,
+    ) -> Result<()> {
+        match access {
+            Some(access) => sqlx::query(
+                "INSERT INTO device_access (product, device, access, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (product, device) \
+                 DO UPDATE SET access = excluded.access, updated_at = excluded.updated_at",
+            )
+            .bind(product)
+            .bind(device)
+            .bind(access.as_str())
+            .bind(updated_at),
+            None => sqlx::query("DELETE FROM device_access WHERE product = $1 AND device = $2")
+                .bind(product)
+                .bind(device),
+        }
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn device_access(&self, product: &str) -> Result<Vec<(String, Access)>> {
+        let rows = sqlx::query(
+            "SELECT device, access FROM device_access WHERE product = $1 ORDER BY device",
+        )
+        .bind(product)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let access: String = r.try_get("access")?;
+                Ok((
+                    r.try_get("device")?,
+                    access.parse().map_err(StoreError::Corrupt)?,
+                ))
+            })
             .collect()
     }
 }

@@ -13,6 +13,7 @@
 
 use std::path::Path;
 
+use otter_core::access::Access;
 use otter_core::model::{
     Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UploadSession,
 };
@@ -218,6 +219,8 @@ conformance! {
         reports_reject_invalid_cursors,
         upload_sessions_lifecycle,
         tokens_are_idempotent,
+        product_keys_round_trip,
+        device_access_rules_set_replace_and_delete,
     ],
     db: [data_survives_reconnect],
     fresh: [
@@ -1570,4 +1573,67 @@ async fn schema_from_another_otter_is_refused(fresh: Fresh) {
         assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
         assert!(err.to_string().contains("migration 1 "), "{err}");
     }
+}
+
+async fn product_keys_round_trip(store: &dyn Store) {
+    assert_eq!(store.product_key("fw").await.unwrap(), None);
+    store
+        .set_product_key("fw", &"a".repeat(64), T0)
+        .await
+        .unwrap();
+    assert_eq!(store.product_key("fw").await.unwrap(), Some("a".repeat(64)));
+    store
+        .set_product_key("fw", &"b".repeat(64), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.product_key("fw").await.unwrap(),
+        Some("b".repeat(64)),
+        "a new key replaces the old one"
+    );
+    assert_eq!(store.product_key("other").await.unwrap(), None);
+}
+
+async fn device_access_rules_set_replace_and_delete(store: &dyn Store) {
+    assert!(store.device_access("fw").await.unwrap().is_empty());
+    store
+        .set_device_access("fw", "dev-2", Some(Access::Allow), T0)
+        .await
+        .unwrap();
+    store
+        .set_device_access("fw", "all", Some(Access::Allow), T0)
+        .await
+        .unwrap();
+    store
+        .set_device_access("fw", "dev-1", Some(Access::Allow), T0)
+        .await
+        .unwrap();
+    store
+        .set_device_access("other", "dev-1", Some(Access::Deny), T0)
+        .await
+        .unwrap();
+    // Replacing a rule, and deleting one (twice: deleting nothing is fine).
+    store
+        .set_device_access("fw", "dev-1", Some(Access::Deny), T0 + 1)
+        .await
+        .unwrap();
+    store
+        .set_device_access("fw", "all", None, T0 + 1)
+        .await
+        .unwrap();
+    store
+        .set_device_access("fw", "all", None, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device_access("fw").await.unwrap(),
+        [
+            ("dev-1".to_owned(), Access::Deny),
+            ("dev-2".to_owned(), Access::Allow)
+        ]
+    );
+    assert_eq!(
+        store.device_access("other").await.unwrap(),
+        [("dev-1".to_owned(), Access::Deny)]
+    );
 }

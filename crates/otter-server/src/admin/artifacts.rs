@@ -52,6 +52,16 @@ pub async fn post_multipart(
     State(state): State<AppState>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Stored> {
+    let (staged, filename) = ingest_first_file(&state, multipart).await?;
+    keep(&state, staged, &filename).await
+}
+
+/// Streams the first file part of a `multipart/form-data` body (whatever its field name) into
+/// staging; returns it with the file name it was sent under.
+pub async fn ingest_first_file(
+    state: &AppState,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StagedFile, String)> {
     let mut multipart =
         multipart.map_err(|r| ApiError::bad_request("invalid_multipart", r.body_text()))?;
     loop {
@@ -66,7 +76,7 @@ pub async fn post_multipart(
             continue;
         };
         let staged = state.staging.ingest(field, state.config.max_upload).await?;
-        return keep(&state, staged, &filename).await;
+        return Ok((staged, filename));
     }
 }
 

@@ -25,9 +25,20 @@ pub async fn publish(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(product): ApiPath<String>,
-    ApiJson(mut new): ApiJson<NewRelease>,
+    ApiJson(new): ApiJson<NewRelease>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
-    let index = super::product(&state, &product)?;
+    let release = publish_release(&state, &product, new).await?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+/// Publishes a release of `product` and makes it live in the check index: the one way releases
+/// come to exist, whichever API the upload came through.
+pub async fn publish_release(
+    state: &AppState,
+    product: &str,
+    mut new: NewRelease,
+) -> ApiResult<Release> {
+    let index = super::product(state, product)?;
     let at = now();
     new.validate(index.product.scheme, at)?;
     // Opaque versions have no order, so a minimum can only be enforced against a published one.
@@ -47,7 +58,7 @@ pub async fn publish(
         .ok_or_else(|| artifact_not_found(&new.artifact))?;
     let release = Release {
         seq: 0,
-        product: product.clone(),
+        product: product.to_owned(),
         version: new.version,
         artifact,
         channels: new.channels,
@@ -76,9 +87,9 @@ pub async fn publish(
             ),
             other => other.into(),
         })?;
-    state.index.changed(&*state.store, &product).await?;
+    state.index.changed(&*state.store, product).await?;
     tracing::info!(product = %product, version = %release.version, "release published");
-    Ok((StatusCode::CREATED, Json(release)))
+    Ok(release)
 }
 
 /// `GET /api/v1/products/{product}/releases`, newest first.

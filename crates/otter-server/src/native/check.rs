@@ -5,10 +5,8 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use otter_core::digest::is_hex_digest;
-use otter_core::model::{DEFAULT_CHANNEL, DeviceSeen, validate_name};
+use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
 use otter_core::{Current, Decision, decide};
-use otter_store::now;
 use serde::Deserialize;
 
 use crate::admin::product;
@@ -39,11 +37,6 @@ pub fn url_base(state: &AppState, headers: &HeaderMap) -> String {
     }
 }
 
-/// Whether a reported `current` is a digest rather than a version string.
-fn is_digest(s: &str) -> bool {
-    [32, 40, 64].into_iter().any(|len| is_hex_digest(s, len))
-}
-
 pub async fn check(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -61,24 +54,8 @@ pub async fn check(
         current.map_or(Current::Unknown, Current::Reported),
     )?;
     if let Some(device) = query.device {
-        validate_name("device", &device)?;
-        let known = current.and_then(|c| index.identify(c));
-        let (current_version, current_hash) = match current {
-            Some(c) if is_digest(c) => (
-                known.map(|r| r.release.version.clone()),
-                Some(c.to_ascii_lowercase()),
-            ),
-            Some(c) => (Some(c.to_owned()), None),
-            None => (None, None),
-        };
-        state.seen.record(DeviceSeen {
-            product: name,
-            id: device,
-            current_version,
-            current_hash,
-            channel: channel.to_owned(),
-            at: now(),
-        });
+        validate_device_id(&device)?;
+        state.seen.record(index.sighting(device, current, channel));
     }
     let (body, result) = match decision {
         Decision::Offer {

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use otter_core::model::{DeviceSeen, ReportState, UpdateReport, validate_name};
+use otter_core::model::{DeviceSeen, ReportState, UpdateReport, validate_device_id, validate_name};
 use otter_core::version::MAX_VERSION_LEN;
 use otter_store::{NewReport, now};
 use serde::Deserialize;
@@ -33,7 +33,7 @@ pub async fn create(
     ApiJson(body): ApiJson<ReportBody>,
 ) -> ApiResult<(StatusCode, Json<UpdateReport>)> {
     product(&state, &name)?;
-    validate_name("device", &body.device)?;
+    validate_device_id(&body.device)?;
     if body.version.is_empty() || body.version.len() > MAX_VERSION_LEN {
         return Err(ApiError::bad_request(
             "invalid_version",

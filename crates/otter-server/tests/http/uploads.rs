@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::{
-    TestServer, eventually, expect_error, firmware, json_body, sha256_hex, test_config,
+    TestServer, eventually, expect_error, firmware, json_body, multipart, sha256_hex, test_config,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -127,29 +127,6 @@ async fn upload_file_names_are_sanitised() {
         json_body(no_name, StatusCode::CREATED).await["filename"],
         "firmware.bin"
     );
-}
-
-fn multipart(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, filename, data) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match filename {
-            Some(f) => body.extend_from_slice(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
-                     Content-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            ),
-        }
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    body
 }
 
 #[tokio::test]

@@ -1,0 +1,109 @@
+//! The stock Arduino OTA clients: ESP8266httpUpdate (ESP8266 core) and HTTPUpdate (ESP32 core),
+//! at `GET /arduino/{product}/update`.
+//!
+//! The client sends what it runs in headers (`x-ESP8266-*` or `x-ESP32-*`: STA MAC, version when
+//! the sketch passes one, sketch MD5, on the ESP32 also the sketch SHA-256, free sketch space,
+//! mode) and understands only the status: 304 means nothing to do, 200 is the image itself, 403
+//! and 404 are refusals it names, anything else is "wrong HTTP code". It does not follow
+//! redirects unless the sketch asks, needs `Content-Length` (a chunked answer fails), and checks
+//! the optional `x-MD5` (32 lower-case hex digits) after flashing. So the image is always
+//! streamed from here, never redirected to.
+//!
+//! The device is identified by its sketch's MD5 (or SHA-256) when that names a release, else by
+//! the version it sends (header, or `?version=` in the URL for sketches that put it there); the
+//! update decision is otter's. The MAC becomes the device id in the device list.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use otter_core::digest::is_hex_digest;
+use otter_core::model::{DEFAULT_CHANNEL, validate_device_id};
+use otter_core::{Current, Decision, decide};
+use serde::Deserialize;
+
+use crate::admin::product;
+use crate::download::serve_proxied;
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/arduino/{product}/update", get(update))
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateQuery {
+    version: Option<String>,
+    channel: Option<String>,
+}
+
+/// A header the ESP8266 core sends as `x-ESP8266-{name}` and the ESP32 core as `x-ESP32-{name}`.
+fn esp_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    ["x-ESP8266-", "x-ESP32-"]
+        .into_iter()
+        .find_map(|prefix| headers.get(format!("{prefix}{name}")))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// `GET /arduino/{product}/update`
+async fn update(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<UpdateQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let index = product(&state, &name)?;
+    let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
+    let version = esp_header(&headers, "version").or(query.version.as_deref());
+    let md5 = esp_header(&headers, "sketch-md5").filter(|d| is_hex_digest(d, 32));
+    let sha256 = esp_header(&headers, "sketch-sha256").filter(|d| is_hex_digest(d, 64));
+    // The image's digest pins the release exactly; a version string is the sketch's own claim.
+    let current = [md5, sha256]
+        .into_iter()
+        .flatten()
+        .find(|digest| index.identify(digest).is_some())
+        .or(version);
+    if let Some(mac) = esp_header(&headers, "STA-MAC") {
+        validate_device_id(mac)?;
+        let mut seen = index.sighting(mac.to_owned(), current, channel);
+        if seen.current_version.is_none() {
+            seen.current_version = version.map(str::to_owned);
+        }
+        seen.current_hash = seen.current_hash.or(md5.map(str::to_ascii_lowercase));
+        state.seen.record(seen);
+    }
+    let decision = decide(
+        index.product.scheme,
+        &index.releases,
+        channel,
+        current.map_or(Current::Unknown, Current::Reported),
+    )?;
+    let Decision::Offer { index: i, .. } = decision else {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    };
+    let artifact = index.releases[i].release.artifact.clone();
+    drop(index);
+    let sketch_mode = esp_header(&headers, "mode").is_none_or(|m| m == "sketch");
+    let free = esp_header(&headers, "free-space").and_then(|f| f.parse::<u64>().ok());
+    if let Some(free) = free.filter(|&free| sketch_mode && artifact.size > free) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_space",
+            format!(
+                "the update is {} bytes and the device has {free} bytes of free sketch space",
+                artifact.size
+            ),
+        )
+        .with("size", artifact.size)
+        .with("freeSpace", free));
+    }
+    let mut response = serve_proxied(&state, &artifact, &method, &headers).await?;
+    if let Ok(md5) = HeaderValue::from_str(&artifact.md5) {
+        response.headers_mut().insert("x-MD5", md5);
+    }
+    Ok(response)
+}

@@ -1,0 +1,331 @@
+//! The firmware manifest contract (`shared/seeds/004`), per product under `/m/{product}` and, for
+//! the product named by `--default-product`, at the contract's own root paths:
+//!
+//! - `GET /api/firmware/latest`: the newest release that is neither deprecated nor yanked,
+//! - `GET /api/firmware/check?current=…`: `{"hasUpdate":false}` or `{"hasUpdate":true,
+//!   "manifest":{…}}`, decided by otter's update rules (so `minSourceVersion` chains hop by hop),
+//! - `GET /api/firmware/{version}`: one release's manifest (yanked ones are gone),
+//! - `GET /firmware/{product}-{version}.bin`: the image, streamed with `Content-Length`, `ETag`,
+//!   `Last-Modified` and ranges (the contract's device streams it straight into `Update.h`).
+//!
+//! JSON answers carry `Cache-Control: public, max-age=300`; every answer carries
+//! `Access-Control-Allow-Origin: *`, and `OPTIONS` is answered as a CORS preflight. Manifests are
+//! serialised when the catalogue changes, not per request.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, CACHE_CONTROL, CONTENT_TYPE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use otter_core::model::{DEFAULT_CHANNEL, Release};
+use otter_core::{Current, Decision, Scheme, Version, decide};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use crate::download::serve_proxied;
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::index::{ProductIndex, URL_BASE};
+use crate::native::check::url_base;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/m/{product}/api/firmware/latest", route(latest))
+        .route("/m/{product}/api/firmware/check", route(check))
+        .route("/m/{product}/api/firmware/{version}", route(by_version))
+        .route("/m/{product}/firmware/{file}", route(binary))
+        .route("/api/firmware/latest", route(latest))
+        .route("/api/firmware/check", route(check))
+        .route("/api/firmware/{version}", route(by_version))
+        .route("/firmware/{file}", route(binary))
+        .route_layer(middleware::from_fn(allow_any_origin))
+}
+
+/// `GET` (and so `HEAD`) plus the CORS preflight.
+fn route<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    get(handler).options(preflight)
+}
+
+async fn preflight(headers: HeaderMap) -> Response {
+    let allow_headers = headers
+        .get("access-control-request-headers")
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("*"));
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD, OPTIONS"),
+            ),
+            (ACCESS_CONTROL_ALLOW_HEADERS, allow_headers),
+            (ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400")),
+        ],
+    )
+        .into_response()
+}
+
+/// The contract's read endpoints need no authentication and may be called from any web page.
+async fn allow_any_origin(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// A release in the contract's shape, with `binaryUrl` under [`URL_BASE`] (see
+/// [`crate::index::UrlTemplate`]). Fields the contract types as strings are never `null`: an
+/// unset title falls back to the version, unset summary and notes URL to `""`.
+pub fn manifest(release: &Release) -> Value {
+    json!({
+        "version": release.version,
+        "releaseDate": release.release_date,
+        "binaryUrl": format!(
+            "{URL_BASE}/firmware/{}-{}.bin",
+            release.product, release.version
+        ),
+        "binarySize": release.artifact.size,
+        "binarySha256": release.artifact.sha256,
+        "minSourceVersion": release.min_source_version,
+        "mandatory": release.mandatory,
+        "title": release.title.as_deref().unwrap_or(&release.version),
+        "summary": release.summary.as_deref().unwrap_or_default(),
+        "releaseNotesUrl": release.release_notes_url.as_deref().unwrap_or_default(),
+        "deprecated": release.deprecated,
+    })
+}
+
+/// `{product}` when mounted under `/m/{product}`; nothing at the root paths.
+#[derive(Debug, Deserialize)]
+struct Mount {
+    product: Option<String>,
+}
+
+/// The product a request is about, and the prefix its `binaryUrl`s get.
+fn resolve(state: &AppState, mount: &Mount) -> ApiResult<(Arc<ProductIndex>, String)> {
+    let (name, prefix) = match &mount.product {
+        Some(name) => (name.as_str(), format!("/m/{name}")),
+        None => (
+            state.config.default_product.as_deref().ok_or_else(|| {
+                not_found("No default product: start otter with --default-product")
+            })?,
+            String::new(),
+        ),
+    };
+    let index = state
+        .index
+        .product(name)
+        .ok_or_else(|| not_found(format!("No firmware product {name}")))?;
+    Ok((index, prefix))
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError::not_found("not_found", message)
+}
+
+fn no_manifest(version: &str) -> ApiError {
+    not_found(format!("No firmware manifest for version {version}"))
+}
+
+/// A JSON answer with the contract's headers.
+fn json_response(body: String) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The download base of `binaryUrl`s: the public URL (or the request's host) and the mount.
+fn base(state: &AppState, headers: &HeaderMap, prefix: &str) -> String {
+    url_base(state, headers) + prefix
+}
+
+/// `GET …/api/firmware/latest`
+async fn latest(
+    State(state): State<AppState>,
+    ApiPath(mount): ApiPath<Mount>,
+    ApiQuery(channel): ApiQuery<ChannelQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (index, prefix) = resolve(&state, &mount)?;
+    let release = index
+        .latest(channel.channel())
+        .ok_or_else(|| not_found("No firmware has been released yet"))?;
+    Ok(json_response(
+        release.manifest.render(&base(&state, &headers, &prefix)),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChannelQuery {
+    channel: Option<String>,
+}
+
+impl ChannelQuery {
+    fn channel(&self) -> &str {
+        self.channel.as_deref().unwrap_or(DEFAULT_CHANNEL)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckQuery {
+    current: Option<String>,
+    channel: Option<String>,
+}
+
+/// `GET …/api/firmware/check?current=…`
+async fn check(
+    State(state): State<AppState>,
+    ApiPath(mount): ApiPath<Mount>,
+    ApiQuery(query): ApiQuery<CheckQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (index, prefix) = resolve(&state, &mount)?;
+    let current = query.current.as_deref().unwrap_or_default();
+    validate_current(&index, current)?;
+    let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
+    let decision = decide(
+        index.product.scheme,
+        &index.releases,
+        channel,
+        Current::Reported(current),
+    )?;
+    let body = match decision {
+        Decision::Offer { index: i, .. } => {
+            let manifest = index.releases[i]
+                .manifest
+                .render(&base(&state, &headers, &prefix));
+            format!(r#"{{"hasUpdate":true,"manifest":{manifest}}}"#)
+        }
+        Decision::UpToDate | Decision::NoPath => r#"{"hasUpdate":false}"#.to_owned(),
+    };
+    Ok(json_response(body))
+}
+
+/// Refuses a malformed `current` with the contract's 400, naming the format the product's
+/// versions follow.
+fn validate_current(index: &ProductIndex, current: &str) -> ApiResult<()> {
+    let scheme = index.product.scheme;
+    let (valid, expected) = match scheme {
+        // The contract's own versions: when a lexical product's releases are all date stamps, a
+        // device must report one too.
+        Scheme::Lexical
+            if index
+                .releases
+                .iter()
+                .all(|r| is_date_stamp(&r.release.version)) =>
+        {
+            (is_date_stamp(current), "Expected format vYYYYMMDDHHMM")
+        }
+        Scheme::Semver => (
+            Version::parse(scheme, current).is_ok(),
+            "Expected format MAJOR.MINOR.PATCH (a semantic version such as 1.4.2)",
+        ),
+        _ => (
+            Version::parse(scheme, current).is_ok(),
+            "Expected a version of 1-64 characters from A-Z a-z 0-9 . _ + ~ -",
+        ),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_version", expected))
+    }
+}
+
+/// `vYYYYMMDDHHMM`, the contract's version format.
+fn is_date_stamp(version: &str) -> bool {
+    version
+        .strip_prefix('v')
+        .is_some_and(|digits| digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionPath {
+    product: Option<String>,
+    version: String,
+}
+
+/// `GET …/api/firmware/{version}`
+async fn by_version(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<VersionPath>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let mount = Mount {
+        product: path.product,
+    };
+    let (index, prefix) = resolve(&state, &mount)?;
+    let release = index
+        .release(&path.version)
+        .filter(|r| !r.facts.yanked)
+        .ok_or_else(|| no_manifest(&path.version))?;
+    Ok(json_response(
+        release.manifest.render(&base(&state, &headers, &prefix)),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct FilePath {
+    product: Option<String>,
+    file: String,
+}
+
+/// `GET …/firmware/{product}-{version}.bin`, always streamed: the contract's client fetches
+/// `binaryUrl` once, without following redirects, and checks `Content-Length`.
+async fn binary(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<FilePath>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let mount = Mount {
+        product: path.product,
+    };
+    let (index, _) = resolve(&state, &mount)?;
+    let version = path
+        .file
+        .strip_prefix(&index.product.name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(".bin"))
+        .ok_or_else(|| not_found(format!("No firmware image {}", path.file)))?;
+    let artifact = index
+        .release(version)
+        .filter(|r| !r.facts.yanked)
+        .map(|r| r.release.artifact.clone())
+        .ok_or_else(|| not_found(format!("No firmware image {}", path.file)))?;
+    drop(index);
+    serve_proxied(&state, &artifact, &method, &headers).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_stamps() {
+        assert!(is_date_stamp("v202605221130"));
+        assert!(!is_date_stamp("v20260522113"));
+        assert!(!is_date_stamp("202605221130"));
+        assert!(!is_date_stamp("v2026052211a0"));
+        assert!(!is_date_stamp("v2026052211300"));
+    }
+}

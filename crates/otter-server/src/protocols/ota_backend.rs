@@ -1,0 +1,426 @@
+//! ota-backend's `/v1` API (LuKks/ota-backend), as its scripts and devices use it.
+//!
+//! A "firmware" is an otter product with the `opaque` scheme, named by its random id, whose key
+//! is stored hashed. Each upload becomes the product's newest release; devices name what they run
+//! by the SHA-1 of the image, and the update decision is otter's own (so yanking a release
+//! through the admin API also moves ota-backend devices off it). Device access is the product's
+//! [`Firewall`](otter_core::access::Firewall), kept in the check index.
+//!
+//! Compatibility follows the real server's code where it differs from its README
+//! (`shared/reference/seed-protocols.md` §1): `GET` and `POST` both work for check and download,
+//! check answers the bare hash as text (or `{"hash":…}` to clients that accept JSON), errors are
+//! tiny-error-http's `{"error":<status>,"code":"<CODE>","message":""}`, pretty-printed. Its bugs
+//! are not reproduced: earlier uploads stay downloadable by their hash, re-uploading the same
+//! bytes is harmless, an upload over `--max-upload` is refused with 413 instead of being
+//! truncated, and an unsatisfiable `Range` gets 416.
+
+use axum::body::Bytes;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use otter_core::access::{Access, rule_for};
+use otter_core::model::{DEFAULT_CHANNEL, NewRelease, Product, validate_device_id};
+use otter_core::{Current, Decision, Scheme, decide};
+use otter_store::now;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use crate::admin::artifacts::{ingest_first_file, keep, reject_oversized};
+use crate::admin::releases::publish_release;
+use crate::auth::{Admin, matches_hash, token_hash};
+use crate::download::serve_proxied;
+use crate::error::{ApiError, ApiPath};
+use crate::index::ProductIndex;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/create", post(create))
+        .route("/v1/firewall/allow", post(allow))
+        .route("/v1/firewall/deny", post(deny))
+        .route(
+            "/v1/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/check", get(check_unknown).post(check_unknown))
+        .route("/v1/check/{hash}", get(check_hash).post(check_hash))
+        .route("/v1/download/{hash}", get(download).post(download))
+}
+
+/// An error in tiny-error-http's format.
+#[derive(Debug)]
+pub struct OtaError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+type OtaResult<T> = Result<T, OtaError>;
+
+impl OtaError {
+    fn new(status: StatusCode, code: &str) -> Self {
+        OtaError {
+            status,
+            code: code.to_owned(),
+            message: String::new(),
+        }
+    }
+
+    fn invalid_auth() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_AUTH")
+    }
+
+    /// A required header or field is missing (the real server's yup validation error).
+    fn required(field: &str) -> Self {
+        OtaError {
+            message: format!("{field} is a required field"),
+            ..Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST")
+        }
+    }
+}
+
+/// otter's own errors (a bad upload, a store failure) keep their status; the code becomes
+/// tiny-error-http's upper case.
+impl From<ApiError> for OtaError {
+    fn from(e: ApiError) -> Self {
+        let message = if e.status.is_server_error() {
+            "Internal error".to_owned()
+        } else {
+            e.message
+        };
+        OtaError {
+            status: e.status,
+            code: e.code.to_ascii_uppercase(),
+            message,
+        }
+    }
+}
+
+impl From<otter_store::StoreError> for OtaError {
+    fn from(e: otter_store::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for OtaError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": self.status.as_u16(),
+            "code": self.code,
+            "message": self.message,
+        });
+        (self.status, pretty(&body)).into_response()
+    }
+}
+
+/// JSON the way the real server (Express with `json spaces: 2`) writes it.
+fn pretty(body: &Value) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        serde_json::to_string_pretty(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> OtaResult<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OtaError::required(name))
+}
+
+/// With `--ota-secret` set, every request must carry it in `x-ota-secret`.
+fn check_secret(state: &AppState, headers: &HeaderMap) -> OtaResult<()> {
+    let Some(secret) = &state.config.ota_secret else {
+        return Ok(());
+    };
+    if matches_hash(header(headers, "x-ota-secret")?, &token_hash(secret)) {
+        Ok(())
+    } else {
+        Err(OtaError::invalid_auth())
+    }
+}
+
+/// The firmware named by `x-ota-firmware-id`, if `x-ota-firmware-key` is its key.
+async fn firmware(state: &AppState, headers: &HeaderMap) -> OtaResult<Arc<ProductIndex>> {
+    check_secret(state, headers)?;
+    let id = header(headers, "x-ota-firmware-id")?;
+    let key = header(headers, "x-ota-firmware-key")?;
+    let index = state.index.product(id).ok_or_else(OtaError::invalid_auth)?;
+    match state.store.product_key(id).await? {
+        Some(stored) if matches_hash(key, &stored) => Ok(index),
+        _ => Err(OtaError::invalid_auth()),
+    }
+}
+
+/// The firmware named by `x-ota-firmware-id` and the device of `x-ota-device-id`, if the
+/// firmware's firewall lets the device in. Answered from the check index.
+fn device(state: &AppState, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, String)> {
+    check_secret(state, headers)?;
+    let id = header(headers, "x-ota-firmware-id")?;
+    let device = header(headers, "x-ota-device-id")?;
+    validate_device_id(device).map_err(|e| OtaError {
+        message: e.to_string(),
+        ..OtaError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST")
+    })?;
+    let index = state.index.product(id).ok_or_else(OtaError::invalid_auth)?;
+    if !index.firewall.admits(device) {
+        return Err(OtaError::invalid_auth());
+    }
+    Ok((index, device.to_owned()))
+}
+
+/// `POST /v1/create` → `{"id","key"}`. Open to anyone unless `--ota-secret` is set; then the
+/// secret or an admin token is needed.
+async fn create(
+    State(state): State<AppState>,
+    admin: Result<Admin, ApiError>,
+    headers: HeaderMap,
+) -> OtaResult<Response> {
+    if admin.is_err() {
+        check_secret(&state, &headers)?;
+    }
+    let id = z_base_32(&random_bytes::<16>());
+    let key = z_base_32(&random_bytes::<32>());
+    let at = now();
+    // The key first: a crash in between leaves a key for no product, never a product no key
+    // opens.
+    state
+        .store
+        .set_product_key(&id, &token_hash(&key), at)
+        .await?;
+    state
+        .store
+        .create_product(&Product {
+            name: id.clone(),
+            scheme: Scheme::Opaque,
+            created_at: at,
+        })
+        .await?;
+    state.index.changed(&*state.store, &id).await?;
+    tracing::info!(product = %id, "ota-backend firmware created");
+    Ok(pretty(&json!({ "id": id, "key": key })))
+}
+
+#[derive(Debug, Deserialize)]
+struct FirewallBody {
+    device_id: Option<String>,
+}
+
+/// `POST /v1/firewall/allow` with `{"device_id": …}` (`all`: any device).
+async fn allow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> OtaResult<Response> {
+    set_access(state, headers, request, Access::Allow).await
+}
+
+/// `POST /v1/firewall/deny` with `{"device_id": …}` (`all`: remove the "any device" rule).
+async fn deny(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> OtaResult<Response> {
+    set_access(state, headers, request, Access::Deny).await
+}
+
+async fn set_access(
+    state: AppState,
+    headers: HeaderMap,
+    request: Request,
+    access: Access,
+) -> OtaResult<Response> {
+    let index = firmware(&state, &headers).await?;
+    let device = device_id_of(request).await?;
+    validate_device_id(&device).map_err(|e| OtaError {
+        message: e.to_string(),
+        ..OtaError::required("device_id")
+    })?;
+    let product = &index.product.name;
+    state
+        .store
+        .set_device_access(product, &device, rule_for(&device, access), now())
+        .await?;
+    state.index.changed(&*state.store, product).await?;
+    tracing::info!(product = %product, device = %device, %access, "ota-backend firewall changed");
+    Ok(pretty(&Value::Null))
+}
+
+/// The `device_id` of a JSON or URL-encoded body, as the real server's body parsers accept.
+async fn device_id_of(request: Request) -> OtaResult<String> {
+    let form = request.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(b"application/x-www-form-urlencoded")
+    });
+    let body = if form {
+        Form::<FirewallBody>::from_request(request, &())
+            .await
+            .map(|f| f.0)
+            .ok()
+    } else {
+        let bytes = Bytes::from_request(request, &()).await.unwrap_or_default();
+        serde_json::from_slice::<FirewallBody>(&bytes).ok()
+    };
+    body.and_then(|b| b.device_id)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| OtaError::required("device_id"))
+}
+
+/// `POST /v1/upload` (multipart, the first file part) → `{"hash":"<sha1>"}`: the image becomes
+/// the firmware's newest release. Uploading the bytes of the newest release again changes
+/// nothing; uploading an older image again makes it the newest.
+async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> OtaResult<Response> {
+    let index = firmware(&state, &headers).await?;
+    reject_oversized(&state, &headers)?;
+    let (staged, filename) = ingest_first_file(&state, multipart).await?;
+    let (_, axum::Json(artifact)) = keep(&state, staged, &filename).await?;
+    let product = &index.product.name;
+    let newest = index.latest(DEFAULT_CHANNEL);
+    if newest.is_none_or(|r| r.release.artifact.sha256 != artifact.sha256) {
+        // Versions are never reused: an image uploaded again gets a suffix.
+        let version = (1..)
+            .map(|n| match n {
+                1 => artifact.sha1.clone(),
+                n => format!("{}-{n}", artifact.sha1),
+            })
+            .find(|v| index.release(v).is_none())
+            .unwrap_or_default();
+        let new = NewRelease {
+            version,
+            artifact: artifact.sha256.clone(),
+            ..NewRelease::default()
+        };
+        publish_release(&state, product, new).await?;
+    }
+    Ok(pretty(&json!({ "hash": artifact.sha1 })))
+}
+
+/// `GET|POST /v1/check`: a device that does not say what it runs.
+async fn check_unknown(State(state): State<AppState>, headers: HeaderMap) -> OtaResult<Response> {
+    check(&state, &headers, None)
+}
+
+/// `GET|POST /v1/check/{hash}`: a device running the image with that SHA-1.
+async fn check_hash(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(hash): ApiPath<String>,
+) -> OtaResult<Response> {
+    check(&state, &headers, Some(&hash))
+}
+
+/// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
+fn check(state: &AppState, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
+    let (index, device) = device(state, headers)?;
+    state
+        .seen
+        .record(index.sighting(device, hash, DEFAULT_CHANNEL));
+    let uploaded = index
+        .releases
+        .iter()
+        .any(|r| !r.facts.yanked && r.facts.channels.iter().any(|c| c == DEFAULT_CHANNEL));
+    if !uploaded {
+        return Err(OtaError::new(
+            StatusCode::NOT_FOUND,
+            "FIRMWARE_NOT_UPLOADED",
+        ));
+    }
+    let current = hash.map_or(Current::Unknown, Current::Reported);
+    let decision = decide(Scheme::Opaque, &index.releases, DEFAULT_CHANNEL, current)
+        .map_err(ApiError::from)?;
+    let Decision::Offer { index: i, .. } = decision else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let sha1 = &index.releases[i].release.artifact.sha1;
+    let wants_json = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        return Ok(pretty(&json!({ "hash": sha1 })));
+    }
+    // As the real server's `res.send(string)`: the bare hash, typed as Express types strings.
+    Ok((
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        sha1.clone(),
+    )
+        .into_response())
+}
+
+/// `GET|HEAD|POST /v1/download/{hash}`: the image of any non-yanked release of the firmware,
+/// streamed (devices do not follow redirects), with ranges.
+async fn download(
+    State(state): State<AppState>,
+    ApiPath(hash): ApiPath<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> OtaResult<Response> {
+    let (index, _) = device(&state, &headers)?;
+    let artifact = index
+        .identify(&hash)
+        .filter(|r| !r.facts.yanked)
+        .map(|r| r.release.artifact.clone())
+        .ok_or_else(|| OtaError::new(StatusCode::NOT_FOUND, "FIRMWARE_NOT_AVAILABLE"))?;
+    drop(index);
+    Ok(serve_proxied(&state, &artifact, &method, &headers).await?)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+    bytes
+}
+
+/// z-base-32, the encoding of the real server's ids and keys (lower case, no padding).
+fn z_base_32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut buffer, mut bits) = (0u16, 0u32);
+    for &byte in bytes {
+        buffer = (buffer << 8) | u16::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[usize::from((buffer >> bits) & 31)]));
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(
+            ALPHABET[usize::from((buffer << (5 - bits)) & 31)],
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn z_base_32_matches_the_reference_vectors() {
+        // From the z-base-32 specification (Zooko O'Whielacronx, 2002).
+        assert_eq!(z_base_32(&[0xF0, 0xBF, 0xC7]), "6n9hq");
+        assert_eq!(z_base_32(&[0xD4, 0x7A, 0x04]), "4t7ye");
+        assert_eq!(z_base_32(&random_bytes::<16>()).len(), 26);
+        assert_eq!(z_base_32(&random_bytes::<32>()).len(), 52);
+    }
+}
