@@ -148,9 +148,9 @@ pub fn validate_name(field: &'static str, value: &str) -> Result<(), InvalidFiel
 
 /// Checks a device id: like [`validate_name`], and `:` is allowed too, so a MAC address
 /// (`5C:CF:7F:12:34:56`, what the Arduino update clients send) can be the id.
-pub fn validate_device_id(value: &str) -> Result<(), InvalidField> {
+pub fn validate_device_id(field: &'static str, value: &str) -> Result<(), InvalidField> {
     let without_colons = value.replace(':', "_");
-    validate_name("device", &without_colons).map_err(|e| match e {
+    validate_name(field, &without_colons).map_err(|e| match e {
         InvalidField::Invalid { field, .. } => InvalidField::Invalid {
             field,
             value: value.to_owned(),
@@ -437,10 +437,10 @@ mod tests {
         assert!(validate_name("product", "..").is_err());
         assert!(validate_name("product", "a/b").is_err());
         assert!(validate_name("product", "a:b").is_err());
-        assert!(validate_device_id("5C:CF:7F:12:34:56").is_ok());
-        assert!(validate_device_id("a/b").is_err());
-        assert!(validate_device_id(":").is_ok());
-        assert!(validate_device_id("").is_err());
+        assert!(validate_device_id("device", "5C:CF:7F:12:34:56").is_ok());
+        assert!(validate_device_id("device", "a/b").is_err());
+        assert!(validate_device_id("device", ":").is_ok());
+        assert!(validate_device_id("device", "").is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub async fn check(
         current.map_or(Current::Unknown, Current::Reported),
     )?;
     if let Some(device) = query.device {
-        validate_device_id(&device)?;
+        validate_device_id("device", &device)?;
         state.seen.record(index.sighting(device, current, channel));
     }
     let (body, result) = match decision {

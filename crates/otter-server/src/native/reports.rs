@@ -33,7 +33,7 @@ pub async fn create(
     ApiJson(body): ApiJson<ReportBody>,
 ) -> ApiResult<(StatusCode, Json<UpdateReport>)> {
     product(&state, &name)?;
-    validate_device_id(&body.device)?;
+    validate_device_id("device", &body.device)?;
     if body.version.is_empty() || body.version.len() > MAX_VERSION_LEN {
         return Err(ApiError::bad_request(
             "invalid_version",

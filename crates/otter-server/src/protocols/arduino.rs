@@ -68,7 +68,7 @@ async fn update(
         .find(|digest| index.identify(digest).is_some())
         .or(version);
     if let Some(mac) = esp_header(&headers, "STA-MAC") {
-        validate_device_id(mac)?;
+        validate_device_id("STA-MAC", mac)?;
         let mut seen = index.sighting(mac.to_owned(), current, channel);
         if seen.current_version.is_none() {
             seen.current_version = version.map(str::to_owned);

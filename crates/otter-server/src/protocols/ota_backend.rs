@@ -169,7 +169,7 @@ fn device(state: &AppState, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>
     check_secret(state, headers)?;
     let id = header(headers, "x-ota-firmware-id")?;
     let device = header(headers, "x-ota-device-id")?;
-    validate_device_id(device).map_err(|e| OtaError {
+    validate_device_id("x-ota-device-id", device).map_err(|e| OtaError {
         message: e.to_string(),
         ..OtaError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST")
     })?;
@@ -243,7 +243,7 @@ async fn set_access(
 ) -> OtaResult<Response> {
     let index = firmware(&state, &headers).await?;
     let device = device_id_of(request).await?;
-    validate_device_id(&device).map_err(|e| OtaError {
+    validate_device_id("device_id", &device).map_err(|e| OtaError {
         message: e.to_string(),
         ..OtaError::required("device_id")
     })?;

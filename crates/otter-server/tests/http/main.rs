@@ -10,6 +10,7 @@ mod check;
 mod downloads;
 mod metrics;
 mod nodes;
+mod ota_backend;
 mod pagination;
 mod persistence;
 mod s3;
