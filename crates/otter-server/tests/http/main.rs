@@ -8,6 +8,7 @@ mod common;
 mod admin;
 mod check;
 mod downloads;
+mod manifest;
 mod metrics;
 mod nodes;
 mod ota_backend;
