@@ -545,7 +545,7 @@ fn content_length(head: &[u8]) -> usize {
 }
 
 /// Parses one whole HTTP/1.1 response with a `Content-Length` body.
-fn parse_raw_response(buf: &[u8]) -> RawResponse {
+pub fn parse_raw_response(buf: &[u8]) -> RawResponse {
     let head_end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -6,6 +6,7 @@
 mod common;
 
 mod admin;
+mod arduino;
 mod check;
 mod downloads;
 mod manifest;
