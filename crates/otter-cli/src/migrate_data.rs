@@ -4,7 +4,8 @@
 //! Everything goes through the store traits and the blob store, so any pair of backends works.
 //! The copy keeps what devices and operators see: products, releases (in publish order, with
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
-//! last seen), update reports (in order) and admin tokens. Upload sessions in progress are not
+//! last seen), update reports (in order), admin tokens, and the keys and device rules of
+//! ota-backend firmwares. Upload sessions in progress are not
 //! copied: finish or abort them first.
 
 use std::collections::HashSet;
@@ -159,6 +160,17 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
     std::fs::remove_dir_all(&staging_dir).ok();
 
     for product in &products {
+        // Keys and device rules first: nothing a device could reach exists yet.
+        if let Some(key) = from.store.product_key(&product.name).await? {
+            to.store
+                .set_product_key(&product.name, &key, product.created_at)
+                .await?;
+        }
+        for (device, access) in from.store.device_access(&product.name).await? {
+            to.store
+                .set_device_access(&product.name, &device, Some(access), otter_store::now())
+                .await?;
+        }
         to.store.create_product(product).await?;
     }
     for release in &releases {

@@ -912,6 +912,28 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .await
         .unwrap();
     assert_eq!(report.status(), reqwest::StatusCode::CREATED);
+    // An ota-backend firmware: its key and firewall must come along.
+    let firmware: Value = client
+        .post(format!("{}/v1/create", source.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (fw_id, fw_key) = (
+        firmware["id"].as_str().unwrap(),
+        firmware["key"].as_str().unwrap(),
+    );
+    let allowed = client
+        .post(format!("{}/v1/firewall/allow", source.url))
+        .header("x-ota-firmware-id", fw_id)
+        .header("x-ota-firmware-key", fw_key)
+        .json(&serde_json::json!({"device_id": "dev-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), reqwest::StatusCode::OK);
     let (status, _) = source.terminate();
     assert!(status.success());
 
@@ -940,7 +962,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     )
     .ok();
     assert!(
-        copied.contains("copied 1 products, 2 releases, 2 artifacts"),
+        copied.contains("copied 2 products, 2 releases, 2 artifacts"),
         "{copied}"
     );
     assert!(copied.contains("2 devices, 1 reports"), "{copied}");
@@ -1020,4 +1042,23 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     );
     let reports = admin(&["report", "list", "door", "--json"]);
     assert!(reports.contains("installed"), "{reports}");
+    // The firmware's device is still let in (nothing uploaded yet, rather than unauthorised),
+    // and its key still opens it.
+    let checked = client
+        .get(format!("{}/v1/check", dest.url))
+        .header("x-ota-firmware-id", fw_id)
+        .header("x-ota-device-id", "dev-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checked.status(), reqwest::StatusCode::NOT_FOUND);
+    let allowed = client
+        .post(format!("{}/v1/firewall/allow", dest.url))
+        .header("x-ota-firmware-id", fw_id)
+        .header("x-ota-firmware-key", fw_key)
+        .json(&serde_json::json!({"device_id": "all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), reqwest::StatusCode::OK);
 }
