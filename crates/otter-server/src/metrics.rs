@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `otter_http_requests_total{route,method,status}` | requests answered |
 //! | `otter_http_request_duration_seconds{route,method}` | time to the response head |
-//! | `otter_checks_total{result}` | check answers: `offered`, `up_to_date`, `no_path` |
+//! | `otter_checks_total{protocol,result}` | update checks by protocol (`native`, `ota_backend`, `manifest`, `arduino`) and answer: `offered`, `up_to_date`, `no_path` |
 //! | `otter_download_bytes_total` | artifact bytes sent |
 //! | `otter_downloads_active` | downloads streaming right now |
 //! | `otter_upload_sessions` | resumable upload sessions open |
@@ -28,6 +28,16 @@ use otter_store::blob::ByteStream;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Counts one update check answered through `protocol`.
+pub fn count_check(protocol: &'static str, decision: &otter_core::Decision) {
+    let result = match decision {
+        otter_core::Decision::Offer { .. } => "offered",
+        otter_core::Decision::UpToDate => "up_to_date",
+        otter_core::Decision::NoPath => "no_path",
+    };
+    counter!("otter_checks_total", "protocol" => protocol, "result" => result).increment(1);
+}
 
 /// Latency buckets, seconds: from a cached check answer to a slow store call.
 const BUCKETS: [f64; 14] = [

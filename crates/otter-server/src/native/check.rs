@@ -57,18 +57,14 @@ pub async fn check(
         validate_device_id("device", &device)?;
         state.seen.record(index.sighting(device, current, channel));
     }
-    let (body, result) = match decision {
+    crate::metrics::count_check("native", &decision);
+    let body = match decision {
         Decision::Offer {
             index: i,
             stepping_stone,
-        } => (
-            index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone),
-            "offered",
-        ),
-        Decision::UpToDate => (NO_UPDATE.to_owned(), "up_to_date"),
-        Decision::NoPath => (NO_UPDATE.to_owned(), "no_path"),
+        } => index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone),
+        Decision::UpToDate | Decision::NoPath => NO_UPDATE.to_owned(),
     };
-    metrics::counter!("otter_checks_total", "result" => result).increment(1);
     Ok((
         [
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),

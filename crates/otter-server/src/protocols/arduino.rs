@@ -82,6 +82,7 @@ async fn update(
         channel,
         current.map_or(Current::Unknown, Current::Reported),
     )?;
+    crate::metrics::count_check("arduino", &decision);
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     };

@@ -208,6 +208,7 @@ async fn check(
         channel,
         Current::Reported(current),
     )?;
+    crate::metrics::count_check("manifest", &decision);
     let body = match decision {
         Decision::Offer { index: i, .. } => {
             let manifest = index.releases[i]

@@ -343,6 +343,7 @@ fn check(state: &AppState, headers: &HeaderMap, hash: Option<&str>) -> OtaResult
     let current = hash.map_or(Current::Unknown, Current::Reported);
     let decision = decide(Scheme::Opaque, &index.releases, DEFAULT_CHANNEL, current)
         .map_err(ApiError::from)?;
+    crate::metrics::count_check("ota_backend", &decision);
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };

@@ -49,8 +49,8 @@ async fn a_scrape_shows_requests_checks_downloads_and_store_latency() {
         .unwrap();
     let after = scrape(&srv.client, &metrics_url).await;
 
-    let offered = r#"otter_checks_total{result="offered"}"#;
-    let up_to_date = r#"otter_checks_total{result="up_to_date"}"#;
+    let offered = r#"otter_checks_total{protocol="native",result="offered"}"#;
+    let up_to_date = r#"otter_checks_total{protocol="native",result="up_to_date"}"#;
     assert!(
         sample(&after, offered) >= sample(&before, offered) + 1.0,
         "{after}"
