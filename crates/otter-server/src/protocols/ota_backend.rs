@@ -48,6 +48,8 @@ pub fn routes() -> Router<AppState> {
             post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/check", get(check_unknown).post(check_unknown))
+        // Express's optional `:hash?` also matches a trailing slash.
+        .route("/v1/check/", get(check_unknown).post(check_unknown))
         .route("/v1/check/{hash}", get(check_hash).post(check_hash))
         .route("/v1/download/{hash}", get(download).post(download))
 }

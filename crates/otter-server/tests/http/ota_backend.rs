@@ -160,6 +160,11 @@ async fn create_allow_upload_check_download_and_upload_again() {
         Some("text/html; charset=utf-8")
     );
     assert_eq!(resp.text().await.unwrap(), h1);
+    let resp = device(&srv, &fw, "dev-1", Method::GET, "/v1/check/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), h1);
     let resp = device(
         &srv,
         &fw,
@@ -583,5 +588,38 @@ async fn yanking_a_release_moves_ota_backend_devices_off_it() {
         404,
         "FIRMWARE_NOT_AVAILABLE",
     )
+    .await;
+}
+
+#[tokio::test]
+async fn firewall_changes_reach_every_node() {
+    let a = TestServer::start().await;
+    let b = TestServer::sharing_database_with(&a).await;
+    let fw = create(&a).await;
+    firewall(&a, &fw, "allow", "dev-1").await;
+    // Node B lets the device in (nothing uploaded yet) once it has caught up.
+    eventually("node B applies the allowance", async || {
+        match check(&b, &fw, "dev-1", None).await {
+            (404, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The key works on node B, and B's upload is offered by A.
+    let hash = upload(&b, &fw, &firmware(8, 2000)).await;
+    eventually("node A offers B's upload", async || {
+        match check(&a, &fw, "dev-1", None).await {
+            (200, body) if body == hash => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    firewall(&a, &fw, "deny", "dev-1").await;
+    eventually("node B applies the denial", async || {
+        match check(&b, &fw, "dev-1", None).await {
+            (401, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
     .await;
 }
