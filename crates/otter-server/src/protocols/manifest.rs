@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use crate::download::serve_proxied;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
-use crate::index::{ProductIndex, URL_BASE};
+use crate::index::{IndexedRelease, ProductIndex, URL_BASE};
 use crate::native::check::url_base;
 use crate::state::AppState;
 
@@ -259,6 +259,11 @@ fn is_date_stamp(version: &str) -> bool {
         .is_some_and(|digits| digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A release devices may still fetch: published and not yanked.
+fn published<'a>(index: &'a ProductIndex, version: &str) -> Option<&'a IndexedRelease> {
+    index.release(version).filter(|r| !r.facts.yanked)
+}
+
 #[derive(Debug, Deserialize)]
 struct VersionPath {
     product: Option<String>,
@@ -275,10 +280,7 @@ async fn by_version(
         product: path.product,
     };
     let (index, prefix) = resolve(&state, &mount)?;
-    let release = index
-        .release(&path.version)
-        .filter(|r| !r.facts.yanked)
-        .ok_or_else(|| no_manifest(&path.version))?;
+    let release = published(&index, &path.version).ok_or_else(|| no_manifest(&path.version))?;
     Ok(json_response(
         release.manifest.render(&base(&state, &headers, &prefix)),
     ))
@@ -308,9 +310,7 @@ async fn binary(
         .and_then(|rest| rest.strip_prefix('-'))
         .and_then(|rest| rest.strip_suffix(".bin"))
         .ok_or_else(|| not_found(format!("No firmware image {}", path.file)))?;
-    let artifact = index
-        .release(version)
-        .filter(|r| !r.facts.yanked)
+    let artifact = published(&index, version)
         .map(|r| r.release.artifact.clone())
         .ok_or_else(|| not_found(format!("No firmware image {}", path.file)))?;
     drop(index);

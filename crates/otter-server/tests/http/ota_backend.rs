@@ -107,6 +107,20 @@ async fn download(srv: &TestServer, fw: &Firmware, hash: &str) -> Response {
     .unwrap()
 }
 
+async fn download_range(srv: &TestServer, fw: &Firmware, hash: &str, range: &str) -> Response {
+    device(
+        srv,
+        fw,
+        "dev-1",
+        Method::GET,
+        &format!("/v1/download/{hash}"),
+    )
+    .header("range", range)
+    .send()
+    .await
+    .unwrap()
+}
+
 /// Asserts tiny-error-http's body: `{"error": status, "code": CODE, "message": ""}`.
 async fn expect_ota_error(resp: Response, status: u16, code: &str) {
     let got = resp.status().as_u16();
@@ -288,17 +302,7 @@ async fn ranges_resume_and_an_unsatisfiable_range_is_416() {
     firewall(&srv, &fw, "allow", "dev-1").await;
     let image = firmware(3, 100_000);
     let hash = upload(&srv, &fw, &image).await;
-    let resp = device(
-        &srv,
-        &fw,
-        "dev-1",
-        Method::GET,
-        &format!("/v1/download/{hash}"),
-    )
-    .header("range", "bytes=60000-")
-    .send()
-    .await
-    .unwrap();
+    let resp = download_range(&srv, &fw, &hash, "bytes=60000-").await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(
         header(resp.headers(), "content-range").as_deref(),
@@ -306,17 +310,7 @@ async fn ranges_resume_and_an_unsatisfiable_range_is_416() {
     );
     assert_eq!(&resp.bytes().await.unwrap()[..], &image[60_000..]);
     // The real server answered 206 with no bytes.
-    let resp = device(
-        &srv,
-        &fw,
-        "dev-1",
-        Method::GET,
-        &format!("/v1/download/{hash}"),
-    )
-    .header("range", "bytes=100000-")
-    .send()
-    .await
-    .unwrap();
+    let resp = download_range(&srv, &fw, &hash, "bytes=100000-").await;
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(
         header(resp.headers(), "content-range").as_deref(),
