@@ -17,7 +17,7 @@
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -383,7 +383,17 @@ async fn download(
         .map(|r| r.release.artifact.clone())
         .ok_or_else(|| OtaError::new(StatusCode::NOT_FOUND, "FIRMWARE_NOT_AVAILABLE"))?;
     drop(index);
-    Ok(serve_proxied(&state, &artifact, &method, &headers).await?)
+    let response = serve_proxied(&state, &artifact, &method, &headers).await?;
+    if response.status() != StatusCode::RANGE_NOT_SATISFIABLE {
+        return Ok(response);
+    }
+    // The shared download code answers in otter's format; keep this API's own.
+    let mut refused =
+        OtaError::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_NOT_SATISFIABLE").into_response();
+    if let Some(range) = response.headers().get(CONTENT_RANGE) {
+        refused.headers_mut().insert(CONTENT_RANGE, range.clone());
+    }
+    Ok(refused)
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

@@ -316,6 +316,7 @@ async fn ranges_resume_and_an_unsatisfiable_range_is_416() {
         header(resp.headers(), "content-range").as_deref(),
         Some("bytes */100000")
     );
+    expect_ota_error(resp, 416, "RANGE_NOT_SATISFIABLE").await;
     expect_ota_error(
         download(&srv, &fw, &"ab".repeat(20)).await,
         404,
