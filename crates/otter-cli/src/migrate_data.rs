@@ -4,8 +4,9 @@
 //! Everything goes through the store traits and the blob store, so any pair of backends works.
 //! The copy keeps what devices and operators see: products, releases (in publish order, with
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
-//! last seen), update reports (in order), admin tokens, and the keys and device rules of
-//! ota-backend firmwares. Upload sessions in progress are not
+//! last seen, auto-update, attributes), update reports (in order), admin tokens, the keys and
+//! device rules of ota-backend firmwares, and device API keys. One-time download tokens are not
+//! copied: devices get new ones at their next check-in. Upload sessions in progress are not
 //! copied: finish or abort them first.
 
 use std::collections::HashSet;
@@ -166,6 +167,13 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 .set_product_key(&product.name, &key, product.created_at)
                 .await?;
         }
+        // Key hashes are copied as they are; the ids are derived from them.
+        let keys = from.store.api_keys(&product.name).await?;
+        for hash in from.store.api_key_hashes(&product.name).await? {
+            if let Some(key) = keys.iter().find(|k| hash.starts_with(&k.id)) {
+                to.store.add_api_key(key, &hash).await?;
+            }
+        }
         for (device, access) in from.store.device_access(&product.name).await? {
             to.store
                 .set_device_access(&product.name, &device, Some(access), otter_store::now())
@@ -196,10 +204,16 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 current_hash: device.current_hash.clone(),
                 channel: device.channel.clone(),
                 at,
+                attributes: Some(device.attributes.clone()),
             };
             to.store
                 .record_seen(&[at(device.first_seen), at(device.last_seen)])
                 .await?;
+            if device.auto_update {
+                to.store
+                    .set_auto_update(&device.product, &device.id, true)
+                    .await?;
+            }
             devices += 1;
         }
         let mut history = all_pages(|page| {

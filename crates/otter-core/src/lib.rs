@@ -4,12 +4,14 @@
 //! - [`model`]: products, artifacts, releases, devices and update reports as the API and store see them,
 //! - [`decision`]: which release (if any) a device should be offered,
 //! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact,
-//! - [`access`]: which devices may use a product (ota-backend's firewall).
+//! - [`access`]: which devices may use a product (ota-backend's firewall),
+//! - [`ott`]: one-time download tokens (THiNX).
 
 pub mod access;
 pub mod decision;
 pub mod digest;
 pub mod model;
+pub mod ott;
 pub mod version;
 
 pub use decision::{Current, Decision, DecisionError, ReleaseFacts, decide, identify};

@@ -274,6 +274,12 @@ pub struct Device {
     pub channel: String,
     pub first_seen: i64,
     pub last_seen: i64,
+    /// Whether the device installs updates as soon as its check-in offers one (THiNX devices;
+    /// off until an operator turns it on, as in THiNX).
+    pub auto_update: bool,
+    /// What the device says about itself through its protocol (a THiNX device's MAC, alias,
+    /// platform…), a JSON object.
+    pub attributes: serde_json::Value,
 }
 
 /// One sighting of a device, from a check-in or a report; written in batches.
@@ -285,6 +291,20 @@ pub struct DeviceSeen {
     pub current_hash: Option<String>,
     pub channel: String,
     pub at: i64,
+    /// Replaces the device's attributes when given.
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// A device API key of a product (THiNX's `Authentication` header); the key itself is shown
+/// once and only its SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// The first 16 hex digits of the key's SHA-256: enough to name it, useless to guess it.
+    pub id: String,
+    pub product: String,
+    pub label: String,
+    pub created_at: i64,
 }
 
 /// Where a device is in installing a release.

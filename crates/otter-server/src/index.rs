@@ -180,6 +180,7 @@ impl ProductIndex {
             current_hash,
             channel: channel.to_owned(),
             at: otter_store::now(),
+            attributes: None,
         }
     }
 }

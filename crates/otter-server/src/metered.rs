@@ -6,11 +6,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport, UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport,
+    UploadSession,
 };
+use otter_core::ott::OneTimeToken;
 use otter_store::{
-    AccessStore, DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result, Store,
-    TokenStore, UploadStore,
+    AccessStore, DeviceStore, NewReport, OttStore, PageRequest, ProductStore, ReleaseStore, Result,
+    Store, TokenStore, UploadStore,
 };
 
 /// Wraps any store; behaviour is unchanged.
@@ -89,6 +91,12 @@ impl DeviceStore for Metered {
     }
     async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>> {
         timed!("list_devices", self.0.list_devices(product, page))
+    }
+    async fn get_device(&self, product: &str, id: &str) -> Result<Option<Device>> {
+        timed!("get_device", self.0.get_device(product, id))
+    }
+    async fn set_auto_update(&self, product: &str, id: &str, on: bool) -> Result<Device> {
+        timed!("set_auto_update", self.0.set_auto_update(product, id, on))
     }
     async fn insert_report(&self, report: &NewReport) -> Result<UpdateReport> {
         timed!("insert_report", self.0.insert_report(report))
@@ -172,5 +180,39 @@ impl AccessStore for Metered {
     }
     async fn device_access(&self, product: &str) -> Result<Vec<(String, Access)>> {
         timed!("device_access", self.0.device_access(product))
+    }
+    async fn add_api_key(&self, key: &ApiKey, key_sha256: &str) -> Result<()> {
+        timed!("add_api_key", self.0.add_api_key(key, key_sha256))
+    }
+    async fn api_keys(&self, product: &str) -> Result<Vec<ApiKey>> {
+        timed!("api_keys", self.0.api_keys(product))
+    }
+    async fn api_key_hashes(&self, product: &str) -> Result<Vec<String>> {
+        timed!("api_key_hashes", self.0.api_key_hashes(product))
+    }
+    async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool> {
+        timed!("delete_api_key", self.0.delete_api_key(product, id))
+    }
+}
+
+#[async_trait]
+impl OttStore for Metered {
+    async fn create_ott(&self, token: &OneTimeToken) -> Result<()> {
+        timed!("create_ott", self.0.create_ott(token))
+    }
+    async fn get_ott(&self, token_sha256: &str) -> Result<Option<OneTimeToken>> {
+        timed!("get_ott", self.0.get_ott(token_sha256))
+    }
+    async fn first_use_ott(&self, token_sha256: &str, at: i64, expires_at: i64) -> Result<()> {
+        timed!(
+            "first_use_ott",
+            self.0.first_use_ott(token_sha256, at, expires_at)
+        )
+    }
+    async fn spend_ott(&self, token_sha256: &str, at: i64) -> Result<bool> {
+        timed!("spend_ott", self.0.spend_ott(token_sha256, at))
+    }
+    async fn purge_otts(&self, before: i64) -> Result<u64> {
+        timed!("purge_otts", self.0.purge_otts(before))
     }
 }

@@ -119,6 +119,7 @@ mod tests {
             current_hash: None,
             channel: "stable".into(),
             at: 1,
+            attributes: None,
         }
     }
 

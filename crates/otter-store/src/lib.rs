@@ -1,7 +1,7 @@
 //! otter's storage layer.
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
-//!   [`TokenStore`], [`AccessStore`], gathered in [`Store`]) are all the server knows about the database.
+//!   [`TokenStore`], [`AccessStore`], [`OttStore`], gathered in [`Store`]) are all the server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -11,9 +11,10 @@
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UpdateReport,
-    UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState,
+    UpdateReport, UploadSession,
 };
+use otter_core::ott::OneTimeToken;
 
 pub mod blob;
 pub mod hot;
@@ -133,6 +134,9 @@ pub trait DeviceStore: Send + Sync {
     async fn record_seen(&self, seen: &[DeviceSeen]) -> Result<()>;
     /// A product's devices by id.
     async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>>;
+    async fn get_device(&self, product: &str, id: &str) -> Result<Option<Device>>;
+    /// Turns a device's auto-update on or off; [`StoreError::NotFound`] if it was never seen.
+    async fn set_auto_update(&self, product: &str, id: &str, on: bool) -> Result<Device>;
     async fn insert_report(&self, report: &NewReport) -> Result<UpdateReport>;
     /// A product's reports, newest first, optionally for one device.
     async fn list_reports(
@@ -183,16 +187,43 @@ pub trait AccessStore: Send + Sync {
     ) -> Result<()>;
     /// Every device rule of a product.
     async fn device_access(&self, product: &str) -> Result<Vec<(String, Access)>>;
+    /// Adds a device API key (its SHA-256; `key.id` is derived from it).
+    async fn add_api_key(&self, key: &ApiKey, key_sha256: &str) -> Result<()>;
+    /// A product's API keys, oldest first.
+    async fn api_keys(&self, product: &str) -> Result<Vec<ApiKey>>;
+    /// The SHA-256 of every API key of a product, for the check index.
+    async fn api_key_hashes(&self, product: &str) -> Result<Vec<String>>;
+    /// Deletes the key with this id; whether there was one.
+    async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool>;
+}
+
+/// One-time download tokens.
+#[async_trait]
+pub trait OttStore: Send + Sync {
+    async fn create_ott(&self, token: &OneTimeToken) -> Result<()>;
+    async fn get_ott(&self, token_sha256: &str) -> Result<Option<OneTimeToken>>;
+    /// Records the first use at `at` with the shortened expiry; later uses change nothing.
+    async fn first_use_ott(&self, token_sha256: &str, at: i64, expires_at: i64) -> Result<()>;
+    /// Spends a token; false if it was already spent (or does not exist).
+    async fn spend_ott(&self, token_sha256: &str, at: i64) -> Result<bool>;
+    /// Deletes tokens that expired before `before`; returns how many.
+    async fn purge_otts(&self, before: i64) -> Result<u64>;
 }
 
 /// Everything the server needs from a database.
 pub trait Store:
-    ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore + AccessStore
+    ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore + AccessStore + OttStore
 {
 }
 
-impl<T: ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore + AccessStore> Store
-    for T
+impl<T> Store for T where
+    T: ProductStore
+        + ReleaseStore
+        + DeviceStore
+        + UploadStore
+        + TokenStore
+        + AccessStore
+        + OttStore
 {
 }
 

@@ -11,14 +11,16 @@
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport, UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport,
+    UploadSession,
 };
+use otter_core::ott::OneTimeToken;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migrate as _, MigrateError, Migration, Migrator};
 use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
 
 use crate::{
-    AccessStore, DeviceStore, NewReport, PageRequest, ProductStore, ReleaseStore, Result,
+    AccessStore, DeviceStore, NewReport, OttStore, PageRequest, ProductStore, ReleaseStore, Result,
     StoreError, TokenStore, UploadStore,
 };
 
@@ -491,7 +493,22 @@ fn release_from(row: &AnyRow) -> Result<Release> {
     })
 }
 
+/// The columns of a device; a macro so `concat!` can build `'static` queries with it.
+macro_rules! device_select {
+    () => {
+        "SELECT product, id, current_version, current_hash, channel, first_seen, last_seen, \
+         auto_update, attributes FROM devices"
+    };
+}
+
 fn device_from(row: &AnyRow) -> Result<Device> {
+    let attributes: Option<String> = row.try_get("attributes")?;
+    let attributes = match attributes {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?
+        }
+        None => serde_json::Value::Object(Default::default()),
+    };
     Ok(Device {
         product: row.try_get("product")?,
         id: row.try_get("id")?,
@@ -500,6 +517,31 @@ fn device_from(row: &AnyRow) -> Result<Device> {
         channel: row.try_get("channel")?,
         first_seen: row.try_get("first_seen")?,
         last_seen: row.try_get("last_seen")?,
+        auto_update: bool_col(row, "auto_update")?,
+        attributes,
+    })
+}
+
+fn ott_from(row: &AnyRow) -> Result<OneTimeToken> {
+    Ok(OneTimeToken {
+        token_sha256: row.try_get("token_sha256")?,
+        product: row.try_get("product")?,
+        device: row.try_get("device")?,
+        artifact: row.try_get("artifact")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        first_used_at: row.try_get("first_used_at")?,
+        spent_at: row.try_get("spent_at")?,
+    })
+}
+
+fn api_key_from(row: &AnyRow) -> Result<ApiKey> {
+    let hash: String = row.try_get("key_sha256")?;
+    Ok(ApiKey {
+        id: hash.chars().take(16).collect(),
+        product: row.try_get("product")?,
+        label: row.try_get("label")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -777,8 +819,11 @@ impl DeviceStore for SqlStore {
             // goes back and an older version never overwrites a newer report.
             sqlx::query(
                 "INSERT INTO devices (product, id, current_version, current_hash, channel, \
-                 first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 first_seen, last_seen, attributes) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
                  ON CONFLICT (product, id) DO UPDATE SET \
+                 attributes = CASE WHEN excluded.last_seen >= devices.last_seen \
+                   THEN COALESCE(excluded.attributes, devices.attributes) \
+                   ELSE devices.attributes END, \
                  current_version = CASE WHEN excluded.last_seen >= devices.last_seen \
                    THEN COALESCE(excluded.current_version, devices.current_version) \
                    ELSE devices.current_version END, \
@@ -796,6 +841,7 @@ impl DeviceStore for SqlStore {
             .bind(&s.current_hash)
             .bind(&s.channel)
             .bind(s.at)
+            .bind(s.attributes.as_ref().map(|a| a.to_string()))
             .execute(&mut *tx)
             .await?;
         }
@@ -804,27 +850,52 @@ impl DeviceStore for SqlStore {
     }
 
     async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>> {
-        macro_rules! cols {
-            () => {
-                "SELECT product, id, current_version, current_hash, channel, first_seen, last_seen FROM devices"
-            };
-        }
         let rows = match &page.cursor {
             Some(after) => sqlx::query(concat!(
-                cols!(),
+                device_select!(),
                 " WHERE product = $1 AND id > $2 ORDER BY id LIMIT $3"
             ))
             .bind(product)
             .bind(after)
             .bind(limit(page) + 1),
-            None => sqlx::query(concat!(cols!(), " WHERE product = $1 ORDER BY id LIMIT $2"))
-                .bind(product)
-                .bind(limit(page) + 1),
+            None => sqlx::query(concat!(
+                device_select!(),
+                " WHERE product = $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(product)
+            .bind(limit(page) + 1),
         }
         .fetch_all(&self.pool)
         .await?;
         let items = rows.iter().map(device_from).collect::<Result<_>>()?;
         Ok(paginate(items, page, |d: &Device| d.id.clone()))
+    }
+
+    async fn get_device(&self, product: &str, id: &str) -> Result<Option<Device>> {
+        sqlx::query(concat!(device_select!(), " WHERE product = $1 AND id = $2"))
+            .bind(product)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(device_from)
+            .transpose()
+    }
+
+    async fn set_auto_update(&self, product: &str, id: &str, on: bool) -> Result<Device> {
+        let done =
+            sqlx::query("UPDATE devices SET auto_update = $3 WHERE product = $1 AND id = $2")
+                .bind(product)
+                .bind(id)
+                .bind(i64::from(on))
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_device(product, id)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn insert_report(&self, r: &NewReport) -> Result<UpdateReport> {
@@ -1052,6 +1123,117 @@ impl AccessStore for SqlStore {
                 ))
             })
             .collect()
+    }
+
+    async fn add_api_key(&self, key: &ApiKey, key_sha256: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_sha256, product, label, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key_sha256)
+        .bind(&key.product)
+        .bind(&key.label)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_keys(&self, product: &str) -> Result<Vec<ApiKey>> {
+        sqlx::query(
+            "SELECT key_sha256, product, label, created_at FROM api_keys WHERE product = $1 \
+             ORDER BY created_at, key_sha256",
+        )
+        .bind(product)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(api_key_from)
+        .collect()
+    }
+
+    async fn api_key_hashes(&self, product: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT key_sha256 FROM api_keys WHERE product = $1")
+            .bind(product)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("key_sha256")?)).collect()
+    }
+
+    async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM api_keys WHERE product = $1 AND substr(key_sha256, 1, 16) = $2",
+        )
+        .bind(product)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl OttStore for SqlStore {
+    async fn create_ott(&self, t: &OneTimeToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO one_time_tokens (token_sha256, product, device, artifact, created_at, \
+             expires_at, first_used_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.token_sha256)
+        .bind(&t.product)
+        .bind(&t.device)
+        .bind(&t.artifact)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.first_used_at)
+        .bind(t.spent_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_ott(&self, token_sha256: &str) -> Result<Option<OneTimeToken>> {
+        sqlx::query(
+            "SELECT token_sha256, product, device, artifact, created_at, expires_at, \
+             first_used_at, spent_at FROM one_time_tokens WHERE token_sha256 = $1",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(ott_from)
+        .transpose()
+    }
+
+    async fn first_use_ott(&self, token_sha256: &str, at: i64, expires_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE one_time_tokens SET first_used_at = $2, expires_at = $3 \
+             WHERE token_sha256 = $1 AND first_used_at IS NULL",
+        )
+        .bind(token_sha256)
+        .bind(at)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn spend_ott(&self, token_sha256: &str, at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE one_time_tokens SET spent_at = $2 WHERE token_sha256 = $1 AND spent_at IS NULL",
+        )
+        .bind(token_sha256)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn purge_otts(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM one_time_tokens WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

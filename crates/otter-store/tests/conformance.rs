@@ -15,8 +15,10 @@ use std::path::Path;
 
 use otter_core::access::Access;
 use otter_core::model::{
-    Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState, UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState,
+    UploadSession,
 };
+use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{NewReport, PageRequest, ProductStore as _, Store, StoreError};
@@ -221,6 +223,9 @@ conformance! {
         tokens_are_idempotent,
         product_keys_round_trip,
         device_access_rules_set_replace_and_delete,
+        devices_keep_attributes_and_auto_update,
+        api_keys_add_list_delete,
+        one_time_tokens_are_used_once_and_spent_once,
     ],
     db: [data_survives_reconnect],
     fresh: [
@@ -287,6 +292,7 @@ fn seen(product: &str, id: &str, version: Option<&str>, channel: &str, at: i64) 
         current_hash: version.map(|v| format!("hash-of-{v}")),
         channel: channel.to_owned(),
         at,
+        attributes: None,
     }
 }
 
@@ -1636,4 +1642,149 @@ async fn device_access_rules_set_replace_and_delete(store: &dyn Store) {
         store.device_access("other").await.unwrap(),
         [("dev-1".to_owned(), Access::Deny)]
     );
+}
+
+async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
+    assert_eq!(store.get_device("door-sensor", "d1").await.unwrap(), None);
+    assert!(matches!(
+        store.set_auto_update("door-sensor", "d1", true).await,
+        Err(StoreError::NotFound)
+    ));
+    let mut sighting = seen("door-sensor", "d1", Some("1.0.0"), "stable", T0);
+    sighting.attributes = Some(json!({"mac": "5C:CF:7F:12:34:56", "alias": "hall"}));
+    store.record_seen(&[sighting]).await.unwrap();
+    let device = store
+        .get_device("door-sensor", "d1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device.attributes["alias"], "hall");
+    assert!(!device.auto_update, "auto-update is off until turned on");
+
+    let on = store
+        .set_auto_update("door-sensor", "d1", true)
+        .await
+        .unwrap();
+    assert!(on.auto_update);
+    // A sighting without attributes keeps them, and never touches auto-update; one with
+    // attributes replaces them.
+    store
+        .record_seen(&[seen("door-sensor", "d1", Some("1.1.0"), "stable", T0 + 10)])
+        .await
+        .unwrap();
+    let device = store
+        .get_device("door-sensor", "d1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device.attributes["mac"], "5C:CF:7F:12:34:56");
+    assert!(device.auto_update);
+    assert_eq!(device.current_version.as_deref(), Some("1.1.0"));
+    let mut renamed = seen("door-sensor", "d1", None, "stable", T0 + 20);
+    renamed.attributes = Some(json!({"alias": "porch"}));
+    store.record_seen(&[renamed]).await.unwrap();
+    let listed = store.list_devices("door-sensor", &first(10)).await.unwrap();
+    assert_eq!(listed.items[0].attributes, json!({"alias": "porch"}));
+    assert!(listed.items[0].auto_update);
+    assert!(
+        !store
+            .set_auto_update("door-sensor", "d1", false)
+            .await
+            .unwrap()
+            .auto_update
+    );
+}
+
+async fn api_keys_add_list_delete(store: &dyn Store) {
+    let key = |label: &str, at: i64| ApiKey {
+        id: String::new(),
+        product: "door-sensor".into(),
+        label: label.into(),
+        created_at: at,
+    };
+    store
+        .add_api_key(&key("factory", T0), &"a1".repeat(32))
+        .await
+        .unwrap();
+    store
+        .add_api_key(&key("field", T0 + 1), &"b2".repeat(32))
+        .await
+        .unwrap();
+    let listed = store.api_keys("door-sensor").await.unwrap();
+    let ids: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|k| (k.id.as_str(), k.label.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("a1a1a1a1a1a1a1a1", "factory"),
+            ("b2b2b2b2b2b2b2b2", "field")
+        ]
+    );
+    assert_eq!(
+        sorted(store.api_key_hashes("door-sensor").await.unwrap()),
+        ["a1".repeat(32), "b2".repeat(32)]
+    );
+    assert!(store.api_keys("other").await.unwrap().is_empty());
+    assert!(
+        store
+            .delete_api_key("door-sensor", "a1a1a1a1a1a1a1a1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_api_key("door-sensor", "a1a1a1a1a1a1a1a1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_api_key("other", "b2b2b2b2b2b2b2b2")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.api_key_hashes("door-sensor").await.unwrap(),
+        ["b2".repeat(32)]
+    );
+}
+
+async fn one_time_tokens_are_used_once_and_spent_once(store: &dyn Store) {
+    let token = OneTimeToken::issue("c3".repeat(32), "door-sensor", "d1", &"ab".repeat(32), T0);
+    store.create_ott(&token).await.unwrap();
+    assert_eq!(
+        store.get_ott(&token.token_sha256).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(store.get_ott(&"dd".repeat(32)).await.unwrap(), None);
+    store
+        .first_use_ott(&token.token_sha256, T0 + 60, T0 + 3660)
+        .await
+        .unwrap();
+    // Only the first use counts.
+    store
+        .first_use_ott(&token.token_sha256, T0 + 120, T0 + 3720)
+        .await
+        .unwrap();
+    let used = store.get_ott(&token.token_sha256).await.unwrap().unwrap();
+    assert_eq!(
+        (used.first_used_at, used.expires_at),
+        (Some(T0 + 60), T0 + 3660)
+    );
+    assert!(store.spend_ott(&token.token_sha256, T0 + 90).await.unwrap());
+    assert!(!store.spend_ott(&token.token_sha256, T0 + 95).await.unwrap());
+    assert_eq!(
+        store
+            .get_ott(&token.token_sha256)
+            .await
+            .unwrap()
+            .unwrap()
+            .spent_at,
+        Some(T0 + 90)
+    );
+    assert_eq!(store.purge_otts(T0 + 3660).await.unwrap(), 0);
+    assert_eq!(store.purge_otts(T0 + 3661).await.unwrap(), 1);
+    assert_eq!(store.get_ott(&token.token_sha256).await.unwrap(), None);
 }

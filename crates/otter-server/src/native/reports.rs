@@ -76,6 +76,7 @@ pub async fn create(
                 current_hash: None,
                 channel,
                 at,
+                attributes: None,
             })
             .await;
     }
