@@ -196,6 +196,8 @@ pub struct CheckIndex {
     products: RwLock<HashMap<String, Arc<ProductIndex>>>,
     /// Released artifacts by SHA-256, for `/dl/{sha256}`.
     artifacts: RwLock<HashMap<String, Artifact>>,
+    /// Device API keys (SHA-256 hex) and the product each opens, for THiNX check-ins.
+    api_keys: RwLock<HashMap<String, String>>,
     /// Serialises rebuilds so an older read of the store never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
     /// The catalogue version each product's index was built from.
@@ -259,6 +261,18 @@ impl CheckIndex {
             .cloned()
     }
 
+    /// The product a device API key belongs to.
+    pub fn product_for_api_key(&self, key: &str) -> Option<Arc<ProductIndex>> {
+        let hash = crate::auth::token_hash(key);
+        let name = self
+            .api_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()?;
+        self.product(&name)
+    }
+
     pub fn artifact(&self, sha256: &str) -> Option<Artifact> {
         self.artifacts
             .read()
@@ -291,6 +305,12 @@ impl CheckIndex {
             }
         }
         let firewall = Firewall::new(store.device_access(name).await?);
+        let key_hashes = store.api_key_hashes(name).await?;
+        {
+            let mut keys = self.api_keys.write().unwrap_or_else(|e| e.into_inner());
+            keys.retain(|_, product| product != name);
+            keys.extend(key_hashes.into_iter().map(|h| (h, name.to_owned())));
+        }
         let entry = Arc::new(ProductIndex {
             product,
             releases,

@@ -257,5 +257,11 @@ async fn janitor(state: AppState) {
         if let Err(e) = admin::uploads::expire_idle(&state).await {
             tracing::warn!(error = %e, "could not expire idle uploads");
         }
+        // Expired one-time tokens are kept a day, so a late device hears "expired", not
+        // "unknown".
+        let before = otter_store::now() - 24 * 3600;
+        if let Err(e) = state.store.purge_otts(before).await {
+            tracing::warn!(error = %e, "could not purge expired one-time tokens");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `otter_http_requests_total{route,method,status}` | requests answered |
 //! | `otter_http_request_duration_seconds{route,method}` | time to the response head |
-//! | `otter_checks_total{protocol,result}` | update checks by protocol (`native`, `ota_backend`, `manifest`, `arduino`) and answer: `offered`, `up_to_date`, `no_path` |
+//! | `otter_checks_total{protocol,result}` | update checks by protocol (`native`, `ota_backend`, `manifest`, `arduino`, `thinx`) and answer: `offered`, `up_to_date`, `no_path` |
 //! | `otter_download_bytes_total` | artifact bytes sent |
 //! | `otter_downloads_active` | downloads streaming right now |
 //! | `otter_upload_sessions` | resumable upload sessions open |

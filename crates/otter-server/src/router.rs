@@ -2,9 +2,9 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 
-use crate::admin::{artifacts, fleet, products, releases, uploads};
+use crate::admin::{apikeys, artifacts, fleet, products, releases, uploads};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::state::AppState;
@@ -35,6 +35,18 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         )
         .route("/api/v1/products/{product}/devices", get(fleet::devices))
         .route(
+            "/api/v1/products/{product}/devices/{device}",
+            patch(fleet::patch_device),
+        )
+        .route(
+            "/api/v1/products/{product}/apikeys",
+            get(apikeys::list).post(apikeys::create),
+        )
+        .route(
+            "/api/v1/products/{product}/apikeys/{id}",
+            delete(apikeys::revoke),
+        )
+        .route(
             "/api/v1/products/{product}/reports",
             get(fleet::reports).post(reports::create),
         )
@@ -62,6 +74,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(protocols::ota_backend::routes())
         .merge(protocols::manifest::routes())
         .merge(protocols::arduino::routes())
+        .merge(protocols::thinx::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
     let router = if with_metrics {

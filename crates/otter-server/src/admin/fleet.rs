@@ -3,10 +3,11 @@
 use axum::Json;
 use axum::extract::State;
 use otter_core::model::{Device, Page, UpdateReport};
+use otter_store::StoreError;
 use serde::Deserialize;
 
 use crate::auth::Admin;
-use crate::error::{ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 
 /// `GET /api/v1/products/{product}/devices`
@@ -20,6 +21,37 @@ pub async fn devices(
     Ok(Json(
         state.store.list_devices(&product, &query.page()?).await?,
     ))
+}
+
+/// What an operator may change about a device.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DevicePatch {
+    auto_update: bool,
+}
+
+/// `PATCH /api/v1/products/{product}/devices/{device}` with `{"autoUpdate": true}`.
+pub async fn patch_device(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((product, device)): ApiPath<(String, String)>,
+    ApiJson(patch): ApiJson<DevicePatch>,
+) -> ApiResult<Json<Device>> {
+    super::product(&state, &product)?;
+    let device = state
+        .store
+        .set_auto_update(&product, &device, patch.auto_update)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found(
+                "device_not_found",
+                format!("product {product:?} has never seen device {device:?}"),
+            ),
+            other => other.into(),
+        })?;
+    tracing::info!(product = %product, device = %device.id, auto_update = device.auto_update,
+        "device changed");
+    Ok(Json(device))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1`: every handler here takes the [`crate::auth::Admin`] extractor.
 
+pub mod apikeys;
 pub mod artifacts;
 pub mod fleet;
 pub mod products;

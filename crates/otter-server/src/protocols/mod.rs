@@ -5,3 +5,4 @@
 pub mod arduino;
 pub mod manifest;
 pub mod ota_backend;
+pub mod thinx;
