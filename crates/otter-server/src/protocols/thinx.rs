@@ -372,18 +372,33 @@ async fn firmware_by_token(
     if method != Method::GET || !reaches_the_end(&response, artifact.size) {
         return Ok(response);
     }
-    // Spend the token when the body has been sent to its end; a download cut short leaves it
-    // usable (within its hour) for the device to resume or retry.
+    // Spend the token once the body's last byte has gone to the connection (hyper stops
+    // polling a body whose Content-Length it has sent, so "after the end" never comes); a
+    // download cut short leaves it usable (within its hour) to resume or retry.
     let (parts, body) = response.into_parts();
-    let spend = futures_util::stream::once(async move {
-        match state.store.spend_ott(&hash, now()).await {
-            Ok(_) => tracing::info!(sha256 = %artifact.sha256, "one-time token spent"),
-            Err(e) => tracing::warn!(error = %e, "could not spend a one-time token"),
+    let mut remaining = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut spend = Some((state, hash));
+    let body = body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            remaining = remaining.saturating_sub(bytes.len() as u64);
+            if remaining == 0
+                && let Some((state, hash)) = spend.take()
+            {
+                tokio::spawn(async move {
+                    if let Err(e) = state.store.spend_ott(&hash, now()).await {
+                        tracing::warn!(error = %e, "could not spend a one-time token");
+                    }
+                });
+            }
         }
-    })
-    .filter_map(|()| async { None::<Result<Bytes, axum::Error>> });
-    let body = Body::from_stream(body.into_data_stream().chain(spend));
-    Ok(Response::from_parts(parts, body))
+        chunk
+    });
+    Ok(Response::from_parts(parts, Body::from_stream(body)))
 }
 
 /// Whether a download answer carries the image's last byte.

@@ -17,4 +17,5 @@ mod pagination;
 mod persistence;
 mod s3;
 mod sessions;
+mod thinx;
 mod uploads;
