@@ -1,4 +1,5 @@
-//! The admin subcommands: `otter product`, `otter release`, `otter device` and `otter report`.
+//! The admin subcommands: `otter product`, `otter release`, `otter device`, `otter report` and
+//! `otter apikey`.
 //!
 //! Each is a thin layer over the admin API (docs/api.md) through [`Client`]. The only one with
 //! real work of its own is `release publish`, which uploads the image through a resumable upload
@@ -13,7 +14,8 @@ use futures_util::TryStreamExt;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use otter_core::Scheme;
 use otter_core::model::{
-    Artifact, Device, NewRelease, Product, Release, UpdateReport, UploadSession, format_rfc3339,
+    ApiKey, Artifact, Device, NewRelease, Product, Release, UpdateReport, UploadSession,
+    format_rfc3339,
 };
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -282,11 +284,106 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a device: whether it installs updates as soon as a check-in offers one (THiNX
+    /// devices; off for a new device, as in THiNX).
+    #[command(after_help = "Example:
+  otter device set lamp 3f2b6a1c-0d4e-4c1a-9b7e-5c2f8a9d0e11 --auto-update on")]
+    Set {
+        product: String,
+        /// The device id (a THiNX device's UDID).
+        device: String,
+        #[arg(long, value_enum, value_name = "on|off")]
+        auto_update: OnOff,
+    },
+}
+
+/// Device API keys: what THiNX devices send in `Authentication`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Create a device API key for a product; the key is printed once and only its hash is
+    /// kept.
+    #[command(after_help = "Example:
+  otter apikey create lamp --label factory")]
+    Create {
+        product: String,
+        /// A note to tell keys apart (e.g. where it is built in).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List a product's device API keys (ids and labels; the keys are never shown again).
+    List {
+        product: String,
+        /// Print the keys as a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device API key: devices using it are refused from then on.
+    Revoke {
+        product: String,
+        /// The key's id, as `otter apikey list` shows it.
+        id: String,
+    },
+}
+
+impl ApiKeyCommand {
+    pub async fn run(self, client: &Client) -> anyhow::Result<()> {
+        match self {
+            ApiKeyCommand::Create { product, label } => {
+                let url = client.url(&["api", "v1", "products", &product, "apikeys"]);
+                let created: Value = client.post(url, &json!({ "label": label })).await?;
+                let key = created["key"].as_str().unwrap_or_default();
+                let id = created["id"].as_str().unwrap_or_default();
+                eprintln!("device API key {id} for {product} (shown once; only its hash is kept):");
+                println!("{key}");
+                Ok(())
+            }
+            ApiKeyCommand::List { product, json } => {
+                let url = client.url(&["api", "v1", "products", &product, "apikeys"]);
+                list(client, url, json, "API keys", |key: ApiKey| {
+                    vec![
+                        key.id,
+                        format_rfc3339(key.created_at),
+                        or_dash(Some(key.label).filter(|l| !l.is_empty())),
+                    ]
+                })
+                .await
+            }
+            ApiKeyCommand::Revoke { product, id } => {
+                let url = client.url(&["api", "v1", "products", &product, "apikeys", &id]);
+                client.delete(url).await?;
+                println!("revoked device API key {id} of {product}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `on` or `off`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 impl DeviceCommand {
     pub async fn run(self, client: &Client) -> anyhow::Result<()> {
         match self {
+            DeviceCommand::Set {
+                product,
+                device,
+                auto_update,
+            } => {
+                let url = client.url(&["api", "v1", "products", &product, "devices", &device]);
+                let body = json!({ "autoUpdate": auto_update == OnOff::On });
+                let device: Device = client.patch(url, &body).await?;
+                println!(
+                    "{} {}: auto-update {}",
+                    product,
+                    device.id,
+                    if device.auto_update { "on" } else { "off" }
+                );
+                Ok(())
+            }
             DeviceCommand::List { product, json } => {
                 let url = client.url(&["api", "v1", "products", &product, "devices"]);
                 list(client, url, json, "devices", |device: Device| {
@@ -376,6 +473,10 @@ impl Row for Device {
         "LAST SEEN",
         "FIRST SEEN",
     ];
+}
+
+impl Row for ApiKey {
+    const HEADER: &'static [&'static str] = &["ID", "CREATED", "LABEL"];
 }
 
 impl Row for UpdateReport {

@@ -247,6 +247,11 @@ impl Client {
             .await
     }
 
+    /// `DELETE url`.
+    pub async fn delete(&self, url: Url) -> Result<(), Error> {
+        self.send(Method::DELETE, url, |request| request).await
+    }
+
     /// Every item of a paginated list, following `nextCursor` until the last page. Items stay raw
     /// JSON so `--json` can print exactly what the server sent.
     pub async fn list_all(&self, url: Url) -> Result<Vec<Box<RawValue>>, Error> {
@@ -299,7 +304,9 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|err| Error::BadResponse {
+            // An empty answer (204) reads as JSON `null`, so `()` can be asked for.
+            let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            serde_json::from_slice(bytes).map_err(|err| Error::BadResponse {
                 url,
                 cause: err.to_string(),
             })

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::admin::{DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand};
+use crate::admin::{ApiKeyCommand, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand};
 use crate::client::{Client, ClientArgs};
 
 /// otter: a self-hosted firmware OTA update server, and its admin client.
@@ -44,7 +44,7 @@ enum Command {
         #[command(subcommand)]
         cmd: ReleaseCommand,
     },
-    /// List devices.
+    /// List devices and change their auto-update setting.
     Device {
         #[command(flatten)]
         client: ClientArgs,
@@ -57,6 +57,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         cmd: ReportCommand,
+    },
+    /// Create, list and revoke device API keys (THiNX devices).
+    Apikey {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: ApiKeyCommand,
     },
 }
 
@@ -80,5 +87,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Release { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
     }
 }

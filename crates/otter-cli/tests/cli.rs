@@ -705,7 +705,7 @@ fn sigterm_stops_cleanly_and_data_survives_a_restart() {
 #[test]
 fn help_names_the_commands_and_flags() {
     let help = otter(&["--help"], &[]).ok();
-    for word in ["serve", "product", "release", "device", "report"] {
+    for word in ["serve", "product", "release", "device", "report", "apikey"] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
     let help = otter(&["release", "publish", "--help"], &[]).ok();
@@ -730,6 +730,74 @@ fn help_names_the_commands_and_flags() {
     // A typo is a usage error (exit 2), not a crash.
     let run = otter(&["relase", "list"], &[]);
     assert_eq!(run.output.status.code(), Some(2), "{}", run.stderr);
+}
+
+/// Device API keys and auto-update from the command line, with a THiNX device checking in.
+#[tokio::test]
+async fn apikeys_and_auto_update_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("otter-data");
+    let server = Server::start(&data);
+    server.otter(&data, &["product", "create", "lamp"]).ok();
+    let key = server
+        .otter(&data, &["apikey", "create", "lamp", "--label", "factory"])
+        .ok();
+    let key = key.trim();
+    assert_eq!(key.len(), 64, "only the key on stdout: {key:?}");
+    let listed = server.otter(&data, &["apikey", "list", "lamp"]).ok();
+    assert!(listed.contains("factory"), "{listed}");
+    assert!(
+        !listed.contains(key),
+        "the key is never shown again: {listed}"
+    );
+    let id = listed
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let client = reqwest::Client::new();
+    let register = || {
+        client
+            .post(format!("{}/device/register", server.url))
+            .header("authentication", key)
+            .json(&serde_json::json!({"registration": {"mac": "5C:CF:7F:00:00:01", "version": "1.0.0"}}))
+            .send()
+    };
+    let answer: Value = register().await.unwrap().json().await.unwrap();
+    let udid = answer["registration"]["udid"].as_str().unwrap().to_owned();
+    let set = loop {
+        // The check-in's sighting is written in the background.
+        let run = server.otter(
+            &data,
+            &["device", "set", "lamp", &udid, "--auto-update", "on"],
+        );
+        if run.output.status.success() {
+            break run.stdout;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(set.contains("auto-update on"), "{set}");
+    let devices = server
+        .otter(&data, &["device", "list", "lamp", "--json"])
+        .ok();
+    assert!(devices.contains("\"autoUpdate\":true"), "{devices}");
+    let unknown = server
+        .otter(
+            &data,
+            &["device", "set", "lamp", "nobody", "--auto-update", "off"],
+        )
+        .fails();
+    assert!(unknown.contains("never seen"), "{unknown}");
+
+    server.otter(&data, &["apikey", "revoke", "lamp", &id]).ok();
+    assert_eq!(
+        register().await.unwrap().status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
 }
 
 /// The scale-out story end to end: two `otter serve` processes on one PostgreSQL and one S3
