@@ -119,6 +119,16 @@ pub struct ServeArgs {
     )]
     ota_secret: Option<String>,
 
+    /// Publish update notifications (retained) to this MQTT broker:
+    /// mqtt://[user[:password]@]host[:port], e.g. mqtt://otter:secret@127.0.0.1:1883.
+    #[arg(
+        long,
+        env = "OTTER_MQTT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    mqtt_url: Option<String>,
+
     /// Log format; the level is set with RUST_LOG (default info) [default: text].
     #[arg(long, env = "OTTER_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -167,6 +177,7 @@ struct FileSettings {
     shutdown_grace: Option<String>,
     default_product: Option<String>,
     ota_secret: Option<String>,
+    mqtt_url: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -261,6 +272,7 @@ impl ServeArgs {
                     .map(DownloadMode::from),
                 ota_secret,
                 default_product,
+                mqtt_url: self.mqtt_url.or(file.mqtt_url),
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })

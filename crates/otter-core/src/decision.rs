@@ -164,11 +164,30 @@ pub fn latest<R: AsRef<ReleaseFacts>>(
     releases: &[R],
     channel: &str,
 ) -> Option<usize> {
+    newest_where(scheme, releases, |r| {
+        !r.yanked && !r.deprecated && r.channels.iter().any(|c| c == channel)
+    })
+}
+
+/// The newest release on `channel` that is not yanked, deprecated or not: the head of the
+/// channel, which devices are offered while nothing newer exists (rule 3).
+pub fn newest<R: AsRef<ReleaseFacts>>(
+    scheme: Scheme,
+    releases: &[R],
+    channel: &str,
+) -> Option<usize> {
+    newest_where(scheme, releases, |r| {
+        !r.yanked && r.channels.iter().any(|c| c == channel)
+    })
+}
+
+fn newest_where<R: AsRef<ReleaseFacts>>(
+    scheme: Scheme,
+    releases: &[R],
+    keep: impl Fn(&ReleaseFacts) -> bool,
+) -> Option<usize> {
     (0..releases.len())
-        .filter(|&i| {
-            let r = releases[i].as_ref();
-            !r.yanked && !r.deprecated && r.channels.iter().any(|c| c == channel)
-        })
+        .filter(|&i| keep(releases[i].as_ref()))
         .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
 }
 
@@ -412,6 +431,7 @@ mod tests {
         assert_eq!(latest(Scheme::Semver, &rs, "stable"), Some(3));
         rs[3].deprecated = true;
         assert_eq!(latest(Scheme::Semver, &rs, "stable"), Some(2));
+        assert_eq!(newest(Scheme::Semver, &rs, "stable"), Some(3));
         rs[2].yanked = true;
         assert_eq!(latest(Scheme::Semver, &rs, "stable"), Some(1));
         assert_eq!(latest(Scheme::Semver, &rs, "beta"), None);

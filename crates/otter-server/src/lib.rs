@@ -12,7 +12,9 @@ pub mod error;
 pub mod index;
 pub mod metered;
 pub mod metrics;
+pub mod mqtt;
 pub mod native;
+pub mod notify;
 pub mod protocols;
 pub mod router;
 pub mod seen;
@@ -85,6 +87,8 @@ pub struct Server {
     seen_writer: JoinHandle<()>,
     janitor: JoinHandle<()>,
     follower: JoinHandle<()>,
+    /// The MQTT connection, when notifications are on.
+    mqtt: Option<JoinHandle<()>>,
     /// Where `/metrics` is served when not on the main listener.
     metrics_listener: Option<TcpListener>,
     /// What happened to the admin token at startup.
@@ -136,6 +140,14 @@ impl Server {
         let index = CheckIndex::load(&*store).await?;
         let tokens = AdminTokens::load(&*store).await?;
         let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
+        let (notifier, mqtt) = match &config.mqtt_url {
+            Some(url) => {
+                let settings = mqtt::MqttSettings::parse(url).map_err(StartError::Config)?;
+                let (publisher, task) = mqtt::Publisher::start(settings);
+                (Some(Arc::new(notify::Notifier::new(publisher))), Some(task))
+            }
+            None => (None, None),
+        };
         let state = AppState::new(state::Inner {
             config,
             store,
@@ -145,7 +157,12 @@ impl Server {
             seen,
             tokens,
             busy_uploads: Default::default(),
+            notifier,
         });
+        if state.notifier.is_some() {
+            let state = state.clone();
+            tokio::spawn(async move { notify::publish_all(&state).await });
+        }
         let janitor = tokio::spawn(janitor(state.clone()));
         let follower = tokio::spawn(follow_catalog(state.clone()));
         Ok(Server {
@@ -155,6 +172,7 @@ impl Server {
             seen_writer,
             janitor,
             follower,
+            mqtt,
             metrics_listener: None,
             bootstrap,
         })
@@ -224,6 +242,9 @@ impl Server {
         };
         self.janitor.abort();
         self.follower.abort();
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.abort();
+        }
         self.state.seen.close();
         if let Err(e) = self.seen_writer.await {
             tracing::warn!(error = %e, "sighting writer ended abnormally");

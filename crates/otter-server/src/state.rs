@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// The product the firmware manifest contract's root paths (`/api/firmware/…`,
     /// `/firmware/…`) serve.
     pub default_product: Option<String>,
+    /// `mqtt://[user[:password]@]host[:port]`: publish update notifications to this broker.
+    pub mqtt_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             download_mode: None,
             ota_secret: None,
             default_product: None,
+            mqtt_url: None,
         }
     }
 }
@@ -72,6 +75,8 @@ pub struct Inner {
     pub tokens: AdminTokens,
     /// Upload sessions a request is writing to right now.
     pub busy_uploads: Busy,
+    /// MQTT update notifications, when `mqtt_url` is set.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl AppState {

@@ -4,6 +4,7 @@
 //! after a clear `SKIP` line on stderr. Under `CI=true` a missing service fails the test instead:
 //! CI installs everything, so a skip there would hide a broken setup.
 
+pub mod mosquitto;
 pub mod postgres;
 pub mod s3;
 
@@ -14,4 +15,11 @@ pub fn unavailable<T>(service: &str, why: &str) -> Option<T> {
     }
     eprintln!("SKIP {service}: {why}");
     None
+}
+
+/// The first `name` in a `PATH` directory.
+pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }

@@ -130,7 +130,7 @@ impl Moto {
     fn launch() -> Result<Moto, String> {
         let program = std::env::var_os("OTTER_MOTO_SERVER")
             .map(PathBuf::from)
-            .or_else(|| find_on_path("moto_server"))
+            .or_else(|| crate::find_on_path("moto_server"))
             .ok_or_else(|| {
                 "moto_server is not on PATH and OTTER_MOTO_SERVER is not set \
                  (python3 -m venv VENV && VENV/bin/pip install 'moto[server]'; put VENV/bin on PATH)"
@@ -223,12 +223,6 @@ impl Moto {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// One HTTP/1.0 request without a body (so the answer is never chunked) and with a dummy

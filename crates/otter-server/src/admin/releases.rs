@@ -88,6 +88,7 @@ pub async fn publish_release(
             other => other.into(),
         })?;
     state.index.changed(&*state.store, product).await?;
+    crate::notify::product_changed(state, product);
     tracing::info!(product = %product, version = %release.version, "release published");
     Ok(release)
 }
@@ -138,6 +139,7 @@ pub async fn patch(
             other => other.into(),
         })?;
     state.index.changed(&*state.store, &product).await?;
+    crate::notify::product_changed(&state, &product);
     tracing::info!(
         product = %product, version = %version,
         deprecated = release.deprecated, yanked = release.yanked, "release changed"

@@ -253,12 +253,12 @@ fn target(index: &ProductIndex, current: Option<&str>, forced: bool) -> ThinxRes
 }
 
 /// Issues a one-time token for `device` to download `artifact`; returns the token.
-async fn issue_token(
+pub async fn issue_token(
     state: &AppState,
     product: &str,
     device: &str,
     artifact: &Artifact,
-) -> ThinxResult<String> {
+) -> otter_store::Result<String> {
     // 256 random bits (THiNX derives its tokens from the time, so two in one second collide).
     let token = format!("{}{}", random_id(), random_id());
     let issued = OneTimeToken::issue(token_hash(&token), product, device, &artifact.sha256, now());

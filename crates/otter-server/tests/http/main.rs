@@ -11,6 +11,7 @@ mod check;
 mod downloads;
 mod manifest;
 mod metrics;
+mod mqtt;
 mod nodes;
 mod ota_backend;
 mod pagination;
