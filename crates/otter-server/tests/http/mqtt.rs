@@ -84,7 +84,7 @@ async fn releases_are_announced_and_survive_a_broker_restart() {
     assert_eq!(latest["mandatory"], true);
     assert_eq!(latest["deprecated"], false);
     assert_eq!(latest["channel"], "stable");
-    assert_eq!(latest["size"].as_u64().unwrap() > 0, true);
+    assert!(latest["size"].as_u64().unwrap() > 0);
     assert_eq!(latest["sha256"].as_str().unwrap().len(), 64);
     assert!(
         latest["url"]
