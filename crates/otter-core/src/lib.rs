@@ -5,11 +5,13 @@
 //! - [`decision`]: which release (if any) a device should be offered,
 //! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact,
 //! - [`access`]: which devices may use a product (ota-backend's firewall),
-//! - [`ott`]: one-time download tokens (THiNX).
+//! - [`ott`]: one-time download tokens (THiNX),
+//! - [`iotawatt`]: IotaWatt's signed release blobs.
 
 pub mod access;
 pub mod decision;
 pub mod digest;
+pub mod iotawatt;
 pub mod model;
 pub mod ott;
 pub mod version;
