@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod iotawatt;
 mod migrate;
 mod migrate_data;
 mod serve;
@@ -58,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         cmd: ReportCommand,
     },
+    /// Sign and check IotaWatt release blobs with your own key.
+    #[command(subcommand)]
+    Iotawatt(iotawatt::IotawattCommand),
     /// Create, list and revoke device API keys (THiNX devices).
     Apikey {
         #[command(flatten)]
@@ -88,5 +92,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::Iotawatt(cmd) => cmd.run(),
     }
 }
