@@ -237,6 +237,16 @@ impl Client {
         .await
     }
 
+    /// `PUT url` with a JSON body, decoding the JSON answer.
+    pub async fn put_json<B, T>(&self, url: Url, body: &B) -> Result<T, Error>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.send(Method::PUT, url, |request| request.json(body))
+            .await
+    }
+
     /// `PATCH url` with a JSON body, decoding the JSON answer.
     pub async fn patch<B, T>(&self, url: Url, body: &B) -> Result<T, Error>
     where

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use base64::Engine;
 use otter_core::iotawatt::{self, BlobFile, SigningKey};
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs};
 
 /// Sign and check IotaWatt release blobs with your own key.
 #[derive(clap::Subcommand, Debug)]
@@ -56,6 +59,19 @@ A file is stored under its own name, or under the name after `=`.")]
         pubkey: String,
         blob: PathBuf,
     },
+    /// Make a product on a running otter an IotaWatt product (created if needed, lexical
+    /// versions): its release blobs must verify with this public key.
+    #[command(after_help = "Example:
+  otter iotawatt setup iotawatt --pubkey iotawatt-release.key.pub
+  otter release publish iotawatt 02_08_04.bin --version 02_08_04 --channel MAJOR")]
+    Setup {
+        #[command(flatten)]
+        client: ClientArgs,
+        product: String,
+        /// The public key: KEY.pub, or 64 hex digits, or a file with the C array.
+        #[arg(long, value_name = "PUB")]
+        pubkey: String,
+    },
     /// Extract a blob's files into a directory (named after the release by default).
     Unpack {
         blob: PathBuf,
@@ -71,8 +87,34 @@ A file is stored under its own name, or under the name after `=`.")]
 const PEM_LABEL: &str = "PRIVATE KEY";
 
 impl IotawattCommand {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self) -> anyhow::Result<()> {
         match self {
+            IotawattCommand::Setup {
+                client,
+                product,
+                pubkey,
+            } => {
+                let public_key = read_public_key(&pubkey)?;
+                let client = Client::new(&client)?;
+                let body = json!({ "name": product, "scheme": "lexical" });
+                match client
+                    .post::<_, Value>(client.url(&["api", "v1", "products"]), &body)
+                    .await
+                {
+                    Ok(_) => println!("created product {product} (version scheme lexical)"),
+                    Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let url = client.url(&["api", "v1", "products", &product, "iotawatt"]);
+                let _: Value = client
+                    .put_json(url, &json!({ "publicKey": hex::encode(public_key) }))
+                    .await?;
+                println!(
+                    "{product} is an IotaWatt product; release blobs must verify with {}",
+                    hex::encode(public_key)
+                );
+                Ok(())
+            }
             IotawattCommand::Keygen { out, force } => keygen(&out, force),
             IotawattCommand::Pack {
                 version,

@@ -92,6 +92,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
-        Command::Iotawatt(cmd) => cmd.run(),
+        Command::Iotawatt(cmd) => cmd.run().await,
     }
 }

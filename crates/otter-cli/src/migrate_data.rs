@@ -5,7 +5,7 @@
 //! The copy keeps what devices and operators see: products, releases (in publish order, with
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
 //! last seen, auto-update, attributes), update reports (in order), admin tokens, the keys and
-//! device rules of ota-backend firmwares, and device API keys. One-time download tokens are not
+//! device rules of ota-backend firmwares, device API keys, and signing keys. One-time download tokens are not
 //! copied: devices get new ones at their next check-in. Upload sessions in progress are not
 //! copied: finish or abort them first.
 
@@ -173,6 +173,11 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
             if let Some(key) = keys.iter().find(|k| hash.starts_with(&k.id)) {
                 to.store.add_api_key(key, &hash).await?;
             }
+        }
+        for (kind, public_key) in from.store.signing_keys(&product.name).await? {
+            to.store
+                .set_signing_key(&product.name, &kind, &public_key, product.created_at)
+                .await?;
         }
         for (device, access) in from.store.device_access(&product.name).await? {
             to.store

@@ -119,6 +119,12 @@ pub struct ServeArgs {
     )]
     ota_secret: Option<String>,
 
+    /// The IotaWatt product served at IotaWatt's own paths (/firmware/versions.json,
+    /// /firmware/bin/<release>.bin, /download/tables/<version>.txt); every IotaWatt product
+    /// is also served under /iotawatt/<product>/.
+    #[arg(long, env = "OTTER_IOTAWATT_PRODUCT", value_name = "PRODUCT")]
+    iotawatt_product: Option<String>,
+
     /// Publish update notifications (retained) to this MQTT broker:
     /// mqtt://[user[:password]@]host[:port], e.g. mqtt://otter:secret@127.0.0.1:1883.
     #[arg(
@@ -178,6 +184,7 @@ struct FileSettings {
     default_product: Option<String>,
     ota_secret: Option<String>,
     mqtt_url: Option<String>,
+    iotawatt_product: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -219,8 +226,9 @@ impl ServeArgs {
             BlobLocation::parse(url).map_err(|e| anyhow::anyhow!("blob URL: {e}"))?;
         }
         let default_product = self.default_product.or(file.default_product);
-        if let Some(name) = &default_product {
-            validate_name("default product", name)?;
+        let iotawatt_product = self.iotawatt_product.or(file.iotawatt_product);
+        for name in [&default_product, &iotawatt_product].into_iter().flatten() {
+            validate_name("product", name)?;
         }
         // An empty OTA_SECRET means none, as in ota-backend.
         let ota_secret = self
@@ -273,6 +281,7 @@ impl ServeArgs {
                 ota_secret,
                 default_product,
                 mqtt_url: self.mqtt_url.or(file.mqtt_url),
+                iotawatt_product,
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -143,6 +143,8 @@ pub struct ProductIndex {
     pub product: Product,
     pub releases: Vec<IndexedRelease>,
     pub firewall: Firewall,
+    /// Public keys the product's releases must be signed with, as `(kind, key)`.
+    pub signing_keys: Vec<(String, String)>,
 }
 
 impl ProductIndex {
@@ -311,10 +313,12 @@ impl CheckIndex {
             keys.retain(|_, product| product != name);
             keys.extend(key_hashes.into_iter().map(|h| (h, name.to_owned())));
         }
+        let signing_keys = store.signing_keys(name).await?;
         let entry = Arc::new(ProductIndex {
             product,
             releases,
             firewall,
+            signing_keys,
         });
         self.products
             .write()

@@ -193,6 +193,22 @@ impl AccessStore for Metered {
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool> {
         timed!("delete_api_key", self.0.delete_api_key(product, id))
     }
+    async fn set_signing_key(
+        &self,
+        product: &str,
+        kind: &str,
+        public_key: &str,
+        created_at: i64,
+    ) -> Result<()> {
+        timed!(
+            "set_signing_key",
+            self.0
+                .set_signing_key(product, kind, public_key, created_at)
+        )
+    }
+    async fn signing_keys(&self, product: &str) -> Result<Vec<(String, String)>> {
+        timed!("signing_keys", self.0.signing_keys(product))
+    }
 }
 
 #[async_trait]

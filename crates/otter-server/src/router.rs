@@ -75,6 +75,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(protocols::manifest::routes())
         .merge(protocols::arduino::routes())
         .merge(protocols::thinx::routes())
+        .merge(protocols::iotawatt::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
     let router = if with_metrics {

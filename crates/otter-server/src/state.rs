@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub default_product: Option<String>,
     /// `mqtt://[user[:password]@]host[:port]`: publish update notifications to this broker.
     pub mqtt_url: Option<String>,
+    /// The IotaWatt product served at IotaWatt's own paths (`/firmware/versions.json`, …).
+    pub iotawatt_product: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             ota_secret: None,
             default_product: None,
             mqtt_url: None,
+            iotawatt_product: None,
         }
     }
 }

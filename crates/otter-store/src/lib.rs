@@ -195,6 +195,16 @@ pub trait AccessStore: Send + Sync {
     async fn api_key_hashes(&self, product: &str) -> Result<Vec<String>>;
     /// Deletes the key with this id; whether there was one.
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool>;
+    /// Sets the public key (hex) a product's releases of `kind` must be signed with.
+    async fn set_signing_key(
+        &self,
+        product: &str,
+        kind: &str,
+        public_key: &str,
+        created_at: i64,
+    ) -> Result<()>;
+    /// A product's signing keys as `(kind, public key)`.
+    async fn signing_keys(&self, product: &str) -> Result<Vec<(String, String)>>;
 }
 
 /// One-time download tokens.

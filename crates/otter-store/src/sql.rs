@@ -1159,6 +1159,39 @@ impl AccessStore for SqlStore {
         rows.iter().map(|r| Ok(r.try_get("key_sha256")?)).collect()
     }
 
+    async fn set_signing_key(
+        &self,
+        product: &str,
+        kind: &str,
+        public_key: &str,
+        created_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO product_signing_keys (product, kind, public_key, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (product, kind) \
+             DO UPDATE SET public_key = excluded.public_key, created_at = excluded.created_at",
+        )
+        .bind(product)
+        .bind(kind)
+        .bind(public_key)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self, product: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT kind, public_key FROM product_signing_keys WHERE product = $1 ORDER BY kind",
+        )
+        .bind(product)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("public_key")?)))
+            .collect()
+    }
+
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM api_keys WHERE product = $1 AND substr(key_sha256, 1, 16) = $2",

@@ -226,6 +226,7 @@ conformance! {
         devices_keep_attributes_and_auto_update,
         api_keys_add_list_delete,
         one_time_tokens_are_used_once_and_spent_once,
+        signing_keys_are_set_per_kind,
     ],
     db: [data_survives_reconnect],
     fresh: [
@@ -1787,4 +1788,25 @@ async fn one_time_tokens_are_used_once_and_spent_once(store: &dyn Store) {
     assert_eq!(store.purge_otts(T0 + 3660).await.unwrap(), 0);
     assert_eq!(store.purge_otts(T0 + 3661).await.unwrap(), 1);
     assert_eq!(store.get_ott(&token.token_sha256).await.unwrap(), None);
+}
+
+async fn signing_keys_are_set_per_kind(store: &dyn Store) {
+    assert!(store.signing_keys("meter").await.unwrap().is_empty());
+    store
+        .set_signing_key("meter", "iotawatt-ed25519", &"ab".repeat(32), T0)
+        .await
+        .unwrap();
+    store
+        .set_signing_key("meter", "iotawatt-ed25519", &"cd".repeat(32), T0 + 1)
+        .await
+        .unwrap();
+    store
+        .set_signing_key("other", "iotawatt-ed25519", &"ef".repeat(32), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.signing_keys("meter").await.unwrap(),
+        [("iotawatt-ed25519".to_owned(), "cd".repeat(32))],
+        "a new key replaces the old one"
+    );
 }

@@ -56,6 +56,14 @@ pub async fn publish_release(
         .get_artifact(&new.artifact)
         .await?
         .ok_or_else(|| artifact_not_found(&new.artifact))?;
+    crate::protocols::iotawatt::check_release(
+        state,
+        &index,
+        &new.version,
+        &new.channels,
+        &artifact,
+    )
+    .await?;
     let release = Release {
         seq: 0,
         product: product.to_owned(),
