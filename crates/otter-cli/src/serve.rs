@@ -126,7 +126,8 @@ pub struct ServeArgs {
     iotawatt_product: Option<String>,
 
     /// Publish update notifications (retained) to this MQTT broker:
-    /// mqtt://[user[:password]@]host[:port], e.g. mqtt://otter:secret@127.0.0.1:1883.
+    /// mqtt://[user[:password]@]host[:port], e.g. mqtt://otter:secret@127.0.0.1:1883, or
+    /// mqtts://… for TLS (port 8883 by default; the platform's CA roots are trusted).
     #[arg(
         long,
         env = "OTTER_MQTT_URL",
@@ -134,6 +135,11 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     mqtt_url: Option<String>,
+
+    /// PEM file of the CA(s) to trust for an mqtts:// broker instead of the platform's roots
+    /// (a private broker's own CA).
+    #[arg(long, env = "OTTER_MQTT_CA_FILE", value_name = "FILE")]
+    mqtt_ca_file: Option<PathBuf>,
 
     /// Log format; the level is set with RUST_LOG (default info) [default: text].
     #[arg(long, env = "OTTER_LOG_FORMAT", value_enum)]
@@ -184,6 +190,7 @@ struct FileSettings {
     default_product: Option<String>,
     ota_secret: Option<String>,
     mqtt_url: Option<String>,
+    mqtt_ca_file: Option<PathBuf>,
     iotawatt_product: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -281,6 +288,7 @@ impl ServeArgs {
                 ota_secret,
                 default_product,
                 mqtt_url: self.mqtt_url.or(file.mqtt_url),
+                mqtt_ca_file: self.mqtt_ca_file.or(file.mqtt_ca_file),
                 iotawatt_product,
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),

@@ -142,7 +142,8 @@ impl Server {
         let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
         let (notifier, mqtt) = match &config.mqtt_url {
             Some(url) => {
-                let settings = mqtt::MqttSettings::parse(url).map_err(StartError::Config)?;
+                let settings = mqtt::MqttSettings::parse(url, config.mqtt_ca_file.as_deref())
+                    .map_err(StartError::Config)?;
                 let (publisher, task) = mqtt::Publisher::start(settings);
                 (Some(Arc::new(notify::Notifier::new(publisher))), Some(task))
             }

@@ -10,9 +10,11 @@
 //! off from 100 ms to 10 s.
 //!
 //! Written here rather than taken from a crate: the client otter needs is a few packets
-//! (CONNECT, PUBLISH, PUBACK, PINGREQ), and the available crates pull a second TLS stack.
+//! (CONNECT, PUBLISH, PUBACK, PINGREQ), and the available crates pull a second TLS stack; this
+//! one speaks `mqtts://` over the rustls (aws-lc-rs) that otter's HTTP client already uses.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,26 +32,53 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 /// How long connecting (TCP and CONNACK) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the broker is: `mqtt://[user[:password]@]host[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the broker is: `mqtt://[user[:password]@]host[:port]` or `mqtts://…` (TLS).
+#[derive(Debug, Clone)]
 pub struct MqttSettings {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
     pub client_id: String,
+    /// TLS (`mqtts://`), trusting the platform's CA roots, or only the CAs in `ca_file`.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+impl PartialEq for MqttSettings {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.host,
+            self.port,
+            &self.username,
+            &self.password,
+            self.tls.is_some(),
+        ) == (
+            &other.host,
+            other.port,
+            &other.username,
+            &other.password,
+            other.tls.is_some(),
+        )
+    }
 }
 
 impl MqttSettings {
     /// Parses a broker URL. The client id is `otter-` and a random suffix, so several otter
-    /// nodes on one broker do not throw each other off.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    /// nodes on one broker do not throw each other off. `ca_file` (PEM) replaces the platform's
+    /// CA roots for `mqtts://`.
+    pub fn parse(raw: &str, ca_file: Option<&Path>) -> Result<Self, String> {
         let url = url::Url::parse(raw).map_err(|e| format!("MQTT URL {raw:?}: {e}"))?;
-        if url.scheme() != "mqtt" {
-            return Err(format!(
-                "MQTT URL {raw:?}: the scheme must be mqtt:// (mqtts is not supported yet; put \
-                 a TLS-terminating proxy in front of the broker or reach it on a private network)"
-            ));
+        let (tls, default_port) = match url.scheme() {
+            "mqtt" => (None, 1883),
+            "mqtts" => (Some(tls_config(ca_file)?), 8883),
+            other => {
+                return Err(format!(
+                    "MQTT URL {raw:?}: the scheme is {other:?}; use mqtt:// or mqtts://"
+                ));
+            }
+        };
+        if tls.is_none() && ca_file.is_some() {
+            return Err("an MQTT CA file only applies to mqtts:// URLs".to_owned());
         }
         let host = url
             .host_str()
@@ -67,12 +96,49 @@ impl MqttSettings {
         let password = url.password().map(decode);
         Ok(MqttSettings {
             host,
-            port: url.port().unwrap_or(1883),
+            port: url.port().unwrap_or(default_port),
             username,
             password,
             client_id: format!("otter-{}", &otter_store::random_id()[..12]),
+            tls,
         })
     }
+}
+
+/// The TLS client settings for `mqtts://`: the platform verifier (system CA roots), or a
+/// private CA from a PEM file.
+fn tls_config(ca_file: Option<&Path>) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let config = match ca_file {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("MQTT CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("MQTT CA file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("MQTT CA file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "MQTT CA file {} holds no certificate",
+                    path.display()
+                ));
+            }
+            ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        }
+        None => {
+            use rustls_platform_verifier::ConfigVerifierExt;
+            ClientConfig::with_platform_verifier()
+                .map_err(|e| format!("the platform's TLS roots: {e}"))?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 /// What the broker should hold, and what still has to be sent.
@@ -179,10 +245,24 @@ async fn run(publisher: Arc<Publisher>, settings: MqttSettings) {
     }
 }
 
-/// Opens the TCP connection and completes CONNECT/CONNACK.
-async fn connect(settings: &MqttSettings) -> std::io::Result<TcpStream> {
-    let mut stream = TcpStream::connect((settings.host.as_str(), settings.port)).await?;
-    stream.set_nodelay(true)?;
+/// A connection to the broker: plain TCP or TLS.
+trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
+/// Opens the connection (TCP, then TLS for `mqtts://`) and completes CONNECT/CONNACK.
+async fn connect(settings: &MqttSettings) -> std::io::Result<Box<dyn Transport>> {
+    let tcp = TcpStream::connect((settings.host.as_str(), settings.port)).await?;
+    tcp.set_nodelay(true)?;
+    let mut stream: Box<dyn Transport> = match &settings.tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(settings.host.clone())
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", settings.host)))?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            Box::new(connector.connect(name, tcp).await?)
+        }
+    };
     stream.write_all(&connect_packet(settings)).await?;
     let (kind, body) = read_packet(&mut stream).await?;
     match (kind, body.as_ref()) {
@@ -353,15 +433,20 @@ mod tests {
 
     #[test]
     fn urls() {
-        let s = MqttSettings::parse("mqtt://otter:p%40ss@broker.lan:1884").unwrap();
+        let s = MqttSettings::parse("mqtt://otter:p%40ss@broker.lan:1884", None).unwrap();
         assert_eq!((s.host.as_str(), s.port), ("broker.lan", 1884));
         assert_eq!(s.username.as_deref(), Some("otter"));
         assert_eq!(s.password.as_deref(), Some("p@ss"));
-        let s = MqttSettings::parse("mqtt://127.0.0.1").unwrap();
-        assert_eq!((s.port, s.username), (1883, None));
-        assert!(MqttSettings::parse("mqtts://broker").is_err());
-        assert!(MqttSettings::parse("http://broker").is_err());
-        assert!(MqttSettings::parse("broker:1883").is_err());
+        let s = MqttSettings::parse("mqtt://127.0.0.1", None).unwrap();
+        assert_eq!((s.port, s.username, s.tls.is_some()), (1883, None, false));
+        let s = MqttSettings::parse("mqtts://broker", None).unwrap();
+        assert_eq!((s.port, s.tls.is_some()), (8883, true));
+        assert!(MqttSettings::parse("mqtt://broker", Some(Path::new("/ca.pem"))).is_err());
+        assert!(
+            MqttSettings::parse("mqtts://broker", Some(Path::new("/nonexistent.pem"))).is_err()
+        );
+        assert!(MqttSettings::parse("http://broker", None).is_err());
+        assert!(MqttSettings::parse("broker:1883", None).is_err());
     }
 
     #[test]

@@ -39,8 +39,10 @@ pub struct ServerConfig {
     /// The product the firmware manifest contract's root paths (`/api/firmware/…`,
     /// `/firmware/…`) serve.
     pub default_product: Option<String>,
-    /// `mqtt://[user[:password]@]host[:port]`: publish update notifications to this broker.
+    /// `mqtt[s]://[user[:password]@]host[:port]`: publish update notifications to this broker.
     pub mqtt_url: Option<String>,
+    /// PEM CA certificates to trust for `mqtts://` instead of the platform's roots.
+    pub mqtt_ca_file: Option<std::path::PathBuf>,
     /// The IotaWatt product served at IotaWatt's own paths (`/firmware/versions.json`, …).
     pub iotawatt_product: Option<String>,
 }
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             ota_secret: None,
             default_product: None,
             mqtt_url: None,
+            mqtt_ca_file: None,
             iotawatt_product: None,
         }
     }

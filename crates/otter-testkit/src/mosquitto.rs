@@ -17,15 +17,35 @@ const STARTUP: Duration = Duration::from_secs(10);
 /// A running (or stopped) broker.
 pub struct Broker {
     pub port: u16,
+    /// The TLS listener, for brokers from [`start_tls`].
+    pub tls: Option<TlsListener>,
     program: PathBuf,
     subscriber: PathBuf,
     config: PathBuf,
     child: Option<Child>,
 }
 
+/// A TLS listener with a certificate for `127.0.0.1` from a throwaway CA.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub port: u16,
+    /// The CA certificate (PEM) a client must trust.
+    pub ca_file: PathBuf,
+}
+
 /// Starts a broker, or returns `None` (after a SKIP line; a panic under `CI=true`) when
 /// Mosquitto is not installed.
 pub fn start() -> Option<Broker> {
+    start_with(false)
+}
+
+/// Like [`start`], with a second, TLS listener ([`Broker::tls`]); certificates are made with
+/// the `openssl` command.
+pub fn start_tls() -> Option<Broker> {
+    start_with(true)
+}
+
+fn start_with(tls: bool) -> Option<Broker> {
     let find = |name: &str, fallback: &str| {
         crate::find_on_path(name).or_else(|| Some(PathBuf::from(fallback)).filter(|p| p.is_file()))
     };
@@ -46,7 +66,7 @@ pub fn start() -> Option<Broker> {
     };
     let mut last = String::new();
     for _ in 0..3 {
-        match Broker::launch(&program, &subscriber) {
+        match Broker::launch(&program, &subscriber, tls) {
             Ok(broker) => return Some(broker),
             Err(why) => last = why,
         }
@@ -55,27 +75,48 @@ pub fn start() -> Option<Broker> {
 }
 
 impl Broker {
-    fn launch(program: &Path, subscriber: &Path) -> Result<Broker, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let config = std::env::temp_dir().join(format!(
-            "otter-mosquitto-{}-{port}.conf",
-            std::process::id()
-        ));
+    fn launch(program: &Path, subscriber: &Path, tls: bool) -> Result<Broker, String> {
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| format!("no free port: {e}"))
+        };
+        let port = free_port()?;
+        let base =
+            std::env::temp_dir().join(format!("otter-mosquitto-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         // As root, Mosquitto drops to its own user unless told otherwise.
         let as_root = Command::new("id")
             .arg("-u")
             .output()
             .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}",
+        let mut text = format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\n{}listener {port} 127.0.0.1\n",
             if as_root { "user root\n" } else { "" }
         );
+        let tls = if tls {
+            let listener = TlsListener {
+                port: free_port()?,
+                ca_file: base.join("ca.pem"),
+            };
+            make_certificates(&base)?;
+            text.push_str(&format!(
+                "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                listener.port,
+                listener.ca_file.display(),
+                base.join("server.pem").display(),
+                base.join("server.key").display(),
+            ));
+            Some(listener)
+        } else {
+            None
+        };
+        let config = base.join("mosquitto.conf");
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         let mut broker = Broker {
             port,
+            tls,
             program: program.to_owned(),
             subscriber: subscriber.to_owned(),
             config,
@@ -131,6 +172,13 @@ impl Broker {
     /// `mqtt://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mqtts://127.0.0.1:<tls port>` (brokers from [`start_tls`]).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|t| format!("mqtts://127.0.0.1:{}", t.port))
     }
 
     /// Kills the broker (its retained messages are gone with it).
@@ -193,6 +241,87 @@ impl Reader {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
-        std::fs::remove_file(&self.config).ok();
+        if let Some(dir) = self.config.parent() {
+            std::fs::remove_dir_all(dir).ok();
+        }
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running openssl: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=otter test CA",
+            ],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    )?;
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .map_err(|e| e.to_string())?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])
 }

@@ -234,3 +234,29 @@ async fn thinx_devices_get_firmware_update_with_a_token_on_their_topic() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(&resp.bytes().await.unwrap()[..], &image[..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_private_ca() {
+    let Some(broker) = otter_testkit::mosquitto::start_tls() else {
+        return;
+    };
+    let reader = broker.reader();
+    let tls = broker.tls.clone().expect("a TLS listener");
+    let srv = TestServer::with_config(otter_server::ServerConfig {
+        mqtt_url: broker.tls_url(),
+        mqtt_ca_file: Some(tls.ca_file),
+        ..test_config()
+    })
+    .await;
+    srv.create_product("door", "semver").await;
+    srv.release("door", "1.0.0", json!({})).await;
+    // Published over TLS, read back on the broker's plain listener.
+    until(
+        &reader,
+        "otter/door/stable/latest",
+        "version",
+        json!("1.0.0"),
+        Duration::from_secs(5),
+    )
+    .await;
+}
