@@ -705,7 +705,9 @@ fn sigterm_stops_cleanly_and_data_survives_a_restart() {
 #[test]
 fn help_names_the_commands_and_flags() {
     let help = otter(&["--help"], &[]).ok();
-    for word in ["serve", "product", "release", "device", "report", "apikey"] {
+    for word in [
+        "serve", "product", "release", "device", "report", "apikey", "iotawatt",
+    ] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
     let help = otter(&["release", "publish", "--help"], &[]).ok();
@@ -798,6 +800,176 @@ async fn apikeys_and_auto_update_from_the_cli() {
         register().await.unwrap().status(),
         reqwest::StatusCode::UNAUTHORIZED
     );
+}
+
+/// The IotaWatt story from the command line: a key, a signed blob, a product that checks it, and
+/// what the device then fetches.
+#[tokio::test]
+async fn iotawatt_keygen_pack_verify_publish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let key = dir.join("release.key");
+    let printed = otter(&["iotawatt", "keygen", "--out", path(&key)], &[]).ok();
+    assert!(
+        printed.starts_with("const uint8_t publicKey[32] PROGMEM = {"),
+        "{printed}"
+    );
+    let public = std::fs::read_to_string(dir.join("release.key.pub")).unwrap();
+    assert_eq!(public.trim().len(), 64);
+    // The key is private, and not overwritten by accident.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = otter(&["iotawatt", "keygen", "--out", path(&key)], &[]).fails();
+    assert!(again.contains("--force"), "{again}");
+
+    let (firmware, _) = random_file(dir, "firmware.bin", 250_000);
+    std::fs::write(dir.join("tables.txt"), "{}").unwrap();
+    let blob = dir.join("02_08_04.bin");
+    let fw_spec = format!("{}=iotawatt.bin", path(&firmware));
+    otter(
+        &[
+            "iotawatt",
+            "pack",
+            "--version",
+            "02_08_04",
+            "--key",
+            path(&key),
+            &fw_spec,
+            path(&dir.join("tables.txt")),
+            "-o",
+            path(&blob),
+        ],
+        &[],
+    )
+    .ok();
+    let pub_path = dir.join("release.key.pub");
+    let verified = otter(
+        &[
+            "iotawatt",
+            "verify",
+            "--pubkey",
+            path(&pub_path),
+            path(&blob),
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        verified.contains("release 02_08_04, signature OK"),
+        "{verified}"
+    );
+    assert!(
+        verified.contains("iotawatt.bin") && verified.contains("tables.txt"),
+        "{verified}"
+    );
+    // One flipped byte: refused, exit 1.
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1000] ^= 0x40;
+    let tampered = dir.join("tampered.bin");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let refused = otter(
+        &[
+            "iotawatt",
+            "verify",
+            "--pubkey",
+            public.trim(),
+            path(&tampered),
+        ],
+        &[],
+    )
+    .fails();
+    assert!(refused.contains("does not verify"), "{refused}");
+    let out = dir.join("out");
+    otter(
+        &[
+            "iotawatt",
+            "unpack",
+            path(&blob),
+            "-d",
+            path(&out),
+            "--pubkey",
+            path(&pub_path),
+        ],
+        &[],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(out.join("iotawatt.bin")).unwrap(),
+        std::fs::read(&firmware).unwrap()
+    );
+
+    // On a server: the product checks blobs with the key; the device gets what was published.
+    let data = dir.join("otter-data");
+    let server = Server::start(&data);
+    server
+        .otter(
+            &data,
+            &["iotawatt", "setup", "meter", "--pubkey", path(&pub_path)],
+        )
+        .ok();
+    let refused = server
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "meter",
+                path(&tampered),
+                "--version",
+                "02_08_04",
+                "--channel",
+                "MAJOR",
+            ],
+        )
+        .fails();
+    assert!(
+        refused.contains("invalid_signature") || refused.contains("signature"),
+        "{refused}"
+    );
+    server
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "meter",
+                path(&blob),
+                "--version",
+                "02_08_04",
+                "--channel",
+                "MAJOR",
+            ],
+        )
+        .ok();
+    let client = reqwest::Client::new();
+    let versions: Value = client
+        .get(format!(
+            "{}/iotawatt/meter/firmware/versions.json",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions["classes"]["MAJOR"], "02_08_04");
+    let served = client
+        .get(format!(
+            "{}/iotawatt/meter/firmware/bin/02_08_04.bin",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&served[..], &std::fs::read(&blob).unwrap()[..]);
 }
 
 /// The scale-out story end to end: two `otter serve` processes on one PostgreSQL and one S3
