@@ -47,13 +47,15 @@ pub const TABLES: &str = "TABLES";
 const MAX_BLOB: u64 = 16 * 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
+    let device_paths = || {
+        Router::new()
+            .route("/firmware/versions.json", get(versions))
+            .route("/firmware/bin/{file}", get(binary))
+            .route("/download/tables/{file}", get(tables))
+    };
     Router::new()
-        .route("/firmware/versions.json", get(versions))
-        .route("/firmware/bin/{file}", get(binary))
-        .route("/download/tables/{file}", get(tables))
-        .route("/iotawatt/{product}/firmware/versions.json", get(versions))
-        .route("/iotawatt/{product}/firmware/bin/{file}", get(binary))
-        .route("/iotawatt/{product}/download/tables/{file}", get(tables))
+        .merge(device_paths())
+        .nest("/iotawatt/{product}", device_paths())
         .route(
             "/api/v1/products/{product}/iotawatt",
             get(settings).put(configure),

@@ -35,15 +35,16 @@ use crate::native::check::url_base;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
+    let contract = || {
+        Router::new()
+            .route("/api/firmware/latest", route(latest))
+            .route("/api/firmware/check", route(check))
+            .route("/api/firmware/{version}", route(by_version))
+            .route("/firmware/{file}", route(binary))
+    };
     Router::new()
-        .route("/m/{product}/api/firmware/latest", route(latest))
-        .route("/m/{product}/api/firmware/check", route(check))
-        .route("/m/{product}/api/firmware/{version}", route(by_version))
-        .route("/m/{product}/firmware/{file}", route(binary))
-        .route("/api/firmware/latest", route(latest))
-        .route("/api/firmware/check", route(check))
-        .route("/api/firmware/{version}", route(by_version))
-        .route("/firmware/{file}", route(binary))
+        .nest("/m/{product}", contract())
+        .merge(contract())
         .route_layer(middleware::from_fn(allow_any_origin))
 }
 

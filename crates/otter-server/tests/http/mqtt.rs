@@ -19,6 +19,18 @@ async fn retained(reader: &Reader, topic: &str) -> Option<Value> {
     Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }
 
+/// Waits until `product`'s first device has `field` = `value` in the device list.
+async fn until_device(srv: &TestServer, product: &str, field: &str, value: Value) {
+    let path = format!("/api/v1/products/{product}/devices");
+    eventually(&format!("the device's {field} is {value}"), async || {
+        let devices = srv.get_json(&path).await;
+        (devices["items"][0][field] == value)
+            .then_some(())
+            .ok_or(devices.to_string())
+    })
+    .await;
+}
+
 /// Waits until `topic` carries a message whose `field` is `value`; returns the message.
 async fn until(
     reader: &Reader,
@@ -64,13 +76,7 @@ async fn releases_are_announced_and_survive_a_broker_restart() {
 
     // A device on 1.0.0 is known; 1.1.0 is published: the channel and the device hear of it.
     srv.check("door", "current=1.0.0&device=d1").await;
-    eventually("d1 is recorded", async || {
-        let devices = srv.get_json("/api/v1/products/door/devices").await;
-        (devices["items"][0]["id"] == "d1")
-            .then_some(())
-            .ok_or(devices.to_string())
-    })
-    .await;
+    until_device(&srv, "door", "id", json!("d1")).await;
     srv.release("door", "1.1.0", json!({"mandatory": true}))
         .await;
     let latest = until(
@@ -138,13 +144,7 @@ async fn releases_are_announced_and_survive_a_broker_restart() {
     )
     .await;
     srv.check("door", "current=1.1.0&device=d1").await;
-    eventually("d1 runs 1.1.0", async || {
-        let devices = srv.get_json("/api/v1/products/door/devices").await;
-        (devices["items"][0]["currentVersion"] == "1.1.0")
-            .then_some(())
-            .ok_or(devices.to_string())
-    })
-    .await;
+    until_device(&srv, "door", "currentVersion", json!("1.1.0")).await;
     srv.patch_release("door", "1.1.0", json!({"deprecated": true}))
         .await;
     eventually("d1's update message is removed", async || {
@@ -199,13 +199,7 @@ async fn thinx_devices_get_firmware_update_with_a_token_on_their_topic() {
         .as_str()
         .unwrap()
         .to_owned();
-    eventually("the device is recorded", async || {
-        let devices = srv.get_json("/api/v1/products/lamp/devices").await;
-        (devices["items"][0]["id"] == json!(udid))
-            .then_some(())
-            .ok_or(devices.to_string())
-    })
-    .await;
+    until_device(&srv, "lamp", "id", json!(udid)).await;
 
     let image = crate::common::firmware_for("lamp", "1.1.0");
     let sha = srv.upload(&image).await;
