@@ -139,16 +139,16 @@ async fn publish_product(state: &AppState, product: &str) -> otter_store::Result
     loop {
         let devices = state.store.list_devices(product, &page).await?;
         for device in &devices.items {
-            let topic = format!("{prefix}{}/update", device.id);
-            if let Some((i, stepping_stone)) = offer(&index, device) {
-                let release = &index.releases[i].release;
-                let mut m = release_message(state, release);
-                m["device"] = json!(device.id);
-                m["steppingStone"] = json!(stepping_stone);
-                m["current"] = json!(device.current_version);
-                publisher.set(topic.clone(), bytes(&m));
+            let current = device
+                .current_hash
+                .as_deref()
+                .filter(|h| index.identify(h).is_some())
+                .or(device.current_version.as_deref());
+            let (topic, offered) =
+                device_update(state, &index, &device.id, current, &device.channel);
+            if let Some(i) = offered {
                 stale.remove(&topic);
-                tell_thinx_device(state, notifier, device, release).await?;
+                tell_thinx_device(state, notifier, device, &index.releases[i].release).await?;
             }
         }
         match devices.next_cursor {
@@ -162,24 +162,54 @@ async fn publish_product(state: &AppState, product: &str) -> otter_store::Result
     Ok(())
 }
 
-/// The release `device` would be offered at its next check-in, if any.
-fn offer(index: &ProductIndex, device: &Device) -> Option<(usize, bool)> {
-    let current = device
-        .current_hash
-        .as_deref()
-        .filter(|h| index.identify(h).is_some())
-        .or(device.current_version.as_deref());
-    match decide(
+/// A device said what it runs now (an `installed` report, a THiNX check-in): its update
+/// message follows at once instead of at the product's next change.
+pub fn device_changed(
+    state: &AppState,
+    index: &ProductIndex,
+    device: &str,
+    current: Option<&str>,
+    channel: &str,
+) {
+    if state.notifier.is_some() {
+        device_update(state, index, device, current, channel);
+    }
+}
+
+/// Sets (or removes) `device`'s update message; returns its topic and the offered release.
+fn device_update(
+    state: &AppState,
+    index: &ProductIndex,
+    device: &str,
+    current: Option<&str>,
+    channel: &str,
+) -> (String, Option<usize>) {
+    let topic = format!("otter/{}/devices/{device}/update", index.product.name);
+    let Some(notifier) = &state.notifier else {
+        return (topic, None);
+    };
+    let decision = decide(
         index.product.scheme,
         &index.releases,
-        &device.channel,
+        channel,
         current.map_or(Current::Unknown, Current::Reported),
-    ) {
+    );
+    match decision {
         Ok(Decision::Offer {
-            index,
+            index: i,
             stepping_stone,
-        }) => Some((index, stepping_stone)),
-        _ => None,
+        }) => {
+            let mut m = release_message(state, &index.releases[i].release);
+            m["device"] = json!(device);
+            m["steppingStone"] = json!(stepping_stone);
+            m["current"] = json!(current);
+            notifier.publisher.set(topic.clone(), bytes(&m));
+            (topic, Some(i))
+        }
+        _ => {
+            notifier.publisher.set(topic.clone(), Bytes::new());
+            (topic, None)
+        }
     }
 }
 

@@ -32,7 +32,7 @@ pub async fn create(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ReportBody>,
 ) -> ApiResult<(StatusCode, Json<UpdateReport>)> {
-    product(&state, &name)?;
+    let index = product(&state, &name)?;
     validate_device_id("device", &body.device)?;
     if body.version.is_empty() || body.version.len() > MAX_VERSION_LEN {
         return Err(ApiError::bad_request(
@@ -67,6 +67,7 @@ pub async fn create(
             .channel
             .unwrap_or_else(|| otter_core::model::DEFAULT_CHANNEL.to_owned());
         validate_name("channel", &channel)?;
+        crate::notify::device_changed(&state, &index, &body.device, Some(&body.version), &channel);
         state
             .seen
             .record_in_order(DeviceSeen {

@@ -284,6 +284,7 @@ async fn register(
     let current = current(&index, &reg);
     let device = state.store.get_device(&product, &udid).await?;
     let auto_update = device.as_ref().is_some_and(|d| d.auto_update);
+    crate::notify::device_changed(&state, &index, &udid, current, DEFAULT_CHANNEL);
     let mut seen = index.sighting(udid.clone(), current, DEFAULT_CHANNEL);
     seen.attributes = Some(reg.attributes());
     state.seen.record(seen);
@@ -354,14 +355,19 @@ async fn firmware_by_token(
             return Err(ThinxError::raw(StatusCode::GONE, "OTT_UPDATE_NOT_FOUND"));
         }
     }
-    let artifact = match state.index.artifact(&stored.artifact) {
-        Some(a) => a,
-        None => state
-            .store
-            .get_artifact(&stored.artifact)
-            .await?
-            .ok_or_else(|| ThinxError::new(StatusCode::NOT_FOUND, "OTT_UPDATE_NOT_AVAILABLE"))?,
-    };
+    // The token's image must still be a release devices may install: a yank after the token
+    // was issued withdraws it too.
+    let artifact = state
+        .index
+        .product(&stored.product)
+        .and_then(|index| {
+            index
+                .releases
+                .iter()
+                .find(|r| !r.facts.yanked && r.facts.sha256 == stored.artifact)
+                .map(|r| r.release.artifact.clone())
+        })
+        .ok_or_else(|| ThinxError::new(StatusCode::NOT_FOUND, "OTT_UPDATE_NOT_AVAILABLE"))?;
     if method == Method::GET && stored.first_used_at.is_none() {
         state
             .store

@@ -163,6 +163,33 @@ async fn releases_are_announced_and_survive_a_broker_restart() {
     )
     .await;
     assert_eq!(latest["version"], "1.1.0");
+
+    // A device reporting what it installed hears of its next update at once, and loses the
+    // message once it runs it.
+    srv.release("door", "1.3.0", json!({})).await;
+    until(
+        &reader,
+        "otter/door/devices/d1/update",
+        "version",
+        json!("1.3.0"),
+        patience,
+    )
+    .await;
+    let resp = srv
+        .anon(reqwest::Method::POST, "/api/v1/products/door/reports")
+        .json(&json!({"device": "d1", "version": "1.3.0", "state": "installed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    eventually(
+        "d1's message goes once it runs 1.3.0",
+        async || match retained(&reader, "otter/door/devices/d1/update").await {
+            None => Ok(()),
+            Some(m) => Err(m.to_string()),
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

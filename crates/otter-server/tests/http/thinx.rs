@@ -227,6 +227,20 @@ async fn a_cut_download_keeps_the_token_and_the_resume_spends_it() {
     assert_eq!(received, image);
     // The last byte went out: spent.
     expect_spent(&srv, &ott).await;
+
+    // A token issued before a yank does not fetch the withdrawn image.
+    let mut forced = registration(None, "1.0.0");
+    forced["forced"] = json!(true);
+    let body = json_body(register(&srv, &key, forced).await, StatusCode::OK).await;
+    let ott = body["registration"]["ott"].as_str().unwrap().to_owned();
+    srv.patch_release("lamp", "1.1.0", json!({"yanked": true}))
+        .await;
+    expect_thinx_error(
+        fetch(&srv, &ott, None).await,
+        404,
+        "OTT_UPDATE_NOT_AVAILABLE",
+    )
+    .await;
 }
 
 #[tokio::test]
