@@ -6,7 +6,9 @@
 //! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact,
 //! - [`access`]: which devices may use a product (ota-backend's firewall),
 //! - [`ott`]: one-time download tokens (THiNX),
-//! - [`iotawatt`]: IotaWatt's signed release blobs.
+//! - [`iotawatt`]: IotaWatt's signed release blobs,
+//! - [`signing`]: keys, DSSE envelopes, roots of trust, release manifests, signed check responses
+//!   and the device-side checks.
 
 pub mod access;
 pub mod decision;
@@ -14,6 +16,7 @@ pub mod digest;
 pub mod iotawatt;
 pub mod model;
 pub mod ott;
+pub mod signing;
 pub mod version;
 
 pub use decision::{Current, Decision, DecisionError, ReleaseFacts, decide, identify};
