@@ -307,6 +307,20 @@ pub struct ApiKey {
     pub created_at: i64,
 }
 
+/// The signatures a release carries (signed releases).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseSignatures {
+    pub version: String,
+    /// The signed release manifest, a DSSE envelope exactly as uploaded.
+    pub manifest: Option<String>,
+    pub security_counter: Option<u32>,
+    /// When the manifest's signature expires (Unix seconds).
+    pub expires_at: Option<i64>,
+    /// ECDSA P-256 over the image, base64 DER (the manifest contract's `binarySignature`).
+    pub binary_signature: Option<String>,
+}
+
 /// Where a device is in installing a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,13 +6,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport,
-    UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReleaseSignatures,
+    UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
 use otter_store::{
     AccessStore, DeviceStore, NewReport, OttStore, PageRequest, ProductStore, ReleaseStore, Result,
-    Store, TokenStore, UploadStore,
+    Store, TokenStore, TrustStore, UploadStore,
 };
 
 /// Wraps any store; behaviour is unchanged.
@@ -230,5 +230,54 @@ impl OttStore for Metered {
     }
     async fn purge_otts(&self, before: i64) -> Result<u64> {
         timed!("purge_otts", self.0.purge_otts(before))
+    }
+}
+
+#[async_trait]
+impl TrustStore for Metered {
+    async fn add_root(
+        &self,
+        product: &str,
+        version: u32,
+        envelope: &str,
+        expires_at: i64,
+        created_at: i64,
+    ) -> Result<()> {
+        timed!(
+            "add_root",
+            self.0
+                .add_root(product, version, envelope, expires_at, created_at)
+        )
+    }
+    async fn roots(&self, product: &str) -> Result<Vec<(u32, String)>> {
+        timed!("roots", self.0.roots(product))
+    }
+    async fn set_release_manifest(
+        &self,
+        product: &str,
+        version: &str,
+        envelope: &str,
+        security_counter: u32,
+        expires_at: i64,
+    ) -> Result<()> {
+        timed!(
+            "set_release_manifest",
+            self.0
+                .set_release_manifest(product, version, envelope, security_counter, expires_at)
+        )
+    }
+    async fn set_binary_signature(
+        &self,
+        product: &str,
+        version: &str,
+        signature: &str,
+    ) -> Result<()> {
+        timed!(
+            "set_binary_signature",
+            self.0.set_binary_signature(product, version, signature)
+        )
+    }
+    async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>> {
+        timed!("release_signatures", self.0.release_signatures(product))
     }
 }

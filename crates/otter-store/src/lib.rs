@@ -1,7 +1,7 @@
 //! otter's storage layer.
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
-//!   [`TokenStore`], [`AccessStore`], [`OttStore`], gathered in [`Store`]) are all the server knows about the database.
+//!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], gathered in [`Store`]) are all the server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -11,8 +11,8 @@
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState,
-    UpdateReport, UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReleaseSignatures,
+    ReportState, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
 
@@ -220,9 +220,50 @@ pub trait OttStore: Send + Sync {
     async fn purge_otts(&self, before: i64) -> Result<u64>;
 }
 
+/// Roots of trust and release signatures (signed releases).
+#[async_trait]
+pub trait TrustStore: Send + Sync {
+    /// Stores root `version` of a product; [`StoreError::Conflict`] if it exists.
+    async fn add_root(
+        &self,
+        product: &str,
+        version: u32,
+        envelope: &str,
+        expires_at: i64,
+        created_at: i64,
+    ) -> Result<()>;
+    /// A product's roots as `(version, envelope)`, oldest first.
+    async fn roots(&self, product: &str) -> Result<Vec<(u32, String)>>;
+    /// Sets (replaces) a release's signed manifest.
+    async fn set_release_manifest(
+        &self,
+        product: &str,
+        version: &str,
+        envelope: &str,
+        security_counter: u32,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// Sets a release's binary signature.
+    async fn set_binary_signature(
+        &self,
+        product: &str,
+        version: &str,
+        signature: &str,
+    ) -> Result<()>;
+    /// The signatures of every release of a product that has any.
+    async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>>;
+}
+
 /// Everything the server needs from a database.
 pub trait Store:
-    ProductStore + ReleaseStore + DeviceStore + UploadStore + TokenStore + AccessStore + OttStore
+    ProductStore
+    + ReleaseStore
+    + DeviceStore
+    + UploadStore
+    + TokenStore
+    + AccessStore
+    + OttStore
+    + TrustStore
 {
 }
 
@@ -234,6 +275,7 @@ impl<T> Store for T where
         + TokenStore
         + AccessStore
         + OttStore
+        + TrustStore
 {
 }
 

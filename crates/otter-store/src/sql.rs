@@ -11,8 +11,8 @@
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, UpdateReport,
-    UploadSession,
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReleaseSignatures,
+    UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -21,7 +21,7 @@ use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
 
 use crate::{
     AccessStore, DeviceStore, NewReport, OttStore, PageRequest, ProductStore, ReleaseStore, Result,
-    StoreError, TokenStore, UploadStore,
+    StoreError, TokenStore, TrustStore, UploadStore,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1201,6 +1201,122 @@ impl AccessStore for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl TrustStore for SqlStore {
+    async fn add_root(
+        &self,
+        product: &str,
+        version: u32,
+        envelope: &str,
+        expires_at: i64,
+        created_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO product_roots (product, version, envelope, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(product)
+        .bind(i64::from(version))
+        .bind(envelope)
+        .bind(expires_at)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("root {version} of {product}")),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn roots(&self, product: &str) -> Result<Vec<(u32, String)>> {
+        let rows = sqlx::query(
+            "SELECT version, envelope FROM product_roots WHERE product = $1 ORDER BY version",
+        )
+        .bind(product)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get("version")?;
+                let version = u32::try_from(version)
+                    .map_err(|_| StoreError::Corrupt(format!("root version {version}")))?;
+                Ok((version, r.try_get("envelope")?))
+            })
+            .collect()
+    }
+
+    async fn set_release_manifest(
+        &self,
+        product: &str,
+        version: &str,
+        envelope: &str,
+        security_counter: u32,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO release_signatures (product, version, manifest, security_counter, \
+             expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (product, version) DO UPDATE \
+             SET manifest = excluded.manifest, security_counter = excluded.security_counter, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(product)
+        .bind(version)
+        .bind(envelope)
+        .bind(i64::from(security_counter))
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_binary_signature(
+        &self,
+        product: &str,
+        version: &str,
+        signature: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO release_signatures (product, version, binary_signature) \
+             VALUES ($1, $2, $3) ON CONFLICT (product, version) DO UPDATE \
+             SET binary_signature = excluded.binary_signature",
+        )
+        .bind(product)
+        .bind(version)
+        .bind(signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>> {
+        let rows = sqlx::query(
+            "SELECT version, manifest, security_counter, expires_at, binary_signature \
+             FROM release_signatures WHERE product = $1 ORDER BY version",
+        )
+        .bind(product)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let counter: Option<i64> = r.try_get("security_counter")?;
+                Ok(ReleaseSignatures {
+                    version: r.try_get("version")?,
+                    manifest: r.try_get("manifest")?,
+                    security_counter: counter
+                        .map(|c| {
+                            u32::try_from(c)
+                                .map_err(|_| StoreError::Corrupt(format!("security counter {c}")))
+                        })
+                        .transpose()?,
+                    expires_at: r.try_get("expires_at")?,
+                    binary_signature: r.try_get("binary_signature")?,
+                })
+            })
+            .collect()
     }
 }
 

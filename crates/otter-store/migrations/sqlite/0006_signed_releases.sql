@@ -1,0 +1,22 @@
+-- Signed releases: each product's chain of root documents (DSSE envelopes, kept verbatim and
+-- forever, so devices can walk from any version), and per release the signed manifest
+-- (envelope verbatim, with the security counter and expiry it carries) and the manifest
+-- contract's binarySignature.
+CREATE TABLE product_roots (
+    product     TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    envelope    TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (product, version)
+);
+
+CREATE TABLE release_signatures (
+    product           TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    manifest          TEXT,
+    security_counter  BIGINT,
+    expires_at        BIGINT,
+    binary_signature  TEXT,
+    PRIMARY KEY (product, version)
+);
