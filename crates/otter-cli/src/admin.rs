@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use base64::Engine;
 use futures_util::TryStreamExt;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use otter_core::Scheme;
@@ -157,6 +158,25 @@ pub enum ReleaseCommand {
         /// Release date as RFC 3339 with offset, e.g. 2026-05-22T11:30:00-04:00 [default: now].
         #[arg(long, value_name = "RFC3339")]
         release_date: Option<String>,
+        /// The release manifest signed offline (`otter release sign`); required by products
+        /// with a root of trust.
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// ECDSA P-256 signature of the image by a release key (`otter sign --binary`), shown
+        /// as `binarySignature` in firmware manifests.
+        #[arg(long, value_name = "FILE")]
+        binary_signature: Option<PathBuf>,
+    },
+    /// Sign a release manifest offline (see `otter release sign --help`).
+    Sign(crate::signing::ReleaseSignArgs),
+    /// Attach (or replace, e.g. re-sign before it expires) a published release's signed
+    /// manifest.
+    #[command(after_help = "Example:
+  otter release attach-signature door 2.0.0 door-2.0.0.manifest.json")]
+    AttachSignature {
+        product: String,
+        version: String,
+        file: PathBuf,
     },
     /// List a product's releases, newest first.
     #[command(after_help = "Examples:
@@ -210,7 +230,24 @@ impl ReleaseCommand {
                 mandatory,
                 notes_url,
                 release_date,
+                signature,
+                binary_signature,
             } => {
+                let signature = signature
+                    .map(|path| -> anyhow::Result<Value> {
+                        let text = std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        Ok(serde_json::from_str(&text).with_context(|| {
+                            format!("{} is not a signed manifest", path.display())
+                        })?)
+                    })
+                    .transpose()?;
+                let binary_signature = binary_signature
+                    .map(|path| -> anyhow::Result<String> {
+                        Ok(base64::engine::general_purpose::STANDARD
+                            .encode(crate::signing::read_signature(&path)?))
+                    })
+                    .transpose()?;
                 let release = NewRelease {
                     version,
                     artifact: String::new(),
@@ -222,8 +259,36 @@ impl ReleaseCommand {
                     summary,
                     release_notes_url: notes_url,
                     metadata: None,
+                    signature,
+                    binary_signature,
                 };
                 publish(client, &product, &file, release).await
+            }
+            ReleaseCommand::Sign(args) => args.run(),
+            ReleaseCommand::AttachSignature {
+                product,
+                version,
+                file,
+            } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let envelope: Value = serde_json::from_str(&text)?;
+                let url = client.url(&[
+                    "api",
+                    "v1",
+                    "products",
+                    &product,
+                    "releases",
+                    &version,
+                    "signature",
+                ]);
+                let answer: Value = client.put_json(url, &envelope).await?;
+                println!(
+                    "{product} {version}: signed (security counter {}, expires {})",
+                    answer["securityCounter"],
+                    answer["expires"].as_str().unwrap_or_default()
+                );
+                Ok(())
             }
             ReleaseCommand::List { product, json } => {
                 let url = client.url(&["api", "v1", "products", &product, "releases"]);

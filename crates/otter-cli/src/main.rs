@@ -7,6 +7,7 @@ mod iotawatt;
 mod migrate;
 mod migrate_data;
 mod serve;
+mod signing;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,20 @@ enum Command {
         #[command(subcommand)]
         cmd: ReportCommand,
     },
+    /// Generate and inspect signing keys (offline).
+    #[command(subcommand)]
+    Keys(signing::KeysCommand),
+    /// Roots of trust: write root versions, upload them.
+    #[command(subcommand)]
+    Root(signing::RootCommand),
+    /// Add a signature to a DSSE envelope (a root or a release manifest), offline.
+    #[command(subcommand)]
+    Envelope(EnvelopeCommand),
+    /// Print the server's online public key (PEM), to list in roots under role online.
+    OnlineKey {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Sign and check IotaWatt release blobs with your own key.
     #[command(subcommand)]
     Iotawatt(iotawatt::IotawattCommand),
@@ -69,6 +84,16 @@ enum Command {
         #[command(subcommand)]
         cmd: ApiKeyCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum EnvelopeCommand {
+    /// Sign an envelope in place with a key, or with an external signer in two steps.
+    #[command(after_help = "Examples:
+  otter envelope sign root-2.json --key root-a.key
+  otter envelope sign root-2.json --to-be-signed tbs.bin        # then sign tbs.bin in the HSM
+  otter envelope sign root-2.json --signature tbs.sig --pubkey hsm.pub")]
+    Sign(signing::EnvelopeSignArgs),
 }
 
 #[tokio::main]
@@ -93,5 +118,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Iotawatt(cmd) => cmd.run().await,
+        Command::Keys(cmd) => cmd.run(),
+        Command::Root(cmd) => cmd.run().await,
+        Command::Envelope(EnvelopeCommand::Sign(args)) => args.run(),
+        Command::OnlineKey { client } => signing::online_key(&Client::new(&client)?).await,
     }
 }

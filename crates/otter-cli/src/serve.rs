@@ -119,6 +119,12 @@ pub struct ServeArgs {
     )]
     ota_secret: Option<String>,
 
+    /// The key that signs check responses for products with a root of trust (PKCS#8 PEM,
+    /// Ed25519 or P-256) [default: <data>/online-key.pem, generated on first start]. Nodes
+    /// sharing a database must use the same one.
+    #[arg(long, env = "OTTER_ONLINE_KEY", value_name = "FILE")]
+    online_key: Option<PathBuf>,
+
     /// The IotaWatt product served at IotaWatt's own paths (/firmware/versions.json,
     /// /firmware/bin/<release>.bin, /download/tables/<version>.txt); every IotaWatt product
     /// is also served under /iotawatt/<product>/.
@@ -192,6 +198,7 @@ struct FileSettings {
     mqtt_url: Option<String>,
     mqtt_ca_file: Option<PathBuf>,
     iotawatt_product: Option<String>,
+    online_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
 }
 
@@ -290,6 +297,7 @@ impl ServeArgs {
                 mqtt_url: self.mqtt_url.or(file.mqtt_url),
                 mqtt_ca_file: self.mqtt_ca_file.or(file.mqtt_ca_file),
                 iotawatt_product,
+                online_key_file: self.online_key.or(file.online_key),
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })

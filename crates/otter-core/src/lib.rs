@@ -7,12 +7,15 @@
 //! - [`access`]: which devices may use a product (ota-backend's firewall),
 //! - [`ott`]: one-time download tokens (THiNX),
 //! - [`iotawatt`]: IotaWatt's signed release blobs,
+//! - [`formats`]: native firmware signature formats (ESP8266 trailer, ESP-IDF Secure Boot v2,
+//!   minisign, IotaWatt) made and checked byte-for-byte as the vendor tools do,
 //! - [`signing`]: keys, DSSE envelopes, roots of trust, release manifests, signed check responses
 //!   and the device-side checks.
 
 pub mod access;
 pub mod decision;
 pub mod digest;
+pub mod formats;
 pub mod iotawatt;
 pub mod model;
 pub mod ott;

@@ -84,6 +84,11 @@ pub struct NewRelease {
     pub summary: Option<String>,
     pub release_notes_url: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    /// The release manifest signed offline (a DSSE envelope), for products with a root of trust.
+    pub signature: Option<serde_json::Value>,
+    /// ECDSA P-256 signature of the image by a release key, base64 DER (the manifest
+    /// contract's `binarySignature`).
+    pub binary_signature: Option<String>,
 }
 
 /// Flags that may change after publishing. Everything else about a release is immutable.

@@ -399,3 +399,20 @@ fn envelopes_of_one_kind_never_pass_for_another() {
     disguised.payload_type = RESPONSE_TYPE.into();
     assert!(CheckResponse::open(&disguised, &w.device.root).is_err());
 }
+
+#[test]
+fn binary_signatures_verify_against_the_image_digest() {
+    let k = key(Algorithm::P256);
+    let image = image();
+    let sig = k.sign(&image).unwrap();
+    let sha = digest(&SHA256, &image);
+    assert!(k.public_key().verify_sha256(sha.as_ref(), &sig));
+    let other = digest(&SHA256, b"other");
+    assert!(!k.public_key().verify_sha256(other.as_ref(), &sig));
+    // Ed25519 signs messages, not digests: never accepted here.
+    let ed = key(Algorithm::Ed25519);
+    assert!(
+        !ed.public_key()
+            .verify_sha256(sha.as_ref(), &ed.sign(&image).unwrap())
+    );
+}

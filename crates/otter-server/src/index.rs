@@ -11,7 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use otter_core::access::Firewall;
 use otter_core::digest::is_hex_digest;
-use otter_core::model::{Artifact, DeviceSeen, Product, Release};
+use otter_core::model::{Artifact, DeviceSeen, Product, Release, ReleaseSignatures};
+use otter_core::signing::documents::Root;
 use otter_core::{ReleaseFacts, Version};
 use otter_store::{Result, Store};
 use serde_json::json;
@@ -60,6 +61,8 @@ impl UrlTemplate {
 pub struct IndexedRelease {
     pub facts: ReleaseFacts,
     pub release: Release,
+    /// Its signed manifest and binary signature, when it has them.
+    pub signatures: Option<ReleaseSignatures>,
     /// The native check answer offering this release. Index 0: a direct offer; index 1: a
     /// stepping stone.
     offer: [UrlTemplate; 2],
@@ -75,7 +78,11 @@ impl AsRef<ReleaseFacts> for IndexedRelease {
 }
 
 impl IndexedRelease {
-    fn new(product: &Product, release: Release) -> Result<Self, otter_core::VersionError> {
+    fn new(
+        product: &Product,
+        release: Release,
+        signatures: Option<ReleaseSignatures>,
+    ) -> Result<Self, otter_core::VersionError> {
         let facts = ReleaseFacts {
             version: Version::parse(product.scheme, &release.version)?,
             seq: release.seq,
@@ -117,10 +124,17 @@ impl IndexedRelease {
                 }
             }))
         });
-        let manifest = UrlTemplate::new(&crate::protocols::manifest::manifest(&release));
+        let binary_signature = signatures
+            .as_ref()
+            .and_then(|s| s.binary_signature.as_deref());
+        let manifest = UrlTemplate::new(&crate::protocols::manifest::manifest(
+            &release,
+            binary_signature,
+        ));
         Ok(IndexedRelease {
             facts,
             release,
+            signatures,
             offer,
             manifest,
         })
@@ -145,6 +159,9 @@ pub struct ProductIndex {
     pub firewall: Firewall,
     /// Public keys the product's releases must be signed with, as `(kind, key)`.
     pub signing_keys: Vec<(String, String)>,
+    /// The newest root of trust, verified along the whole chain; with one, releases must be
+    /// signed.
+    pub root: Option<Root>,
 }
 
 impl ProductIndex {
@@ -275,6 +292,16 @@ impl CheckIndex {
         self.product(&name)
     }
 
+    /// Every product's index.
+    pub fn all(&self) -> Vec<Arc<ProductIndex>> {
+        self.products
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn artifact(&self, sha256: &str) -> Option<Artifact> {
         self.artifacts
             .read()
@@ -290,9 +317,16 @@ impl CheckIndex {
         let Some(product) = store.get_product(name).await? else {
             return Ok(());
         };
+        let mut signatures: HashMap<String, ReleaseSignatures> = store
+            .release_signatures(name)
+            .await?
+            .into_iter()
+            .map(|s| (s.version.clone(), s))
+            .collect();
         let mut releases = Vec::new();
         for release in store.all_releases(name).await? {
-            match IndexedRelease::new(&product, release) {
+            let signed = signatures.remove(&release.version);
+            match IndexedRelease::new(&product, release, signed) {
                 Ok(r) => releases.push(r),
                 Err(e) => tracing::warn!(product = name, error = %e, "skipping unreadable release"),
             }
@@ -314,11 +348,13 @@ impl CheckIndex {
             keys.extend(key_hashes.into_iter().map(|h| (h, name.to_owned())));
         }
         let signing_keys = store.signing_keys(name).await?;
+        let root = crate::trust::verified_root(name, &store.roots(name).await?);
         let entry = Arc::new(ProductIndex {
             product,
             releases,
             firewall,
             signing_keys,
+            root,
         });
         self.products
             .write()

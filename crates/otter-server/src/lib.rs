@@ -19,6 +19,7 @@ pub mod protocols;
 pub mod router;
 pub mod seen;
 pub mod state;
+pub mod trust;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -149,6 +150,7 @@ impl Server {
             }
             None => (None, None),
         };
+        let online_key = trust::load_online_key(data, config.online_key_file.as_deref())?;
         let state = AppState::new(state::Inner {
             config,
             store,
@@ -159,6 +161,7 @@ impl Server {
             tokens,
             busy_uploads: Default::default(),
             notifier,
+            online_key,
         });
         if state.notifier.is_some() {
             let state = state.clone();
@@ -285,5 +288,6 @@ async fn janitor(state: AppState) {
         if let Err(e) = state.store.purge_otts(before).await {
             tracing::warn!(error = %e, "could not purge expired one-time tokens");
         }
+        trust::warn_expiring(&state);
     }
 }

@@ -8,7 +8,7 @@ use crate::admin::{apikeys, artifacts, fleet, products, releases, uploads};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::state::AppState;
-use crate::{download, metrics, protocols};
+use crate::{download, metrics, protocols, trust};
 
 /// The application. `with_metrics` puts `/metrics` on it (unless metrics have their own
 /// listener).
@@ -34,6 +34,16 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             get(releases::get).patch(releases::patch),
         )
         .route("/api/v1/products/{product}/devices", get(fleet::devices))
+        .route("/api/v1/products/{product}/roots", post(trust::add_root))
+        .route(
+            "/api/v1/products/{product}/root/{file}",
+            get(trust::get_root),
+        )
+        .route(
+            "/api/v1/products/{product}/releases/{version}/signature",
+            put(trust::attach_signature),
+        )
+        .route("/api/v1/online-key", get(trust::online_key))
         .route(
             "/api/v1/products/{product}/devices/{device}",
             patch(fleet::patch_device),

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub mqtt_ca_file: Option<std::path::PathBuf>,
     /// The IotaWatt product served at IotaWatt's own paths (`/firmware/versions.json`, …).
     pub iotawatt_product: Option<String>,
+    /// The key that signs check responses (PEM PKCS#8); default `<data>/online-key.pem`,
+    /// generated on first start.
+    pub online_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             mqtt_url: None,
             mqtt_ca_file: None,
             iotawatt_product: None,
+            online_key_file: None,
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct Inner {
     pub busy_uploads: Busy,
     /// MQTT update notifications, when `mqtt_url` is set.
     pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Signs check responses (see [`crate::trust`]).
+    pub online_key: otter_core::signing::keys::PrivateKey,
 }
 
 impl AppState {

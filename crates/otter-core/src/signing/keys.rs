@@ -124,6 +124,20 @@ impl PublicKey {
         .is_ok()
     }
 
+    /// Whether `signature` (DER) is this P-256 key's signature of a message whose SHA-256 is
+    /// `sha256` (the manifest contract's `binarySignature`, checked without rereading the image).
+    pub fn verify_sha256(&self, sha256: &[u8], signature: &[u8]) -> bool {
+        if self.algorithm != Algorithm::P256 {
+            return false;
+        }
+        let Ok(digest) = aws_lc_rs::digest::Digest::import_less_safe(sha256, &SHA256) else {
+            return false;
+        };
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, self.raw())
+            .verify_digest(&digest, signature)
+            .is_ok()
+    }
+
     /// SubjectPublicKeyInfo DER.
     pub fn to_spki(&self) -> Vec<u8> {
         [self.algorithm.spki_prefix(), &self.raw()].concat()

@@ -50,11 +50,12 @@ pub fn product(state: &AppState, name: &str) -> ApiResult<std::sync::Arc<Product
         .ok_or_else(|| ApiError::product_not_found(name))
 }
 
-/// `GET /api/v1/status`: queue health and counters.
+/// `GET /api/v1/status`: queue health, counters, and signatures that expire within 30 days.
 pub async fn status(_: Admin, State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "seenQueueDepth": state.seen.depth(),
         "seenDropped": state.seen.dropped(),
+        "expiringSignatures": crate::trust::expiring(&state, otter_store::now()),
     }))
 }

@@ -64,6 +64,37 @@ pub async fn publish_release(
         &artifact,
     )
     .await?;
+    let candidate = crate::trust::Candidate {
+        version: &new.version,
+        channels: &new.channels,
+        artifact: &artifact,
+    };
+    let signatures = crate::trust::check_signatures(
+        &index,
+        &candidate,
+        new.signature.as_ref(),
+        new.binary_signature.as_deref(),
+    )?;
+    // Signatures first: if the release insert fails they name nothing; the other way round a
+    // crash would leave a signed product's release visible unsigned.
+    if let Some(manifest) = &signatures.manifest {
+        state
+            .store
+            .set_release_manifest(
+                product,
+                &new.version,
+                manifest,
+                signatures.security_counter.unwrap_or_default(),
+                signatures.expires_at.unwrap_or_default(),
+            )
+            .await?;
+    }
+    if let Some(binary) = &signatures.binary_signature {
+        state
+            .store
+            .set_binary_signature(product, &new.version, binary)
+            .await?;
+    }
     let release = Release {
         seq: 0,
         product: product.to_owned(),

@@ -8,9 +8,12 @@ use axum::response::{IntoResponse, Response};
 use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
 use otter_core::{Current, Decision, decide};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::admin::product;
+use crate::error::ApiError;
 use crate::error::{ApiPath, ApiQuery, ApiResult};
+use crate::index::ProductIndex;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -18,6 +21,8 @@ pub struct CheckQuery {
     current: Option<String>,
     device: Option<String>,
     channel: Option<String>,
+    /// A fresh random value (16-64 hex digits) the signed response must echo.
+    nonce: Option<String>,
 }
 
 const NO_UPDATE: &str = r#"{"hasUpdate":false}"#;
@@ -53,18 +58,29 @@ pub async fn check(
         channel,
         current.map_or(Current::Unknown, Current::Reported),
     )?;
-    if let Some(device) = query.device {
-        validate_device_id("device", &device)?;
-        state.seen.record(index.sighting(device, current, channel));
+    if let Some(device) = &query.device {
+        validate_device_id("device", device)?;
+        state
+            .seen
+            .record(index.sighting(device.clone(), current, channel));
     }
     crate::metrics::count_check("native", &decision);
-    let body = match decision {
+    let offered = match decision {
         Decision::Offer {
             index: i,
             stepping_stone,
-        } => index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone),
-        Decision::UpToDate | Decision::NoPath => NO_UPDATE.to_owned(),
+        } => Some((i, stepping_stone)),
+        Decision::UpToDate | Decision::NoPath => None,
     };
+    let mut body = match offered {
+        Some((i, stepping_stone)) => {
+            index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone)
+        }
+        None => NO_UPDATE.to_owned(),
+    };
+    if let Some(nonce) = &query.nonce {
+        body = sign_answer(&state, &index, &query, nonce, offered.map(|(i, _)| i), body)?;
+    }
     Ok((
         [
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
@@ -73,4 +89,38 @@ pub async fn check(
         body,
     )
         .into_response())
+}
+
+/// Adds the signed response (and the offered release's signed manifest) to a check answer, for
+/// a device that sent a nonce to a product with a root of trust. The pre-serialised answer is
+/// reopened: signing is per request anyway.
+fn sign_answer(
+    state: &AppState,
+    index: &ProductIndex,
+    query: &CheckQuery,
+    nonce: &str,
+    offered: Option<usize>,
+    body: String,
+) -> ApiResult<String> {
+    if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "invalid_nonce",
+            "nonce must be 16-64 hex digits, fresh for every check",
+        ));
+    }
+    let mut answer: Value = serde_json::from_str(&body).map_err(ApiError::internal)?;
+    let url = answer["manifest"]["url"].as_str().map(str::to_owned);
+    let device = query.device.as_deref().unwrap_or_default();
+    let Some(signed) = crate::trust::signed_response(state, index, device, nonce, offered, url)?
+    else {
+        return Ok(body);
+    };
+    answer["signedResponse"] = signed;
+    if let Some(manifest) = offered
+        .and_then(|i| index.releases[i].signatures.as_ref()?.manifest.as_deref())
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    {
+        answer["releaseManifest"] = manifest;
+    }
+    Ok(answer.to_string())
 }

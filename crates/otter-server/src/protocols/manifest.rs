@@ -88,8 +88,10 @@ async fn allow_any_origin(request: Request, next: Next) -> Response {
 /// A release in the contract's shape, with `binaryUrl` under [`URL_BASE`] (see
 /// [`crate::index::UrlTemplate`]). Fields the contract types as strings are never `null`: an
 /// unset title falls back to the version, unset summary and notes URL to `""`.
-pub fn manifest(release: &Release) -> Value {
-    json!({
+/// `binarySignature` (the contract's future field: ECDSA P-256 over the image, base64 DER) is
+/// there only for releases published with one.
+pub fn manifest(release: &Release, binary_signature: Option<&str>) -> Value {
+    let mut manifest = json!({
         "version": release.version,
         "releaseDate": release.release_date,
         "binaryUrl": format!(
@@ -104,7 +106,11 @@ pub fn manifest(release: &Release) -> Value {
         "summary": release.summary.as_deref().unwrap_or_default(),
         "releaseNotesUrl": release.release_notes_url.as_deref().unwrap_or_default(),
         "deprecated": release.deprecated,
-    })
+    });
+    if let Some(signature) = binary_signature {
+        manifest["binarySignature"] = json!(signature);
+    }
+    manifest
 }
 
 /// `{product}` when mounted under `/m/{product}`; nothing at the root paths.

@@ -19,5 +19,6 @@ mod pagination;
 mod persistence;
 mod s3;
 mod sessions;
+mod signing;
 mod thinx;
 mod uploads;

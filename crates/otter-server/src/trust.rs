@@ -1,0 +1,418 @@
+//! Signed releases on the server: each product's root of trust, the checks a signed release
+//! passes at publish, signed check responses, and expiry warnings.
+//!
+//! The server holds no key that can authorise firmware: roots and release manifests are signed
+//! offline (`otter keys`, `otter release sign`) and stored verbatim. Its only key is the
+//! `online` one, which signs check responses bound to a device's nonce; a root decides whether
+//! devices trust it. A compromised server can therefore withhold updates or pick among genuine,
+//! non-older releases, but not make a device install anything else.
+//!
+//! A product with a root requires every new release to carry a manifest signed by the root's
+//! `release` threshold that matches the release exactly (product, version, channel, artifact
+//! length and SHA-256), has not expired, and does not lower the channel's security counter.
+
+use std::path::Path;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use otter_core::Version;
+use otter_core::model::{Artifact, ReleaseSignatures, format_rfc3339};
+use otter_core::signing::SigningError;
+use otter_core::signing::documents::{CheckResponse, RESPONSE_TYPE, ReleaseManifest, Root};
+use otter_core::signing::dsse::Envelope;
+use otter_core::signing::keys::{PrivateKey, pem_encode};
+use serde_json::{Value, json};
+
+use crate::StartError;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiPath, ApiResult};
+use crate::index::ProductIndex;
+use crate::state::AppState;
+
+/// How long before a signature expires the server starts warning.
+pub const WARN_BEFORE: i64 = 30 * 24 * 3600;
+/// How long a signed check response is valid.
+pub const RESPONSE_TTL: i64 = 24 * 3600;
+
+fn refused(code: &'static str, e: SigningError) -> ApiError {
+    ApiError::bad_request(code, e.to_string())
+}
+
+/// The server's `online` key: `path` if given, else `<data>/online-key.pem`, generated (0600)
+/// on first start. Nodes sharing a database must share it.
+pub fn load_online_key(data_dir: &Path, path: Option<&Path>) -> Result<PrivateKey, StartError> {
+    let default = data_dir.join("online-key.pem");
+    let path = path.unwrap_or(&default);
+    let config = |e: String| StartError::Config(format!("online key {}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => PrivateKey::from_pem(&text).map_err(|e| config(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == default => {
+            let (key, der) = PrivateKey::generate(otter_core::signing::keys::Algorithm::Ed25519)
+                .map_err(|e| config(e.to_string()))?;
+            crate::auth::write_secret(path, pem_encode("PRIVATE KEY", &der).trim_end())
+                .map_err(|e| config(e.to_string()))?;
+            tracing::info!(key_id = %key.public_key().key_id(), path = %path.display(),
+                "generated the online key (list it in product roots under role online)");
+            Ok(key)
+        }
+        Err(e) => Err(config(e.to_string())),
+    }
+}
+
+/// The newest root of a stored chain, verified link by link; `None` without roots. A link that
+/// does not verify (a hand-edited row) ends the chain there, with a warning.
+pub fn verified_root(product: &str, chain: &[(u32, String)]) -> Option<Root> {
+    let mut root: Option<Root> = None;
+    for (version, text) in chain {
+        let opened = Envelope::parse(text.as_bytes()).and_then(|envelope| match &root {
+            None => Root::open_first(&envelope),
+            Some(previous) => previous.open_next(&envelope),
+        });
+        match opened {
+            Ok(next) => root = Some(next),
+            Err(e) => {
+                tracing::warn!(product, version, error = %e, "stored root does not verify");
+                break;
+            }
+        }
+    }
+    root
+}
+
+/// `POST /api/v1/products/{product}/roots` with a root envelope: the product's first root
+/// (version 1, self-signed) or the next one (signed by the current and the new root keys).
+pub async fn add_root(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let index = crate::admin::product(&state, &product)?;
+    let envelope = Envelope::parse(&body).map_err(|e| refused("invalid_root", e))?;
+    let root = match &index.root {
+        None => Root::open_first(&envelope),
+        Some(current) => current.open_next(&envelope),
+    }
+    .map_err(|e| refused("invalid_root", e))?;
+    if root.product != product {
+        return Err(ApiError::bad_request(
+            "invalid_root",
+            format!("the root is for {:?}, not {product:?}", root.product),
+        ));
+    }
+    let now = otter_store::now();
+    root.check_fresh(now)
+        .map_err(|e| refused("invalid_root", e))?;
+    let expires = otter_core::signing::unix("root expires", &root.expires)
+        .map_err(|e| refused("invalid_root", e))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_root", "the envelope is not UTF-8"))?;
+    state
+        .store
+        .add_root(&product, root.version, text, expires, now)
+        .await?;
+    state.index.changed(&*state.store, &product).await?;
+    tracing::info!(product = %product, version = root.version, "root of trust added");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "product": product, "version": root.version, "expires": root.expires })),
+    ))
+}
+
+/// `GET /api/v1/products/{product}/root/{n}.json` (and `root.json`, the newest): the envelope
+/// exactly as uploaded. Public: devices walk the chain from the root they hold.
+pub async fn get_root(
+    State(state): State<AppState>,
+    ApiPath((product, file)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    crate::admin::product(&state, &product)?;
+    let chain = state.store.roots(&product).await?;
+    let wanted = match file.strip_suffix(".json") {
+        Some("root") => chain.last(),
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| chain.iter().find(|(v, _)| *v == n)),
+        None => None,
+    };
+    let (_, envelope) = wanted.ok_or_else(|| {
+        ApiError::not_found("root_not_found", format!("{product:?} has no root {file}"))
+    })?;
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        envelope.clone(),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/online-key`: the public half of the server's online key, to list in roots.
+pub async fn online_key(_: Admin, State(state): State<AppState>) -> Json<Value> {
+    let key = state.online_key.public_key();
+    Json(json!({
+        "keyid": key.key_id(),
+        "alg": key.algorithm,
+        "public": key.public_hex,
+        "pem": key.to_pem(),
+    }))
+}
+
+/// What a release is published as, for the signature checks.
+pub struct Candidate<'a> {
+    pub version: &'a str,
+    pub channels: &'a [String],
+    pub artifact: &'a Artifact,
+}
+
+/// Checks a release's signed manifest (when the product has a root, one is required) and its
+/// binary signature; returns what to store with the release.
+pub fn check_signatures(
+    index: &ProductIndex,
+    candidate: &Candidate<'_>,
+    manifest: Option<&Value>,
+    binary_signature: Option<&str>,
+) -> ApiResult<ReleaseSignatures> {
+    let mut signatures = ReleaseSignatures {
+        version: candidate.version.to_owned(),
+        ..ReleaseSignatures::default()
+    };
+    match (&index.root, manifest) {
+        (Some(root), Some(envelope)) => {
+            let text = serde_json::to_string(envelope).map_err(ApiError::internal)?;
+            let (counter, expires) = check_manifest(index, root, candidate, &text)?;
+            signatures.manifest = Some(text);
+            signatures.security_counter = Some(counter);
+            signatures.expires_at = Some(expires);
+        }
+        (Some(_), None) => {
+            return Err(ApiError::bad_request(
+                "signature_required",
+                format!(
+                    "{} has a root of trust: releases need a manifest signed by its release keys \
+                     (otter release sign, then publish with --signature)",
+                    index.product.name
+                ),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "no_root",
+                format!(
+                    "{} has no root of trust to check the signature against \
+                     (POST /api/v1/products/{}/roots)",
+                    index.product.name, index.product.name
+                ),
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(sig) = binary_signature {
+        let root = index.root.as_ref().ok_or_else(|| {
+            ApiError::bad_request(
+                "no_root",
+                "a binarySignature is checked against the release keys of the product's root",
+            )
+        })?;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(sig)
+            .map_err(|_| {
+                ApiError::bad_request("invalid_signature", "binarySignature is not base64")
+            })?;
+        let sha256 = hex::decode(&candidate.artifact.sha256).map_err(ApiError::internal)?;
+        let valid = root
+            .roles
+            .release
+            .keyids
+            .iter()
+            .filter_map(|id| root.keys.get(id))
+            .any(|key| key.verify_sha256(&sha256, &der));
+        if !valid {
+            return Err(ApiError::bad_request(
+                "invalid_signature",
+                "binarySignature is not an ECDSA P-256 signature of the image by a release key",
+            ));
+        }
+        signatures.binary_signature = Some(sig.to_owned());
+    }
+    Ok(signatures)
+}
+
+/// The manifest's checks; returns its security counter and expiry.
+fn check_manifest(
+    index: &ProductIndex,
+    root: &Root,
+    candidate: &Candidate<'_>,
+    text: &str,
+) -> ApiResult<(u32, i64)> {
+    let envelope = Envelope::parse(text.as_bytes()).map_err(|e| refused("invalid_signature", e))?;
+    let (manifest, _) = ReleaseManifest::open(&envelope, root, otter_store::now())
+        .map_err(|e| refused("invalid_signature", e))?;
+    let mismatch = |what: &str| {
+        ApiError::bad_request(
+            "signature_mismatch",
+            format!("the signed manifest's {what} is not the release's"),
+        )
+    };
+    if manifest.product != index.product.name {
+        return Err(mismatch("product"));
+    }
+    if manifest.version != candidate.version {
+        return Err(mismatch("version"));
+    }
+    if !candidate.channels.contains(&manifest.channel) {
+        return Err(mismatch("channel"));
+    }
+    if !manifest
+        .artifact
+        .sha256
+        .eq_ignore_ascii_case(&candidate.artifact.sha256)
+        || manifest.artifact.length != candidate.artifact.size
+    {
+        return Err(mismatch("artifact (length or SHA-256)"));
+    }
+    // Anti-rollback: no release may carry a lower counter than an older one on its channel.
+    let version = Version::parse(index.product.scheme, candidate.version)?;
+    let floor = index
+        .releases
+        .iter()
+        .filter(|r| r.facts.channels.contains(&manifest.channel))
+        .filter(|r| {
+            r.release.version != candidate.version
+                && r.facts.version.compare(&version).is_none_or(|o| o.is_lt())
+        })
+        .filter_map(|r| r.signatures.as_ref()?.security_counter)
+        .max();
+    if let Some(floor) = floor.filter(|&f| manifest.security_counter < f) {
+        return Err(ApiError::bad_request(
+            "rollback",
+            format!(
+                "security counter {} is lower than {floor}, which an older release on {} carries",
+                manifest.security_counter, manifest.channel
+            ),
+        ));
+    }
+    let expires = otter_core::signing::unix("manifest expires", &manifest.expires)
+        .map_err(|e| refused("invalid_signature", e))?;
+    Ok((manifest.security_counter, expires))
+}
+
+/// `PUT /api/v1/products/{product}/releases/{version}/signature` with a manifest envelope:
+/// signs a published release, or replaces its signature (re-signing before expiry).
+pub async fn attach_signature(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((product, version)): ApiPath<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let index = crate::admin::product(&state, &product)?;
+    let release = index.release(&version).ok_or_else(|| {
+        ApiError::not_found(
+            "release_not_found",
+            format!("product {product:?} has no release {version:?}"),
+        )
+    })?;
+    let envelope: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let candidate = Candidate {
+        version: &version,
+        channels: &release.release.channels,
+        artifact: &release.release.artifact,
+    };
+    let signed = check_signatures(&index, &candidate, Some(&envelope), None)?;
+    state
+        .store
+        .set_release_manifest(
+            &product,
+            &version,
+            signed.manifest.as_deref().unwrap_or_default(),
+            signed.security_counter.unwrap_or_default(),
+            signed.expires_at.unwrap_or_default(),
+        )
+        .await?;
+    drop(index);
+    state.index.changed(&*state.store, &product).await?;
+    Ok(Json(json!({
+        "product": product,
+        "version": version,
+        "securityCounter": signed.security_counter,
+        "expires": signed.expires_at.map(format_rfc3339),
+    })))
+}
+
+/// The signed answer to a check-in with a nonce: what the device is offered (if anything),
+/// bound to its nonce, under the product's current root. `None` without a root.
+pub fn signed_response(
+    state: &AppState,
+    index: &ProductIndex,
+    device: &str,
+    nonce: &str,
+    offered: Option<usize>,
+    download_url: Option<String>,
+) -> ApiResult<Option<Value>> {
+    let Some(root) = &index.root else {
+        return Ok(None);
+    };
+    let now = otter_store::now();
+    let release = offered.map(|i| &index.releases[i]);
+    let manifest_sha256 = release
+        .and_then(|r| r.signatures.as_ref()?.manifest.as_deref())
+        .and_then(|text| Envelope::parse(text.as_bytes()).ok()?.payload_bytes().ok())
+        .map(|payload| otter_core::digest::sha256_hex(&payload));
+    let response = CheckResponse {
+        product: index.product.name.clone(),
+        device: device.to_owned(),
+        nonce: nonce.to_owned(),
+        server_time: format_rfc3339(now),
+        expires: format_rfc3339(now + RESPONSE_TTL),
+        root_version: root.version,
+        action: if release.is_some() { "install" } else { "none" }.to_owned(),
+        version: release.map(|r| r.release.version.clone()),
+        manifest_sha256,
+        download_url,
+    };
+    let payload = serde_json::to_vec(&response).map_err(ApiError::internal)?;
+    let mut envelope = Envelope::new(RESPONSE_TYPE, &payload);
+    envelope
+        .sign(&state.online_key)
+        .map_err(ApiError::internal)?;
+    serde_json::to_value(&envelope)
+        .map(Some)
+        .map_err(ApiError::internal)
+}
+
+/// Signatures that expire within [`WARN_BEFORE`] (or have expired): roots and release
+/// manifests of every product, for `/api/v1/status`, the log and `otter_signatures_expiring`.
+pub fn expiring(state: &AppState, now: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for index in state.index.all() {
+        let product = &index.product.name;
+        if let Some(root) = &index.root
+            && let Ok(expires) = otter_core::signing::unix("root expires", &root.expires)
+            && expires - now < WARN_BEFORE
+        {
+            out.push(json!({"product": product, "what": "root", "version": root.version.to_string(), "expires": root.expires}));
+        }
+        for r in index.releases.iter().filter(|r| !r.facts.yanked) {
+            if let Some(expires) = r.signatures.as_ref().and_then(|s| s.expires_at)
+                && expires - now < WARN_BEFORE
+            {
+                out.push(json!({"product": product, "what": "release manifest", "version": r.release.version, "expires": format_rfc3339(expires)}));
+            }
+        }
+    }
+    out
+}
+
+/// Logs and counts what [`expiring`] finds (the janitor runs it).
+pub fn warn_expiring(state: &AppState) {
+    let soon = expiring(state, otter_store::now());
+    metrics::gauge!("otter_signatures_expiring").set(soon.len() as f64);
+    for item in &soon {
+        tracing::warn!(product = %item["product"], what = %item["what"], version = %item["version"],
+            expires = %item["expires"], "signature expires within 30 days: re-sign it");
+    }
+}
