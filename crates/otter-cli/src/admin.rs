@@ -237,9 +237,8 @@ impl ReleaseCommand {
                     .map(|path| -> anyhow::Result<Value> {
                         let text = std::fs::read_to_string(&path)
                             .with_context(|| format!("reading {}", path.display()))?;
-                        Ok(serde_json::from_str(&text).with_context(|| {
-                            format!("{} is not a signed manifest", path.display())
-                        })?)
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("{} is not a signed manifest", path.display()))
                     })
                     .transpose()?;
                 let binary_signature = binary_signature

@@ -972,6 +972,194 @@ async fn iotawatt_keygen_pack_verify_publish() {
     assert_eq!(&served[..], &std::fs::read(&blob).unwrap()[..]);
 }
 
+/// Signed releases from the command line: keys, a root signed by two keys (one through an
+/// "external signer", played by OpenSSL), a signed release manifest, and publishing with it.
+#[tokio::test]
+async fn keys_root_and_signed_release_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("otter-data");
+    let server = Server::start(&data);
+    server.otter(&data, &["product", "create", "door"]).ok();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+
+    let root_a = otter(&["keys", "generate", "--out", &p("root-a")], &[]).ok();
+    assert_eq!(root_a.trim().len(), 64, "prints the key id: {root_a}");
+    otter(&["keys", "generate", "--out", &p("root-b")], &[]).ok();
+    otter(
+        &[
+            "keys",
+            "generate",
+            "--algorithm",
+            "p256",
+            "--out",
+            &p("release"),
+        ],
+        &[],
+    )
+    .ok();
+    let shown = otter(&["keys", "show", &p("release.pub")], &[]).ok();
+    assert!(shown.contains("algorithm: p256"), "{shown}");
+    let online = server.otter(&data, &["online-key"]).ok();
+    std::fs::write(dir.join("online.pub"), &online).unwrap();
+
+    otter(
+        &[
+            "root",
+            "init",
+            "door",
+            "--root-key",
+            &p("root-a.pub"),
+            "--root-key",
+            &p("root-b.pub"),
+            "--root-threshold",
+            "2",
+            "--release-key",
+            &p("release.pub"),
+            "--online-key",
+            &p("online.pub"),
+            "-o",
+            &p("root-1.json"),
+        ],
+        &[],
+    )
+    .ok();
+    // Not yet signed by the threshold: refused by the server.
+    let refused = server
+        .otter(&data, &["root", "upload", "door", &p("root-1.json")])
+        .fails();
+    assert!(
+        refused.contains("invalid_root") || refused.contains("signatures"),
+        "{refused}"
+    );
+    otter(
+        &[
+            "envelope",
+            "sign",
+            &p("root-1.json"),
+            "--key",
+            &p("root-a.key"),
+        ],
+        &[],
+    )
+    .ok();
+    // root-b through an external signer: otter writes the bytes, OpenSSL signs them.
+    otter(
+        &[
+            "envelope",
+            "sign",
+            &p("root-1.json"),
+            "--to-be-signed",
+            &p("tbs.bin"),
+        ],
+        &[],
+    )
+    .ok();
+    // (openssl comes with ca-certificates, which CI installs.)
+    let signed = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-sign",
+            "-rawin",
+            "-inkey",
+            &p("root-b.key"),
+            "-in",
+            &p("tbs.bin"),
+            "-out",
+            &p("tbs.sig"),
+        ])
+        .status()
+        .expect("openssl");
+    assert!(signed.success());
+    otter(
+        &[
+            "envelope",
+            "sign",
+            &p("root-1.json"),
+            "--signature",
+            &p("tbs.sig"),
+            "--pubkey",
+            &p("root-b.pub"),
+        ],
+        &[],
+    )
+    .ok();
+    let uploaded = server
+        .otter(&data, &["root", "upload", "door", &p("root-1.json")])
+        .ok();
+    assert!(uploaded.contains("root 1 is live"), "{uploaded}");
+
+    let (image, _) = random_file(dir, "door-1.0.0.bin", 40_000);
+    // Unsigned: refused now that door has a root.
+    let unsigned = server
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "door",
+                path(&image),
+                "--version",
+                "1.0.0",
+            ],
+        )
+        .fails();
+    assert!(unsigned.contains("signature_required"), "{unsigned}");
+    otter(
+        &[
+            "release",
+            "sign",
+            "door",
+            path(&image),
+            "--version",
+            "1.0.0",
+            "--counter",
+            "1",
+            "--hw-id",
+            "esp32-c3",
+            "--key",
+            &p("release.key"),
+            "-o",
+            &p("manifest.json"),
+        ],
+        &[],
+    )
+    .ok();
+    server
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "door",
+                path(&image),
+                "--version",
+                "1.0.0",
+                "--signature",
+                &p("manifest.json"),
+            ],
+        )
+        .ok();
+    // A device asking with a nonce gets a response signed by the key the root lists.
+    let answer: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/products/door/check?current=0.9.0&nonce=0123456789abcdef0123456789abcdef",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["manifest"]["version"], "1.0.0");
+    assert!(
+        answer["signedResponse"]["signatures"][0]["keyid"].is_string(),
+        "{answer}"
+    );
+    assert!(answer["releaseManifest"]["payload"].is_string(), "{answer}");
+}
+
 /// The scale-out story end to end: two `otter serve` processes on one PostgreSQL and one S3
 /// bucket. A release published through node A is offered and downloaded through node B; node B
 /// dies (SIGKILL) mid-download and the device finishes from node A with a Range request.

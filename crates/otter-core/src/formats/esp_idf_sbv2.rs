@@ -48,15 +48,16 @@
 //! not offer with these parameters or otter does not yet write; blocks of those kinds are
 //! refused by [`verify`].
 
+use std::ops::Range;
+
 use aws_lc_rs::digest::{self, Digest, SHA256};
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair,
     KeyPair, ParsedPublicKey, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256, RsaKeyPair,
     RsaPublicKeyComponents, UnparsedPublicKey,
 };
-
-use aws_lc_rs::encoding::AsDer;
 
 use super::{
     FormatError, RsaNumbers, der_element, rsa_numbers, rsa_private_key, rsa_public_key, sha256,
@@ -77,13 +78,13 @@ const ECDSA_SHA_256: u8 = 0;
 const CURVE_P256: u8 = 2;
 /// The CRC covers the block up to its own field.
 const CRC_AT: usize = 1196;
-const DIGEST: std::ops::Range<usize> = 4..36;
+const DIGEST: Range<usize> = 4..36;
 /// RSA-3072: 384-byte modulus, signature, R.
 const RSA_LEN: usize = 384;
-const RSA_KEY: std::ops::Range<usize> = 36..812;
-const RSA_SIGNATURE: std::ops::Range<usize> = 812..1196;
-const ECDSA_KEY: std::ops::Range<usize> = 36..101;
-const ECDSA_SIGNATURE: std::ops::Range<usize> = 101..165;
+const RSA_KEY: Range<usize> = 36..812;
+const RSA_SIGNATURE: Range<usize> = 812..1196;
+const ECDSA_KEY: Range<usize> = 36..101;
+const ECDSA_SIGNATURE: Range<usize> = 101..165;
 
 const PRIVATE_KEY: &str =
     "an RSA-3072 or ECDSA P-256 private key (PKCS#8, PKCS#1 or SEC 1 DER) for Secure Boot v2";
@@ -124,7 +125,9 @@ impl PublicKey {
             check_rsa(&numbers)?;
             return Ok(PublicKey::Rsa(numbers));
         }
-        // Re-encoded by aws-lc, so the point is in the uncompressed form whatever came in.
+        // aws-lc checks the point is on the curve and re-encodes the key as a
+        // SubjectPublicKeyInfo, which ends with the point: the uncompressed form (what OpenSSL
+        // and espsecure write) is the one taken.
         let spki = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, der)
             .ok()
             .and_then(|key| key.as_der().ok())
@@ -273,7 +276,9 @@ pub fn to_be_signed(image: &[u8], pad_to: usize) -> Result<Vec<u8>, FormatError>
     pad(image, pad_to)
 }
 
-/// Pads and signs `image`, appending a signature sector with one block.
+/// Pads `image` to a multiple of `pad_to` ([`SECTOR_LEN`] for devices, see the module notes),
+/// signs it and appends a signature sector with one block. RSA-PSS and ECDSA signatures are
+/// randomised: two signings differ in the signature bytes only.
 pub fn sign(image: &[u8], private_key: &[u8], pad_to: usize) -> Result<Vec<u8>, FormatError> {
     let padded = pad(image, pad_to)?;
     let digest = digest::digest(&SHA256, &padded);

@@ -325,7 +325,7 @@ mod tests {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rand::SystemRandom;
 
-    fn key() -> Vec<u8> {
+    fn new_key() -> Vec<u8> {
         Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .unwrap()
             .as_ref()
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn sign_then_verify_round_trips_with_the_version_in_the_trusted_comment() {
-        let key = key();
+        let key = new_key();
         let public = PublicKey::from_private_key(&key).unwrap();
         let comment = trusted_comment(1_700_000_000, "fw.bin", "1.2.3").unwrap();
         assert_eq!(
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn public_keys_in_every_spelling() {
-        let key = key();
+        let key = new_key();
         let public = PublicKey::from_private_key(&key).unwrap();
         assert_eq!(public.key_id, key_id(&public.key));
         assert_eq!(&public.key_id, &sha256(&public.key)[..8]);
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn attach_builds_the_same_text_from_external_signatures() {
-        let key = key();
+        let key = new_key();
         let pair = Ed25519KeyPair::from_pkcs8(&key).unwrap();
         let public = PublicKey::from_private_key(&key).unwrap();
         let comment = trusted_comment(1, "fw.bin", "2.0.0").unwrap();
@@ -447,7 +447,7 @@ mod tests {
             ),
             Err(FormatError::BadSignature)
         );
-        let other = PublicKey::from_private_key(&super::tests::key()).unwrap();
+        let other = PublicKey::from_private_key(&new_key()).unwrap();
         assert_eq!(
             attach(
                 &file(),
@@ -465,7 +465,7 @@ mod tests {
         assert!(trusted_comment(1, "a\tb", "1").is_err());
         assert!(trusted_comment(1, "fw.bin", "1\n2").is_err());
         assert!(trusted_comment(1, "fw.bin", "").is_err());
-        let key = key();
+        let key = new_key();
         assert!(matches!(
             sign(&file(), &key, "two\nlines"),
             Err(FormatError::BadComment(_))
@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn verify_refuses_tampering_wrong_keys_and_truncation() {
-        let key = key();
+        let key = new_key();
         let public = PublicKey::from_private_key(&key).unwrap().to_file();
         let comment = trusted_comment(5, "fw.bin", "1.0.0").unwrap();
         let minisig = sign(&file(), &key, &comment).unwrap();
@@ -517,7 +517,7 @@ mod tests {
             );
         }
 
-        let other = PublicKey::from_private_key(&super::tests::key()).unwrap();
+        let other = PublicKey::from_private_key(&new_key()).unwrap();
         assert!(matches!(
             verify(&file(), &minisig, &other.to_file()),
             Err(FormatError::WrongKey(_))
@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn verify_never_panics_on_garbage() {
-        let key = key();
+        let key = new_key();
         let public = PublicKey::from_private_key(&key).unwrap().to_file();
         let minisig = sign(&file(), &key, "c").unwrap();
         for input in scramble(minisig.as_bytes()) {
