@@ -7,6 +7,7 @@ mod iotawatt;
 mod migrate;
 mod migrate_data;
 mod serve;
+mod sign;
 mod signing;
 
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ enum Command {
         #[command(subcommand)]
         cmd: ReportCommand,
     },
+    /// Sign an image offline: raw detached signatures, or the vendors' own formats.
+    Sign(sign::SignArgs),
+    /// Check an image's signature as a device would.
+    Verify(sign::VerifyArgs),
     /// Generate and inspect signing keys (offline).
     #[command(subcommand)]
     Keys(signing::KeysCommand),
@@ -119,6 +124,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Iotawatt(cmd) => cmd.run().await,
         Command::Keys(cmd) => cmd.run(),
+        Command::Sign(args) => args.run(),
+        Command::Verify(args) => args.run(),
         Command::Root(cmd) => cmd.run().await,
         Command::Envelope(EnvelopeCommand::Sign(args)) => args.run(),
         Command::OnlineKey { client } => signing::online_key(&Client::new(&client)?).await,

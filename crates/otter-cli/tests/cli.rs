@@ -1160,6 +1160,180 @@ async fn keys_root_and_signed_release_from_the_cli() {
     assert!(answer["releaseManifest"]["payload"].is_string(), "{answer}");
 }
 
+/// `otter sign` / `otter verify` for every format, with keys made by OpenSSL and a signature
+/// made by OpenSSL as the external signer; minisign's own tool checks otter's `.minisig`.
+#[test]
+fn sign_and_verify_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (image, _) = random_file(dir, "fw.bin", 70_000);
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "rsa.pem",
+    ]);
+    openssl(&["pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub"]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "ec.pem",
+    ]);
+    openssl(&["pkey", "-in", "ec.pem", "-pubout", "-out", "ec.pub"]);
+    otter(&["keys", "generate", "--out", &p("ed")], &[]).ok();
+
+    for (format, key, public) in [
+        ("esp8266-rsa", "rsa.pem", "rsa.pub"),
+        ("esp-idf-sbv2", "ec.pem", "ec.pub"),
+    ] {
+        let out = p(&format!("{format}.bin"));
+        otter(
+            &[
+                "sign",
+                path(&image),
+                "--format",
+                format,
+                "--key",
+                &p(key),
+                "-o",
+                &out,
+            ],
+            &[],
+        )
+        .ok();
+        let ok = otter(
+            &["verify", &out, "--format", format, "--pubkey", &p(public)],
+            &[],
+        )
+        .ok();
+        assert!(ok.contains("OK"), "{ok}");
+        let mut bytes = std::fs::read(&out).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&out, bytes).unwrap();
+        otter(
+            &["verify", &out, "--format", format, "--pubkey", &p(public)],
+            &[],
+        )
+        .fails();
+    }
+    // External signer: otter writes the padded image, OpenSSL signs it, otter attaches.
+    otter(
+        &[
+            "sign",
+            path(&image),
+            "--format",
+            "esp-idf-sbv2",
+            "--to-be-signed",
+            &p("tbs"),
+        ],
+        &[],
+    )
+    .ok();
+    openssl(&[
+        "dgst", "-sha256", "-sign", "ec.pem", "-out", "tbs.sig", "tbs",
+    ]);
+    otter(
+        &[
+            "sign",
+            path(&image),
+            "--format",
+            "esp-idf-sbv2",
+            "--signature",
+            &p("tbs.sig"),
+            "--pubkey",
+            &p("ec.pub"),
+            "-o",
+            &p("ext.bin"),
+        ],
+        &[],
+    )
+    .ok();
+    otter(
+        &[
+            "verify",
+            &p("ext.bin"),
+            "--format",
+            "esp-idf-sbv2",
+            "--pubkey",
+            &p("ec.pub"),
+        ],
+        &[],
+    )
+    .ok();
+
+    otter(
+        &[
+            "sign",
+            path(&image),
+            "--format",
+            "minisign",
+            "--key",
+            &p("ed.key"),
+            "--version",
+            "2.0.0",
+        ],
+        &[],
+    )
+    .ok();
+    let ok = otter(
+        &[
+            "verify",
+            path(&image),
+            "--format",
+            "minisign",
+            "--pubkey",
+            &p("ed.pub"),
+        ],
+        &[],
+    )
+    .ok();
+    assert!(ok.contains("version:2.0.0"), "{ok}");
+    // Raw: the binarySignature of the manifest contract.
+    otter(
+        &[
+            "keys",
+            "generate",
+            "--algorithm",
+            "p256",
+            "--out",
+            &p("rel"),
+        ],
+        &[],
+    )
+    .ok();
+    otter(&["sign", path(&image), "--key", &p("rel.key")], &[]).ok();
+    otter(&["verify", path(&image), "--pubkey", &p("rel.pub")], &[]).ok();
+    let wrong = otter(
+        &[
+            "verify",
+            path(&image),
+            "--pubkey",
+            &p("ed.pub"),
+            "--signature",
+            &format!("{}.sig", path(&image)),
+        ],
+        &[],
+    )
+    .fails();
+    assert!(wrong.contains("does not verify"), "{wrong}");
+}
+
 /// The scale-out story end to end: two `otter serve` processes on one PostgreSQL and one S3
 /// bucket. A release published through node A is offered and downloaded through node B; node B
 /// dies (SIGKILL) mid-download and the device finishes from node A with a Range request.
