@@ -49,6 +49,20 @@ pub enum ProductCommand {
         #[arg(long, value_enum, default_value_t = SchemeArg::Semver)]
         scheme: SchemeArg,
     },
+    /// Declare the native signature format of a product's images: every image published from
+    /// then on must verify with this key, as the device's bootloader or updater will check it.
+    #[command(after_help = "Examples:
+  otter product set-format c3-sensor --format esp-idf-sbv2 --pubkey sbv2-signing.pub
+  otter product set-format plug --format esp8266-rsa --pubkey rsa2048.pub")]
+    SetFormat {
+        product: String,
+        /// esp8266-rsa or esp-idf-sbv2.
+        #[arg(long)]
+        format: String,
+        /// The public key (PEM) the devices hold.
+        #[arg(long, value_name = "PUB")]
+        pubkey: PathBuf,
+    },
     /// List all products.
     #[command(after_help = "Examples:
   otter product list
@@ -93,6 +107,20 @@ impl ProductCommand {
                     "created product {} (version scheme {})",
                     product.name, product.scheme
                 );
+                Ok(())
+            }
+            ProductCommand::SetFormat {
+                product,
+                format,
+                pubkey,
+            } => {
+                let public_key = std::fs::read_to_string(&pubkey)
+                    .with_context(|| format!("reading {}", pubkey.display()))?;
+                let url = client.url(&["api", "v1", "products", &product, "image-format"]);
+                let _: Value = client
+                    .put_json(url, &json!({ "format": format, "publicKey": public_key }))
+                    .await?;
+                println!("{product}: images must carry a valid {format} signature");
                 Ok(())
             }
             ProductCommand::List { json } => {

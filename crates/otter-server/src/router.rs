@@ -45,6 +45,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         )
         .route("/api/v1/online-key", get(trust::online_key))
         .route(
+            "/api/v1/products/{product}/image-format",
+            put(trust::set_image_format),
+        )
+        .route(
             "/api/v1/products/{product}/devices/{device}",
             patch(fleet::patch_device),
         )

@@ -416,3 +416,113 @@ pub fn warn_expiring(state: &AppState) {
             expires = %item["expires"], "signature expires within 30 days: re-sign it");
     }
 }
+
+/// The signing-key kind under which a product declares its image format.
+fn image_kind(format: otter_core::formats::Format) -> String {
+    format!("image:{}", format.name())
+}
+
+/// The image format a product declared, with the public key (SubjectPublicKeyInfo DER).
+fn declared_image_format(index: &ProductIndex) -> Option<(otter_core::formats::Format, Vec<u8>)> {
+    index.signing_keys.iter().find_map(|(kind, key)| {
+        let format = kind.strip_prefix("image:")?.parse().ok()?;
+        let der = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+        Some((format, der))
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageFormat {
+    /// `esp8266-rsa` or `esp-idf-sbv2`.
+    format: String,
+    /// PEM (SubjectPublicKeyInfo): the key the device's bootloader or updater holds.
+    public_key: String,
+}
+
+/// `PUT /api/v1/products/{product}/image-format` with `{"format","publicKey"}`: every image
+/// published to the product from then on must carry a valid signature in that format.
+pub async fn set_image_format(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<String>,
+    crate::error::ApiJson(body): crate::error::ApiJson<ImageFormat>,
+) -> ApiResult<Json<Value>> {
+    use otter_core::formats::Format;
+    crate::admin::product(&state, &product)?;
+    let format: Format = body
+        .format
+        .parse()
+        .ok()
+        .filter(|f| matches!(f, Format::Esp8266Rsa | Format::EspIdfSbv2))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_format",
+                "format must be esp8266-rsa or esp-idf-sbv2 (IotaWatt: PUT …/iotawatt; minisign \
+             signatures are detached and checked by devices)",
+            )
+        })?;
+    let der = otter_core::signing::keys::pem_decode("PUBLIC KEY", &body.public_key)
+        .map_err(|e| ApiError::bad_request("invalid_public_key", e.to_string()))?;
+    // A key the format cannot use is refused now, not at the first publish.
+    let usable = match format {
+        Format::Esp8266Rsa => aws_lc_rs::signature::RsaSubjectPublicKey::from_der(&der).is_ok(),
+        _ => otter_core::formats::esp_idf_sbv2::key_digest(&der).is_ok(),
+    };
+    if !usable {
+        return Err(ApiError::bad_request(
+            "invalid_public_key",
+            format!("the public key is not one {format} devices can use"),
+        ));
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&der);
+    state
+        .store
+        .set_signing_key(&product, &image_kind(format), &encoded, otter_store::now())
+        .await?;
+    state.index.changed(&*state.store, &product).await?;
+    Ok(Json(json!({ "product": product, "format": format.name() })))
+}
+
+/// The largest image whose native signature is checked at publish.
+const MAX_CHECKED_IMAGE: u64 = 64 * 1024 * 1024;
+
+/// Checks an image's native signature when its product declared a format.
+pub async fn check_image_format(
+    state: &AppState,
+    index: &ProductIndex,
+    artifact: &Artifact,
+) -> ApiResult<()> {
+    use futures_util::TryStreamExt;
+    use otter_core::formats::{Format, esp_idf_sbv2, esp8266_rsa};
+    let Some((format, public_key)) = declared_image_format(index) else {
+        return Ok(());
+    };
+    if artifact.size > MAX_CHECKED_IMAGE {
+        return Err(ApiError::bad_request(
+            "invalid_image_signature",
+            format!("images of {format} products are checked up to {MAX_CHECKED_IMAGE} bytes"),
+        ));
+    }
+    let image: Vec<u8> = state
+        .blobs
+        .open(&artifact.sha256, artifact.size, 0..artifact.size)
+        .await?
+        .try_fold(Vec::new(), |mut all, chunk| async move {
+            all.extend_from_slice(&chunk);
+            Ok(all)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let checked = match format {
+        Format::Esp8266Rsa => esp8266_rsa::verify(&image, &public_key).map(|_| ()),
+        Format::EspIdfSbv2 => esp_idf_sbv2::verify(&image, &public_key).map(|_| ()),
+        Format::Minisign | Format::Iotawatt => Ok(()),
+    };
+    checked.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_image_signature",
+            format!("the image's {format} signature does not verify: {e}"),
+        )
+    })
+}

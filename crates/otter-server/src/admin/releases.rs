@@ -64,6 +64,7 @@ pub async fn publish_release(
         &artifact,
     )
     .await?;
+    crate::trust::check_image_format(state, &index, &artifact).await?;
     let candidate = crate::trust::Candidate {
         version: &new.version,
         channels: &new.channels,

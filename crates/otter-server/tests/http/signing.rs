@@ -432,3 +432,53 @@ async fn signatures_about_to_expire_are_reported_and_can_be_renewed() {
     let status = srv.get_json("/api/v1/status").await;
     assert_eq!(status["expiringSignatures"], json!([]));
 }
+
+#[tokio::test]
+async fn a_product_that_declares_its_image_format_gets_only_signed_images() {
+    use otter_core::formats::esp_idf_sbv2;
+    let srv = TestServer::start().await;
+    srv.create_product("c3", "semver").await;
+    let (sbv2, der) = PrivateKey::generate(Algorithm::P256).unwrap();
+    let resp = srv
+        .admin(Method::PUT, "/api/v1/products/c3/image-format")
+        .json(&json!({"format": "esp-idf-sbv2", "publicKey": sbv2.public_key().to_pem()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let mut app = firmware(6, 150_000);
+    app[0] = 0xE9;
+    let unsigned = srv.upload(&app).await;
+    let resp = srv.try_publish("c3", "1.0.0", &unsigned, json!({})).await;
+    expect_error(resp, 400, "invalid_image_signature").await;
+    let stranger = PrivateKey::generate(Algorithm::P256).unwrap().1;
+    let foreign = srv
+        .upload(&esp_idf_sbv2::sign(&app, &stranger, esp_idf_sbv2::SECTOR_LEN).unwrap())
+        .await;
+    let resp = srv.try_publish("c3", "1.0.0", &foreign, json!({})).await;
+    expect_error(resp, 400, "invalid_image_signature").await;
+    let signed = srv
+        .upload(&esp_idf_sbv2::sign(&app, &der, esp_idf_sbv2::SECTOR_LEN).unwrap())
+        .await;
+    assert_eq!(
+        srv.try_publish("c3", "1.0.0", &signed, json!({}))
+            .await
+            .status(),
+        201
+    );
+
+    // Formats the server cannot check, and keys a format cannot use, are refused up front.
+    for (format, key) in [
+        ("minisign", sbv2.public_key().to_pem()),
+        ("esp8266-rsa", sbv2.public_key().to_pem()),
+    ] {
+        let resp = srv
+            .admin(Method::PUT, "/api/v1/products/c3/image-format")
+            .json(&json!({"format": format, "publicKey": key}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{format}");
+    }
+}
