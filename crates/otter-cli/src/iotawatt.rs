@@ -43,8 +43,19 @@ A file is stored under its own name, or under the name after `=`.")]
         #[arg(long)]
         version: String,
         /// The private key from `otter iotawatt keygen` (or `openssl genpkey -algorithm ed25519`).
-        #[arg(long, value_name = "KEY")]
-        key: PathBuf,
+        #[arg(long, value_name = "KEY", required_unless_present_any = ["to_be_signed", "signature"])]
+        key: Option<PathBuf>,
+        /// External signer, step 1: write the 32 bytes to sign (the SHA-256 of the blob's body)
+        /// to this file and stop.
+        #[arg(long, value_name = "FILE", conflicts_with = "key")]
+        to_be_signed: Option<PathBuf>,
+        /// External signer, step 2: the 64-byte Ed25519 signature of those bytes (raw or
+        /// base64); needs --pubkey.
+        #[arg(long, value_name = "FILE", conflicts_with = "key", requires = "pubkey")]
+        signature: Option<PathBuf>,
+        /// The signer's public key (with --signature): KEY.pub, 64 hex digits or the C array.
+        #[arg(long, value_name = "PUB")]
+        pubkey: Option<String>,
         /// Files to include: PATH or PATH=NAME (names up to 23 bytes).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
@@ -119,15 +130,41 @@ impl IotawattCommand {
             IotawattCommand::Pack {
                 version,
                 key,
+                to_be_signed,
+                signature,
+                pubkey,
                 files,
                 out,
             } => {
-                let key = read_key(&key)?;
                 let files = files
                     .iter()
                     .map(|spec| read_file(spec))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let blob = iotawatt::pack(&version, &files, &key)?;
+                let body = iotawatt::body(&version, &files)?;
+                if let Some(path) = to_be_signed {
+                    std::fs::write(&path, iotawatt::to_be_signed(&body))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "wrote the 32 bytes to sign to {}; sign them with Ed25519, then run again \
+                         with --signature SIG --pubkey PUB",
+                        path.display()
+                    );
+                    return Ok(());
+                }
+                let (blob, public_key) = match (key, signature, pubkey) {
+                    (Some(key), _, _) => {
+                        let key = read_key(&key)?;
+                        (iotawatt::pack(&version, &files, &key)?, key.public_key())
+                    }
+                    (None, Some(sig), Some(pubkey)) => {
+                        let public_key = read_public_key(&pubkey)?;
+                        let sig = crate::signing::read_signature(&sig)?;
+                        (iotawatt::attach(body, &sig, &public_key)?, public_key)
+                    }
+                    _ => bail!(
+                        "give --key KEY, or --to-be-signed FILE then --signature SIG --pubkey PUB"
+                    ),
+                };
                 std::fs::write(&out, &blob)
                     .with_context(|| format!("writing {}", out.display()))?;
                 println!(
@@ -135,7 +172,7 @@ impl IotawattCommand {
                     out.display(),
                     blob.len(),
                     files.len(),
-                    hex::encode(key.public_key())
+                    hex::encode(public_key)
                 );
                 Ok(())
             }

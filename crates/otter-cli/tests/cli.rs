@@ -847,6 +847,48 @@ async fn iotawatt_keygen_pack_verify_publish() {
     )
     .ok();
     let pub_path = dir.join("release.key.pub");
+    // The same blob through an external signer (OpenSSL holding the key): byte-identical, as
+    // Ed25519 signatures are deterministic.
+    let tbs = dir.join("blob.tbs");
+    let external = dir.join("external.bin");
+    let pack_args = |extra: &[&str], out: &Path| {
+        let mut args = vec!["iotawatt", "pack", "--version", "02_08_04"];
+        args.extend_from_slice(extra);
+        let owned = [fw_spec.clone(), path(&dir.join("tables.txt")).to_owned()];
+        let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        args.extend(owned);
+        args.extend(["-o".to_owned(), path(out).to_owned()]);
+        args
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        otter(&refs, &[]).ok()
+    };
+    run(pack_args(&["--to-be-signed", path(&tbs)], &external));
+    let status = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-sign",
+            "-rawin",
+            "-inkey",
+            path(&key),
+            "-in",
+            path(&tbs),
+            "-out",
+        ])
+        .arg(dir.join("blob.sig"))
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let sig = dir.join("blob.sig");
+    run(pack_args(
+        &["--signature", path(&sig), "--pubkey", path(&pub_path)],
+        &external,
+    ));
+    assert_eq!(
+        std::fs::read(&external).unwrap(),
+        std::fs::read(&blob).unwrap()
+    );
     let verified = otter(
         &[
             "iotawatt",

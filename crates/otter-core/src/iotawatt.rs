@@ -122,6 +122,35 @@ fn check_version(version: &str) -> Result<(), BlobError> {
 
 /// Builds and signs a blob of `files` for release `version`.
 pub fn pack(version: &str, files: &[BlobFile], key: &SigningKey) -> Result<Vec<u8>, BlobError> {
+    let mut blob = body(version, files)?;
+    let signature = key.sign(&sha256(&blob));
+    blob.extend_from_slice(&signature);
+    Ok(blob)
+}
+
+/// What an external Ed25519 signer (HSM, KMS) must sign for a blob of `body`: the 32-byte
+/// SHA-256 of the body, signed as a message.
+pub fn to_be_signed(body: &[u8]) -> [u8; 32] {
+    sha256(body)
+}
+
+/// Completes a blob from its [`body`] and an external signature, after checking the signature
+/// with `public_key`.
+pub fn attach(
+    mut body: Vec<u8>,
+    signature: &[u8],
+    public_key: &[u8; 32],
+) -> Result<Vec<u8>, BlobError> {
+    if signature.len() != SIGNATURE_LEN {
+        return Err(BlobError::BadSignature);
+    }
+    body.extend_from_slice(signature);
+    verify(&body, public_key)?;
+    Ok(body)
+}
+
+/// The blob without its signature: header and file records.
+pub fn body(version: &str, files: &[BlobFile]) -> Result<Vec<u8>, BlobError> {
     check_version(version)?;
     if !files
         .iter()
@@ -152,8 +181,6 @@ pub fn pack(version: &str, files: &[BlobFile], key: &SigningKey) -> Result<Vec<u
         blob.extend_from_slice(&file.data);
         blob.resize(blob.len() + padded(file.data.len()) - file.data.len(), 0);
     }
-    let digest = sha256(&blob);
-    blob.extend_from_slice(&key.sign(&digest));
     Ok(blob)
 }
 
@@ -295,6 +322,24 @@ mod tests {
         let unpacked = verify(&blob, &key.public_key()).unwrap();
         assert_eq!(unpacked.version, "02_08_04");
         assert_eq!(unpacked.files, files());
+    }
+
+    #[test]
+    fn an_external_signature_completes_the_same_blob() {
+        let key = SigningKey::generate().unwrap();
+        let body = body("02_08_04", &files()).unwrap();
+        let signature = key.sign(&to_be_signed(&body));
+        let blob = attach(body.clone(), &signature, &key.public_key()).unwrap();
+        assert_eq!(
+            blob,
+            pack("02_08_04", &files(), &key).unwrap(),
+            "Ed25519 is deterministic"
+        );
+        let other = SigningKey::generate().unwrap();
+        assert_eq!(
+            attach(body, &other.sign(b"x"), &key.public_key()),
+            Err(BlobError::BadSignature)
+        );
     }
 
     #[test]
