@@ -493,7 +493,6 @@ pub async fn check_image_format(
     index: &ProductIndex,
     artifact: &Artifact,
 ) -> ApiResult<()> {
-    use futures_util::TryStreamExt;
     use otter_core::formats::{Format, esp_idf_sbv2, esp8266_rsa};
     let Some((format, public_key)) = declared_image_format(index) else {
         return Ok(());
@@ -504,16 +503,7 @@ pub async fn check_image_format(
             format!("images of {format} products are checked up to {MAX_CHECKED_IMAGE} bytes"),
         ));
     }
-    let image: Vec<u8> = state
-        .blobs
-        .open(&artifact.sha256, artifact.size, 0..artifact.size)
-        .await?
-        .try_fold(Vec::new(), |mut all, chunk| async move {
-            all.extend_from_slice(&chunk);
-            Ok(all)
-        })
-        .await
-        .map_err(ApiError::internal)?;
+    let image = crate::admin::artifacts::read_whole(state, artifact).await?;
     let checked = match format {
         Format::Esp8266Rsa => esp8266_rsa::verify(&image, &public_key).map(|_| ()),
         Format::EspIdfSbv2 => esp_idf_sbv2::verify(&image, &public_key).map(|_| ()),

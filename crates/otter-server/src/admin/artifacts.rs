@@ -138,3 +138,19 @@ pub async fn keep(state: &AppState, staged: StagedFile, filename: &str) -> ApiRe
     tracing::info!(sha256 = %artifact.sha256, size = artifact.size, "artifact stored");
     Ok((StatusCode::CREATED, Json(artifact)))
 }
+
+/// An artifact's bytes in memory, for the publish-time checks of signed image formats (images
+/// of a few MiB; callers bound the size first).
+pub async fn read_whole(state: &AppState, artifact: &Artifact) -> ApiResult<Vec<u8>> {
+    use futures_util::TryStreamExt;
+    state
+        .blobs
+        .open(&artifact.sha256, artifact.size, 0..artifact.size)
+        .await?
+        .try_fold(Vec::new(), |mut all, chunk| async move {
+            all.extend_from_slice(&chunk);
+            Ok(all)
+        })
+        .await
+        .map_err(ApiError::internal)
+}

@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::TryStreamExt;
 use otter_core::iotawatt::{self, BlobError};
 use otter_core::model::Artifact;
 use serde::Deserialize;
@@ -159,16 +158,7 @@ pub async fn check_release(
             format!("an IotaWatt release blob is at most {MAX_BLOB} bytes"),
         ));
     }
-    let blob: Vec<u8> = state
-        .blobs
-        .open(&artifact.sha256, artifact.size, 0..artifact.size)
-        .await?
-        .try_fold(Vec::new(), |mut all, chunk| async move {
-            all.extend_from_slice(&chunk);
-            Ok(all)
-        })
-        .await
-        .map_err(ApiError::internal)?;
+    let blob = crate::admin::artifacts::read_whole(state, artifact).await?;
     let unpacked = iotawatt::verify(&blob, &key).map_err(|e| match e {
         BlobError::BadSignature => ApiError::bad_request(
             "invalid_signature",
