@@ -2,6 +2,7 @@
 //! up to date; the other subcommands are an admin client for a running server.
 
 mod admin;
+mod agent;
 mod client;
 mod iotawatt;
 mod migrate;
@@ -61,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         cmd: ReportCommand,
     },
+    /// Keep an embedded-Linux device up to date: A/B slots, verification, health check and
+    /// rollback.
+    Agent(agent::AgentArgs),
     /// Sign an image offline: raw detached signatures, or the vendors' own formats.
     Sign(sign::SignArgs),
     /// Check an image's signature as a device would.
@@ -125,6 +129,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Iotawatt(cmd) => cmd.run().await,
         Command::Keys(cmd) => cmd.run(),
         Command::Sign(args) => args.run(),
+        Command::Agent(args) => args.run().await,
         Command::Verify(args) => args.run(),
         Command::Root(cmd) => cmd.run().await,
         Command::Envelope(EnvelopeCommand::Sign(args)) => args.run(),
