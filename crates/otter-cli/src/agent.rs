@@ -48,7 +48,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DIR")]
     state: PathBuf,
     /// The two slots, A and B: files or block devices.
-    #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_name = "A,B", value_delimiter = ',', required = true)]
     slots: Vec<PathBuf>,
     /// Run after every boot into a new slot; exit 0 commits it.
     #[arg(long, value_name = "CMD")]
@@ -89,6 +89,9 @@ struct State {
     pending: Option<Pending>,
     /// A download in progress (for resuming).
     download: Option<Download>,
+    /// A release that rolled back on this device: not tried again (a newer one is).
+    #[serde(default)]
+    held_back: Option<String>,
     /// Signed products: the newest verified root (envelope), counter and trusted time.
     root: Option<String>,
     security_counter: u32,
@@ -164,6 +167,14 @@ impl AgentArgs {
             state,
         };
         agent.boot().await?;
+        if agent.state.pending.is_some() {
+            // A new slot is still on trial: the next step is a reboot into it, not a check.
+            println!(
+                "slot {} is on trial: reboot to try it again",
+                SLOT_NAMES[1 - agent.state.active]
+            );
+            return Ok(());
+        }
         loop {
             if let Err(e) = agent.check_once().await {
                 eprintln!("update check failed: {e:#}");
@@ -260,6 +271,7 @@ impl Agent {
                 pending.failed_boots += 1;
                 if pending.failed_boots >= self.args.max_boot_failures {
                     self.state.pending = None;
+                    self.state.held_back = Some(pending.version.clone());
                     self.state.save(&self.args.state)?;
                     let previous = SLOT_NAMES[self.state.active];
                     if let Some(cmd) = &self.args.install_cmd {
@@ -334,6 +346,10 @@ impl Agent {
             .as_str()
             .context("no url in the offer")?
             .to_owned();
+        if self.state.held_back.as_deref() == Some(version.as_str()) {
+            println!("holding back {version}: it rolled back on this device");
+            return Ok(());
+        }
         let signed = self.verify_offer(&answer, &nonce).await?;
         if let Some(signed) = &signed
             && (signed.artifact.sha256 != sha256 || signed.artifact.length != size)

@@ -1,0 +1,313 @@
+//! `otter agent` as real processes against a real `otter serve`: an update into the other slot,
+//! a healthy boot that commits it, an unhealthy one that rolls back after the allowed failures
+//! (and the server listing the rollback), and a download cut by a proxy that resumes.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+const TOKEN: &str = "agent-test-token";
+
+/// `otter serve` on a free port with a known admin token.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(OTTER)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-token",
+                TOKEN,
+                "--data",
+            ])
+            .arg(dir.join("server"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "otter serve did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, url }
+    }
+
+    fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(OTTER)
+            .args(args)
+            .env("OTTER_SERVER", &self.url)
+            .env("OTTER_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "otter {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn image(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32 * 31 + u32::from(seed)) as u8)
+        .collect()
+}
+
+/// One agent run (a boot); returns (success, stdout + stderr).
+fn agent(server: &str, dir: &Path, extra: &[&str]) -> (bool, String) {
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    let out = Command::new(OTTER)
+        .args([
+            "agent",
+            "--server",
+            server,
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+            "--once",
+            "--initial-version",
+            "0.9.0",
+        ])
+        .arg("--state")
+        .arg(dir.join("agent-state"))
+        .args([OsStr::new("--slots"), OsStr::new(&slots)])
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn state(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("agent-state/state.json")).unwrap()).unwrap()
+}
+
+fn publish(server: &Server, dir: &Path, version: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(format!("gateway-{version}.bin"));
+    std::fs::write(&path, bytes).unwrap();
+    server.admin(&[
+        "release",
+        "publish",
+        "gateway",
+        path.to_str().unwrap(),
+        "--version",
+        version,
+    ]);
+    path
+}
+
+#[test]
+fn update_commit_then_rollback_after_failed_health_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start(dir);
+    server.admin(&["product", "create", "gateway"]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let v1 = image(1, 300_000);
+    publish(&server, dir, "1.0.0", &v1);
+
+    // Check: 1.0.0 goes into slot B, pending a reboot; the install hook sees the slot.
+    let hook_log = dir.join("hook.log");
+    let hook = format!(
+        "echo \"$OTTER_ACTION $OTTER_SLOT $OTTER_VERSION\" >> {}",
+        hook_log.display()
+    );
+    let (ok, out) = agent(&server.url, dir, &["--install-cmd", &hook]);
+    assert!(ok, "{out}");
+    assert!(out.contains("installed 1.0.0 into slot B"), "{out}");
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
+    assert_eq!(state(dir)["pending"]["version"], "1.0.0");
+    assert_eq!(
+        std::fs::read_to_string(&hook_log).unwrap(),
+        "install B 1.0.0\n"
+    );
+
+    // Reboot into B, healthy: committed.
+    let (ok, out) = agent(&server.url, dir, &["--health-cmd", "true"]);
+    assert!(ok, "{out}");
+    let s = state(dir);
+    assert_eq!(
+        (s["active"].as_u64(), s["version"].as_str()),
+        (Some(1), Some("1.0.0"))
+    );
+    assert!(s["pending"].is_null());
+
+    // 1.1.0 goes into slot A; its boots fail the health check twice: back to B and 1.0.0.
+    let v2 = image(2, 200_000);
+    publish(&server, dir, "1.1.0", &v2);
+    let (ok, out) = agent(&server.url, dir, &["--install-cmd", &hook]);
+    assert!(ok && out.contains("installed 1.1.0 into slot A"), "{out}");
+    let unhealthy = [
+        "--health-cmd",
+        "exit 3",
+        "--max-boot-failures",
+        "2",
+        "--install-cmd",
+        &hook,
+    ];
+    let (_, out) = agent(&server.url, dir, &unhealthy);
+    assert!(
+        out.contains("failed 1.1.0: health check failed (boot 1 of 2)"),
+        "{out}"
+    );
+    assert_eq!(state(dir)["pending"]["failed_boots"], 1);
+    let (_, out) = agent(&server.url, dir, &unhealthy);
+    assert!(out.contains("rolled_back 1.1.0"), "{out}");
+    let s = state(dir);
+    assert_eq!(
+        (s["active"].as_u64(), s["version"].as_str()),
+        (Some(1), Some("1.0.0"))
+    );
+    assert!(
+        std::fs::read_to_string(&hook_log)
+            .unwrap()
+            .ends_with("rollback B 1.0.0\n")
+    );
+    // The release that failed is not tried again.
+    let (ok, out) = agent(&server.url, dir, &[]);
+    assert!(ok && out.contains("holding back 1.1.0"), "{out}");
+    assert!(state(dir)["pending"].is_null());
+
+    // The server saw every step.
+    let reports = server.admin(&["report", "list", "gateway", "--json"]);
+    let reports: Vec<Value> = serde_json::from_str(&reports).unwrap();
+    let states: Vec<(&str, &str)> = reports
+        .iter()
+        .rev()
+        .map(|r| (r["version"].as_str().unwrap(), r["state"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("1.0.0", "downloading"),
+        ("1.0.0", "downloaded"),
+        ("1.0.0", "installing"),
+        ("1.0.0", "installed"),
+        ("1.1.0", "failed"),
+        ("1.1.0", "rolled_back"),
+    ] {
+        assert!(states.contains(&expected), "{expected:?} not in {states:?}");
+    }
+    let rolled = reports
+        .iter()
+        .find(|r| r["state"] == "rolled_back")
+        .unwrap();
+    assert!(
+        rolled["message"]
+            .as_str()
+            .unwrap()
+            .contains("back on slot B"),
+        "{rolled}"
+    );
+}
+
+/// Forwards connections to `upstream`; the first connection to carry `cut` bytes towards the
+/// client (only the download is that large) is cut there.
+async fn cutting_proxy(upstream: String, cut: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Whichever connection first carries `cut` bytes is cut, once.
+        let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let mut first = vec![0u8; 4096];
+            let n = client.read(&mut first).await.unwrap_or(0);
+            first.truncate(n);
+            let cut_done = cut_done.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                if server.write_all(&first).await.is_err() {
+                    return;
+                }
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = tokio::io::copy(&mut cr, &mut sw);
+                let down = async {
+                    let mut sent = 0usize;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if sent + n >= cut
+                            && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            let _ = cw.write_all(&buf[..cut - sent]).await;
+                            return;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        sent += n;
+                    }
+                };
+                tokio::select! { _ = up => {}, () = down => {} }
+            });
+        }
+    });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_midway_resumes_with_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let server = Server::start(&dir);
+    server.admin(&["product", "create", "gateway"]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let v1 = image(7, 3 * 1024 * 1024);
+    publish(&server, &dir, "1.0.0", &v1);
+    let upstream = server.url.trim_start_matches("http://").to_owned();
+    let proxy = cutting_proxy(upstream, 700_000).await;
+    let url = format!("http://{proxy}");
+    let (ok, out) = tokio::task::spawn_blocking(move || agent(&url, &dir, &[]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("download interrupted at"),
+        "the proxy cut it: {out}"
+    );
+    assert!(out.contains("installed 1.0.0 into slot B"), "{out}");
+    assert_eq!(std::fs::read(tmp.path().join("slot-b")).unwrap(), v1);
+}
