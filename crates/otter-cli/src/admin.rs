@@ -190,7 +190,8 @@ pub enum ReleaseCommand {
         /// with a root of trust.
         #[arg(long, value_name = "FILE")]
         signature: Option<PathBuf>,
-        /// ECDSA P-256 signature of the image by a release key (`otter sign --binary`), shown
+        /// ECDSA P-256 signature of the image by a release key (`otter sign FILE --key
+        /// release-p256.key` writes FILE.sig), shown
         /// as `binarySignature` in firmware manifests.
         #[arg(long, value_name = "FILE")]
         binary_signature: Option<PathBuf>,

@@ -5,7 +5,10 @@
 //! The copy keeps what devices and operators see: products, releases (in publish order, with
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
 //! last seen, auto-update, attributes), update reports (in order), admin tokens, the keys and
-//! device rules of ota-backend firmwares, device API keys, and signing keys. One-time download tokens are not
+//! device rules of ota-backend firmwares, device API keys, signing keys, roots of trust and
+//! release signatures. The online key is a file in the data directory (or `--online-key`):
+//! copy it, or give the new installation the same `--online-key`, or devices will not trust
+//! its check responses until a root lists the new one. One-time download tokens are not
 //! copied: devices get new ones at their next check-in. Upload sessions in progress are not
 //! copied: finish or abort them first.
 
@@ -17,6 +20,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use otter_core::model::{Artifact, DeviceSeen};
+use otter_core::signing::documents::Root;
+use otter_core::signing::dsse::Envelope;
 use otter_store::blob::{BlobLocation, Blobs, Staging};
 use otter_store::objects::S3Settings;
 use otter_store::sql::{SqlStore, redact_url};
@@ -185,6 +190,39 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 .await?;
         }
         to.store.create_product(product).await?;
+    }
+    // Signatures before the releases they sign (as publishing does), roots first.
+    for product in &products {
+        let name = &product.name;
+        for (version, envelope) in from.store.roots(name).await? {
+            let expires = Envelope::parse(envelope.as_bytes())
+                .ok()
+                .and_then(|e| e.payload_bytes().ok())
+                .and_then(|p| serde_json::from_slice::<Root>(&p).ok())
+                .and_then(|r| otter_core::signing::unix("root expires", &r.expires).ok())
+                .unwrap_or_default();
+            to.store
+                .add_root(name, version, &envelope, expires, product.created_at)
+                .await?;
+        }
+        for signed in from.store.release_signatures(name).await? {
+            if let Some(manifest) = &signed.manifest {
+                to.store
+                    .set_release_manifest(
+                        name,
+                        &signed.version,
+                        manifest,
+                        signed.security_counter.unwrap_or_default(),
+                        signed.expires_at.unwrap_or_default(),
+                    )
+                    .await?;
+            }
+            if let Some(binary) = &signed.binary_signature {
+                to.store
+                    .set_binary_signature(name, &signed.version, binary)
+                    .await?;
+            }
+        }
     }
     for release in &releases {
         to.store.create_release(release).await?;

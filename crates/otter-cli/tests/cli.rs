@@ -1578,6 +1578,84 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .await
         .unwrap();
     assert_eq!(allowed.status(), reqwest::StatusCode::OK);
+    // A signed product: its root and release signature must come along.
+    let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    source.otter(&data, &["product", "create", "signed"]).ok();
+    otter(&["keys", "generate", "--out", &p("root")], &[]).ok();
+    otter(&["keys", "generate", "--out", &p("rel")], &[]).ok();
+    std::fs::write(p("online.pub"), source.otter(&data, &["online-key"]).ok()).unwrap();
+    otter(
+        &[
+            "root",
+            "init",
+            "signed",
+            "--root-key",
+            &p("root.pub"),
+            "--release-key",
+            &p("rel.pub"),
+            "--online-key",
+            &p("online.pub"),
+            "-o",
+            &p("root-1.json"),
+        ],
+        &[],
+    )
+    .ok();
+    otter(
+        &[
+            "envelope",
+            "sign",
+            &p("root-1.json"),
+            "--key",
+            &p("root.key"),
+        ],
+        &[],
+    )
+    .ok();
+    source
+        .otter(&data, &["root", "upload", "signed", &p("root-1.json")])
+        .ok();
+    otter(
+        &[
+            "release",
+            "sign",
+            "signed",
+            path(&v1),
+            "--version",
+            "1.0.0",
+            "--counter",
+            "1",
+            "--key",
+            &p("rel.key"),
+            "-o",
+            &p("m.json"),
+        ],
+        &[],
+    )
+    .ok();
+    source
+        .otter(
+            &data,
+            &[
+                "release",
+                "publish",
+                "signed",
+                path(&v1),
+                "--version",
+                "1.0.0",
+                "--signature",
+                &p("m.json"),
+            ],
+        )
+        .ok();
+    let source_root = client
+        .get(format!("{}/api/v1/products/signed/root/1.json", source.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (status, _) = source.terminate();
     assert!(status.success());
 
@@ -1606,7 +1684,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     )
     .ok();
     assert!(
-        copied.contains("copied 2 products, 2 releases, 2 artifacts"),
+        copied.contains("copied 3 products, 3 releases, 2 artifacts"),
         "{copied}"
     );
     assert!(copied.contains("2 devices, 1 reports"), "{copied}");
@@ -1705,4 +1783,26 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .await
         .unwrap();
     assert_eq!(allowed.status(), reqwest::StatusCode::OK);
+    // The signed product: same root, and its release still carries its signed manifest.
+    let root = client
+        .get(format!("{}/api/v1/products/signed/root/1.json", dest.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(root, source_root);
+    let answer: Value = client
+        .get(format!(
+            "{}/api/v1/products/signed/check?current=0.1.0&nonce=00112233445566778899aabbccddeeff",
+            dest.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["releaseManifest"]["payload"].is_string(), "{answer}");
 }

@@ -11,6 +11,7 @@
 //! | `otter_upload_sessions` | resumable upload sessions open |
 //! | `otter_sighting_queue_depth`, `otter_sightings_dropped_total` | the batched device-sighting queue |
 //! | `otter_store_duration_seconds{op}` | latency of every store call |
+//! | `otter_signatures_expiring` | roots and release signatures that expire within 30 days |
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};

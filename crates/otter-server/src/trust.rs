@@ -417,18 +417,19 @@ pub fn warn_expiring(state: &AppState) {
     }
 }
 
-/// The signing-key kind under which a product declares its image format.
-fn image_kind(format: otter_core::formats::Format) -> String {
-    format!("image:{}", format.name())
-}
+/// The signing-key kind under which a product declares its image format; the stored value is
+/// `{format}:{base64 SubjectPublicKeyInfo}`, so declaring another format replaces the first.
+const IMAGE_FORMAT_KIND: &str = "image-format";
 
 /// The image format a product declared, with the public key (SubjectPublicKeyInfo DER).
 fn declared_image_format(index: &ProductIndex) -> Option<(otter_core::formats::Format, Vec<u8>)> {
-    index.signing_keys.iter().find_map(|(kind, key)| {
-        let format = kind.strip_prefix("image:")?.parse().ok()?;
-        let der = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
-        Some((format, der))
-    })
+    let (_, value) = index
+        .signing_keys
+        .iter()
+        .find(|(kind, _)| kind == IMAGE_FORMAT_KIND)?;
+    let (format, key) = value.split_once(':')?;
+    let der = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    Some((format.parse().ok()?, der))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -475,10 +476,14 @@ pub async fn set_image_format(
             format!("the public key is not one {format} devices can use"),
         ));
     }
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&der);
+    let value = format!(
+        "{}:{}",
+        format.name(),
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
     state
         .store
-        .set_signing_key(&product, &image_kind(format), &encoded, otter_store::now())
+        .set_signing_key(&product, IMAGE_FORMAT_KIND, &value, otter_store::now())
         .await?;
     state.index.changed(&*state.store, &product).await?;
     Ok(Json(json!({ "product": product, "format": format.name() })))
