@@ -8,7 +8,8 @@
 //! failures), verifies length and SHA-256 — and, for products with a root of trust, the root
 //! chain, the nonce-bound signed response, the release manifest and its security counter — and
 //! installs it: the boot state names the new slot as pending and `--install-cmd` tells the
-//! bootloader (U-Boot env, GRUB). Every step is reported to the server.
+//! bootloader (U-Boot env, GRUB). Every step is reported to the server. With `--mqtt-url` a
+//! release announced on the broker is checked at once rather than at the next poll.
 //!
 //! The state lives in `--state DIR/state.json`, written atomically (temporary file, fsync,
 //! rename), so a power cut at any point leaves the previous state or the next one.
@@ -73,6 +74,18 @@ pub struct AgentArgs {
     /// This device's hardware id, matched against signed manifests.
     #[arg(long, default_value = "")]
     hw_id: String,
+    /// Check at once when the server announces a release on this MQTT broker (see `otter
+    /// serve --mqtt-url`): mqtt[s]://[user[:password]@]host[:port].
+    #[arg(
+        long,
+        env = "OTTER_MQTT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    mqtt_url: Option<String>,
+    /// PEM CA certificates to trust for an mqtts:// broker.
+    #[arg(long, value_name = "FILE")]
+    mqtt_ca_file: Option<PathBuf>,
     /// The version the image in slot A runs, for a device's very first start.
     #[arg(long, default_value = "0.0.0")]
     initial_version: String,
@@ -175,6 +188,24 @@ impl AgentArgs {
             );
             return Ok(());
         }
+        let mut notices = match &agent.args.mqtt_url {
+            Some(url) => {
+                let settings = otter_server::mqtt::MqttSettings::parse(
+                    url,
+                    agent.args.mqtt_ca_file.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?;
+                let product = &agent.args.product;
+                Some(otter_server::mqtt::subscribe(
+                    settings,
+                    vec![
+                        format!("otter/{product}/{}/latest", agent.args.channel),
+                        format!("otter/{product}/devices/{}/update", agent.args.device_id),
+                    ],
+                ))
+            }
+            None => None,
+        };
         loop {
             if let Err(e) = agent.check_once().await {
                 eprintln!("update check failed: {e:#}");
@@ -186,7 +217,15 @@ impl AgentArgs {
                 // With an image pending, the next step is a reboot, not another check.
                 return Ok(());
             }
-            tokio::time::sleep(jittered(agent.args.interval)).await;
+            let wait = tokio::time::sleep(jittered(agent.args.interval));
+            match &mut notices {
+                // A notice (or the broker's retained state after a reconnection) checks now.
+                Some(notices) => tokio::select! {
+                    () = wait => {}
+                    Some((topic, _)) = notices.recv() => eprintln!("notice on {topic}: checking"),
+                },
+                None => wait.await,
+            }
         }
     }
 }

@@ -22,6 +22,10 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,6 +41,7 @@ impl Server {
                 "--data",
             ])
             .arg(dir.join("server"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -310,4 +315,63 @@ async fn a_download_cut_midway_resumes_with_range() {
     );
     assert!(out.contains("installed 1.0.0 into slot B"), "{out}");
     assert_eq!(std::fs::read(tmp.path().join("slot-b")).unwrap(), v1);
+}
+
+#[test]
+fn an_mqtt_notice_makes_the_agent_check_at_once() {
+    let Some(broker) = otter_testkit::mosquitto::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start_with(dir, &["--mqtt-url", &broker.url()]);
+    server.admin(&["product", "create", "gateway"]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    // A daemon that would otherwise not check again for an hour.
+    let mut agent = Command::new(OTTER)
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+        ])
+        .args([
+            "--interval",
+            "1h",
+            "--mqtt-url",
+            &broker.url(),
+            "--slots",
+            &slots,
+            "--state",
+        ])
+        .arg(dir.join("agent-state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let v1 = image(9, 50_000);
+    publish(&server, dir, "1.0.0", &v1);
+    // It installs and exits to be rebooted, long before the hour is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        if Instant::now() > deadline {
+            agent.kill().ok();
+            panic!("the agent did not act on the notice");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
 }

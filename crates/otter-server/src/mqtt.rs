@@ -345,7 +345,102 @@ where
     error
 }
 
+/// Subscribes to `topics` (QoS 0) and forwards every message as `(topic, payload)`, reconnecting
+/// with the same backoff as the publisher. Retained messages arrive on every (re)connection, so
+/// a receiver acting on "something changed" needs no replay logic. Ends when the receiver is
+/// dropped.
+pub fn subscribe(
+    settings: MqttSettings,
+    topics: Vec<String>,
+) -> tokio::sync::mpsc::Receiver<(String, Bytes)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF.0;
+        while !tx.is_closed() {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect(&settings)).await {
+                Ok(Ok(stream)) => {
+                    backoff = BACKOFF.0;
+                    let error = listen(stream, &topics, &tx).await;
+                    tracing::warn!(error = %error, "MQTT subscription lost; reconnecting");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "MQTT broker unreachable"),
+                Err(_) => tracing::warn!("MQTT connect timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    });
+    rx
+}
+
+async fn listen<S>(
+    stream: S,
+    topics: &[String],
+    tx: &tokio::sync::mpsc::Sender<(String, Bytes)>,
+) -> std::io::Error
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut rest = BytesMut::new();
+    rest.put_u16(1);
+    for topic in topics {
+        put_str(&mut rest, topic.as_bytes());
+        rest.put_u8(0);
+    }
+    if let Err(e) = writer.write_all(&packet(SUBSCRIBE, &rest)).await {
+        return e;
+    }
+    // Reading in its own task, as in the publisher: select! must not drop a half-read packet.
+    let (packets_tx, mut packets) = tokio::sync::mpsc::channel(16);
+    let read_task = tokio::spawn(async move {
+        loop {
+            let packet = read_packet(&mut reader).await;
+            let failed = packet.is_err();
+            if packets_tx.send(packet).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let mut ping = tokio::time::interval(KEEP_ALIVE);
+    ping.tick().await;
+    let error = loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if let Err(e) = writer.write_all(&[PINGREQ, 0x00]).await {
+                    break e;
+                }
+            }
+            packet = packets.recv() => match packet {
+                Some(Ok((kind, body))) if kind >> 4 == 3 => {
+                    if let Some(message) = parse_publish(kind, &body)
+                        && tx.send(message).await.is_err()
+                    {
+                        break std::io::Error::other("the subscriber went away");
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e,
+                None => break std::io::Error::other("the connection closed"),
+            },
+        }
+    };
+    read_task.abort();
+    error
+}
+
+/// The topic and payload of a PUBLISH packet.
+fn parse_publish(kind: u8, body: &[u8]) -> Option<(String, Bytes)> {
+    let len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?.to_owned();
+    // QoS 1 and 2 carry a packet id before the payload.
+    let skip = if (kind >> 1) & 0x03 > 0 { 2 } else { 0 };
+    let payload = Bytes::copy_from_slice(body.get(2 + len + skip..)?);
+    Some((topic, payload))
+}
+
 const CONNECT: u8 = 0x10;
+const SUBSCRIBE: u8 = 0x82;
 const CONNACK: u8 = 0x20;
 /// PUBLISH with QoS 1 and the retain flag.
 const PUBLISH_QOS1_RETAIN: u8 = 0x33;
@@ -455,6 +550,19 @@ mod tests {
         let long = packet(PUBLISH_QOS1_RETAIN, &[0; 321]);
         assert_eq!(&long[..3], &[0x33, 0xC1, 0x02]);
         assert_eq!(long.len(), 3 + 321);
+    }
+
+    #[test]
+    fn publish_packets_parse() {
+        let p = publish_packet("otter/p/stable/latest", b"{}", 7);
+        assert_eq!(
+            parse_publish(p[0], &p[2..]),
+            Some((
+                "otter/p/stable/latest".to_owned(),
+                Bytes::from_static(b"{}")
+            ))
+        );
+        assert_eq!(parse_publish(0x30, &[0, 9, b'a']), None);
     }
 
     #[tokio::test]
