@@ -86,6 +86,23 @@ pub struct AgentArgs {
     /// PEM CA certificates to trust for an mqtts:// broker.
     #[arg(long, value_name = "FILE")]
     mqtt_ca_file: Option<PathBuf>,
+    /// Also accept images pushed over the LAN on this address (ViperHTTP's OTA protocol, both
+    /// variants; `otter push` is a client). They go through the same slot, commit and rollback
+    /// path as downloaded ones.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// The token pushers must send (`X-OTA-Token`, `?token=` or `Authorization: Bearer`).
+    #[arg(
+        long,
+        env = "OTTER_PUSH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        requires = "listen"
+    )]
+    push_token: Option<String>,
+    /// The largest image a slot takes (pushes larger than this are refused).
+    #[arg(long, default_value = "4GiB", value_parser = crate::serve::parse_size)]
+    slot_size: u64,
     /// The version the image in slot A runs, for a device's very first start.
     #[arg(long, default_value = "0.0.0")]
     initial_version: String,
@@ -128,6 +145,8 @@ struct Download {
 }
 
 const SLOT_NAMES: [&str; 2] = ["A", "B"];
+/// How the agent names an image pushed over the LAN, which comes without a version.
+const PUSHED: &str = "pushed-";
 
 impl State {
     fn path(dir: &Path) -> PathBuf {
@@ -180,7 +199,11 @@ impl AgentArgs {
             state,
         };
         agent.boot().await?;
-        if agent.state.pending.is_some() {
+        let mut pushes = match agent.args.listen {
+            Some(addr) => Some(agent.serve_pushes(addr).await?),
+            None => None,
+        };
+        if agent.state.pending.is_some() && pushes.is_none() {
             // A new slot is still on trial: the next step is a reboot into it, not a check.
             println!(
                 "slot {} is on trial: reboot to try it again",
@@ -207,26 +230,91 @@ impl AgentArgs {
             None => None,
         };
         loop {
-            if let Err(e) = agent.check_once().await {
-                eprintln!("update check failed: {e:#}");
-                if agent.args.once {
-                    return Err(e);
+            // While a slot is on trial only pushes are taken: the next step is a reboot.
+            if agent.state.pending.is_none() {
+                if let Err(e) = agent.check_once().await {
+                    eprintln!("update check failed: {e:#}");
+                    if agent.args.once {
+                        return Err(e);
+                    }
+                }
+                if agent.args.once || (agent.state.pending.is_some() && pushes.is_none()) {
+                    return Ok(());
                 }
             }
-            if agent.args.once || agent.state.pending.is_some() {
-                // With an image pending, the next step is a reboot, not another check.
-                return Ok(());
-            }
             let wait = tokio::time::sleep(jittered(agent.args.interval));
-            match &mut notices {
+            tokio::select! {
+                () = wait => {}
                 // A notice (or the broker's retained state after a reconnection) checks now.
-                Some(notices) => tokio::select! {
-                    () = wait => {}
-                    Some((topic, _)) = notices.recv() => eprintln!("notice on {topic}: checking"),
-                },
-                None => wait.await,
+                Some((topic, _)) = next_notice(&mut notices) => eprintln!("notice on {topic}: checking"),
+                Some(request) = next_push(&mut pushes) => {
+                    if agent.handle_push(request).await {
+                        return Ok(());
+                    }
+                }
             }
         }
+    }
+}
+
+async fn next_notice(
+    notices: &mut Option<tokio::sync::mpsc::Receiver<(String, bytes::Bytes)>>,
+) -> Option<(String, bytes::Bytes)> {
+    match notices {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_push(
+    pushes: &mut Option<tokio::sync::mpsc::Receiver<PushRequest>>,
+) -> Option<PushRequest> {
+    match pushes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the push receiver asks of the agent's main loop (which owns the state).
+enum PushRequest {
+    Install(
+        otter_server::push::Received,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    ),
+    MarkValid(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// Hands the receiver's calls to the main loop and waits for its answer.
+struct PushInstaller(tokio::sync::mpsc::Sender<PushRequest>);
+
+impl PushInstaller {
+    async fn ask(
+        &self,
+        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> PushRequest,
+    ) -> Result<(), otter_server::push::InstallError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0
+            .send(request(tx))
+            .await
+            .map_err(|_| "the agent is stopping")?;
+        rx.await
+            .map_err(|_| "the agent is stopping")?
+            .map_err(Into::into)
+    }
+}
+
+impl otter_server::push::Installer for PushInstaller {
+    fn install(
+        &self,
+        image: otter_server::push::Received,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), otter_server::push::InstallError>> {
+        Box::pin(self.ask(|tx| PushRequest::Install(image, tx)))
+    }
+
+    fn mark_valid(
+        &self,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), otter_server::push::InstallError>> {
+        Box::pin(self.ask(PushRequest::MarkValid))
     }
 }
 
@@ -291,21 +379,7 @@ impl Agent {
             }
         };
         match healthy {
-            Ok(()) => {
-                self.state.active = pending.slot;
-                self.state.version = pending.version.clone();
-                self.state.sha256 = Some(pending.sha256.clone());
-                self.state.security_counter =
-                    self.state.security_counter.max(pending.security_counter);
-                self.state.pending = None;
-                self.state.save(&self.args.state)?;
-                self.report(
-                    &pending.version,
-                    "installed",
-                    Some(format!("slot {}", SLOT_NAMES[pending.slot])),
-                )
-                .await;
-            }
+            Ok(()) => self.commit(pending).await?,
             Err(why) => {
                 pending.failed_boots += 1;
                 if pending.failed_boots >= self.args.max_boot_failures {
@@ -351,12 +425,39 @@ impl Agent {
         Ok(())
     }
 
+    /// The pending slot works: it becomes the active one.
+    async fn commit(&mut self, pending: Pending) -> anyhow::Result<()> {
+        self.state.active = pending.slot;
+        self.state.version = pending.version.clone();
+        self.state.sha256 = Some(pending.sha256.clone());
+        self.state.security_counter = self.state.security_counter.max(pending.security_counter);
+        self.state.pending = None;
+        self.state.save(&self.args.state)?;
+        self.report(
+            &pending.version,
+            "installed",
+            Some(format!("slot {}", SLOT_NAMES[pending.slot])),
+        )
+        .await;
+        Ok(())
+    }
+
     /// One check; downloads, verifies and installs an offered update.
     async fn check_once(&mut self) -> anyhow::Result<()> {
         let nonce = otter_store::random_id();
         let mut url = reqwest::Url::parse(&self.url("/check"))?;
+        {
+            let mut query = url.query_pairs_mut();
+            // A pushed image is known by its hash: the server may know it (a published image)
+            // or not (then it offers its newest release, which is its policy for the device).
+            match &self.state.sha256 {
+                Some(sha) if self.state.version.starts_with(PUSHED) => {
+                    query.append_pair("current", sha)
+                }
+                _ => query.append_pair("current", &self.state.version),
+            };
+        }
         url.query_pairs_mut()
-            .append_pair("current", &self.state.version)
             .append_pair("device", &self.args.device_id)
             .append_pair("channel", &self.args.channel)
             .append_pair("nonce", &nonce);
@@ -420,36 +521,45 @@ impl Agent {
             return Err(e);
         }
         self.report(&version, "downloaded", None).await;
+        self.state.download = None;
+        let counter = signed.map_or(0, |m| m.security_counter);
+        self.install(target, &version, sha256, counter).await
+    }
+
+    /// Makes the image now in slot `target` the one to try at the next boot: the install hook,
+    /// then the pending state.
+    async fn install(
+        &mut self,
+        target: usize,
+        version: &str,
+        sha256: String,
+        security_counter: u32,
+    ) -> anyhow::Result<()> {
         self.report(
-            &version,
+            version,
             "installing",
             Some(format!("slot {}", SLOT_NAMES[target])),
         )
         .await;
         if let Some(cmd) = &self.args.install_cmd {
             let slot_path = self.args.slots[target].display().to_string();
-            if let Err(e) = run_hook(
-                cmd,
-                &[
-                    ("OTTER_SLOT", SLOT_NAMES[target]),
-                    ("OTTER_SLOT_PATH", &slot_path),
-                    ("OTTER_VERSION", &version),
-                    ("OTTER_ACTION", "install"),
-                ],
-            )
-            .await
-            {
-                self.report(&version, "failed", Some(format!("install command: {e}")))
+            let env = [
+                ("OTTER_SLOT", SLOT_NAMES[target]),
+                ("OTTER_SLOT_PATH", slot_path.as_str()),
+                ("OTTER_VERSION", version),
+                ("OTTER_ACTION", "install"),
+            ];
+            if let Err(e) = run_hook(cmd, &env).await {
+                self.report(version, "failed", Some(format!("install command: {e}")))
                     .await;
                 bail!("install command failed: {e}");
             }
         }
-        self.state.download = None;
         self.state.pending = Some(Pending {
             slot: target,
-            version: version.clone(),
+            version: version.to_owned(),
             sha256,
-            security_counter: signed.map_or(0, |m| m.security_counter),
+            security_counter,
             failed_boots: 0,
         });
         self.state.save(&self.args.state)?;
@@ -458,6 +568,73 @@ impl Agent {
             SLOT_NAMES[target]
         );
         Ok(())
+    }
+
+    /// Serves the push protocol on `addr`, writing into the inactive slot.
+    async fn serve_pushes(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> anyhow::Result<tokio::sync::mpsc::Receiver<PushRequest>> {
+        use otter_server::push::{Receiver, ReceiverConfig, router};
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut config = ReceiverConfig::new(
+            self.args.slots[1 - self.state.active].clone(),
+            self.args.slot_size,
+        );
+        config.token = self.args.push_token.clone();
+        let receiver = std::sync::Arc::new(Receiver::new(
+            config,
+            std::sync::Arc::new(PushInstaller(tx)),
+        ));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        println!("accepting pushes on {}", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router(receiver)).await {
+                eprintln!("push receiver stopped: {e}");
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Answers one request of the push receiver; true when the agent should now exit (the
+    /// pusher asked for a reboot into the new slot).
+    async fn handle_push(&mut self, request: PushRequest) -> bool {
+        match request {
+            PushRequest::Install(image, reply) => {
+                let reboot = image.reboot;
+                let done = self
+                    .install_pushed(image)
+                    .await
+                    .map_err(|e| format!("{e:#}"));
+                let ok = done.is_ok();
+                let _ = reply.send(done);
+                if ok && reboot {
+                    // Let the pusher hear the answer before "rebooting".
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return true;
+                }
+                false
+            }
+            PushRequest::MarkValid(reply) => {
+                let done = match self.state.pending.clone() {
+                    Some(pending) => self.commit(pending).await.map_err(|e| format!("{e:#}")),
+                    None => Ok(()),
+                };
+                let _ = reply.send(done);
+                false
+            }
+        }
+    }
+
+    /// An image pushed over the LAN (`--listen`): installed like a downloaded one. Its version
+    /// is not known, so it is named by its hash.
+    async fn install_pushed(&mut self, image: otter_server::push::Received) -> anyhow::Result<()> {
+        let target = 1 - self.state.active;
+        let version = format!("{PUSHED}{}", &image.sha256[..12]);
+        self.install(target, &version, image.sha256, self.state.security_counter)
+            .await
     }
 
     /// For products with a root: walks the root chain, checks the signed response to this

@@ -375,3 +375,116 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     }
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let server = Server::start(&dir);
+    server.admin(&["product", "create", "gateway"]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    let mut agent_process = Command::new(OTTER)
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+        ])
+        .args([
+            "--interval",
+            "1h",
+            "--slots",
+            &slots,
+            "--push-token",
+            "s3cret",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state")
+        .arg(dir.join("agent-state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/ota");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/status")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the agent does not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Wrong token: refused.
+    let resp = client
+        .get(format!("{base}/status"))
+        .header("x-ota-token", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // ViperHTTP's device flow: begin, chunks, finalize with a reboot.
+    let firmware = image(5, 100_000);
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&firmware));
+    let resp = client
+        .post(format!("{base}/begin"))
+        .header("x-ota-token", "s3cret")
+        .json(&serde_json::json!({"expected_size": firmware.len(), "expected_sha256": sha}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    for (i, chunk) in firmware.chunks(3840).enumerate() {
+        let resp = client
+            .post(format!("{base}/chunk?offset={}", i * 3840))
+            .header("x-ota-token", "s3cret")
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    }
+    let resp = client
+        .post(format!("{base}/finalize"))
+        .header("x-ota-token", "s3cret")
+        .json(&serde_json::json!({"reboot": true}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["sha256"], sha.as_str(), "{body}");
+    // The agent "reboots" (exits) and the image waits in slot B for its first boot.
+    let status = tokio::task::spawn_blocking(move || agent_process.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), firmware);
+    let pending = state(&dir)["pending"].clone();
+    assert_eq!(pending["sha256"], sha.as_str(), "{pending}");
+    // First boot, healthy: committed, and the server hears of it.
+    let dir2 = dir.clone();
+    let url = server.url.clone();
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || agent(&url, &dir2, &["--health-cmd", "true"]))
+            .await
+            .unwrap();
+    assert!(ok, "{out}");
+    assert_eq!(state(&dir)["active"], 1);
+    let reports = server.admin(&["report", "list", "gateway"]);
+    assert!(
+        reports.contains(&format!("pushed-{}", &sha[..12])) && reports.contains("installed"),
+        "{reports}"
+    );
+}

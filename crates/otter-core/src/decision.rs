@@ -99,6 +99,9 @@ pub fn decide<R: AsRef<ReleaseFacts>>(
         Current::Unknown => Position::Unknown,
         Current::Reported(id) => match identify(scheme, releases, id).map(facts) {
             Some(release) => Position::Release(release),
+            // A digest otter never published (a local build, an image pushed over the LAN)
+            // says nothing about order: the device is treated as not having said.
+            None if is_digest(id) => Position::Unknown,
             None if scheme.is_ordered() => Position::Unpublished(Version::parse(scheme, id)?),
             None => Position::Unknown,
         },
@@ -189,6 +192,13 @@ fn newest_where<R: AsRef<ReleaseFacts>>(
     (0..releases.len())
         .filter(|&i| keep(releases[i].as_ref()))
         .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
+}
+
+/// Whether `id` is a hex MD5, SHA-1 or SHA-256 rather than a version string.
+pub fn is_digest(id: &str) -> bool {
+    [32, 40, 64]
+        .into_iter()
+        .any(|len| crate::digest::is_hex_digest(id, len))
 }
 
 /// Orders two releases newest first: by version for ordered schemes, by publish order otherwise.
@@ -456,6 +466,15 @@ mod tests {
         assert_eq!(
             offered(Scheme::Opaque, &rs, Some(&rs[1].sha1.clone())).as_deref(),
             Some("zeta-again")
+        );
+    }
+
+    #[test]
+    fn an_unknown_digest_counts_as_not_saying() {
+        let rs = semver_line();
+        assert_eq!(
+            offered(Scheme::Semver, &rs, Some(&"ab".repeat(32))),
+            offered(Scheme::Semver, &rs, None)
         );
     }
 

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use otter_core::access::Firewall;
-use otter_core::digest::is_hex_digest;
 use otter_core::model::{Artifact, DeviceSeen, Product, Release, ReleaseSignatures};
 use otter_core::signing::documents::Root;
 use otter_core::{ReleaseFacts, Version};
@@ -204,10 +203,7 @@ impl ProductIndex {
     }
 }
 
-/// Whether a reported `current` is a hex MD5, SHA-1 or SHA-256 rather than a version string.
-pub fn is_digest(s: &str) -> bool {
-    [32, 40, 64].into_iter().any(|len| is_hex_digest(s, len))
-}
+pub use otter_core::decision::is_digest;
 
 /// Every product's index, swapped whole per product.
 #[derive(Default)]

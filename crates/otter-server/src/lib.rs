@@ -16,6 +16,7 @@ pub mod mqtt;
 pub mod native;
 pub mod notify;
 pub mod protocols;
+pub mod push;
 pub mod router;
 pub mod seen;
 pub mod state;

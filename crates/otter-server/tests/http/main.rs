@@ -17,6 +17,7 @@ mod nodes;
 mod ota_backend;
 mod pagination;
 mod persistence;
+mod push;
 mod s3;
 mod sessions;
 mod signing;
