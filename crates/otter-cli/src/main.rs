@@ -7,6 +7,7 @@ mod client;
 mod iotawatt;
 mod migrate;
 mod migrate_data;
+mod push;
 mod serve;
 mod sign;
 mod signing;
@@ -65,6 +66,9 @@ enum Command {
     /// Keep an embedded-Linux device up to date: A/B slots, verification, health check and
     /// rollback.
     Agent(agent::AgentArgs),
+    /// Push an image straight to a device over ViperHTTP's OTA protocol (a ViperHTTP device,
+    /// or `otter agent --listen`).
+    Push(push::PushArgs),
     /// Sign an image offline: raw detached signatures, or the vendors' own formats.
     Sign(sign::SignArgs),
     /// Check an image's signature as a device would.
@@ -130,6 +134,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keys(cmd) => cmd.run(),
         Command::Sign(args) => args.run(),
         Command::Agent(args) => args.run().await,
+        Command::Push(args) => args.run().await,
         Command::Verify(args) => args.run(),
         Command::Root(cmd) => cmd.run().await,
         Command::Envelope(EnvelopeCommand::Sign(args)) => args.run(),

@@ -132,7 +132,8 @@ impl PushArgs {
             return Ok(());
         };
         let reported = result.get("sha256").and_then(Value::as_str);
-        if result.get("ok") != Some(&Value::Bool(true)) || reported != Some(&image.sha256) {
+        let matches = reported.is_some_and(|r| r.eq_ignore_ascii_case(&image.sha256));
+        if result.get("ok") != Some(&Value::Bool(true)) || !matches {
             anyhow::bail!(
                 "the device finalized an image with sha256 {}, but {} has sha256 {}",
                 reported.unwrap_or("(none)"),

@@ -488,3 +488,102 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
         "{reports}"
     );
 }
+
+/// `otter push` (both protocol variants) to `otter agent --listen`, as separate processes.
+#[test]
+fn otter_push_updates_an_agent_on_the_lan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start(dir);
+    server.admin(&["product", "create", "gateway"]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    let mut agent_process = Command::new(OTTER)
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+        ])
+        .args([
+            "--interval",
+            "1h",
+            "--slots",
+            &slots,
+            "--push-token",
+            "s3cret",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state")
+        .arg(dir.join("agent-state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let device = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the agent does not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let push = |file: &Path, extra: &[&str]| {
+        Command::new(OTTER)
+            .args(["push", &device])
+            .arg(file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = dir.join("first.bin");
+    std::fs::write(&first, image(3, 50_000)).unwrap();
+    let wrong = push(&first, &["--token", "guess"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("invalid ota token"));
+    // The documented variant, no reboot: installed, the agent keeps listening.
+    let out = push(
+        &first,
+        &[
+            "--token",
+            "s3cret",
+            "--protocol",
+            "viper-doc",
+            "--chunk",
+            "8192",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), image(3, 50_000));
+    assert!(agent_process.try_wait().unwrap().is_none());
+    // The device variant with a reboot replaces it; the agent "reboots".
+    let second = dir.join("second.bin");
+    std::fs::write(&second, image(4, 70_000)).unwrap();
+    let out = push(&second, &["--token", "s3cret", "--reboot"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent_process.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the agent did not restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), image(4, 70_000));
+}

@@ -217,6 +217,7 @@ pub enum PushError {
 }
 
 impl PushError {
+    /// The HTTP status ViperHTTP answers this error with.
     pub fn status(&self) -> StatusCode {
         match self {
             PushError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -440,6 +441,7 @@ struct Finalize {
 }
 
 impl Receiver {
+    /// A receiver with no session yet; serve it with [`router`].
     pub fn new(config: ReceiverConfig, installer: Arc<dyn Installer>) -> Self {
         Receiver {
             config,
