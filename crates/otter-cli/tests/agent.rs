@@ -587,3 +587,117 @@ fn otter_push_updates_an_agent_on_the_lan() {
     }
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), image(4, 70_000));
 }
+
+/// A signed product: the agent pinned to root 1 verifies the chain, its signed response, the
+/// manifest and the bytes; pinned to a foreign root it refuses and reports why.
+#[test]
+fn the_agent_verifies_signed_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start(dir);
+    server.admin(&["product", "create", "gateway"]);
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let offline = |args: &[&str]| {
+        let out = Command::new(OTTER).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "otter {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for key in ["root", "rel", "stranger"] {
+        offline(&["keys", "generate", "--out", &p(key)]);
+    }
+    std::fs::write(p("online.pub"), server.admin(&["online-key"])).unwrap();
+    // The foreign root trusts another release key: the genuine release is not its.
+    for (name, root_key, release_key) in [
+        ("root-1.json", "root", "rel"),
+        ("foreign-1.json", "stranger", "stranger"),
+    ] {
+        offline(&[
+            "root",
+            "init",
+            "gateway",
+            "--root-key",
+            &p(&format!("{root_key}.pub")),
+            "--release-key",
+            &p(&format!("{release_key}.pub")),
+            "--online-key",
+            &p("online.pub"),
+            "-o",
+            &p(name),
+        ]);
+        offline(&[
+            "envelope",
+            "sign",
+            &p(name),
+            "--key",
+            &p(&format!("{root_key}.key")),
+        ]);
+    }
+    server.admin(&["root", "upload", "gateway", &p("root-1.json")]);
+    let v1 = image(8, 60_000);
+    let fw = dir.join("fw.bin");
+    std::fs::write(&fw, &v1).unwrap();
+    offline(&[
+        "release",
+        "sign",
+        "gateway",
+        fw.to_str().unwrap(),
+        "--version",
+        "1.0.0",
+        "--counter",
+        "2",
+        "--hw-id",
+        "gw-rev-b",
+        "--key",
+        &p("rel.key"),
+        "-o",
+        &p("m.json"),
+    ]);
+    server.admin(&[
+        "release",
+        "publish",
+        "gateway",
+        fw.to_str().unwrap(),
+        "--version",
+        "1.0.0",
+        "--signature",
+        &p("m.json"),
+    ]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+
+    // Pinned to a root the product never had: nothing is installed.
+    let (ok, out) = agent(
+        &server.url,
+        dir,
+        &["--root", &p("foreign-1.json"), "--hw-id", "gw-rev-b"],
+    );
+    assert!(!ok, "{out}");
+    assert!(state_file_missing_or_unpending(dir), "{out}");
+    // Wrong hardware: refused.
+    let (ok, out) = agent(
+        &server.url,
+        dir,
+        &["--root", &p("root-1.json"), "--hw-id", "gw-rev-a"],
+    );
+    assert!(!ok && out.contains("hardware"), "{out}");
+    // The right root and hardware: installed, and the counter is remembered once committed.
+    let (ok, out) = agent(
+        &server.url,
+        dir,
+        &["--root", &p("root-1.json"), "--hw-id", "gw-rev-b"],
+    );
+    assert!(ok && out.contains("installed 1.0.0 into slot B"), "{out}");
+    let (ok, out) = agent(
+        &server.url,
+        dir,
+        &["--root", &p("root-1.json"), "--hw-id", "gw-rev-b"],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(state(dir)["security_counter"], 2);
+}
+
+fn state_file_missing_or_unpending(dir: &Path) -> bool {
+    !dir.join("agent-state/state.json").exists() || state(dir)["pending"].is_null()
+}
