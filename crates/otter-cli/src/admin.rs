@@ -5,14 +5,14 @@
 //! real work of its own is `release publish`, which uploads the image through a resumable upload
 //! session in chunks so a large image survives a flaky link.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
 use futures_util::TryStreamExt;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar};
 use otter_core::Scheme;
 use otter_core::model::{
     ApiKey, Artifact, Device, NewRelease, Product, Release, UpdateReport, UploadSession,
@@ -21,7 +21,6 @@ use otter_core::model::{
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -721,7 +720,7 @@ async fn publish(
         Err(err) => return Err(err.into()),
     }
 
-    let progress = progress_bar();
+    let progress = crate::files::progress_bar();
     let image = hash_file(file, &progress).await?;
     let artifact = upload(client, &image, Pacing::DEFAULT, &progress).await;
     progress.finish_and_clear();
@@ -742,59 +741,20 @@ async fn publish(
     Ok(())
 }
 
-/// A byte progress bar on stderr, or a hidden one when stderr is not a terminal (logs and CI
-/// output should not fill with redraws).
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template(
-        "{msg:>9} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-    )
-    .expect("the template is valid")
-    .progress_chars("=> ");
-    ProgressBar::new(0).with_style(style)
-}
-
-/// Streams the file through SHA-256 on a blocking thread, so a multi-GiB image never sits in
-/// memory.
+/// Hashes `path` (with progress) and names it as the server will keep it.
 async fn hash_file(path: &Path, progress: &ProgressBar) -> anyhow::Result<LocalImage> {
-    let path = path.to_owned();
-    let progress = progress.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let size = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        progress.set_message("hashing");
-        progress.set_length(size);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0; READ_BUF];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            progress.inc(n as u64);
-        }
-        let filename = path
-            .file_name()
-            .with_context(|| format!("{} does not name a file", path.display()))?
-            .to_string_lossy()
-            .into_owned();
-        Ok(LocalImage {
-            sha256: hex::encode(hasher.finalize()),
-            size,
-            filename,
-            path,
-        })
+    let file = crate::files::hash_file(path, progress).await?;
+    let filename = path
+        .file_name()
+        .with_context(|| format!("{} does not name a file", path.display()))?
+        .to_string_lossy()
+        .into_owned();
+    Ok(LocalImage {
+        path: file.path,
+        size: file.size,
+        sha256: file.sha256,
+        filename,
     })
-    .await?
 }
 
 /// Uploads `image` through a resumable upload session and returns the stored artifact.
@@ -905,6 +865,7 @@ mod tests {
 
     use super::*;
     use crate::client::ClientArgs;
+    use sha2::{Digest, Sha256};
 
     /// Something the fake server does instead of answering normally.
     #[derive(Debug, Clone, Copy)]

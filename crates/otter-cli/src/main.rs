@@ -4,6 +4,7 @@
 mod admin;
 mod agent;
 mod client;
+mod files;
 mod iotawatt;
 mod migrate;
 mod migrate_data;

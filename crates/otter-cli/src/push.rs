@@ -13,19 +13,19 @@
 //! device asked to reboot may drop the connection instead of answering finalize (ViperHTTP
 //! resets before it replies); that counts as success, as in ViperHTTP's own end-to-end test.
 //!
-//! Self-contained on purpose: its integration test (`tests/push.rs`) compiles this file on its
-//! own.
+//! Self-contained but for [`crate::files`]: its integration test (`tests/push.rs`) compiles
+//! the two files on their own.
 
-use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::files::{LocalFile, hash_file, progress_bar};
 
 /// How often a failed request is retried (after a transport failure or a gateway error)
 /// before the push gives up.
@@ -96,6 +96,9 @@ impl PushArgs {
         }
         let progress = progress_bar();
         let image = hash_file(&self.firmware, &progress).await?;
+        if image.size == 0 {
+            anyhow::bail!("{} is empty", image.path.display());
+        }
         let device = Device {
             http: reqwest::Client::builder()
                 .user_agent(concat!("otter/", env!("CARGO_PKG_VERSION")))
@@ -157,13 +160,6 @@ impl PushArgs {
         );
         Ok(())
     }
-}
-
-/// A local image, hashed.
-struct Image {
-    path: PathBuf,
-    size: u64,
-    sha256: String,
 }
 
 /// Why a request to the device failed.
@@ -257,7 +253,7 @@ impl Device {
 /// One push of one image.
 struct Push<'a> {
     device: &'a Device,
-    image: &'a Image,
+    image: &'a LocalFile,
     chunk: u64,
     set_boot: bool,
     reboot: bool,
@@ -502,56 +498,6 @@ fn written_bytes(status: &Value, id: u64) -> anyhow::Result<u64> {
             anyhow::bail!("the device ended the push session ({why})")
         }
     }
-}
-
-/// A byte progress bar on stderr, or a hidden one when stderr is not a terminal.
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template(
-        "{msg:>9} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-    )
-    .expect("the template is valid")
-    .progress_chars("=> ");
-    ProgressBar::new(0).with_style(style)
-}
-
-/// Streams the file through SHA-256 on a blocking thread.
-async fn hash_file(path: &Path, progress: &ProgressBar) -> anyhow::Result<Image> {
-    let path = path.to_owned();
-    let progress = progress.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let size = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        if size == 0 {
-            anyhow::bail!("{} is empty", path.display());
-        }
-        progress.set_message("hashing");
-        progress.set_length(size);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0; 1024 * 1024];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            progress.inc(n as u64);
-        }
-        Ok(Image {
-            sha256: hex::encode(hasher.finalize()),
-            size,
-            path,
-        })
-    })
-    .await?
 }
 
 /// The innermost cause of a reqwest error, e.g. `Connection reset by peer (os error 104)`.

@@ -16,7 +16,6 @@ use otter_core::signing::documents::{
 use otter_core::signing::dsse::{Envelope, Role};
 use otter_core::signing::keys::{Algorithm, PrivateKey, PublicKey, pem_encode};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::client::{Client, ClientArgs};
 use crate::serve::parse_duration;
@@ -441,7 +440,8 @@ impl ReleaseSignArgs {
             // Step 2 of an external signature: the manifest written in step 1.
             Envelope::parse(read_text(&self.out)?.as_bytes())?
         } else {
-            let (length, sha256) = hash_file(&self.file)?;
+            let file = crate::files::hash_blocking(&self.file, &indicatif::ProgressBar::hidden())?;
+            let (length, sha256) = (file.size, file.sha256);
             let now = otter_store::now();
             let manifest = ReleaseManifest {
                 product: self.product.clone(),
@@ -473,25 +473,6 @@ impl ReleaseSignArgs {
         }
         Ok(())
     }
-}
-
-/// Length and lowercase hex SHA-256 of a file, read in chunks.
-pub fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    let mut length = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        length += n as u64;
-    }
-    Ok((length, hex::encode(hasher.finalize())))
 }
 
 /// `otter online-key`: the server's online public key as PEM, to list in roots.

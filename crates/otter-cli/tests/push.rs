@@ -5,6 +5,8 @@
 //! arguments parsed as the binary parses them, so these tests need no subprocess and run the
 //! same code `otter push` runs.
 
+#[path = "../src/files.rs"]
+mod files;
 #[path = "../src/push.rs"]
 mod push;
 
