@@ -118,6 +118,48 @@ fn agent(server: &str, dir: &Path, extra: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A daemon agent that also takes pushes (token `s3cret`) on a free port; returns it and the
+/// port.
+fn listening_agent(server: &str, dir: &Path) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    let agent_process = Command::new(OTTER)
+        .args([
+            "agent",
+            "--server",
+            server,
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+        ])
+        .args([
+            "--interval",
+            "1h",
+            "--slots",
+            &slots,
+            "--push-token",
+            "s3cret",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state")
+        .arg(dir.join("agent-state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (agent_process, port)
+}
+
 fn state(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("agent-state/state.json")).unwrap()).unwrap()
 }
@@ -383,42 +425,7 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let server = Server::start(&dir);
     server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let slots = format!(
-        "{},{}",
-        dir.join("slot-a").display(),
-        dir.join("slot-b").display()
-    );
-    let mut agent_process = Command::new(OTTER)
-        .args([
-            "agent",
-            "--server",
-            &server.url,
-            "--product",
-            "gateway",
-            "--device-id",
-            "gw-1",
-        ])
-        .args([
-            "--interval",
-            "1h",
-            "--slots",
-            &slots,
-            "--push-token",
-            "s3cret",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--state")
-        .arg(dir.join("agent-state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut agent_process, port) = listening_agent(&server.url, &dir);
     let base = format!("http://127.0.0.1:{port}/ota");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -497,42 +504,7 @@ fn otter_push_updates_an_agent_on_the_lan() {
     let server = Server::start(dir);
     server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let slots = format!(
-        "{},{}",
-        dir.join("slot-a").display(),
-        dir.join("slot-b").display()
-    );
-    let mut agent_process = Command::new(OTTER)
-        .args([
-            "agent",
-            "--server",
-            &server.url,
-            "--product",
-            "gateway",
-            "--device-id",
-            "gw-1",
-        ])
-        .args([
-            "--interval",
-            "1h",
-            "--slots",
-            &slots,
-            "--push-token",
-            "s3cret",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--state")
-        .arg(dir.join("agent-state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut agent_process, port) = listening_agent(&server.url, dir);
     let device = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
