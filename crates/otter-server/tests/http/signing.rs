@@ -145,6 +145,25 @@ async fn publish_signed(
     srv.try_publish("door", version, &sha, extra).await
 }
 
+/// Publishes `image` as `version` with a manifest signed by the owner's release key, expecting
+/// success.
+async fn publish_release_signed(
+    srv: &TestServer,
+    owner: &Owner,
+    version: &str,
+    counter: u32,
+    image: &[u8],
+    expires_in: i64,
+) {
+    let signed = seal(
+        MANIFEST_TYPE,
+        &manifest(version, counter, image, expires_in),
+        &[&owner.release],
+    );
+    let resp = publish_signed(srv, version, image, Some(&signed)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn releases_of_a_signed_product_must_be_signed_right() {
     let (srv, owner, _) = signed_product().await;
@@ -189,17 +208,7 @@ async fn releases_of_a_signed_product_must_be_signed_right() {
     )
     .await;
 
-    let good = seal(
-        MANIFEST_TYPE,
-        &manifest("1.0.0", 3, &image, 90 * DAY),
-        &[&owner.release],
-    );
-    assert_eq!(
-        publish_signed(&srv, "1.0.0", &image, Some(&good))
-            .await
-            .status(),
-        201
-    );
+    publish_release_signed(&srv, &owner, "1.0.0", 3, &image, 90 * DAY).await;
     // Anti-rollback: a newer release may not lower the counter.
     let newer = firmware(2, 50_000);
     let lower = seal(
@@ -219,17 +228,7 @@ async fn releases_of_a_signed_product_must_be_signed_right() {
 async fn a_device_verifies_root_response_manifest_and_bytes() {
     let (srv, owner, _) = signed_product().await;
     let image = firmware(3, 80_000);
-    let signed = seal(
-        MANIFEST_TYPE,
-        &manifest("2.0.0", 4, &image, 90 * DAY),
-        &[&owner.release],
-    );
-    assert_eq!(
-        publish_signed(&srv, "2.0.0", &image, Some(&signed))
-            .await
-            .status(),
-        201
-    );
+    publish_release_signed(&srv, &owner, "2.0.0", 4, &image, 90 * DAY).await;
 
     // The device ships with root 1 (fetched here from the public endpoint).
     let text = srv
@@ -397,17 +396,7 @@ async fn binary_signatures_reach_the_manifest_contract() {
 async fn signatures_about_to_expire_are_reported_and_can_be_renewed() {
     let (srv, owner, _) = signed_product().await;
     let image = firmware(5, 10_000);
-    let short = seal(
-        MANIFEST_TYPE,
-        &manifest("1.0.0", 1, &image, 10 * DAY),
-        &[&owner.release],
-    );
-    assert_eq!(
-        publish_signed(&srv, "1.0.0", &image, Some(&short))
-            .await
-            .status(),
-        201
-    );
+    publish_release_signed(&srv, &owner, "1.0.0", 1, &image, 10 * DAY).await;
     let status = srv.get_json("/api/v1/status").await;
     let soon: Vec<Value> = status["expiringSignatures"].as_array().unwrap().clone();
     assert_eq!(soon.len(), 1, "{status}");
