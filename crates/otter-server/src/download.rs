@@ -12,8 +12,6 @@
 //! business. `HEAD` and requests answered with 304 never leave otter. Device protocols whose
 //! clients cannot follow redirects go through [`serve_proxied`].
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -28,45 +26,13 @@ use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
 use otter_store::blob::Blobs;
 
-use crate::StartError;
+use crate::{DownloadMode, StartError};
 use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::state::AppState;
 
 /// How long a presigned download URL is valid. A device that resumes later asks otter again
 /// and gets a fresh one; a transfer that started in time finishes whatever it takes.
 pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(15 * 60);
-
-/// How `/dl` answers a `GET` (`--download-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownloadMode {
-    /// `302 Found` to a short-lived presigned URL of the object store (blobs in S3 only).
-    Redirect,
-    /// The bytes stream through otter, with ranges, validators and the download cache.
-    Proxy,
-}
-
-impl FromStr for DownloadMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "redirect" => Ok(DownloadMode::Redirect),
-            "proxy" => Ok(DownloadMode::Proxy),
-            _ => Err(format!(
-                "download mode {s:?} is not one of: redirect, proxy"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for DownloadMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DownloadMode::Redirect => "redirect",
-            DownloadMode::Proxy => "proxy",
-        })
-    }
-}
 
 /// The mode to serve downloads in: `asked`, or by default `redirect` when the blobs can be
 /// presigned (S3) and `proxy` otherwise. Redirecting to a local directory is refused.

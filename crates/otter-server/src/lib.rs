@@ -29,36 +29,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otter_store::blob::{BlobLocation, Blobs, Staging};
-use otter_store::objects::S3Settings;
 use otter_store::sql::SqlStore;
 use otter_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use auth::Bootstrap;
-pub use download::DownloadMode;
-pub use state::{AppState, ServerConfig};
+pub use otter_app::settings::{DownloadMode, ServerConfig, Storage};
+pub use state::AppState;
 
 use crate::auth::AdminTokens;
 use crate::index::CheckIndex;
 use crate::seen::SeenQueue;
-
-/// Where otter keeps its state.
-#[derive(Debug, Clone, Default)]
-pub struct Storage {
-    /// Data directory: blobs, staging and (by default) the SQLite database.
-    pub data_dir: PathBuf,
-    /// Database URL; `None` means `sqlite://<data_dir>/otter.db`.
-    pub database_url: Option<String>,
-    /// Admin token to accept; `None` generates one on first start.
-    pub admin_token: Option<String>,
-    /// Where artifact bytes live: `file:///path` or `s3://bucket/prefix`; `None` means
-    /// `<data_dir>/blobs`.
-    pub blob_url: Option<String>,
-    /// How to reach the S3-compatible service of an `s3://` blob URL (endpoint, settings beyond
-    /// the AWS environment variables).
-    pub s3: S3Settings,
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
