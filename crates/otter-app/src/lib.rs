@@ -1,5 +1,306 @@
-//! otter's application layer: the use cases (publish, ingest, check-in, report, tokens, access)
-//! that every adapter — the admin API, the native device API, each device protocol, the MQTT
-//! notifier — calls. It knows nothing of HTTP.
+//! otter's application layer: the use cases that every adapter — the admin API, the native
+//! device API, each device protocol, the MQTT notifier — calls. It knows nothing of HTTP: its
+//! functions take and return domain values and fail with [`AppError`].
+//!
+//! - [`App`]: the opened installation (store, blobs, check index, queues), cheap to clone.
+//! - Use cases: [`artifacts`] and [`uploads`] (ingest), [`releases`] (publish with its
+//!   [`releases::PublishCheck`] hooks, flags), [`products`], [`devices`] (check-in, reports,
+//!   access rules), [`tokens`] (admin tokens, device API keys, one-time tokens), [`trust`]
+//!   (roots of trust, signed releases and answers), [`iotawatt`] (IotaWatt products).
+//! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
+//!   answers); [`seen`]: batched device sightings.
+//! - [`Observer`]: how adapters that push (MQTT) hear of changes.
 
+pub mod answers;
+pub mod artifacts;
+pub mod devices;
+pub mod error;
+pub mod index;
+pub mod iotawatt;
+mod metered;
+pub mod products;
+pub mod releases;
+pub mod seen;
 pub mod settings;
+pub mod tokens;
+pub mod trust;
+pub mod uploads;
+
+use std::collections::HashSet;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use otter_core::signing::keys::PrivateKey;
+use otter_store::blob::{BlobLocation, Blobs, Staging};
+use otter_store::sql::SqlStore;
+use otter_store::{Store, StoreError};
+use tokio::task::JoinHandle;
+
+pub use error::{AppError, AppResult, ErrorKind};
+pub use settings::{DownloadMode, ServerConfig, Storage};
+pub use tokens::Bootstrap;
+
+use crate::index::{CheckIndex, ProductIndex};
+use crate::seen::SeenQueue;
+use crate::tokens::AdminTokens;
+use crate::uploads::Busy;
+
+/// Why otter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening storage")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bootstrap(#[from] tokens::BootstrapError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another otter is already using the data directory {0}")]
+    Locked(PathBuf),
+    /// Settings that do not fit together (the message says what to change).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Hears of changes as they happen, for adapters that push to devices instead of waiting to be
+/// asked (MQTT notifications). Called on the request's task: implementations hand real work
+/// to a task of their own.
+pub trait Observer: Send + Sync {
+    /// A product's catalogue changed (a release published or flagged).
+    fn product_changed(&self, app: &App, product: &str);
+    /// A device said what it runs now (an `installed` report, a check-in that carries it).
+    fn device_changed(
+        &self,
+        app: &App,
+        index: &ProductIndex,
+        device: &str,
+        current: Option<&str>,
+        channel: &str,
+    );
+}
+
+/// The opened installation; cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub staging: Staging,
+    pub index: CheckIndex,
+    pub seen: Arc<SeenQueue>,
+    pub tokens: AdminTokens,
+    /// Upload sessions a request is writing to right now.
+    busy_uploads: Busy,
+    /// Signs check responses (see [`trust`]).
+    pub online_key: PrivateKey,
+    observers: RwLock<Vec<Arc<dyn Observer>>>,
+}
+
+impl Deref for App {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// What [`App::open`] hands back besides the [`App`]: the pieces whose lifetime the caller
+/// manages.
+pub struct Opened {
+    pub app: App,
+    /// Held for the server's lifetime: a second otter on the same directory would sweep this
+    /// one's uploads away as leftovers.
+    pub lock: std::fs::File,
+    /// The database, to close on shutdown.
+    pub sql: SqlStore,
+    /// Writes queued sightings; ends after [`SeenQueue::close`].
+    pub seen_writer: JoinHandle<()>,
+    /// What happened to the admin token at startup.
+    pub bootstrap: Bootstrap,
+}
+
+impl App {
+    /// Opens (creating if needed) the data directory and database, runs migrations, removes
+    /// what interrupted uploads left behind, and loads the check index.
+    pub async fn open(storage: Storage, mut config: ServerConfig) -> Result<Opened, StartError> {
+        let data = &storage.data_dir;
+        let dir_error = |source| StartError::DataDir {
+            path: data.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data).map_err(dir_error)?;
+        let lock = std::fs::File::create(data.join(".lock")).map_err(dir_error)?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
+            std::fs::TryLockError::Error(source) => dir_error(source),
+        })?;
+        let blob_location = match &storage.blob_url {
+            Some(url) => BlobLocation::parse(url).map_err(StartError::Config)?,
+            None => BlobLocation::Local(data.join("blobs")),
+        };
+        let blobs = Blobs::at(&blob_location, &storage.s3)?.with_hot_cache(config.download_cache);
+        blobs.probe().await?;
+        let download_mode = settings::resolve_download_mode(config.download_mode, &blobs)?;
+        config.download_mode = Some(download_mode);
+        tracing::info!(blobs = ?blob_location, downloads = %download_mode, "blob storage");
+        let url = storage
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
+        let sql = SqlStore::connect(&url).await?;
+        let store: Arc<dyn Store> = Arc::new(metered::Metered(Arc::new(sql.clone())));
+        let bootstrap =
+            tokens::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
+
+        let staging = Staging::new(&data.join("staging"))?.with_sessions_in(&blobs);
+        let live: HashSet<String> = store.all_uploads().await?.into_iter().collect();
+        let swept = staging.sweep(&live).await?;
+        if swept > 0 {
+            tracing::info!(files = swept, "removed leftovers of interrupted uploads");
+        }
+
+        let index = CheckIndex::load(&*store).await?;
+        let tokens = AdminTokens::load(&*store).await?;
+        let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
+        let online_key = trust::load_online_key(data, config.online_key_file.as_deref())?;
+        let app = App(Arc::new(Inner {
+            config,
+            store,
+            blobs,
+            staging,
+            index,
+            seen,
+            tokens,
+            busy_uploads: Busy::default(),
+            online_key,
+            observers: RwLock::default(),
+        }));
+        Ok(Opened {
+            app,
+            lock,
+            sql,
+            seen_writer,
+            bootstrap,
+        })
+    }
+
+    /// Adds an [`Observer`].
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        self.observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
+    }
+
+    fn observers(&self) -> Vec<Arc<dyn Observer>> {
+        self.observers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether anything observes changes (so work only they need can be skipped).
+    pub fn observed(&self) -> bool {
+        !self
+            .observers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Records a change this node made to what `product`'s index holds (keys, roots, access
+    /// rules): rebuilds it here at once, and on other nodes at their next catalogue poll.
+    pub async fn reindex(&self, product: &str) -> AppResult<()> {
+        Ok(self.index.changed(&*self.store, product).await?)
+    }
+
+    /// Records a change to `product`'s releases: [`App::reindex`], then tells the observers.
+    pub async fn catalogue_changed(&self, product: &str) -> AppResult<()> {
+        self.reindex(product).await?;
+        for observer in self.observers() {
+            observer.product_changed(self, product);
+        }
+        Ok(())
+    }
+
+    /// Tells the observers that `device` said what it runs.
+    pub fn device_changed(
+        &self,
+        index: &ProductIndex,
+        device: &str,
+        current: Option<&str>,
+        channel: &str,
+    ) {
+        for observer in self.observers() {
+            observer.device_changed(self, index, device, current, channel);
+        }
+    }
+
+    /// The product's index entry, or `product_not_found`.
+    pub fn product(&self, name: &str) -> AppResult<Arc<ProductIndex>> {
+        self.index
+            .product(name)
+            .ok_or_else(|| AppError::product_not_found(name))
+    }
+
+    /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
+    /// for signatures, and following catalogue changes made through other nodes.
+    pub fn start_background(&self) -> Background {
+        Background {
+            tasks: vec![
+                tokio::spawn(janitor(self.clone())),
+                tokio::spawn(follow_catalog(self.clone())),
+            ],
+        }
+    }
+}
+
+/// Background tasks of an [`App`]; they stop when this is dropped.
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps the check index in step with changes made through other nodes sharing the database.
+async fn follow_catalog(app: App) {
+    let mut tick = tokio::time::interval(app.config.catalog_poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match app.index.sync(&*app.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(products = n, "check index caught up with other nodes"),
+            Err(e) => tracing::warn!(error = %e, "could not poll catalogue versions"),
+        }
+    }
+}
+
+/// Periodic housekeeping: expires idle upload sessions and old one-time tokens, and warns of
+/// signatures about to expire.
+async fn janitor(app: App) {
+    let every = (app.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = uploads::expire_idle(&app).await {
+            tracing::warn!(error = %e, "could not expire idle uploads");
+        }
+        if let Err(e) = tokens::purge_expired_otts(&app).await {
+            tracing::warn!(error = %e, "could not purge expired one-time tokens");
+        }
+        trust::warn_expiring(&app);
+    }
+}

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use otter_store::blob::Blobs;
 use otter_store::objects::S3Settings;
+
+use crate::StartError;
 
 /// Where otter keeps its state.
 #[derive(Debug, Clone, Default)]
@@ -115,3 +118,21 @@ impl fmt::Display for DownloadMode {
     }
 }
 
+/// The mode to serve downloads in: `asked`, or by default `redirect` when the blobs can be
+/// presigned (S3) and `proxy` otherwise. Redirecting to a local directory is refused.
+pub fn resolve_download_mode(
+    asked: Option<DownloadMode>,
+    blobs: &Blobs,
+) -> Result<DownloadMode, StartError> {
+    match asked {
+        Some(DownloadMode::Redirect) if !blobs.can_presign() => Err(StartError::Config(
+            "--download-mode redirect needs blobs in an S3-compatible object store \
+             (--blob-url s3://bucket/prefix): blobs in a local directory have no URL to redirect \
+             to, use --download-mode proxy"
+                .to_owned(),
+        )),
+        Some(mode) => Ok(mode),
+        None if blobs.can_presign() => Ok(DownloadMode::Redirect),
+        None => Ok(DownloadMode::Proxy),
+    }
+}

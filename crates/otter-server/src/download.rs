@@ -18,44 +18,25 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE,
+    ETAG, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
-use otter_store::blob::Blobs;
 
-use crate::{DownloadMode, StartError};
+use otter_app::App;
+
+use crate::DownloadMode;
 use crate::error::{ApiError, ApiPath, ApiResult};
-use crate::state::AppState;
 
 /// How long a presigned download URL is valid. A device that resumes later asks otter again
 /// and gets a fresh one; a transfer that started in time finishes whatever it takes.
 pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// The mode to serve downloads in: `asked`, or by default `redirect` when the blobs can be
-/// presigned (S3) and `proxy` otherwise. Redirecting to a local directory is refused.
-pub fn resolve_mode(
-    asked: Option<DownloadMode>,
-    blobs: &Blobs,
-) -> Result<DownloadMode, StartError> {
-    match asked {
-        Some(DownloadMode::Redirect) if !blobs.can_presign() => Err(StartError::Config(
-            "--download-mode redirect needs blobs in an S3-compatible object store \
-             (--blob-url s3://bucket/prefix): blobs in a local directory have no URL to redirect \
-             to, use --download-mode proxy"
-                .to_owned(),
-        )),
-        Some(mode) => Ok(mode),
-        None if blobs.can_presign() => Ok(DownloadMode::Redirect),
-        None => Ok(DownloadMode::Proxy),
-    }
-}
-
 /// `GET|HEAD /dl/{sha256}`
 pub async fn by_hash(
-    State(state): State<AppState>,
+    State(app): State<App>,
     ApiPath(sha256): ApiPath<String>,
     method: Method,
     headers: HeaderMap,
@@ -64,31 +45,46 @@ pub async fn by_hash(
         return Err(not_found());
     }
     let sha256 = sha256.to_ascii_lowercase();
-    let artifact = match state.index.artifact(&sha256) {
+    let artifact = match app.index.artifact(&sha256) {
         Some(a) => a,
         // Uploaded but not (yet) released: rare, so the database may answer.
-        None => state
+        None => app
             .store
             .get_artifact(&sha256)
             .await?
             .ok_or_else(not_found)?,
     };
-    serve(&state, &artifact, &method, &headers).await
+    serve(&app, &artifact, &method, &headers).await
 }
 
 /// `GET|HEAD /dl/{product}/{version}/{filename}`; the file name is cosmetic (devices and
 /// browsers like URLs that end in `.bin`).
 pub async fn by_release(
-    State(state): State<AppState>,
+    State(app): State<App>,
     ApiPath((product, version, _filename)): ApiPath<(String, String, String)>,
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = state.index.product(&product).ok_or_else(not_found)?;
+    let index = app.index.product(&product).ok_or_else(not_found)?;
     let release = index.release(&version).ok_or_else(not_found)?;
     let artifact = release.release.artifact.clone();
     drop(index);
-    serve(&state, &artifact, &method, &headers).await
+    serve(&app, &artifact, &method, &headers).await
+}
+
+/// The scheme and host download URLs start with: the configured public URL, else the request's
+/// `Host`.
+pub fn url_base(app: &App, headers: &HeaderMap) -> String {
+    match &app.config.public_url {
+        Some(url) => url.clone(),
+        None => {
+            let host = headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
 }
 
 fn not_found() -> ApiError {
@@ -99,16 +95,16 @@ fn not_found() -> ApiError {
 /// `302 Found` to a presigned URL of the object store (unless `If-None-Match` or
 /// `If-Modified-Since` already make it a 304); everything else is [`serve_proxied`].
 pub async fn serve(
-    state: &AppState,
+    app: &App,
     artifact: &Artifact,
     method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    if state.config.download_mode == Some(DownloadMode::Redirect)
+    if app.config.download_mode == Some(DownloadMode::Redirect)
         && method == Method::GET
         && !not_modified(headers, &etag(artifact), modified(artifact))
     {
-        match state
+        match app
             .blobs
             .presigned_url(&artifact.sha256, &artifact.filename, PRESIGNED_URL_TTL)
             .await
@@ -121,7 +117,7 @@ pub async fn serve(
                 "could not presign a download URL; proxying"),
         }
     }
-    serve_proxied(state, artifact, method, headers).await
+    serve_proxied(app, artifact, method, headers).await
 }
 
 /// `302 Found` to `url`. The answer must not be cached: the URL expires, the artifact does not.
@@ -157,7 +153,7 @@ fn modified(artifact: &Artifact) -> SystemTime {
 /// otter's own `/dl` routes follow `--download-mode`; clients that follow redirects (curl
 /// `-L`, browsers, reqwest) use them.
 pub async fn serve_proxied(
-    state: &AppState,
+    app: &App,
     artifact: &Artifact,
     method: &Method,
     headers: &HeaderMap,
@@ -220,8 +216,7 @@ pub async fn serve_proxied(
         Body::empty()
     } else {
         Body::from_stream(crate::metrics::counted(
-            state
-                .blobs
+            app.blobs
                 .open(&artifact.sha256, size, range.clone())
                 .await?,
         ))

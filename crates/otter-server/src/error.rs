@@ -1,9 +1,10 @@
-//! [`ApiError`]: the one error type of the HTTP layer, mapped to a response in one place.
+//! [`ApiError`]: the one error type of the HTTP layer, mapped to a response in one place; the
+//! application layer's [`AppError`] becomes one in one place too.
 //!
 //! Every error body is `{"error":"<stable_code>","message":"<human text>"}` (plus extra fields
 //! some codes carry, like the current `offset` of an upload). Client mistakes are 4xx with a code
-//! clients can branch on; server faults are a bare 500 `internal` whose cause is logged, never
-//! sent.
+//! clients can branch on; server faults are a 500 `internal` whose cause is logged, never sent:
+//! the body carries the request's id (`requestId`) to find it in the log.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -11,6 +12,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use otter_app::{AppError, ErrorKind};
 use otter_core::model::InvalidField;
 use otter_core::{DecisionError, VersionError};
 use otter_store::StoreError;
@@ -57,26 +59,9 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    pub fn product_not_found(product: &str) -> Self {
-        Self::not_found("product_not_found", format!("no product named {product:?}"))
-    }
-
-    pub fn payload_too_large(limit: u64) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the upload is larger than the limit of {limit} bytes"),
-        )
-    }
-
-    /// A server fault: the cause is logged here and replaced by a generic message.
+    /// A server fault: the cause is logged and replaced by a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error (see the server log)",
-        )
+        AppError::internal(cause).into()
     }
 }
 
@@ -85,55 +70,52 @@ impl IntoResponse for ApiError {
         let mut body = self.extra;
         body.insert("error".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
+        // The id finds the cause in the server log, which the body never carries.
+        if self.status.is_server_error()
+            && let Some(id) = crate::request_log::current()
+        {
+            body.insert("requestId".into(), json!(&*id));
+        }
         (self.status, Json(Value::Object(body))).into_response()
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::InvalidCursor => ApiError::bad_request(
-                "invalid_cursor",
-                "the cursor is not one this list handed out",
-            ),
-            StoreError::NotFound => ApiError::not_found("not_found", "not found"),
-            StoreError::Conflict(what) => {
-                ApiError::conflict("conflict", format!("{what} already exists"))
+/// The one mapping of application errors to HTTP.
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let error = ApiError::new(status, e.code, e.message);
+        match e.offset {
+            Some(offset) => error.with("offset", offset),
+            None => error,
+        }
+    }
+}
+
+/// Lower layers' errors reach HTTP through [`AppError`], so each is mapped in one place.
+macro_rules! through_app_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                AppError::from(e).into()
             }
-            other => ApiError::internal(other),
         }
-    }
+    )*};
 }
 
-impl From<IngestError> for ApiError {
-    fn from(e: IngestError) -> Self {
-        match e {
-            IngestError::TooLarge { limit } => ApiError::payload_too_large(limit),
-            IngestError::Body(why) => ApiError::bad_request("upload_interrupted", why),
-            IngestError::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<InvalidField> for ApiError {
-    fn from(e: InvalidField) -> Self {
-        ApiError::bad_request(e.code(), e.to_string())
-    }
-}
-
-impl From<VersionError> for ApiError {
-    fn from(e: VersionError) -> Self {
-        InvalidField::from(e).into()
-    }
-}
-
-impl From<DecisionError> for ApiError {
-    fn from(e: DecisionError) -> Self {
-        match e {
-            DecisionError::InvalidVersion(v) => v.into(),
-        }
-    }
-}
+through_app_error!(
+    StoreError,
+    IngestError,
+    InvalidField,
+    VersionError,
+    DecisionError
+);
 
 /// `Json` whose rejections (bad JSON, wrong content type, body too large) answer in the house
 /// error format.

@@ -28,17 +28,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use otter_store::blob::ByteStream;
 
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// Counts one update check answered through `protocol`.
-pub fn count_check(protocol: &'static str, decision: &otter_core::Decision) {
-    let result = match decision {
-        otter_core::Decision::Offer { .. } => "offered",
-        otter_core::Decision::UpToDate => "up_to_date",
-        otter_core::Decision::NoPath => "no_path",
-    };
-    counter!("otter_checks_total", "protocol" => protocol, "result" => result).increment(1);
-}
+use otter_app::App;
 
 /// Latency buckets, seconds: from a cached check answer to a slow store call.
 const BUCKETS: [f64; 14] = [
@@ -113,11 +103,11 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// `GET /metrics` in the Prometheus text format. Gauges that are cheap to read are sampled here
 /// rather than kept up to date on every request.
-pub async fn render(State(state): State<AppState>) -> Response {
+pub async fn render(State(app): State<App>) -> Response {
     let handle = handle();
-    gauge!("otter_sighting_queue_depth").set(state.seen.depth() as f64);
-    counter!("otter_sightings_dropped_total").absolute(state.seen.dropped());
-    match state.store.all_uploads().await {
+    gauge!("otter_sighting_queue_depth").set(app.seen.depth() as f64);
+    counter!("otter_sightings_dropped_total").absolute(app.seen.dropped());
+    match app.store.all_uploads().await {
         Ok(sessions) => gauge!("otter_upload_sessions").set(sessions.len() as f64),
         Err(e) => return ApiError::from(e).into_response(),
     }

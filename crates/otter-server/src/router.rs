@@ -2,17 +2,19 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{delete, get, patch, post, put};
+use otter_app::App;
 
-use crate::admin::{apikeys, artifacts, fleet, products, releases, uploads};
+use crate::admin::{apikeys, artifacts, fleet, products, releases, signing, uploads};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
-use crate::state::AppState;
-use crate::{download, metrics, protocols, trust};
+use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
+use crate::{download, metrics, request_log};
 
 /// The application. `with_metrics` puts `/metrics` on it (unless metrics have their own
 /// listener).
-pub fn router(state: AppState, with_metrics: bool) -> Router {
+pub fn router(app: App, with_metrics: bool) -> Router {
     // Upload routes enforce otter's own limit while streaming; axum's 2 MB default would cut
     // images off.
     let unlimited = DefaultBodyLimit::disable();
@@ -33,20 +35,24 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/api/v1/products/{product}/releases/{version}",
             get(releases::get).patch(releases::patch),
         )
+        .route(
+            "/api/v1/products/{product}/iotawatt",
+            get(products::iotawatt).put(products::set_iotawatt),
+        )
         .route("/api/v1/products/{product}/devices", get(fleet::devices))
-        .route("/api/v1/products/{product}/roots", post(trust::add_root))
+        .route("/api/v1/products/{product}/roots", post(signing::add_root))
         .route(
             "/api/v1/products/{product}/root/{file}",
-            get(trust::get_root),
+            get(signing::get_root),
         )
         .route(
             "/api/v1/products/{product}/releases/{version}/signature",
-            put(trust::attach_signature),
+            put(signing::attach_signature),
         )
-        .route("/api/v1/online-key", get(trust::online_key))
+        .route("/api/v1/online-key", get(signing::online_key))
         .route(
             "/api/v1/products/{product}/image-format",
-            put(trust::set_image_format),
+            put(signing::set_image_format),
         )
         .route(
             "/api/v1/products/{product}/devices/{device}",
@@ -85,11 +91,42 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/dl/{product}/{version}/{filename}",
             get(download::by_release),
         )
-        .merge(protocols::ota_backend::routes())
-        .merge(protocols::manifest::routes())
-        .merge(protocols::arduino::routes())
-        .merge(protocols::thinx::routes())
-        .merge(protocols::iotawatt::routes())
+        // ota-backend (LuKks/ota-backend)
+        .route("/v1/create", post(ota_backend::create))
+        .route("/v1/firewall/allow", post(ota_backend::allow))
+        .route("/v1/firewall/deny", post(ota_backend::deny))
+        .route("/v1/upload", post(ota_backend::upload).layer(unlimited))
+        .route(
+            "/v1/check",
+            get(ota_backend::check_unknown).post(ota_backend::check_unknown),
+        )
+        // Express's optional `:hash?` also matches a trailing slash.
+        .route(
+            "/v1/check/",
+            get(ota_backend::check_unknown).post(ota_backend::check_unknown),
+        )
+        .route(
+            "/v1/check/{hash}",
+            get(ota_backend::check_hash).post(ota_backend::check_hash),
+        )
+        .route(
+            "/v1/download/{hash}",
+            get(ota_backend::download).post(ota_backend::download),
+        )
+        // The firmware manifest contract, per product and for --default-product at the root.
+        .nest("/m/{product}", manifest_contract())
+        .merge(manifest_contract())
+        // Arduino HTTPUpdate (ESP8266/ESP32 cores)
+        .route("/arduino/{product}/update", get(arduino::update))
+        // THiNX devices
+        .route("/device/register", post(thinx::register))
+        .route(
+            "/device/firmware",
+            get(thinx::firmware_by_token).post(thinx::firmware),
+        )
+        // IotaWatt, at its own paths for --iotawatt-product and per product.
+        .merge(iotawatt_paths())
+        .nest("/iotawatt/{product}", iotawatt_paths())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
     let router = if with_metrics {
@@ -98,13 +135,35 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         router
     };
     router
-        .layer(axum::middleware::from_fn(metrics::track))
-        .with_state(state)
+        .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn(request_log::observe))
+        .with_state(app)
+}
+
+/// The firmware manifest contract's paths; every answer may be read from any web page.
+fn manifest_contract() -> Router<App> {
+    Router::new()
+        .route("/api/firmware/latest", manifest::route(manifest::latest))
+        .route("/api/firmware/check", manifest::route(manifest::check))
+        .route(
+            "/api/firmware/{version}",
+            manifest::route(manifest::by_version),
+        )
+        .route("/firmware/{file}", manifest::route(manifest::binary))
+        .route_layer(middleware::from_fn(manifest::allow_any_origin))
+}
+
+/// The paths an IotaWatt asks, with the host pointed at otter.
+fn iotawatt_paths() -> Router<App> {
+    Router::new()
+        .route("/firmware/versions.json", get(iotawatt::versions))
+        .route("/firmware/bin/{file}", get(iotawatt::binary))
+        .route("/download/tables/{file}", get(iotawatt::tables))
 }
 
 /// `/metrics` alone, for `--metrics-listen`.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(app: App) -> Router {
     Router::new()
         .route("/metrics", get(metrics::render))
-        .with_state(state)
+        .with_state(app)
 }

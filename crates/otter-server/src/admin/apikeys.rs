@@ -5,14 +5,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use otter_core::model::ApiKey;
-use otter_store::{now, random_id};
+use otter_app::{App, tokens};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Admin, token_hash};
+use crate::auth::Admin;
 use crate::error::{ApiError, ApiPath, ApiResult};
-use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,11 +21,11 @@ pub struct NewApiKey {
 /// `POST /api/v1/products/{product}/apikeys` with `{"label": …}` → the key, once.
 pub async fn create(
     _: Admin,
-    State(state): State<AppState>,
+    State(app): State<App>,
     ApiPath(product): ApiPath<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    super::product(&state, &product)?;
+    app.product(&product)?;
     // The body is optional: no body, no label.
     let new: NewApiKey = if body.is_empty() {
         NewApiKey::default()
@@ -35,55 +33,28 @@ pub async fn create(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
     };
-    let label = new.label.unwrap_or_default();
-    if label.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "field_too_long",
-            "label is longer than 100 characters",
-        ));
-    }
-    // 256 random bits as 64 hex digits, the shape of THiNX's keys.
-    let key = format!("{}{}", random_id(), random_id());
-    let hash = token_hash(&key);
-    let api_key = ApiKey {
-        id: hash[..16].to_owned(),
-        product: product.clone(),
-        label,
-        created_at: now(),
-    };
-    state.store.add_api_key(&api_key, &hash).await?;
-    state.index.changed(&*state.store, &product).await?;
-    tracing::info!(product = %product, id = %api_key.id, "device API key created");
-    let mut body = serde_json::to_value(&api_key).map_err(ApiError::internal)?;
-    body["key"] = json!(key);
+    let created = tokens::create_api_key(&app, &product, new.label.unwrap_or_default()).await?;
+    let mut body = serde_json::to_value(&created.api_key).map_err(ApiError::internal)?;
+    body["key"] = json!(created.key);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// `GET /api/v1/products/{product}/apikeys`: ids and labels, never the keys.
 pub async fn list(
     _: Admin,
-    State(state): State<AppState>,
+    State(app): State<App>,
     ApiPath(product): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    super::product(&state, &product)?;
-    let keys = state.store.api_keys(&product).await?;
+    let keys = tokens::api_keys(&app, &product).await?;
     Ok(Json(json!({ "items": keys, "nextCursor": null })))
 }
 
 /// `DELETE /api/v1/products/{product}/apikeys/{id}`
 pub async fn revoke(
     _: Admin,
-    State(state): State<AppState>,
+    State(app): State<App>,
     ApiPath((product, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    super::product(&state, &product)?;
-    if !state.store.delete_api_key(&product, &id).await? {
-        return Err(ApiError::not_found(
-            "api_key_not_found",
-            format!("product {product:?} has no API key {id:?}"),
-        ));
-    }
-    state.index.changed(&*state.store, &product).await?;
-    tracing::info!(product = %product, id = %id, "device API key revoked");
+    tokens::revoke_api_key(&app, &product, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

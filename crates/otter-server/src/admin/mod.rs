@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod fleet;
 pub mod products;
 pub mod releases;
+pub mod signing;
 pub mod uploads;
 
 use axum::Json;
@@ -13,10 +14,10 @@ use otter_store::PageRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use otter_app::App;
+
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
-use crate::index::ProductIndex;
-use crate::state::AppState;
 
 /// `?limit=&cursor=` of every list.
 #[derive(Debug, Deserialize)]
@@ -42,20 +43,12 @@ impl ListQuery {
     }
 }
 
-/// The product's index entry, or 404 `product_not_found`.
-pub fn product(state: &AppState, name: &str) -> ApiResult<std::sync::Arc<ProductIndex>> {
-    state
-        .index
-        .product(name)
-        .ok_or_else(|| ApiError::product_not_found(name))
-}
-
 /// `GET /api/v1/status`: queue health, counters, and signatures that expire within 30 days.
-pub async fn status(_: Admin, State(state): State<AppState>) -> Json<Value> {
+pub async fn status(_: Admin, State(app): State<App>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "seenQueueDepth": state.seen.depth(),
-        "seenDropped": state.seen.dropped(),
-        "expiringSignatures": crate::trust::expiring(&state, otter_store::now()),
+        "seenQueueDepth": app.seen.depth(),
+        "seenDropped": app.seen.dropped(),
+        "expiringSignatures": otter_app::trust::expiring(&app, otter_store::now()),
     }))
 }

@@ -2,19 +2,18 @@
 //! pre-serialised body; the device's sighting is queued, never written inline.
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use otter_app::index::ProductIndex;
+use otter_app::{App, devices};
+use otter_core::Decision;
 use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
-use otter_core::{Current, Decision, decide};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::admin::product;
-use crate::error::ApiError;
-use crate::error::{ApiPath, ApiQuery, ApiResult};
-use crate::index::ProductIndex;
-use crate::state::AppState;
+use crate::download::url_base;
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 
 #[derive(Debug, Deserialize)]
 pub struct CheckQuery {
@@ -27,44 +26,22 @@ pub struct CheckQuery {
 
 const NO_UPDATE: &str = r#"{"hasUpdate":false}"#;
 
-/// The scheme and host download URLs start with: the configured public URL, else the request's
-/// `Host`.
-pub fn url_base(state: &AppState, headers: &HeaderMap) -> String {
-    match &state.config.public_url {
-        Some(url) => url.clone(),
-        None => {
-            let host = headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    }
-}
-
 pub async fn check(
-    State(state): State<AppState>,
+    State(app): State<App>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<CheckQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = product(&state, &name)?;
+    let index = app.product(&name)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     validate_name("channel", channel)?;
     let current = query.current.as_deref().filter(|c| !c.is_empty());
-    let decision = decide(
-        index.product.scheme,
-        &index.releases,
-        channel,
-        current.map_or(Current::Unknown, Current::Reported),
-    )?;
+    let decision = devices::decide(&index, "native", channel, current)?;
     if let Some(device) = &query.device {
         validate_device_id("device", device)?;
-        state
-            .seen
+        app.seen
             .record(index.sighting(device.clone(), current, channel));
     }
-    crate::metrics::count_check("native", &decision);
     let offered = match decision {
         Decision::Offer {
             index: i,
@@ -74,12 +51,12 @@ pub async fn check(
     };
     let mut body = match offered {
         Some((i, stepping_stone)) => {
-            index.releases[i].offer_body(&url_base(&state, &headers), stepping_stone)
+            index.releases[i].offer_body(&url_base(&app, &headers), stepping_stone)
         }
         None => NO_UPDATE.to_owned(),
     };
     if let Some(nonce) = &query.nonce {
-        body = sign_answer(&state, &index, &query, nonce, offered.map(|(i, _)| i), body)?;
+        body = sign_answer(&app, &index, &query, nonce, offered.map(|(i, _)| i), body)?;
     }
     Ok((
         [
@@ -95,7 +72,7 @@ pub async fn check(
 /// a device that sent a nonce to a product with a root of trust. The pre-serialised answer is
 /// reopened: signing is per request anyway.
 fn sign_answer(
-    state: &AppState,
+    app: &App,
     index: &ProductIndex,
     query: &CheckQuery,
     nonce: &str,
@@ -111,7 +88,7 @@ fn sign_answer(
     let mut answer: Value = serde_json::from_str(&body).map_err(ApiError::internal)?;
     let url = answer["manifest"]["url"].as_str().map(str::to_owned);
     let device = query.device.as_deref().unwrap_or_default();
-    let Some(signed) = crate::trust::signed_response(state, index, device, nonce, offered, url)?
+    let Some(signed) = otter_app::trust::signed_response(app, index, device, nonce, offered, url)?
     else {
         return Ok(body);
     };

@@ -13,27 +13,20 @@
 //! the version it sends (header, or `?version=` in the URL for sketches that put it there); the
 //! update decision is otter's. The MAC becomes the device id in the device list.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use otter_app::{App, devices};
+use otter_core::Decision;
 use otter_core::digest::is_hex_digest;
 use otter_core::model::{DEFAULT_CHANNEL, validate_device_id};
-use otter_core::{Current, Decision, decide};
 use serde::Deserialize;
 
-use crate::admin::product;
 use crate::download::serve_proxied;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
-use crate::state::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/arduino/{product}/update", get(update))
-}
 
 #[derive(Debug, Deserialize)]
-struct UpdateQuery {
+pub struct UpdateQuery {
     version: Option<String>,
     channel: Option<String>,
 }
@@ -49,14 +42,14 @@ fn esp_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// `GET /arduino/{product}/update`
-async fn update(
-    State(state): State<AppState>,
+pub async fn update(
+    State(app): State<App>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<UpdateQuery>,
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = product(&state, &name)?;
+    let index = app.product(&name)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     let version = esp_header(&headers, "version").or(query.version.as_deref());
     let md5 = esp_header(&headers, "sketch-md5").filter(|d| is_hex_digest(d, 32));
@@ -74,15 +67,9 @@ async fn update(
             seen.current_version = version.map(str::to_owned);
         }
         seen.current_hash = seen.current_hash.or(md5.map(str::to_ascii_lowercase));
-        state.seen.record(seen);
+        app.seen.record(seen);
     }
-    let decision = decide(
-        index.product.scheme,
-        &index.releases,
-        channel,
-        current.map_or(Current::Unknown, Current::Reported),
-    )?;
-    crate::metrics::count_check("arduino", &decision);
+    let decision = devices::decide(&index, "arduino", channel, current)?;
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     };
@@ -102,7 +89,7 @@ async fn update(
         .with("size", artifact.size)
         .with("freeSpace", free));
     }
-    let mut response = serve_proxied(&state, &artifact, &method, &headers).await?;
+    let mut response = serve_proxied(&app, &artifact, &method, &headers).await?;
     if let Ok(md5) = HeaderValue::from_str(&artifact.md5) {
         response.headers_mut().insert("x-MD5", md5);
     }

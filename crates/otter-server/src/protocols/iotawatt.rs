@@ -1,4 +1,4 @@
-//! IotaWatt's auto-update, self-hosted (shared/seeds/003, seed-protocols.md §4). An IotaWatt
+//! IotaWatt's auto-update, self-hosted (`docs/protocols/iotawatt.md`). An IotaWatt
 //! asks, over plain HTTP and with no headers worth reading:
 //!
 //! - `GET /firmware/versions.json` → `{"classes":{"MAJOR":…,"MINOR":…,"BETA":…,"ALPHA":…},
@@ -9,11 +9,9 @@
 //! - `GET /download/tables/{version}.txt` → the tables file, when `tables` is newer than its own.
 //!
 //! A product becomes an IotaWatt product once it has an Ed25519 public key (`PUT
-//! /api/v1/products/{product}/iotawatt`). Its releases go to channels named after the update
-//! classes (`MAJOR`, `MINOR`, `BETA`, `ALPHA`), whose newest release each is what versions.json
-//! lists; the tables file goes to channel `TABLES`. Publishing a blob to a class checks it as
-//! the device will: the layout, the release in its header against the version, and the
-//! signature against the product's key; otherwise the release is refused.
+//! /api/v1/products/{product}/iotawatt`, see `otter_app::iotawatt`). versions.json lists the
+//! newest release of each update class channel (`MAJOR`, `MINOR`, `BETA`, `ALPHA`) and of
+//! `TABLES`.
 //!
 //! Served at the root for `--iotawatt-product` (the paths the firmware has built in, with the
 //! host pointed at otter), and under `/iotawatt/{product}/` for any IotaWatt product.
@@ -22,195 +20,50 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use otter_core::iotawatt::{self, BlobError};
+use otter_app::App;
+use otter_app::index::ProductIndex;
+use otter_app::iotawatt::{CLASSES, TABLES, not_iotawatt, public_key};
 use otter_core::model::Artifact;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
-use crate::auth::Admin;
 use crate::download::serve_proxied;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
-use crate::index::ProductIndex;
-use crate::state::AppState;
-
-/// The kind of signing key IotaWatt products carry.
-pub const KEY_KIND: &str = "iotawatt-ed25519";
-/// The update classes a device can follow (NONE means it does not update).
-pub const CLASSES: [&str; 4] = ["MAJOR", "MINOR", "BETA", "ALPHA"];
-/// The channel tables files are published to.
-pub const TABLES: &str = "TABLES";
-/// The largest blob checked at publish (IotaWatt images are about 1 MiB).
-const MAX_BLOB: u64 = 16 * 1024 * 1024;
-
-pub fn routes() -> Router<AppState> {
-    let device_paths = || {
-        Router::new()
-            .route("/firmware/versions.json", get(versions))
-            .route("/firmware/bin/{file}", get(binary))
-            .route("/download/tables/{file}", get(tables))
-    };
-    Router::new()
-        .merge(device_paths())
-        .nest("/iotawatt/{product}", device_paths())
-        .route(
-            "/api/v1/products/{product}/iotawatt",
-            get(settings).put(configure),
-        )
-}
-
-/// The product's IotaWatt public key, if it is an IotaWatt product.
-pub fn public_key(index: &ProductIndex) -> Option<[u8; 32]> {
-    index
-        .signing_keys
-        .iter()
-        .find(|(kind, _)| kind == KEY_KIND)
-        .and_then(|(_, key)| iotawatt::parse_public_key(key))
-}
+use crate::error::{ApiError, ApiPath, ApiResult};
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IotawattSettings {
-    /// 64 hex digits, or the C array `otter iotawatt keygen` prints.
-    public_key: String,
-}
-
-/// `PUT /api/v1/products/{product}/iotawatt` with `{"publicKey": …}`: makes the product an
-/// IotaWatt product whose release blobs must verify with this key.
-async fn configure(
-    _: Admin,
-    State(state): State<AppState>,
-    ApiPath(product): ApiPath<String>,
-    ApiJson(settings): ApiJson<IotawattSettings>,
-) -> ApiResult<Json<Value>> {
-    crate::admin::product(&state, &product)?;
-    let key = iotawatt::parse_public_key(&settings.public_key).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_public_key",
-            "publicKey must be a 32-byte Ed25519 public key: 64 hex digits or the C array",
-        )
-    })?;
-    let key = hex::encode(key);
-    state
-        .store
-        .set_signing_key(&product, KEY_KIND, &key, otter_store::now())
-        .await?;
-    state.index.changed(&*state.store, &product).await?;
-    tracing::info!(product = %product, public_key = %key, "IotaWatt signing key set");
-    Ok(Json(json!({ "product": product, "publicKey": key })))
-}
-
-/// `GET /api/v1/products/{product}/iotawatt`
-async fn settings(
-    _: Admin,
-    State(state): State<AppState>,
-    ApiPath(product): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    let index = crate::admin::product(&state, &product)?;
-    let key = public_key(&index).ok_or_else(|| not_iotawatt(&product))?;
-    Ok(Json(
-        json!({ "product": product, "publicKey": hex::encode(key) }),
-    ))
-}
-
-fn not_iotawatt(product: &str) -> ApiError {
-    ApiError::not_found(
-        "not_iotawatt",
-        format!("{product:?} is not an IotaWatt product (PUT /api/v1/products/{product}/iotawatt)"),
-    )
-}
-
-/// Checks a release about to be published to an IotaWatt product, as the device will check it.
-pub async fn check_release(
-    state: &AppState,
-    index: &ProductIndex,
-    version: &str,
-    channels: &[String],
-    artifact: &Artifact,
-) -> ApiResult<()> {
-    let Some(key) = public_key(index) else {
-        return Ok(());
-    };
-    let classes = channels
-        .iter()
-        .filter(|c| CLASSES.contains(&c.as_str()))
-        .count();
-    if channels.iter().any(|c| c == TABLES) {
-        if channels.len() > 1 {
-            return Err(ApiError::bad_request(
-                "invalid_channel",
-                "a tables file goes to channel TABLES alone",
-            ));
-        }
-        return Ok(());
-    }
-    if classes != channels.len() {
-        return Err(ApiError::bad_request(
-            "invalid_channel",
-            "IotaWatt releases go to the update classes MAJOR, MINOR, BETA, ALPHA (or TABLES)",
-        ));
-    }
-    if artifact.size > MAX_BLOB {
-        return Err(ApiError::bad_request(
-            "invalid_blob",
-            format!("an IotaWatt release blob is at most {MAX_BLOB} bytes"),
-        ));
-    }
-    let blob = crate::admin::artifacts::read_whole(state, artifact).await?;
-    let unpacked = iotawatt::verify(&blob, &key).map_err(|e| match e {
-        BlobError::BadSignature => ApiError::bad_request(
-            "invalid_signature",
-            "the blob's signature does not verify with the product's IotaWatt public key",
-        ),
-        other => ApiError::bad_request("invalid_blob", other.to_string()),
-    })?;
-    if unpacked.version != version {
-        return Err(ApiError::bad_request(
-            "version_mismatch",
-            format!(
-                "the blob is release {:?} but is published as {version:?}; the device would refuse it",
-                unpacked.version
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-struct Mount {
+pub struct Mount {
     product: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct FilePath {
+pub struct FilePath {
     product: Option<String>,
     file: String,
 }
 
 /// The IotaWatt product a request is for.
-fn resolve(state: &AppState, product: Option<&str>) -> ApiResult<Arc<ProductIndex>> {
+fn resolve(app: &App, product: Option<&str>) -> ApiResult<Arc<ProductIndex>> {
     let name = match product {
         Some(name) => name,
-        None => state.config.iotawatt_product.as_deref().ok_or_else(|| {
+        None => app.config.iotawatt_product.as_deref().ok_or_else(|| {
             ApiError::not_found(
                 "not_found",
                 "no IotaWatt product: start otter with --iotawatt-product",
             )
         })?,
     };
-    let index = crate::admin::product(state, name)?;
+    let index = app.product(name)?;
     public_key(&index).ok_or_else(|| not_iotawatt(name))?;
     Ok(index)
 }
 
 /// `GET …/firmware/versions.json`
-async fn versions(
-    State(state): State<AppState>,
+pub async fn versions(
+    State(app): State<App>,
     ApiPath(mount): ApiPath<Mount>,
 ) -> ApiResult<Response> {
-    let index = resolve(&state, mount.product.as_deref())?;
+    let index = resolve(&app, mount.product.as_deref())?;
     let scheme = index.product.scheme;
     let newest = |channel: &str| {
         otter_core::decision::newest(scheme, &index.releases, channel)
@@ -256,29 +109,29 @@ fn release_file(
 }
 
 /// `GET …/firmware/bin/{version}.bin`
-async fn binary(
-    State(state): State<AppState>,
+pub async fn binary(
+    State(app): State<App>,
     ApiPath(path): ApiPath<FilePath>,
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = resolve(&state, path.product.as_deref())?;
+    let index = resolve(&app, path.product.as_deref())?;
     let artifact = release_file(&index, &path.file, ".bin", &CLASSES)?;
     drop(index);
-    serve_proxied(&state, &artifact, &method, &headers).await
+    serve_proxied(&app, &artifact, &method, &headers).await
 }
 
 /// `GET …/download/tables/{version}.txt`
-async fn tables(
-    State(state): State<AppState>,
+pub async fn tables(
+    State(app): State<App>,
     ApiPath(path): ApiPath<FilePath>,
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = resolve(&state, path.product.as_deref())?;
+    let index = resolve(&app, path.product.as_deref())?;
     let artifact = release_file(&index, &path.file, ".txt", &[TABLES])?;
     drop(index);
-    let mut response = serve_proxied(&state, &artifact, &method, &headers).await?;
+    let mut response = serve_proxied(&app, &artifact, &method, &headers).await?;
     if response.status().is_success() {
         response.headers_mut().insert(
             CONTENT_TYPE,

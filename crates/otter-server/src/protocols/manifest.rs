@@ -1,4 +1,4 @@
-//! The firmware manifest contract (`shared/seeds/004`), per product under `/m/{product}` and, for
+//! The firmware manifest contract (`docs/protocols/manifest.md`), per product under `/m/{product}` and, for
 //! the product named by `--default-product`, at the contract's own root paths:
 //!
 //! - `GET /api/firmware/latest`: the newest release that is neither deprecated nor yanked,
@@ -12,46 +12,30 @@
 //! `Access-Control-Allow-Origin: *`, and `OPTIONS` is answered as a CORS preflight. Manifests are
 //! serialised when the catalogue changes, not per request.
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_MAX_AGE, CACHE_CONTROL, CONTENT_TYPE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use otter_core::model::{DEFAULT_CHANNEL, Release};
-use otter_core::{Current, Decision, Scheme, Version, decide};
+use otter_app::index::{IndexedRelease, ProductIndex};
+use otter_app::{App, devices};
+use otter_core::model::DEFAULT_CHANNEL;
+use otter_core::{Decision, Scheme, Version};
 use serde::Deserialize;
-use serde_json::{Value, json};
+
 use std::sync::Arc;
 
-use crate::download::serve_proxied;
+use crate::download::{serve_proxied, url_base};
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
-use crate::index::{IndexedRelease, ProductIndex, URL_BASE};
-use crate::native::check::url_base;
-use crate::state::AppState;
-
-pub fn routes() -> Router<AppState> {
-    let contract = || {
-        Router::new()
-            .route("/api/firmware/latest", route(latest))
-            .route("/api/firmware/check", route(check))
-            .route("/api/firmware/{version}", route(by_version))
-            .route("/firmware/{file}", route(binary))
-    };
-    Router::new()
-        .nest("/m/{product}", contract())
-        .merge(contract())
-        .route_layer(middleware::from_fn(allow_any_origin))
-}
 
 /// `GET` (and so `HEAD`) plus the CORS preflight.
-fn route<H, T>(handler: H) -> MethodRouter<AppState>
+pub fn route<H, T>(handler: H) -> MethodRouter<App>
 where
-    H: axum::handler::Handler<T, AppState>,
+    H: axum::handler::Handler<T, App>,
     T: 'static,
 {
     get(handler).options(preflight)
@@ -77,7 +61,7 @@ async fn preflight(headers: HeaderMap) -> Response {
 }
 
 /// The contract's read endpoints need no authentication and may be called from any web page.
-async fn allow_any_origin(request: Request, next: Next) -> Response {
+pub async fn allow_any_origin(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     response
         .headers_mut()
@@ -85,52 +69,24 @@ async fn allow_any_origin(request: Request, next: Next) -> Response {
     response
 }
 
-/// A release in the contract's shape, with `binaryUrl` under [`URL_BASE`] (see
-/// [`crate::index::UrlTemplate`]). Fields the contract types as strings are never `null`: an
-/// unset title falls back to the version, unset summary and notes URL to `""`.
-/// `binarySignature` (the contract's future field: ECDSA P-256 over the image, base64 DER) is
-/// there only for releases published with one.
-pub fn manifest(release: &Release, binary_signature: Option<&str>) -> Value {
-    let mut manifest = json!({
-        "version": release.version,
-        "releaseDate": release.release_date,
-        "binaryUrl": format!(
-            "{URL_BASE}/firmware/{}-{}.bin",
-            release.product, release.version
-        ),
-        "binarySize": release.artifact.size,
-        "binarySha256": release.artifact.sha256,
-        "minSourceVersion": release.min_source_version,
-        "mandatory": release.mandatory,
-        "title": release.title.as_deref().unwrap_or(&release.version),
-        "summary": release.summary.as_deref().unwrap_or_default(),
-        "releaseNotesUrl": release.release_notes_url.as_deref().unwrap_or_default(),
-        "deprecated": release.deprecated,
-    });
-    if let Some(signature) = binary_signature {
-        manifest["binarySignature"] = json!(signature);
-    }
-    manifest
-}
-
 /// `{product}` when mounted under `/m/{product}`; nothing at the root paths.
 #[derive(Debug, Deserialize)]
-struct Mount {
+pub struct Mount {
     product: Option<String>,
 }
 
 /// The product a request is about, and the prefix its `binaryUrl`s get.
-fn resolve(state: &AppState, mount: &Mount) -> ApiResult<(Arc<ProductIndex>, String)> {
+fn resolve(app: &App, mount: &Mount) -> ApiResult<(Arc<ProductIndex>, String)> {
     let (name, prefix) = match &mount.product {
         Some(name) => (name.as_str(), format!("/m/{name}")),
         None => (
-            state.config.default_product.as_deref().ok_or_else(|| {
+            app.config.default_product.as_deref().ok_or_else(|| {
                 not_found("No default product: start otter with --default-product")
             })?,
             String::new(),
         ),
     };
-    let index = state
+    let index = app
         .index
         .product(name)
         .ok_or_else(|| not_found(format!("No firmware product {name}")))?;
@@ -161,28 +117,28 @@ fn json_response(body: String) -> Response {
 }
 
 /// The download base of `binaryUrl`s: the public URL (or the request's host) and the mount.
-fn base(state: &AppState, headers: &HeaderMap, prefix: &str) -> String {
-    url_base(state, headers) + prefix
+fn base(app: &App, headers: &HeaderMap, prefix: &str) -> String {
+    url_base(app, headers) + prefix
 }
 
 /// `GET …/api/firmware/latest`
-async fn latest(
-    State(state): State<AppState>,
+pub async fn latest(
+    State(app): State<App>,
     ApiPath(mount): ApiPath<Mount>,
     ApiQuery(channel): ApiQuery<ChannelQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (index, prefix) = resolve(&state, &mount)?;
+    let (index, prefix) = resolve(&app, &mount)?;
     let release = index
         .latest(channel.channel())
         .ok_or_else(|| not_found("No firmware has been released yet"))?;
     Ok(json_response(
-        release.manifest.render(&base(&state, &headers, &prefix)),
+        release.manifest.render(&base(&app, &headers, &prefix)),
     ))
 }
 
 #[derive(Debug, Deserialize)]
-struct ChannelQuery {
+pub struct ChannelQuery {
     channel: Option<String>,
 }
 
@@ -193,34 +149,28 @@ impl ChannelQuery {
 }
 
 #[derive(Debug, Deserialize)]
-struct CheckQuery {
+pub struct CheckQuery {
     current: Option<String>,
     channel: Option<String>,
 }
 
 /// `GET …/api/firmware/check?current=…`
-async fn check(
-    State(state): State<AppState>,
+pub async fn check(
+    State(app): State<App>,
     ApiPath(mount): ApiPath<Mount>,
     ApiQuery(query): ApiQuery<CheckQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (index, prefix) = resolve(&state, &mount)?;
+    let (index, prefix) = resolve(&app, &mount)?;
     let current = query.current.as_deref().unwrap_or_default();
     validate_current(&index, current)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
-    let decision = decide(
-        index.product.scheme,
-        &index.releases,
-        channel,
-        Current::Reported(current),
-    )?;
-    crate::metrics::count_check("manifest", &decision);
+    let decision = devices::decide(&index, "manifest", channel, Some(current))?;
     let body = match decision {
         Decision::Offer { index: i, .. } => {
             let manifest = index.releases[i]
                 .manifest
-                .render(&base(&state, &headers, &prefix));
+                .render(&base(&app, &headers, &prefix));
             format!(r#"{{"hasUpdate":true,"manifest":{manifest}}}"#)
         }
         Decision::UpToDate | Decision::NoPath => r#"{"hasUpdate":false}"#.to_owned(),
@@ -272,37 +222,37 @@ fn published<'a>(index: &'a ProductIndex, version: &str) -> Option<&'a IndexedRe
 }
 
 #[derive(Debug, Deserialize)]
-struct VersionPath {
+pub struct VersionPath {
     product: Option<String>,
     version: String,
 }
 
 /// `GET …/api/firmware/{version}`
-async fn by_version(
-    State(state): State<AppState>,
+pub async fn by_version(
+    State(app): State<App>,
     ApiPath(path): ApiPath<VersionPath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let mount = Mount {
         product: path.product,
     };
-    let (index, prefix) = resolve(&state, &mount)?;
+    let (index, prefix) = resolve(&app, &mount)?;
     let release = published(&index, &path.version).ok_or_else(|| no_manifest(&path.version))?;
     Ok(json_response(
-        release.manifest.render(&base(&state, &headers, &prefix)),
+        release.manifest.render(&base(&app, &headers, &prefix)),
     ))
 }
 
 #[derive(Debug, Deserialize)]
-struct FilePath {
+pub struct FilePath {
     product: Option<String>,
     file: String,
 }
 
 /// `GET …/firmware/{product}-{version}.bin`, always streamed: the contract's client fetches
 /// `binaryUrl` once, without following redirects, and checks `Content-Length`.
-async fn binary(
-    State(state): State<AppState>,
+pub async fn binary(
+    State(app): State<App>,
     ApiPath(path): ApiPath<FilePath>,
     method: Method,
     headers: HeaderMap,
@@ -310,7 +260,7 @@ async fn binary(
     let mount = Mount {
         product: path.product,
     };
-    let (index, _) = resolve(&state, &mount)?;
+    let (index, _) = resolve(&app, &mount)?;
     let version = path
         .file
         .strip_prefix(&index.product.name)
@@ -321,7 +271,7 @@ async fn binary(
         .map(|r| r.release.artifact.clone())
         .ok_or_else(|| not_found(format!("No firmware image {}", path.file)))?;
     drop(index);
-    serve_proxied(&state, &artifact, &method, &headers).await
+    serve_proxied(&app, &artifact, &method, &headers).await
 }
 
 #[cfg(test)]

@@ -7,52 +7,34 @@
 //! [`Firewall`](otter_core::access::Firewall), kept in the check index.
 //!
 //! Compatibility follows the real server's code where it differs from its README
-//! (`shared/reference/seed-protocols.md` §1): `GET` and `POST` both work for check and download,
+//! (as the seed protocol reference describes it): `GET` and `POST` both work for check and download,
 //! check answers the bare hash as text (or `{"hash":…}` to clients that accept JSON), errors are
 //! tiny-error-http's `{"error":<status>,"code":"<CODE>","message":""}`, pretty-printed. Its bugs
 //! are not reproduced: earlier uploads stay downloadable by their hash, re-uploading the same
 //! bytes is harmless, an upload over `--max-upload` is refused with 413 instead of being
 //! truncated, and an unsatisfiable `Range` gets 416.
 
+use axum::Form;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
-use otter_core::access::{Access, rule_for};
-use otter_core::model::{DEFAULT_CHANNEL, NewRelease, Product, validate_device_id};
-use otter_core::{Current, Decision, Scheme, decide};
-use otter_store::now;
+use otter_app::index::ProductIndex;
+use otter_app::tokens::{matches_hash, token_hash};
+use otter_app::{App, AppError, artifacts, devices, products, releases};
+use otter_core::Decision;
+use otter_core::access::Access;
+use otter_core::model::{DEFAULT_CHANNEL, NewRelease, validate_device_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use crate::admin::artifacts::{ingest_first_file, keep, reject_oversized};
-use crate::admin::releases::publish_release;
-use crate::auth::{Admin, matches_hash, token_hash};
+use crate::auth::Admin;
+use crate::body::{reject_oversized, stage_first_file};
 use crate::download::serve_proxied;
 use crate::error::{ApiError, ApiPath};
-use crate::index::ProductIndex;
-use crate::state::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/create", post(create))
-        .route("/v1/firewall/allow", post(allow))
-        .route("/v1/firewall/deny", post(deny))
-        .route(
-            "/v1/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/check", get(check_unknown).post(check_unknown))
-        // Express's optional `:hash?` also matches a trailing slash.
-        .route("/v1/check/", get(check_unknown).post(check_unknown))
-        .route("/v1/check/{hash}", get(check_hash).post(check_hash))
-        .route("/v1/download/{hash}", get(download).post(download))
-}
 
 /// An error in tiny-error-http's format.
 #[derive(Debug)]
@@ -103,8 +85,8 @@ impl From<ApiError> for OtaError {
     }
 }
 
-impl From<otter_store::StoreError> for OtaError {
-    fn from(e: otter_store::StoreError) -> Self {
+impl From<AppError> for OtaError {
+    fn from(e: AppError) -> Self {
         ApiError::from(e).into()
     }
 }
@@ -142,8 +124,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> OtaResult<&'a str> {
 }
 
 /// With `--ota-secret` set, every request must carry it in `x-ota-secret`.
-fn check_secret(state: &AppState, headers: &HeaderMap) -> OtaResult<()> {
-    let Some(secret) = &state.config.ota_secret else {
+fn check_secret(app: &App, headers: &HeaderMap) -> OtaResult<()> {
+    let Some(secret) = &app.config.ota_secret else {
         return Ok(());
     };
     if matches_hash(header(headers, "x-ota-secret")?, &token_hash(secret)) {
@@ -154,28 +136,29 @@ fn check_secret(state: &AppState, headers: &HeaderMap) -> OtaResult<()> {
 }
 
 /// The firmware named by `x-ota-firmware-id`, if `x-ota-firmware-key` is its key.
-async fn firmware(state: &AppState, headers: &HeaderMap) -> OtaResult<Arc<ProductIndex>> {
-    check_secret(state, headers)?;
+async fn firmware(app: &App, headers: &HeaderMap) -> OtaResult<Arc<ProductIndex>> {
+    check_secret(app, headers)?;
     let id = header(headers, "x-ota-firmware-id")?;
     let key = header(headers, "x-ota-firmware-key")?;
-    let index = state.index.product(id).ok_or_else(OtaError::invalid_auth)?;
-    match state.store.product_key(id).await? {
-        Some(stored) if matches_hash(key, &stored) => Ok(index),
-        _ => Err(OtaError::invalid_auth()),
+    let index = app.index.product(id).ok_or_else(OtaError::invalid_auth)?;
+    if products::key_opens(app, id, key).await? {
+        Ok(index)
+    } else {
+        Err(OtaError::invalid_auth())
     }
 }
 
 /// The firmware named by `x-ota-firmware-id` and the device of `x-ota-device-id`, if the
 /// firmware's firewall lets the device in. Answered from the check index.
-fn device(state: &AppState, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, String)> {
-    check_secret(state, headers)?;
+fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, String)> {
+    check_secret(app, headers)?;
     let id = header(headers, "x-ota-firmware-id")?;
     let device = header(headers, "x-ota-device-id")?;
     validate_device_id("x-ota-device-id", device).map_err(|e| OtaError {
         message: e.to_string(),
         ..OtaError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST")
     })?;
-    let index = state.index.product(id).ok_or_else(OtaError::invalid_auth)?;
+    let index = app.index.product(id).ok_or_else(OtaError::invalid_auth)?;
     if !index.firewall.admits(device) {
         return Err(OtaError::invalid_auth());
     }
@@ -184,78 +167,57 @@ fn device(state: &AppState, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>
 
 /// `POST /v1/create` → `{"id","key"}`. Open to anyone unless `--ota-secret` is set; then the
 /// secret or an admin token is needed.
-async fn create(
-    State(state): State<AppState>,
+pub async fn create(
+    State(app): State<App>,
     admin: Result<Admin, ApiError>,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
     if admin.is_err() {
-        check_secret(&state, &headers)?;
+        check_secret(&app, &headers)?;
     }
     let id = z_base_32(&random_bytes::<16>());
     let key = z_base_32(&random_bytes::<32>());
-    let at = now();
-    // The key first: a crash in between leaves a key for no product, never a product no key
-    // opens.
-    state
-        .store
-        .set_product_key(&id, &token_hash(&key), at)
-        .await?;
-    state
-        .store
-        .create_product(&Product {
-            name: id.clone(),
-            scheme: Scheme::Opaque,
-            created_at: at,
-        })
-        .await?;
-    state.index.changed(&*state.store, &id).await?;
+    products::create_keyed(&app, &id, &key).await?;
     tracing::info!(product = %id, "ota-backend firmware created");
     Ok(pretty(&json!({ "id": id, "key": key })))
 }
 
 #[derive(Debug, Deserialize)]
-struct FirewallBody {
+pub struct FirewallBody {
     device_id: Option<String>,
 }
 
 /// `POST /v1/firewall/allow` with `{"device_id": …}` (`all`: any device).
-async fn allow(
-    State(state): State<AppState>,
+pub async fn allow(
+    State(app): State<App>,
     headers: HeaderMap,
     request: Request,
 ) -> OtaResult<Response> {
-    set_access(state, headers, request, Access::Allow).await
+    set_access(app, headers, request, Access::Allow).await
 }
 
 /// `POST /v1/firewall/deny` with `{"device_id": …}` (`all`: remove the "any device" rule).
-async fn deny(
-    State(state): State<AppState>,
+pub async fn deny(
+    State(app): State<App>,
     headers: HeaderMap,
     request: Request,
 ) -> OtaResult<Response> {
-    set_access(state, headers, request, Access::Deny).await
+    set_access(app, headers, request, Access::Deny).await
 }
 
 async fn set_access(
-    state: AppState,
+    app: App,
     headers: HeaderMap,
     request: Request,
     access: Access,
 ) -> OtaResult<Response> {
-    let index = firmware(&state, &headers).await?;
+    let index = firmware(&app, &headers).await?;
     let device = device_id_of(request).await?;
     validate_device_id("device_id", &device).map_err(|e| OtaError {
         message: e.to_string(),
         ..OtaError::required("device_id")
     })?;
-    let product = &index.product.name;
-    state
-        .store
-        .set_device_access(product, &device, rule_for(&device, access), now())
-        .await?;
-    state.index.changed(&*state.store, product).await?;
-    tracing::info!(product = %product, device = %device, %access, "ota-backend firewall changed");
+    devices::set_access(&app, &index.product.name, &device, access).await?;
     Ok(pretty(&Value::Null))
 }
 
@@ -282,15 +244,15 @@ async fn device_id_of(request: Request) -> OtaResult<String> {
 /// `POST /v1/upload` (multipart, the first file part) → `{"hash":"<sha1>"}`: the image becomes
 /// the firmware's newest release. Uploading the bytes of the newest release again changes
 /// nothing; uploading an older image again makes it the newest.
-async fn upload(
-    State(state): State<AppState>,
+pub async fn upload(
+    State(app): State<App>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> OtaResult<Response> {
-    let index = firmware(&state, &headers).await?;
-    reject_oversized(&state, &headers)?;
-    let (staged, filename) = ingest_first_file(&state, multipart).await?;
-    let (_, axum::Json(artifact)) = keep(&state, staged, &filename).await?;
+    let index = firmware(&app, &headers).await?;
+    reject_oversized(&app, &headers)?;
+    let (staged, filename) = stage_first_file(&app, multipart).await?;
+    let artifact = artifacts::keep(&app, staged, &filename).await?.artifact;
     let product = &index.product.name;
     let newest = index.latest(DEFAULT_CHANNEL);
     if newest.is_none_or(|r| r.release.artifact.sha256 != artifact.sha256) {
@@ -307,30 +269,29 @@ async fn upload(
             artifact: artifact.sha256.clone(),
             ..NewRelease::default()
         };
-        publish_release(&state, product, new).await?;
+        releases::publish(&app, product, new).await?;
     }
     Ok(pretty(&json!({ "hash": artifact.sha1 })))
 }
 
 /// `GET|POST /v1/check`: a device that does not say what it runs.
-async fn check_unknown(State(state): State<AppState>, headers: HeaderMap) -> OtaResult<Response> {
-    check(&state, &headers, None)
+pub async fn check_unknown(State(app): State<App>, headers: HeaderMap) -> OtaResult<Response> {
+    check(&app, &headers, None)
 }
 
 /// `GET|POST /v1/check/{hash}`: a device running the image with that SHA-1.
-async fn check_hash(
-    State(state): State<AppState>,
+pub async fn check_hash(
+    State(app): State<App>,
     headers: HeaderMap,
     ApiPath(hash): ApiPath<String>,
 ) -> OtaResult<Response> {
-    check(&state, &headers, Some(&hash))
+    check(&app, &headers, Some(&hash))
 }
 
 /// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
-fn check(state: &AppState, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
-    let (index, device) = device(state, headers)?;
-    state
-        .seen
+fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
+    let (index, device) = device(app, headers)?;
+    app.seen
         .record(index.sighting(device, hash, DEFAULT_CHANNEL));
     let uploaded = index
         .releases
@@ -342,10 +303,7 @@ fn check(state: &AppState, headers: &HeaderMap, hash: Option<&str>) -> OtaResult
             "FIRMWARE_NOT_UPLOADED",
         ));
     }
-    let current = hash.map_or(Current::Unknown, Current::Reported);
-    let decision = decide(Scheme::Opaque, &index.releases, DEFAULT_CHANNEL, current)
-        .map_err(ApiError::from)?;
-    crate::metrics::count_check("ota_backend", &decision);
+    let decision = devices::decide(&index, "ota_backend", DEFAULT_CHANNEL, hash)?;
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -370,20 +328,20 @@ fn check(state: &AppState, headers: &HeaderMap, hash: Option<&str>) -> OtaResult
 
 /// `GET|HEAD|POST /v1/download/{hash}`: the image of any non-yanked release of the firmware,
 /// streamed (devices do not follow redirects), with ranges.
-async fn download(
-    State(state): State<AppState>,
+pub async fn download(
+    State(app): State<App>,
     ApiPath(hash): ApiPath<String>,
     method: Method,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
-    let (index, _) = device(&state, &headers)?;
+    let (index, _) = device(&app, &headers)?;
     let artifact = index
         .identify(&hash)
         .filter(|r| !r.facts.yanked)
         .map(|r| r.release.artifact.clone())
         .ok_or_else(|| OtaError::new(StatusCode::NOT_FOUND, "FIRMWARE_NOT_AVAILABLE"))?;
     drop(index);
-    let response = serve_proxied(&state, &artifact, &method, &headers).await?;
+    let response = serve_proxied(&app, &artifact, &method, &headers).await?;
     if response.status() != StatusCode::RANGE_NOT_SATISFIABLE {
         return Ok(response);
     }

@@ -15,35 +15,25 @@
 //! strings (`{"success":false,"response":"<string>"}`, a few raw) but with honest 4xx statuses
 //! where THiNX answers 200.
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{CONNECTION, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures_util::StreamExt;
+use otter_app::index::ProductIndex;
+use otter_app::tokens::{self, OttRefusal};
+use otter_app::{App, AppError, devices};
+use otter_core::Decision;
 use otter_core::model::{Artifact, DEFAULT_CHANNEL, Device, validate_device_id};
-use otter_core::ott::{OneTimeToken, Refusal};
-use otter_core::{Current, Decision, decide};
-use otter_store::{now, random_id};
+use otter_store::now;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use crate::auth::token_hash;
-use crate::download::serve_proxied;
+use crate::download::{serve_proxied, url_base};
 use crate::error::{ApiError, ApiQuery};
-use crate::index::ProductIndex;
-use crate::native::check::url_base;
-use crate::state::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/device/register", post(register))
-        .route("/device/firmware", get(firmware_by_token).post(firmware))
-}
 
 /// A THiNX error: `{"success":false,"response":"<string>"}`, or the bare string where THiNX
 /// sends one (its own tests assert those bodies).
@@ -80,8 +70,8 @@ impl From<ApiError> for ThinxError {
     }
 }
 
-impl From<otter_store::StoreError> for ThinxError {
-    fn from(e: otter_store::StoreError) -> Self {
+impl From<AppError> for ThinxError {
+    fn from(e: AppError) -> Self {
         ApiError::from(e).into()
     }
 }
@@ -106,23 +96,19 @@ impl IntoResponse for ThinxError {
 
 /// The product whose API key is in `Authentication` (THiNX's header name; not
 /// `Authorization`).
-fn product_of_key(
-    state: &AppState,
-    headers: &HeaderMap,
-    refusal: &str,
-) -> ThinxResult<Arc<ProductIndex>> {
+fn product_of_key(app: &App, headers: &HeaderMap, refusal: &str) -> ThinxResult<Arc<ProductIndex>> {
     headers
         .get("authentication")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .and_then(|key| state.index.product_for_api_key(key))
+        .and_then(|key| app.index.product_for_api_key(key))
         .ok_or_else(|| ThinxError::new(StatusCode::UNAUTHORIZED, refusal))
 }
 
 /// The fields of a registration (or a firmware request) otter uses; the rest is ignored.
 #[derive(Debug, Default, Deserialize)]
-struct Registration {
+pub struct Registration {
     mac: Option<String>,
     udid: Option<String>,
     version: Option<String>,
@@ -235,14 +221,7 @@ fn current<'a>(index: &ProductIndex, reg: &'a Registration) -> Option<&'a str> {
 /// The release to install: the offer, or with `forced` the newest release even when the device
 /// runs it already.
 fn target(index: &ProductIndex, current: Option<&str>, forced: bool) -> ThinxResult<Option<usize>> {
-    let decision = decide(
-        index.product.scheme,
-        &index.releases,
-        DEFAULT_CHANNEL,
-        current.map_or(Current::Unknown, Current::Reported),
-    )
-    .map_err(ApiError::from)?;
-    crate::metrics::count_check("thinx", &decision);
+    let decision = devices::decide(index, "thinx", DEFAULT_CHANNEL, current)?;
     Ok(match decision {
         Decision::Offer { index: i, .. } => Some(i),
         _ if forced => {
@@ -252,42 +231,28 @@ fn target(index: &ProductIndex, current: Option<&str>, forced: bool) -> ThinxRes
     })
 }
 
-/// Issues a one-time token for `device` to download `artifact`; returns the token.
-pub async fn issue_token(
-    state: &AppState,
-    product: &str,
-    device: &str,
-    artifact: &Artifact,
-) -> otter_store::Result<String> {
-    // 256 random bits (THiNX derives its tokens from the time, so two in one second collide).
-    let token = format!("{}{}", random_id(), random_id());
-    let issued = OneTimeToken::issue(token_hash(&token), product, device, &artifact.sha256, now());
-    state.store.create_ott(&issued).await?;
-    Ok(token)
-}
-
-fn token_url(state: &AppState, headers: &HeaderMap, token: &str) -> String {
-    format!("{}/device/firmware?ott={token}", url_base(state, headers))
+fn token_url(app: &App, headers: &HeaderMap, token: &str) -> String {
+    format!("{}/device/firmware?ott={token}", url_base(app, headers))
 }
 
 /// `POST /device/register`
-async fn register(
-    State(state): State<AppState>,
+pub async fn register(
+    State(app): State<App>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ThinxResult<Response> {
     let reg = parse_body(&body, true)?;
-    let index = product_of_key(&state, &headers, "authentication_error")?;
+    let index = product_of_key(&app, &headers, "authentication_error")?;
     let product = index.product.name.clone();
     let udid = reg.udid(&product);
     validate_device_id("udid", &udid).map_err(ApiError::from)?;
     let current = current(&index, &reg);
-    let device = state.store.get_device(&product, &udid).await?;
+    let device = devices::get(&app, &product, &udid).await?;
     let auto_update = device.as_ref().is_some_and(|d| d.auto_update);
-    crate::notify::device_changed(&state, &index, &udid, current, DEFAULT_CHANNEL);
+    app.device_changed(&index, &udid, current, DEFAULT_CHANNEL);
     let mut seen = index.sighting(udid.clone(), current, DEFAULT_CHANNEL);
     seen.attributes = Some(reg.attributes());
-    state.seen.record(seen);
+    app.seen.record(seen);
 
     let forced = reg.forced();
     let target = target(&index, current, forced)?.filter(|_| auto_update || forced);
@@ -295,7 +260,7 @@ async fn register(
     let registration = match target {
         Some(i) => {
             let release = &index.releases[i].release;
-            let token = issue_token(&state, &product, &udid, &release.artifact).await?;
+            let token = tokens::issue_ott(&app, &product, &udid, &release.artifact).await?;
             tracing::info!(product = %product, device = %udid, version = %release.version, "THiNX update offered");
             json!({
                 "status": "FIRMWARE_UPDATE",
@@ -305,7 +270,7 @@ async fn register(
                 "udid": udid,
                 "timestamp": timestamp,
                 "ott": token,
-                "url": token_url(&state, &headers, &token),
+                "url": token_url(&app, &headers, &token),
                 "mac": reg.mac,
                 "version": release.version,
             })
@@ -325,15 +290,15 @@ async fn register(
 }
 
 #[derive(Debug, Deserialize)]
-struct TokenQuery {
+pub struct TokenQuery {
     ott: Option<String>,
 }
 
 /// `GET /device/firmware?ott=…`: the image, for the holder of a valid token. Every request
 /// (ranges included) counts as a use; the token is spent once a response has sent the image's
 /// last byte.
-async fn firmware_by_token(
-    State(state): State<AppState>,
+pub async fn firmware_by_token(
+    State(app): State<App>,
     ApiQuery(query): ApiQuery<TokenQuery>,
     method: Method,
     headers: HeaderMap,
@@ -342,40 +307,27 @@ async fn firmware_by_token(
         .ott
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ThinxError::new(StatusCode::BAD_REQUEST, "OTT_MISSING"))?;
-    let hash = token_hash(&token);
-    let stored = state
-        .store
-        .get_ott(&hash)
-        .await?
-        .ok_or_else(|| ThinxError::raw(StatusCode::NOT_FOUND, "OTT_UPDATE_NOT_FOUND"))?;
-    let at = now();
-    match stored.check(at) {
-        Ok(()) => {}
-        Err(Refusal::Expired | Refusal::Spent) => {
+    let opened = match tokens::use_ott(&app, &token, method == Method::GET).await? {
+        Ok(opened) => opened,
+        Err(OttRefusal::Unknown) => {
+            return Err(ThinxError::raw(
+                StatusCode::NOT_FOUND,
+                "OTT_UPDATE_NOT_FOUND",
+            ));
+        }
+        Err(OttRefusal::Used) => {
             return Err(ThinxError::raw(StatusCode::GONE, "OTT_UPDATE_NOT_FOUND"));
         }
-    }
-    // The token's image must still be a release devices may install: a yank after the token
-    // was issued withdraws it too.
-    let artifact = state
-        .index
-        .product(&stored.product)
-        .and_then(|index| {
-            index
-                .releases
-                .iter()
-                .find(|r| !r.facts.yanked && r.facts.sha256 == stored.artifact)
-                .map(|r| r.release.artifact.clone())
-        })
-        .ok_or_else(|| ThinxError::new(StatusCode::NOT_FOUND, "OTT_UPDATE_NOT_AVAILABLE"))?;
-    if method == Method::GET && stored.first_used_at.is_none() {
-        state
-            .store
-            .first_use_ott(&hash, at, stored.expiry_after_use(at))
-            .await?;
-    }
-    let response = image(&state, &artifact, &method, &headers).await?;
-    if method != Method::GET || !reaches_the_end(&response, artifact.size) {
+        Err(OttRefusal::Withdrawn) => {
+            return Err(ThinxError::new(
+                StatusCode::NOT_FOUND,
+                "OTT_UPDATE_NOT_AVAILABLE",
+            ));
+        }
+    };
+    let size = opened.artifact.size;
+    let response = image(&app, &opened.artifact, &method, &headers).await?;
+    if method != Method::GET || !reaches_the_end(&response, size) {
         return Ok(response);
     }
     // Spend the token once the body's last byte has gone to the connection (hyper stops
@@ -388,18 +340,14 @@ async fn firmware_by_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let mut spend = Some((state, hash));
+    let mut spend = Some((app, opened));
     let body = body.into_data_stream().map(move |chunk| {
         if let Ok(bytes) = &chunk {
             remaining = remaining.saturating_sub(bytes.len() as u64);
             if remaining == 0
-                && let Some((state, hash)) = spend.take()
+                && let Some((app, opened)) = spend.take()
             {
-                tokio::spawn(async move {
-                    if let Err(e) = state.store.spend_ott(&hash, now()).await {
-                        tracing::warn!(error = %e, "could not spend a one-time token");
-                    }
-                });
+                opened.spend(&app);
             }
         }
         chunk
@@ -426,12 +374,12 @@ fn reaches_the_end(response: &Response, size: u64) -> bool {
 
 /// The image as THiNX serves it: streamed, `firmware.bin`, with `x-MD5`.
 async fn image(
-    state: &AppState,
+    app: &App,
     artifact: &Artifact,
     method: &Method,
     headers: &HeaderMap,
 ) -> ThinxResult<Response> {
-    let mut response = serve_proxied(state, artifact, method, headers).await?;
+    let mut response = serve_proxied(app, artifact, method, headers).await?;
     let h = response.headers_mut();
     h.insert(
         CONTENT_DISPOSITION,
@@ -444,8 +392,8 @@ async fn image(
 }
 
 /// `POST /device/firmware`: the image now, or with `"use":"ott"` a token for it.
-async fn firmware(
-    State(state): State<AppState>,
+pub async fn firmware(
+    State(app): State<App>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -454,12 +402,10 @@ async fn firmware(
     if reg.mac().is_none() {
         return Err(ThinxError::new(StatusCode::BAD_REQUEST, "missing_mac"));
     }
-    let index = product_of_key(&state, &headers, "authentication")?;
+    let index = product_of_key(&app, &headers, "authentication")?;
     let product = index.product.name.clone();
     let udid = reg.udid(&product);
-    let device: Device = state
-        .store
-        .get_device(&product, &udid)
+    let device: Device = devices::get(&app, &product, &udid)
         .await?
         .ok_or_else(|| ThinxError::raw(StatusCode::NOT_FOUND, "no_such_device"))?;
     let current = device
@@ -474,11 +420,11 @@ async fn firmware(
     let artifact = index.releases[i].release.artifact.clone();
     drop(index);
     if reg.use_.as_deref() == Some("ott") {
-        let token = issue_token(&state, &product, &udid, &artifact).await?;
-        let url = token_url(&state, &headers, &token);
+        let token = tokens::issue_ott(&app, &product, &udid, &artifact).await?;
+        let url = token_url(&app, &headers, &token);
         return Ok(axum::Json(json!({ "ott": token, "url": url })).into_response());
     }
-    let mut response = image(&state, &artifact, &method, &headers).await?;
+    let mut response = image(&app, &artifact, &method, &headers).await?;
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -18,6 +18,7 @@ mod ota_backend;
 mod pagination;
 mod persistence;
 mod push;
+mod request_ids;
 mod s3;
 mod sessions;
 mod signing;

@@ -14,7 +14,8 @@ use otter_core::model::{Artifact, DeviceSeen, Product, Release, ReleaseSignature
 use otter_core::signing::documents::Root;
 use otter_core::{ReleaseFacts, Version};
 use otter_store::{Result, Store};
-use serde_json::json;
+
+use crate::answers;
 
 /// A JSON answer serialised once, split around the one string that depends on the request: the
 /// scheme and host of download URLs, unknown until a request arrives when no public URL is
@@ -65,7 +66,7 @@ pub struct IndexedRelease {
     /// The native check answer offering this release. Index 0: a direct offer; index 1: a
     /// stepping stone.
     offer: [UrlTemplate; 2],
-    /// The release in the firmware manifest contract's shape (`crate::protocols::manifest`),
+    /// The release in the firmware manifest contract's shape ([`answers::contract_manifest`]),
     /// with `binaryUrl` under [`URL_BASE`] followed by `/firmware/{product}-{version}.bin`.
     pub manifest: UrlTemplate,
 }
@@ -103,33 +104,12 @@ impl IndexedRelease {
             &release.artifact.filename,
         );
         let offer = [false, true].map(|stepping_stone| {
-            UrlTemplate::new(&json!({
-                "hasUpdate": true,
-                "manifest": {
-                    "version": release.version,
-                    "releaseDate": release.release_date,
-                    "size": release.artifact.size,
-                    "sha256": release.artifact.sha256,
-                    "sha1": release.artifact.sha1,
-                    "md5": release.artifact.md5,
-                    "url": format!("{URL_BASE}{path}"),
-                    "mandatory": release.mandatory,
-                    "deprecated": release.deprecated,
-                    "title": release.title,
-                    "summary": release.summary,
-                    "releaseNotesUrl": release.release_notes_url,
-                    "minSourceVersion": release.min_source_version,
-                    "steppingStone": stepping_stone,
-                }
-            }))
+            UrlTemplate::new(&answers::offer(&release, &path, stepping_stone))
         });
         let binary_signature = signatures
             .as_ref()
             .and_then(|s| s.binary_signature.as_deref());
-        let manifest = UrlTemplate::new(&crate::protocols::manifest::manifest(
-            &release,
-            binary_signature,
-        ));
+        let manifest = UrlTemplate::new(&answers::contract_manifest(&release, binary_signature));
         Ok(IndexedRelease {
             facts,
             release,
@@ -278,7 +258,7 @@ impl CheckIndex {
 
     /// The product a device API key belongs to.
     pub fn product_for_api_key(&self, key: &str) -> Option<Arc<ProductIndex>> {
-        let hash = crate::auth::token_hash(key);
+        let hash = crate::tokens::token_hash(key);
         let name = self
             .api_keys
             .read()

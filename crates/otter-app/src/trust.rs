@@ -13,12 +13,6 @@
 
 use std::path::Path;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use otter_core::Version;
 use otter_core::model::{Artifact, ReleaseSignatures, format_rfc3339};
@@ -28,19 +22,17 @@ use otter_core::signing::dsse::Envelope;
 use otter_core::signing::keys::{PrivateKey, pem_encode};
 use serde_json::{Value, json};
 
-use crate::StartError;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::index::ProductIndex;
-use crate::state::AppState;
+use crate::releases::{Candidate, PublishCheck};
+use crate::{App, AppError, AppResult, StartError};
 
 /// How long before a signature expires the server starts warning.
 pub const WARN_BEFORE: i64 = 30 * 24 * 3600;
 /// How long a signed check response is valid.
 pub const RESPONSE_TTL: i64 = 24 * 3600;
 
-fn refused(code: &'static str, e: SigningError) -> ApiError {
-    ApiError::bad_request(code, e.to_string())
+fn refused(code: &'static str, e: SigningError) -> AppError {
+    AppError::invalid(code, e.to_string())
 }
 
 /// The server's `online` key: `path` if given, else `<data>/online-key.pem`, generated (0600)
@@ -54,7 +46,7 @@ pub fn load_online_key(data_dir: &Path, path: Option<&Path>) -> Result<PrivateKe
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == default => {
             let (key, der) = PrivateKey::generate(otter_core::signing::keys::Algorithm::Ed25519)
                 .map_err(|e| config(e.to_string()))?;
-            crate::auth::write_secret(path, pem_encode("PRIVATE KEY", &der).trim_end())
+            crate::tokens::write_secret(path, pem_encode("PRIVATE KEY", &der).trim_end())
                 .map_err(|e| config(e.to_string()))?;
             tracing::info!(key_id = %key.public_key().key_id(), path = %path.display(),
                 "generated the online key (list it in product roots under role online)");
@@ -84,23 +76,24 @@ pub fn verified_root(product: &str, chain: &[(u32, String)]) -> Option<Root> {
     root
 }
 
-/// `POST /api/v1/products/{product}/roots` with a root envelope: the product's first root
-/// (version 1, self-signed) or the next one (signed by the current and the new root keys).
-pub async fn add_root(
-    _: Admin,
-    State(state): State<AppState>,
-    ApiPath(product): ApiPath<String>,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let index = crate::admin::product(&state, &product)?;
-    let envelope = Envelope::parse(&body).map_err(|e| refused("invalid_root", e))?;
+/// A root of trust just added.
+pub struct AddedRoot {
+    pub version: u32,
+    pub expires: String,
+}
+
+/// Adds a root envelope to `product`: its first root (version 1, self-signed) or the next one
+/// (signed by the current and the new root keys).
+pub async fn add_root(app: &App, product: &str, body: &[u8]) -> AppResult<AddedRoot> {
+    let index = app.product(product)?;
+    let envelope = Envelope::parse(body).map_err(|e| refused("invalid_root", e))?;
     let root = match &index.root {
         None => Root::open_first(&envelope),
         Some(current) => current.open_next(&envelope),
     }
     .map_err(|e| refused("invalid_root", e))?;
     if root.product != product {
-        return Err(ApiError::bad_request(
+        return Err(AppError::invalid(
             "invalid_root",
             format!("the root is for {:?}, not {product:?}", root.product),
         ));
@@ -110,28 +103,23 @@ pub async fn add_root(
         .map_err(|e| refused("invalid_root", e))?;
     let expires = otter_core::signing::unix("root expires", &root.expires)
         .map_err(|e| refused("invalid_root", e))?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("invalid_root", "the envelope is not UTF-8"))?;
-    state
-        .store
-        .add_root(&product, root.version, text, expires, now)
+    let text = std::str::from_utf8(body)
+        .map_err(|_| AppError::invalid("invalid_root", "the envelope is not UTF-8"))?;
+    app.store
+        .add_root(product, root.version, text, expires, now)
         .await?;
-    state.index.changed(&*state.store, &product).await?;
+    app.reindex(product).await?;
     tracing::info!(product = %product, version = root.version, "root of trust added");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "product": product, "version": root.version, "expires": root.expires })),
-    ))
+    Ok(AddedRoot {
+        version: root.version,
+        expires: root.expires,
+    })
 }
 
-/// `GET /api/v1/products/{product}/root/{n}.json` (and `root.json`, the newest): the envelope
-/// exactly as uploaded. Public: devices walk the chain from the root they hold.
-pub async fn get_root(
-    State(state): State<AppState>,
-    ApiPath((product, file)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
-    crate::admin::product(&state, &product)?;
-    let chain = state.store.roots(&product).await?;
+/// A root envelope exactly as uploaded: `file` is `{n}.json`, or `root.json` for the newest.
+pub async fn root_file(app: &App, product: &str, file: &str) -> AppResult<String> {
+    app.product(product)?;
+    let chain = app.store.roots(product).await?;
     let wanted = match file.strip_suffix(".json") {
         Some("root") => chain.last(),
         Some(n) => n
@@ -140,56 +128,40 @@ pub async fn get_root(
             .and_then(|n| chain.iter().find(|(v, _)| *v == n)),
         None => None,
     };
-    let (_, envelope) = wanted.ok_or_else(|| {
-        ApiError::not_found("root_not_found", format!("{product:?} has no root {file}"))
-    })?;
-    Ok((
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        envelope.clone(),
-    )
-        .into_response())
+    wanted.map(|(_, envelope)| envelope.clone()).ok_or_else(|| {
+        AppError::not_found("root_not_found", format!("{product:?} has no root {file}"))
+    })
 }
 
-/// `GET /api/v1/online-key`: the public half of the server's online key, to list in roots.
-pub async fn online_key(_: Admin, State(state): State<AppState>) -> Json<Value> {
-    let key = state.online_key.public_key();
-    Json(json!({
+/// The public half of the server's online key, to list in roots.
+pub fn online_key(app: &App) -> Value {
+    let key = app.online_key.public_key();
+    json!({
         "keyid": key.key_id(),
         "alg": key.algorithm,
         "public": key.public_hex,
         "pem": key.to_pem(),
-    }))
-}
-
-/// What a release is published as, for the signature checks.
-pub struct Candidate<'a> {
-    pub version: &'a str,
-    pub channels: &'a [String],
-    pub artifact: &'a Artifact,
+    })
 }
 
 /// Checks a release's signed manifest (when the product has a root, one is required) and its
 /// binary signature; returns what to store with the release.
-pub fn check_signatures(
-    index: &ProductIndex,
-    candidate: &Candidate<'_>,
-    manifest: Option<&Value>,
-    binary_signature: Option<&str>,
-) -> ApiResult<ReleaseSignatures> {
+fn check_signatures(candidate: &Candidate<'_>) -> AppResult<ReleaseSignatures> {
+    let index = candidate.index;
     let mut signatures = ReleaseSignatures {
         version: candidate.version.to_owned(),
         ..ReleaseSignatures::default()
     };
-    match (&index.root, manifest) {
+    match (&index.root, candidate.manifest) {
         (Some(root), Some(envelope)) => {
-            let text = serde_json::to_string(envelope).map_err(ApiError::internal)?;
+            let text = serde_json::to_string(envelope).map_err(AppError::internal)?;
             let (counter, expires) = check_manifest(index, root, candidate, &text)?;
             signatures.manifest = Some(text);
             signatures.security_counter = Some(counter);
             signatures.expires_at = Some(expires);
         }
         (Some(_), None) => {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
                 "signature_required",
                 format!(
                     "{} has a root of trust: releases need a manifest signed by its release keys \
@@ -199,7 +171,7 @@ pub fn check_signatures(
             ));
         }
         (None, Some(_)) => {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
                 "no_root",
                 format!(
                     "{} has no root of trust to check the signature against \
@@ -210,19 +182,17 @@ pub fn check_signatures(
         }
         (None, None) => {}
     }
-    if let Some(sig) = binary_signature {
+    if let Some(sig) = candidate.binary_signature {
         let root = index.root.as_ref().ok_or_else(|| {
-            ApiError::bad_request(
+            AppError::invalid(
                 "no_root",
                 "a binarySignature is checked against the release keys of the product's root",
             )
         })?;
         let der = base64::engine::general_purpose::STANDARD
             .decode(sig)
-            .map_err(|_| {
-                ApiError::bad_request("invalid_signature", "binarySignature is not base64")
-            })?;
-        let sha256 = hex::decode(&candidate.artifact.sha256).map_err(ApiError::internal)?;
+            .map_err(|_| AppError::invalid("invalid_signature", "binarySignature is not base64"))?;
+        let sha256 = hex::decode(&candidate.artifact.sha256).map_err(AppError::internal)?;
         let valid = root
             .roles
             .release
@@ -231,7 +201,7 @@ pub fn check_signatures(
             .filter_map(|id| root.keys.get(id))
             .any(|key| key.verify_sha256(&sha256, &der));
         if !valid {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
                 "invalid_signature",
                 "binarySignature is not an ECDSA P-256 signature of the image by a release key",
             ));
@@ -247,12 +217,12 @@ fn check_manifest(
     root: &Root,
     candidate: &Candidate<'_>,
     text: &str,
-) -> ApiResult<(u32, i64)> {
+) -> AppResult<(u32, i64)> {
     let envelope = Envelope::parse(text.as_bytes()).map_err(|e| refused("invalid_signature", e))?;
     let (manifest, _) = ReleaseManifest::open(&envelope, root, otter_store::now())
         .map_err(|e| refused("invalid_signature", e))?;
     let mismatch = |what: &str| {
-        ApiError::bad_request(
+        AppError::invalid(
             "signature_mismatch",
             format!("the signed manifest's {what} is not the release's"),
         )
@@ -287,7 +257,7 @@ fn check_manifest(
         .filter_map(|r| r.signatures.as_ref()?.security_counter)
         .max();
     if let Some(floor) = floor.filter(|&f| manifest.security_counter < f) {
-        return Err(ApiError::bad_request(
+        return Err(AppError::invalid(
             "rollback",
             format!(
                 "security counter {} is lower than {floor}, which an older release on {} carries",
@@ -300,59 +270,75 @@ fn check_manifest(
     Ok((manifest.security_counter, expires))
 }
 
-/// `PUT /api/v1/products/{product}/releases/{version}/signature` with a manifest envelope:
-/// signs a published release, or replaces its signature (re-signing before expiry).
+/// The release manifest that signs `candidate`, as [`SignedManifest`] checks it at publish.
+pub struct SignedManifest;
+
+#[async_trait::async_trait]
+impl PublishCheck for SignedManifest {
+    async fn check(
+        &self,
+        _: &App,
+        candidate: &Candidate<'_>,
+        signatures: &mut ReleaseSignatures,
+    ) -> AppResult<()> {
+        *signatures = check_signatures(candidate)?;
+        Ok(())
+    }
+}
+
+/// A release signed after publishing (or re-signed before its signature expires).
+pub struct Attached {
+    pub security_counter: Option<u32>,
+    pub expires: Option<String>,
+}
+
+/// Signs a published release with a manifest envelope, or replaces its signature.
 pub async fn attach_signature(
-    _: Admin,
-    State(state): State<AppState>,
-    ApiPath((product, version)): ApiPath<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let index = crate::admin::product(&state, &product)?;
-    let release = index.release(&version).ok_or_else(|| {
-        ApiError::not_found(
-            "release_not_found",
-            format!("product {product:?} has no release {version:?}"),
-        )
-    })?;
-    let envelope: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    app: &App,
+    product: &str,
+    version: &str,
+    envelope: &Value,
+) -> AppResult<Attached> {
+    let index = app.product(product)?;
+    let release = index
+        .release(version)
+        .ok_or_else(|| AppError::release_not_found(product, version))?;
     let candidate = Candidate {
-        version: &version,
+        index: &index,
+        version,
         channels: &release.release.channels,
         artifact: &release.release.artifact,
+        manifest: Some(envelope),
+        binary_signature: None,
     };
-    let signed = check_signatures(&index, &candidate, Some(&envelope), None)?;
-    state
-        .store
+    let signed = check_signatures(&candidate)?;
+    app.store
         .set_release_manifest(
-            &product,
-            &version,
+            product,
+            version,
             signed.manifest.as_deref().unwrap_or_default(),
             signed.security_counter.unwrap_or_default(),
             signed.expires_at.unwrap_or_default(),
         )
         .await?;
     drop(index);
-    state.index.changed(&*state.store, &product).await?;
-    Ok(Json(json!({
-        "product": product,
-        "version": version,
-        "securityCounter": signed.security_counter,
-        "expires": signed.expires_at.map(format_rfc3339),
-    })))
+    app.reindex(product).await?;
+    Ok(Attached {
+        security_counter: signed.security_counter,
+        expires: signed.expires_at.map(format_rfc3339),
+    })
 }
 
 /// The signed answer to a check-in with a nonce: what the device is offered (if anything),
 /// bound to its nonce, under the product's current root. `None` without a root.
 pub fn signed_response(
-    state: &AppState,
+    app: &App,
     index: &ProductIndex,
     device: &str,
     nonce: &str,
     offered: Option<usize>,
     download_url: Option<String>,
-) -> ApiResult<Option<Value>> {
+) -> AppResult<Option<Value>> {
     let Some(root) = &index.root else {
         return Ok(None);
     };
@@ -374,21 +360,19 @@ pub fn signed_response(
         manifest_sha256,
         download_url,
     };
-    let payload = serde_json::to_vec(&response).map_err(ApiError::internal)?;
+    let payload = serde_json::to_vec(&response).map_err(AppError::internal)?;
     let mut envelope = Envelope::new(RESPONSE_TYPE, &payload);
-    envelope
-        .sign(&state.online_key)
-        .map_err(ApiError::internal)?;
+    envelope.sign(&app.online_key).map_err(AppError::internal)?;
     serde_json::to_value(&envelope)
         .map(Some)
-        .map_err(ApiError::internal)
+        .map_err(AppError::internal)
 }
 
 /// Signatures that expire within [`WARN_BEFORE`] (or have expired): roots and release
 /// manifests of every product, for `/api/v1/status`, the log and `otter_signatures_expiring`.
-pub fn expiring(state: &AppState, now: i64) -> Vec<Value> {
+pub fn expiring(app: &App, now: i64) -> Vec<Value> {
     let mut out = Vec::new();
-    for index in state.index.all() {
+    for index in app.index.all() {
         let product = &index.product.name;
         if let Some(root) = &index.root
             && let Ok(expires) = otter_core::signing::unix("root expires", &root.expires)
@@ -408,8 +392,8 @@ pub fn expiring(state: &AppState, now: i64) -> Vec<Value> {
 }
 
 /// Logs and counts what [`expiring`] finds (the janitor runs it).
-pub fn warn_expiring(state: &AppState) {
-    let soon = expiring(state, otter_store::now());
+pub fn warn_expiring(app: &App) {
+    let soon = expiring(app, otter_store::now());
     metrics::gauge!("otter_signatures_expiring").set(soon.len() as f64);
     for item in &soon {
         tracing::warn!(product = %item["product"], what = %item["what"], version = %item["version"],
@@ -432,46 +416,38 @@ fn declared_image_format(index: &ProductIndex) -> Option<(otter_core::formats::F
     Some((format.parse().ok()?, der))
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ImageFormat {
-    /// `esp8266-rsa` or `esp-idf-sbv2`.
-    format: String,
-    /// PEM (SubjectPublicKeyInfo): the key the device's bootloader or updater holds.
-    public_key: String,
-}
-
-/// `PUT /api/v1/products/{product}/image-format` with `{"format","publicKey"}`: every image
-/// published to the product from then on must carry a valid signature in that format.
+/// Declares `product`'s image format (`esp8266-rsa` or `esp-idf-sbv2`) with the public key
+/// (PEM SubjectPublicKeyInfo) its devices' bootloader or updater holds: every image published to
+/// the product from then on must carry a valid signature in that format. Returns the format's
+/// name.
 pub async fn set_image_format(
-    _: Admin,
-    State(state): State<AppState>,
-    ApiPath(product): ApiPath<String>,
-    crate::error::ApiJson(body): crate::error::ApiJson<ImageFormat>,
-) -> ApiResult<Json<Value>> {
+    app: &App,
+    product: &str,
+    format: &str,
+    public_key: &str,
+) -> AppResult<&'static str> {
     use otter_core::formats::Format;
-    crate::admin::product(&state, &product)?;
-    let format: Format = body
-        .format
+    app.product(product)?;
+    let format: Format = format
         .parse()
         .ok()
         .filter(|f| matches!(f, Format::Esp8266Rsa | Format::EspIdfSbv2))
         .ok_or_else(|| {
-            ApiError::bad_request(
+            AppError::invalid(
                 "invalid_format",
                 "format must be esp8266-rsa or esp-idf-sbv2 (IotaWatt: PUT …/iotawatt; minisign \
              signatures are detached and checked by devices)",
             )
         })?;
-    let der = otter_core::signing::keys::pem_decode("PUBLIC KEY", &body.public_key)
-        .map_err(|e| ApiError::bad_request("invalid_public_key", e.to_string()))?;
+    let der = otter_core::signing::keys::pem_decode("PUBLIC KEY", public_key)
+        .map_err(|e| AppError::invalid("invalid_public_key", e.to_string()))?;
     // A key the format cannot use is refused now, not at the first publish.
     let usable = match format {
         Format::Esp8266Rsa => aws_lc_rs::signature::RsaSubjectPublicKey::from_der(&der).is_ok(),
         _ => otter_core::formats::esp_idf_sbv2::key_digest(&der).is_ok(),
     };
     if !usable {
-        return Err(ApiError::bad_request(
+        return Err(AppError::invalid(
             "invalid_public_key",
             format!("the public key is not one {format} devices can use"),
         ));
@@ -481,41 +457,50 @@ pub async fn set_image_format(
         format.name(),
         base64::engine::general_purpose::STANDARD.encode(&der)
     );
-    state
-        .store
-        .set_signing_key(&product, IMAGE_FORMAT_KIND, &value, otter_store::now())
+    app.store
+        .set_signing_key(product, IMAGE_FORMAT_KIND, &value, otter_store::now())
         .await?;
-    state.index.changed(&*state.store, &product).await?;
-    Ok(Json(json!({ "product": product, "format": format.name() })))
+    app.reindex(product).await?;
+    Ok(format.name())
 }
 
 /// The largest image whose native signature is checked at publish.
 const MAX_CHECKED_IMAGE: u64 = 64 * 1024 * 1024;
 
-/// Checks an image's native signature when its product declared a format.
-pub async fn check_image_format(
-    state: &AppState,
-    index: &ProductIndex,
-    artifact: &Artifact,
-) -> ApiResult<()> {
+/// An image's native signature, checked at publish when its product declared a format.
+pub struct ImageSignature;
+
+#[async_trait::async_trait]
+impl PublishCheck for ImageSignature {
+    async fn check(
+        &self,
+        app: &App,
+        candidate: &Candidate<'_>,
+        _: &mut ReleaseSignatures,
+    ) -> AppResult<()> {
+        check_image_format(app, candidate.index, candidate.artifact).await
+    }
+}
+
+async fn check_image_format(app: &App, index: &ProductIndex, artifact: &Artifact) -> AppResult<()> {
     use otter_core::formats::{Format, esp_idf_sbv2, esp8266_rsa};
     let Some((format, public_key)) = declared_image_format(index) else {
         return Ok(());
     };
     if artifact.size > MAX_CHECKED_IMAGE {
-        return Err(ApiError::bad_request(
+        return Err(AppError::invalid(
             "invalid_image_signature",
             format!("images of {format} products are checked up to {MAX_CHECKED_IMAGE} bytes"),
         ));
     }
-    let image = crate::admin::artifacts::read_whole(state, artifact).await?;
+    let image = crate::artifacts::read_whole(app, artifact).await?;
     let checked = match format {
         Format::Esp8266Rsa => esp8266_rsa::verify(&image, &public_key).map(|_| ()),
         Format::EspIdfSbv2 => esp_idf_sbv2::verify(&image, &public_key).map(|_| ()),
         Format::Minisign | Format::Iotawatt => Ok(()),
     };
     checked.map_err(|e| {
-        ApiError::bad_request(
+        AppError::invalid(
             "invalid_image_signature",
             format!("the image's {format} signature does not verify: {e}"),
         )

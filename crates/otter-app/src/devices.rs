@@ -1,0 +1,167 @@
+//! Devices: the update decision at check-in, update reports, what the fleet runs, and which
+//! devices a keyed product lets in.
+//!
+//! Every protocol's check goes through [`decide`], so a rule about who gets what (and the
+//! metrics of it) lives here once, whatever the device speaks.
+
+use otter_core::access::{Access, rule_for};
+use otter_core::model::{
+    DEFAULT_CHANNEL, Device, DeviceSeen, Page, ReportState, UpdateReport, validate_device_id,
+    validate_name,
+};
+use otter_core::version::MAX_VERSION_LEN;
+use otter_core::{Current, Decision, decide as decide_update};
+use otter_store::{NewReport, PageRequest, StoreError, now};
+
+use crate::index::ProductIndex;
+use crate::{App, AppError, AppResult};
+
+/// Longest report message kept.
+const MAX_MESSAGE_LEN: usize = 2000;
+
+/// What a device running `current` on `channel` would be offered now, by otter's update rules.
+pub fn what_to_offer(
+    index: &ProductIndex,
+    channel: &str,
+    current: Option<&str>,
+) -> AppResult<Decision> {
+    Ok(decide_update(
+        index.product.scheme,
+        &index.releases,
+        channel,
+        current.map_or(Current::Unknown, Current::Reported),
+    )?)
+}
+
+/// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`.
+pub fn decide(
+    index: &ProductIndex,
+    protocol: &'static str,
+    channel: &str,
+    current: Option<&str>,
+) -> AppResult<Decision> {
+    let decision = what_to_offer(index, channel, current)?;
+    let result = match decision {
+        Decision::Offer { .. } => "offered",
+        Decision::UpToDate => "up_to_date",
+        Decision::NoPath => "no_path",
+    };
+    metrics::counter!("otter_checks_total", "protocol" => protocol, "result" => result)
+        .increment(1);
+    Ok(decision)
+}
+
+/// An update report as a device sends it (the native API's body).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub device: String,
+    pub version: String,
+    pub state: ReportState,
+    pub message: Option<String>,
+    pub channel: Option<String>,
+}
+
+/// Records how an update went. The report is written before this returns, never dropped; an
+/// `installed` report also records the device's new version, in order behind its earlier
+/// check-ins.
+pub async fn report(app: &App, product: &str, report: Report) -> AppResult<UpdateReport> {
+    let index = app.product(product)?;
+    validate_device_id("device", &report.device)?;
+    if report.version.is_empty() || report.version.len() > MAX_VERSION_LEN {
+        return Err(AppError::invalid(
+            "invalid_version",
+            format!("version must be 1-{MAX_VERSION_LEN} characters"),
+        ));
+    }
+    if report
+        .message
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE_LEN)
+    {
+        return Err(AppError::invalid(
+            "field_too_long",
+            format!("message is longer than {MAX_MESSAGE_LEN} characters"),
+        ));
+    }
+    let at = now();
+    let stored = app
+        .store
+        .insert_report(&NewReport {
+            product: product.to_owned(),
+            device: report.device.clone(),
+            version: report.version.clone(),
+            state: report.state,
+            message: report.message,
+            created_at: at,
+        })
+        .await?;
+    if report.state == ReportState::Installed {
+        let channel = report.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
+        validate_name("channel", &channel)?;
+        app.device_changed(&index, &report.device, Some(&report.version), &channel);
+        app.seen
+            .record_in_order(DeviceSeen {
+                product: product.to_owned(),
+                id: report.device,
+                current_version: Some(report.version),
+                current_hash: None,
+                channel,
+                at,
+                attributes: None,
+            })
+            .await;
+    }
+    Ok(stored)
+}
+
+/// The devices a product has seen.
+pub async fn list(app: &App, product: &str, page: &PageRequest) -> AppResult<Page<Device>> {
+    app.product(product)?;
+    Ok(app.store.list_devices(product, page).await?)
+}
+
+/// One device, if the product has seen it.
+pub async fn get(app: &App, product: &str, id: &str) -> AppResult<Option<Device>> {
+    Ok(app.store.get_device(product, id).await?)
+}
+
+/// Turns a device's automatic updates on or off (THiNX devices install only with it on).
+pub async fn set_auto_update(app: &App, product: &str, id: &str, on: bool) -> AppResult<Device> {
+    app.product(product)?;
+    let device = app
+        .store
+        .set_auto_update(product, id, on)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AppError::not_found(
+                "device_not_found",
+                format!("product {product:?} has never seen device {id:?}"),
+            ),
+            other => other.into(),
+        })?;
+    tracing::info!(product = %product, device = %device.id, auto_update = device.auto_update,
+        "device changed");
+    Ok(device)
+}
+
+/// A product's update reports, newest first, optionally of one device.
+pub async fn reports(
+    app: &App,
+    product: &str,
+    device: Option<&str>,
+    page: &PageRequest,
+) -> AppResult<Page<UpdateReport>> {
+    app.product(product)?;
+    Ok(app.store.list_reports(product, device, page).await?)
+}
+
+/// Lets a device into a keyed product, or keeps it out (`all`: the rule for any device).
+pub async fn set_access(app: &App, product: &str, device: &str, access: Access) -> AppResult<()> {
+    app.store
+        .set_device_access(product, device, rule_for(device, access), now())
+        .await?;
+    app.reindex(product).await?;
+    tracing::info!(product = %product, device = %device, %access, "device access changed");
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Request ids and the access log.
+//!
+//! Every request gets an id: the caller's `X-Request-Id` when it sends a usable one (a proxy's,
+//! so one id follows the request through both logs), else one made here. The id is sent back in
+//! `X-Request-Id`, carried by every log line written while the request is handled (a `request`
+//! span), put into the body of 5xx answers (`requestId`) so a user can quote it, and written in
+//! one access-log line per request (target `otter::access`: method, route template, status,
+//! latency). `RUST_LOG=info,otter::access=off` silences the access log alone.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+/// The header requests and answers carry their id in.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Longest caller-chosen id kept; longer ones are replaced.
+const MAX_ID_LEN: usize = 128;
+
+tokio::task_local! {
+    static CURRENT: Arc<str>;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current() -> Option<Arc<str>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// A new id: a random per-process prefix and a counter, so making one costs no system call on
+/// the check path and ids from several nodes do not collide.
+fn new_id() -> Arc<str> {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| otter_store::random_id()[..12].to_owned());
+    Arc::from(format!(
+        "{prefix}-{:x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// The caller's id when it is one a log line can carry safely (visible ASCII, not too long).
+fn usable(value: &HeaderValue) -> Option<Arc<str>> {
+    let id = value.to_str().ok()?;
+    let fits = !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
+    fits.then(|| Arc::from(id))
+}
+
+/// Middleware: gives the request its id, handles it inside a `request` span, answers with the
+/// id and logs the access line.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(usable)
+        .unwrap_or_else(new_id);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = CURRENT
+        .scope(id.clone(), next.run(request).instrument(span))
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    tracing::info!(
+        target: "otter::access",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    response
+}
