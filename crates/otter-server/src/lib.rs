@@ -10,7 +10,6 @@ pub mod auth;
 pub mod download;
 pub mod error;
 pub mod index;
-pub mod metered;
 pub mod metrics;
 pub mod mqtt;
 pub mod native;
@@ -128,7 +127,7 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
         let sql = SqlStore::connect(&url).await?;
-        let store: Arc<dyn Store> = Arc::new(metered::Metered(Arc::new(sql.clone())));
+        let store: Arc<dyn Store> = Arc::new(sql.clone());
         let bootstrap =
             auth::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
 
