@@ -8,12 +8,13 @@
 //! schema changes only when an operator runs `otter migrate` ([`SqlStore::migrate`]);
 //! [`SqlStore::connect`] checks that it is current and refuses to start otherwise.
 //!
-//! One module per store trait holds its statements and row decoding: [`products`] (products,
-//! artifacts, catalogue versions), [`releases`], [`devices`] (sightings, auto-update, reports),
-//! [`uploads`], [`tokens`] (admin and one-time tokens), [`access`] (product and API keys, device
-//! rules, signing keys), [`trust`] (roots, release signatures); [`schema`] holds the
-//! migrations. What they share is here: connecting per backend, [`timed`] (which every store
-//! method runs its queries through), error mapping, pagination and column conversions.
+//! One private module per store trait holds its statements and row decoding: `products`
+//! (products, artifacts, catalogue versions), `releases`, `devices` (sightings, auto-update,
+//! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
+//! device rules, signing keys), `trust` (roots, release signatures); `schema` holds the
+//! migrations. What they share is here: connecting per backend, `timed` (which every store
+//! method runs its queries through, recording `otter_store_duration_seconds{op}`), error
+//! mapping, pagination and column conversions.
 
 use std::future::Future;
 use std::time::Instant;
@@ -113,6 +114,8 @@ impl From<sqlx::Error> for StoreError {
                     error = db.message(),
                     "unique violation"
                 );
+                // Methods whose inserts can collide name the thing with `conflict`; this
+                // generic name is left for a violation no method expected.
                 StoreError::Conflict("record")
             }
             _ => StoreError::Database(e),
