@@ -17,7 +17,6 @@ pub mod devices;
 pub mod error;
 pub mod index;
 pub mod iotawatt;
-mod metered;
 pub mod products;
 pub mod releases;
 pub mod seen;
@@ -154,7 +153,7 @@ impl App {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
         let sql = SqlStore::connect(&url).await?;
-        let store: Arc<dyn Store> = Arc::new(metered::Metered(Arc::new(sql.clone())));
+        let store: Arc<dyn Store> = Arc::new(sql.clone());
         let bootstrap =
             tokens::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
 

@@ -27,9 +27,11 @@ pub enum StoreError {
     /// The row asked for does not exist.
     #[error("not found")]
     NotFound,
-    /// A uniqueness rule would be broken (the string names what already exists).
+    /// A uniqueness rule would be broken. The string names the kind of thing that already
+    /// exists (`"product"`, `"release"`…), chosen by the store method: never the database's
+    /// own message, which names tables and constraints and may reach an HTTP client.
     #[error("{0} already exists")]
-    Conflict(String),
+    Conflict(&'static str),
     /// A list cursor that this store never handed out.
     #[error("invalid cursor")]
     InvalidCursor,

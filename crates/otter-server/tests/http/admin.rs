@@ -157,6 +157,45 @@ async fn products_create_get_list_and_conflicts() {
     expect_error(missing, 404, "product_not_found").await;
 }
 
+/// A duplicate is a 409 in otter's own words: nothing of the database's message (table,
+/// constraint or column names, engine wording) reaches the client.
+#[tokio::test]
+async fn duplicates_answer_409_without_database_text() {
+    let srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    let release = srv.release("door", "1.0.0", json!({})).await;
+    let sha = release["artifact"]["sha256"].as_str().unwrap().to_owned();
+
+    let product = srv
+        .admin(Method::POST, "/api/v1/products")
+        .json(&json!({"name": "door", "scheme": "semver"}))
+        .send()
+        .await
+        .unwrap();
+    let product = expect_error(product, 409, "product_exists").await;
+    let version = srv.try_publish("door", "1.0.0", &sha, json!({})).await;
+    let version = expect_error(version, 409, "version_exists").await;
+    for body in [product, version] {
+        let message = body["message"].as_str().unwrap().to_lowercase();
+        for database_word in [
+            "unique",
+            "constraint",
+            "duplicate key",
+            "violat",
+            "sql",
+            "postgres",
+            "database",
+            "products.name",
+            "releases.",
+        ] {
+            assert!(
+                !message.contains(database_word),
+                "{database_word:?} in {body}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn product_bodies_are_validated() {
     let srv = TestServer::start().await;

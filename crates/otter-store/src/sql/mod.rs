@@ -1,0 +1,377 @@
+//! [`SqlStore`]: every store trait in portable SQL over sqlx's `Any` driver.
+//!
+//! The same statements run on SQLite and PostgreSQL: `$n` placeholders, `ON CONFLICT … DO UPDATE`,
+//! `RETURNING`, integers for times and flags, JSON text for lists. Only the migrations differ
+//! (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! SQLite is migrated whenever it is opened. PostgreSQL is shared by every otter node, so its
+//! schema changes only when an operator runs `otter migrate` ([`SqlStore::migrate`]);
+//! [`SqlStore::connect`] checks that it is current and refuses to start otherwise.
+//!
+//! One private module per store trait holds its statements and row decoding: `products`
+//! (products, artifacts, catalogue versions), `releases`, `devices` (sightings, auto-update,
+//! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
+//! device rules, signing keys), `trust` (roots, release signatures); `schema` holds the
+//! migrations. What they share is here: connecting per backend, `timed` (which every store
+//! method runs its queries through, recording `otter_store_duration_seconds{op}`), error
+//! mapping, pagination and column conversions.
+
+use std::future::Future;
+use std::time::Instant;
+
+use otter_core::model::Page;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
+
+use crate::{PageRequest, Result, StoreError};
+
+mod access;
+mod devices;
+mod products;
+mod releases;
+mod schema;
+mod tokens;
+mod trust;
+mod uploads;
+
+use schema::{SchemaStatus, check_schema, migrate_pool};
+
+/// The database behind otter, chosen by URL scheme: `sqlite:` or `postgres:`/`postgresql:`.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+}
+
+impl SqlStore {
+    /// Connects to `url`.
+    ///
+    /// SQLite URLs look like `sqlite:///path/otter.db` or `sqlite://relative.db`; the file is
+    /// created when missing, put in WAL mode so readers never wait for the batch writer, and its
+    /// schema brought up to date.
+    ///
+    /// PostgreSQL URLs look like `postgres://user:password@host:5432/otter` (`postgresql://`
+    /// too, with libpq-style parameters such as `?sslmode=require`). Their schema is not changed
+    /// here: if migrations are pending this fails with [`StoreError::Schema`], which tells the
+    /// operator to run `otter migrate` ([`SqlStore::migrate`]).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = Backend::of(url)?;
+        let pool = open_pool(backend, url).await?;
+        let ready = match backend {
+            Backend::Sqlite => migrate_pool(&pool, backend).await.map(|_| ()),
+            Backend::Postgres => check_schema(&pool, backend, url).await,
+        };
+        if let Err(e) = ready {
+            pool.close().await;
+            return Err(e);
+        }
+        Ok(SqlStore { pool })
+    }
+
+    /// Applies the migrations `url`'s database lacks and returns how many it applied (0 when
+    /// the schema was already current). Safe to run again, and from several machines at once on
+    /// PostgreSQL (they take turns on an advisory lock).
+    pub async fn migrate(url: &str) -> Result<usize> {
+        let backend = Backend::of(url)?;
+        let pool = open_pool(backend, url).await?;
+        let applied = migrate_pool(&pool, backend).await;
+        pool.close().await;
+        applied
+    }
+
+    /// The migrations `url`'s database lacks, as `(version, description)`, oldest first;
+    /// empty when the schema is current. Reads only (it does not even create sqlx's
+    /// bookkeeping table), except that a missing SQLite file is created empty.
+    pub async fn pending_migrations(url: &str) -> Result<Vec<(i64, String)>> {
+        let backend = Backend::of(url)?;
+        let pool = open_pool(backend, url).await?;
+        let status = match pool.acquire().await {
+            Ok(mut conn) => SchemaStatus::read(&mut conn, backend).await,
+            Err(e) => Err(e.into()),
+        };
+        pool.close().await;
+        Ok(status?
+            .pending
+            .iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
+    /// Closes every connection (used on shutdown so the WAL is checkpointed).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                // The database's own text names tables, constraints and values; it goes to
+                // the debug log, never into the error (which the server may show a client).
+                tracing::debug!(
+                    constraint = db.constraint(),
+                    error = db.message(),
+                    "unique violation"
+                );
+                // Methods whose inserts can collide name the thing with `conflict`; this
+                // generic name is left for a violation no method expected.
+                StoreError::Conflict("record")
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// For `.map_err` on a statement that inserts `what` (`"product"`, `"release"`…): a unique
+/// violation becomes [`StoreError::Conflict`] naming it, anything else maps as usual.
+fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(what),
+        other => other,
+    }
+}
+
+/// Runs one store method's queries and records how long they took in the histogram
+/// `otter_store_duration_seconds{op}`, `op` being the method's name. Every store method goes
+/// through this once, at its top level (methods that reuse another's query call a shared
+/// function, not the timed method, so each call is one sample).
+async fn timed<T>(op: &'static str, queries: impl Future<Output = Result<T>>) -> Result<T> {
+    let started = Instant::now();
+    let result = queries.await;
+    metrics::histogram!("otter_store_duration_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// The database engines otter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Self> {
+        Backend::of_scheme(url).ok_or_else(|| {
+            StoreError::Config(format!(
+                "unsupported database URL {}: expected sqlite://… or postgres://…",
+                redact_url(url)
+            ))
+        })
+    }
+
+    fn of_scheme(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// A connection pool for `url`, set up for its backend.
+async fn open_pool(backend: Backend, url: &str) -> Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let options = AnyPoolOptions::new().max_connections(8);
+    let pool = match backend {
+        Backend::Sqlite => {
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            options
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets check-ins and downloads read while a batch is written;
+                        // NORMAL sync is safe under WAL (a power cut loses at most the last
+                        // batch).
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?
+        }
+        Backend::Postgres => {
+            // One plain connection first: the pool retries a server it cannot reach until its
+            // acquire timeout (30 s) and then reports only "pool timed out"; this says why at
+            // once (refused, unknown host, TLS, authentication).
+            AnyConnection::connect(url).await?.close().await?;
+            options.connect(url).await?
+        }
+    };
+    Ok(pool)
+}
+
+/// `url` with its password (user info or a `password=` parameter) replaced by `***`, for
+/// messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    // The user info ends at the last `@` before the path. A PostgreSQL password may hold an
+    // unescaped `/`, `?` or `#` by mistake, so there the last `@` anywhere counts: that hides
+    // too much at worst (an `@` in a parameter), never too little.
+    let authority_end = if Backend::of_scheme(url) == Some(Backend::Postgres) {
+        rest.len()
+    } else {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    };
+    let mut out = url[..start].to_owned();
+    let mut tail = rest;
+    if let Some(at) = rest[..authority_end].rfind('@') {
+        let userinfo = &rest[..at];
+        match userinfo.find(':') {
+            Some(colon) => {
+                out.push_str(&userinfo[..colon]);
+                out.push_str(":***");
+            }
+            None => out.push_str(userinfo),
+        }
+        tail = &rest[at..];
+    }
+    match tail.find('?') {
+        Some(q) => {
+            out.push_str(&tail[..=q]);
+            let (query, fragment) = match tail[q + 1..].find('#') {
+                Some(h) => tail[q + 1..].split_at(h),
+                None => (&tail[q + 1..], ""),
+            };
+            let params: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+            out.push_str(fragment);
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+/// How many rows a page holds: what was asked for, within 1..=500.
+fn limit(page: &PageRequest) -> i64 {
+    i64::from(page.limit.clamp(1, 500))
+}
+
+/// Turns `limit + 1` fetched rows into a page: the extra row only tells that more exist.
+fn paginate<T>(mut items: Vec<T>, page: &PageRequest, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+    let limit = limit(page) as usize;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor_of)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// The row an integer cursor (a `seq` or `id` handed out as `nextCursor`) points at; `None`
+/// for the first page.
+fn int_cursor(page: &PageRequest) -> Result<Option<i64>> {
+    page.cursor
+        .as_deref()
+        .map(|c| c.parse().map_err(|_| StoreError::InvalidCursor))
+        .transpose()
+}
+
+/// A flag column (stored as an integer on both backends).
+fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+/// A size or offset column (stored as a signed 64-bit integer on both backends).
+fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
+    let v: i64 = row.try_get(col)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
+}
+
+/// A size or offset as the database stores it.
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit the database")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        for (url, shown) in [
+            (
+                "postgres://otter:s3cret@db.example.com:5432/otter",
+                "postgres://otter:***@db.example.com:5432/otter",
+            ),
+            (
+                "postgresql://otter:p@ss/w0rd@db/otter?sslmode=require",
+                "postgresql://otter:***@db/otter?sslmode=require",
+            ),
+            (
+                "postgres://db/otter?user=otter&password=s3cret&sslmode=require",
+                "postgres://db/otter?user=otter&password=***&sslmode=require",
+            ),
+            (
+                "postgres://otter@db/otter?sslpassword=key",
+                "postgres://otter@db/otter?sslpassword=***",
+            ),
+            ("postgres://db/otter", "postgres://db/otter"),
+            (
+                "postgres://otter:a#b?c@db/otter",
+                "postgres://otter:***@db/otter",
+            ),
+            (
+                "sqlite:///var/lib/otter@1/otter.db",
+                "sqlite:///var/lib/otter@1/otter.db",
+            ),
+            (
+                "sqlite://otter-data/otter.db",
+                "sqlite://otter-data/otter.db",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn backends_by_scheme() {
+        assert_eq!(Backend::of_scheme("sqlite://x.db"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of_scheme("postgres://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of_scheme("postgresql://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_scheme("mysql://h/db"), None);
+        let err = Backend::of("mysql://root:hunter2@h/db").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("mysql://root:***@h/db"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}

@@ -1,0 +1,323 @@
+//! Devices, their sightings and their reports ([`otter_store::DeviceStore`]).
+
+use super::*;
+
+pub async fn devices(store: &dyn Store) -> Vec<Device> {
+    store
+        .list_devices("door-sensor", &first(100))
+        .await
+        .unwrap()
+        .items
+}
+
+/// Batches from several nodes land in any order: a sighting older than the stored one changes
+/// nothing, so last_seen never goes back and a stale check-in never overwrites a newer version.
+pub async fn older_sightings_never_win(store: &dyn Store) {
+    store
+        .record_seen(&[seen("door-sensor", "dev-1", Some("1.1.0"), "beta", T0 + 10)])
+        .await
+        .unwrap();
+    store
+        .record_seen(&[seen(
+            "door-sensor",
+            "dev-1",
+            Some("1.0.0"),
+            "stable",
+            T0 + 5,
+        )])
+        .await
+        .unwrap();
+    let dev1 = devices(store).await.remove(0);
+    assert_eq!(dev1.current_version.as_deref(), Some("1.1.0"));
+    assert_eq!(dev1.channel, "beta");
+    assert_eq!((dev1.first_seen, dev1.last_seen), (T0 + 10, T0 + 10));
+    // Within the same second the later write wins (one node's queue keeps its order).
+    store
+        .record_seen(&[seen("door-sensor", "dev-1", Some("1.2.0"), "beta", T0 + 10)])
+        .await
+        .unwrap();
+    assert_eq!(
+        devices(store).await[0].current_version.as_deref(),
+        Some("1.2.0")
+    );
+}
+
+pub async fn record_seen_upserts(store: &dyn Store) {
+    store
+        .record_seen(&[
+            seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0),
+            seen("door-sensor", "dev-2", None, "beta", T0 + 1),
+        ])
+        .await
+        .unwrap();
+    let list = devices(store).await;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, "dev-1");
+    assert_eq!(list[0].current_version.as_deref(), Some("1.0.0"));
+    assert_eq!(list[0].current_hash.as_deref(), Some("hash-of-1.0.0"));
+    assert_eq!(list[0].channel, "stable");
+    assert_eq!((list[0].first_seen, list[0].last_seen), (T0, T0));
+    assert_eq!(list[1].id, "dev-2");
+    assert_eq!(list[1].current_version, None);
+    assert_eq!(list[1].current_hash, None);
+    assert_eq!((list[1].first_seen, list[1].last_seen), (T0 + 1, T0 + 1));
+
+    // One batch, dev-1 twice: a new version, then a sighting without one on another channel.
+    // The later sighting wins, but does not forget the version; first_seen is kept.
+    store
+        .record_seen(&[
+            seen("door-sensor", "dev-1", Some("1.1.0"), "stable", T0 + 10),
+            seen("door-sensor", "dev-3", Some("0.9.0"), "stable", T0 + 11),
+            seen("door-sensor", "dev-1", None, "beta", T0 + 20),
+            // Same id under another product is another device.
+            seen("gate", "dev-1", Some("5.0.0"), "stable", T0 + 30),
+        ])
+        .await
+        .unwrap();
+    let list = devices(store).await;
+    let ids: Vec<&str> = list.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["dev-1", "dev-2", "dev-3"]);
+    let dev1 = &list[0];
+    assert_eq!(dev1.product, "door-sensor");
+    assert_eq!(dev1.current_version.as_deref(), Some("1.1.0"));
+    assert_eq!(dev1.current_hash.as_deref(), Some("hash-of-1.1.0"));
+    assert_eq!(dev1.channel, "beta");
+    assert_eq!(dev1.first_seen, T0);
+    assert_eq!(dev1.last_seen, T0 + 20);
+    // dev-2 was not in the batch and is unchanged.
+    assert_eq!(list[1].last_seen, T0 + 1);
+    assert_eq!(list[1].channel, "beta");
+
+    let gate = store.list_devices("gate", &first(100)).await.unwrap().items;
+    assert_eq!(gate.len(), 1);
+    assert_eq!(gate[0].current_version.as_deref(), Some("5.0.0"));
+    assert_eq!((gate[0].first_seen, gate[0].last_seen), (T0 + 30, T0 + 30));
+
+    // A device that had no version reports one later.
+    store
+        .record_seen(&[seen(
+            "door-sensor",
+            "dev-2",
+            Some("2.0.0"),
+            "stable",
+            T0 + 40,
+        )])
+        .await
+        .unwrap();
+    let dev2 = devices(store).await.remove(1);
+    assert_eq!(dev2.current_version.as_deref(), Some("2.0.0"));
+    assert_eq!(dev2.channel, "stable");
+    assert_eq!((dev2.first_seen, dev2.last_seen), (T0 + 1, T0 + 40));
+
+    // An empty batch is fine.
+    store.record_seen(&[]).await.unwrap();
+    assert_eq!(devices(store).await.len(), 3);
+}
+
+pub async fn devices_paginate_by_id(store: &dyn Store) {
+    let batch: Vec<DeviceSeen> = ["d", "b", "e", "a", "c"]
+        .into_iter()
+        .map(|id| seen("door-sensor", id, Some("1.0.0"), "stable", T0))
+        .chain([seen("gate", "aa", None, "stable", T0)])
+        .collect();
+    store.record_seen(&batch).await.unwrap();
+    let ids = |page: &Page<Device>| page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+
+    let p1 = store.list_devices("door-sensor", &first(2)).await.unwrap();
+    assert_eq!(ids(&p1), ["a", "b"]);
+    let p2 = store
+        .list_devices("door-sensor", &after(2, &p1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(ids(&p2), ["c", "d"]);
+    let p3 = store
+        .list_devices("door-sensor", &after(2, &p2.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(ids(&p3), ["e"]);
+    assert_eq!(p3.next_cursor, None);
+}
+
+pub async fn reports_list_newest_first_and_filter_by_device(store: &dyn Store) {
+    let inputs = [
+        report("dev-1", "1.1.0", ReportState::Downloading, T0),
+        report("dev-2", "1.1.0", ReportState::Downloading, T0 + 1),
+        report("dev-1", "1.1.0", ReportState::Installed, T0 + 2),
+        NewReport {
+            message: Some("checksum mismatch".to_owned()),
+            ..report("dev-2", "1.1.0", ReportState::Failed, T0 + 3)
+        },
+        report("dev-1", "1.2.0", ReportState::RolledBack, T0 + 4),
+    ];
+    let mut stored = Vec::new();
+    for input in &inputs {
+        let r = store.insert_report(input).await.unwrap();
+        assert_eq!(
+            (
+                &r.product,
+                &r.device,
+                &r.version,
+                r.state,
+                &r.message,
+                r.created_at
+            ),
+            (
+                &input.product,
+                &input.device,
+                &input.version,
+                input.state,
+                &input.message,
+                input.created_at
+            )
+        );
+        stored.push(r);
+    }
+    for pair in stored.windows(2) {
+        assert!(pair[1].id > pair[0].id, "report ids should increase");
+    }
+    // Another product's report stays out of door-sensor's lists.
+    store
+        .insert_report(&NewReport {
+            product: "gate".to_owned(),
+            ..report("dev-1", "5.0.0", ReportState::Installed, T0 + 5)
+        })
+        .await
+        .unwrap();
+
+    let all = store
+        .list_reports("door-sensor", None, &first(100))
+        .await
+        .unwrap();
+    let newest_first: Vec<_> = stored.iter().rev().cloned().collect();
+    assert_eq!(all.items, newest_first);
+    assert_eq!(all.next_cursor, None);
+
+    let dev1 = store
+        .list_reports("door-sensor", Some("dev-1"), &first(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        dev1.items,
+        vec![stored[4].clone(), stored[2].clone(), stored[0].clone()]
+    );
+
+    // Paging, with and without the device filter.
+    let p1 = store
+        .list_reports("door-sensor", None, &first(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.items,
+        stored[3..].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let p2 = store
+        .list_reports("door-sensor", None, &after(2, &p1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.items,
+        stored[1..3].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let p3 = store
+        .list_reports("door-sensor", None, &after(2, &p2.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(p3.items, vec![stored[0].clone()]);
+    assert_eq!(p3.next_cursor, None);
+
+    let d1 = store
+        .list_reports("door-sensor", Some("dev-1"), &first(2))
+        .await
+        .unwrap();
+    assert_eq!(d1.items, vec![stored[4].clone(), stored[2].clone()]);
+    let d2 = store
+        .list_reports("door-sensor", Some("dev-1"), &after(2, &d1.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(d2.items, vec![stored[0].clone()]);
+    assert_eq!(d2.next_cursor, None);
+
+    let nobody = store
+        .list_reports("door-sensor", Some("dev-9"), &first(100))
+        .await
+        .unwrap();
+    assert!(nobody.items.is_empty());
+    assert_eq!(nobody.next_cursor, None);
+}
+
+pub async fn reports_reject_invalid_cursors(store: &dyn Store) {
+    store
+        .insert_report(&report("dev-1", "1.0.0", ReportState::Installed, T0))
+        .await
+        .unwrap();
+    for device in [None, Some("dev-1")] {
+        for cursor in ["not-a-cursor", "", "1.5"] {
+            let err = store
+                .list_reports(
+                    "door-sensor",
+                    device,
+                    &PageRequest {
+                        limit: 10,
+                        cursor: Some(cursor.to_owned()),
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidCursor),
+                "device {device:?} cursor {cursor:?}: expected InvalidCursor, got {err:?}"
+            );
+        }
+    }
+}
+
+pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
+    assert_eq!(store.get_device("door-sensor", "d1").await.unwrap(), None);
+    assert!(matches!(
+        store.set_auto_update("door-sensor", "d1", true).await,
+        Err(StoreError::NotFound)
+    ));
+    let mut sighting = seen("door-sensor", "d1", Some("1.0.0"), "stable", T0);
+    sighting.attributes = Some(json!({"mac": "5C:CF:7F:12:34:56", "alias": "hall"}));
+    store.record_seen(&[sighting]).await.unwrap();
+    let device = store
+        .get_device("door-sensor", "d1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device.attributes["alias"], "hall");
+    assert!(!device.auto_update, "auto-update is off until turned on");
+
+    let on = store
+        .set_auto_update("door-sensor", "d1", true)
+        .await
+        .unwrap();
+    assert!(on.auto_update);
+    // A sighting without attributes keeps them, and never touches auto-update; one with
+    // attributes replaces them.
+    store
+        .record_seen(&[seen("door-sensor", "d1", Some("1.1.0"), "stable", T0 + 10)])
+        .await
+        .unwrap();
+    let device = store
+        .get_device("door-sensor", "d1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device.attributes["mac"], "5C:CF:7F:12:34:56");
+    assert!(device.auto_update);
+    assert_eq!(device.current_version.as_deref(), Some("1.1.0"));
+    let mut renamed = seen("door-sensor", "d1", None, "stable", T0 + 20);
+    renamed.attributes = Some(json!({"alias": "porch"}));
+    store.record_seen(&[renamed]).await.unwrap();
+    let listed = store.list_devices("door-sensor", &first(10)).await.unwrap();
+    assert_eq!(listed.items[0].attributes, json!({"alias": "porch"}));
+    assert!(listed.items[0].auto_update);
+    assert!(
+        !store
+            .set_auto_update("door-sensor", "d1", false)
+            .await
+            .unwrap()
+            .auto_update
+    );
+}

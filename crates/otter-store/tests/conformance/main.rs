@@ -1,0 +1,386 @@
+//! One conformance suite for every store backend.
+//!
+//! Each behaviour is written once, as an `async fn` over `&dyn Store` (or over a [`TestDb`] when
+//! it needs to reconnect, or over a [`Fresh`] database when it is about migrations), and the
+//! `conformance!` macro at the bottom turns it into one `#[tokio::test]` per backend:
+//! `sqlite::products_are_unique`, `postgres::products_are_unique`…
+//! Run one backend with `cargo test -p otter-store --test conformance sqlite::`.
+//!
+//! A backend is one `async fn() -> Option<Fresh>` that makes a new, empty database (or returns
+//! `None` to skip). SQLite always runs, in a temporary directory. PostgreSQL runs on a throwaway
+//! cluster that `otter_testkit::postgres` starts once per test process (a new database per
+//! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
+//!
+//! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
+//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`), plus `whole` (the store as a
+//! whole) and `schema` (migrations). They take the harness and fixtures below with
+//! `use super::*`.
+
+use std::path::Path;
+
+use otter_core::access::Access;
+use otter_core::model::{
+    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState,
+    UploadSession,
+};
+use otter_core::ott::OneTimeToken;
+use otter_core::version::Scheme;
+use otter_store::sql::SqlStore;
+use otter_store::{NewReport, PageRequest, ProductStore as _, Store, StoreError};
+use serde_json::json;
+use sqlx::Row as _;
+use tempfile::TempDir;
+
+mod access;
+mod devices;
+mod products;
+mod releases;
+mod schema;
+mod tokens;
+mod trust;
+mod uploads;
+mod whole;
+
+use access::*;
+use devices::*;
+use products::*;
+use releases::*;
+use schema::*;
+use tokens::*;
+use trust::*;
+use uploads::*;
+use whole::*;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Its migrations' directory name under `migrations/`.
+    fn dir(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A new, empty database: no tables, not even sqlx's bookkeeping.
+struct Fresh {
+    url: String,
+    backend: Backend,
+    /// Keeps a SQLite database's directory alive until the test ends.
+    dir: Option<TempDir>,
+}
+
+/// A migrated database for one test, and what it takes to connect to it again.
+struct TestDb {
+    url: String,
+    store: SqlStore,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    /// Migrates `fresh` the way an operator would (`otter migrate` on PostgreSQL; SQLite
+    /// migrates itself on connect) and connects.
+    async fn open(fresh: Fresh) -> TestDb {
+        let Fresh { url, backend, dir } = fresh;
+        if backend == Backend::Postgres {
+            let applied = SqlStore::migrate(&url)
+                .await
+                .unwrap_or_else(|e| panic!("migrating {url}: {e}"));
+            assert_eq!(applied, migration_count(backend));
+        }
+        let store = SqlStore::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        TestDb {
+            url,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    /// Closes every connection and connects to the same database again.
+    async fn reconnect(&mut self) {
+        self.store.close().await;
+        self.store = SqlStore::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("reconnecting to {}: {e}", self.url));
+    }
+}
+
+/// SQLite: a new file in a new temporary directory (created by the first connection).
+async fn sqlite() -> Option<Fresh> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    Some(Fresh {
+        url: format!("sqlite://{}/otter.db", dir.path().display()),
+        backend: Backend::Sqlite,
+        dir: Some(dir),
+    })
+}
+
+/// PostgreSQL: a new database on the test process's throwaway cluster.
+async fn postgres() -> Option<Fresh> {
+    let cluster = otter_testkit::postgres::start()?;
+    Some(Fresh {
+        url: cluster.fresh_database_url(),
+        backend: Backend::Postgres,
+        dir: None,
+    })
+}
+
+/// How many migrations a backend has (one file each).
+fn migration_count(backend: Backend) -> usize {
+    std::fs::read_dir(migrations_dir(backend))
+        .expect("migrations directory")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count()
+}
+
+fn migrations_dir(backend: Backend) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend.dir())
+}
+
+/// A plain sqlx pool on `url`, to set a schema up by hand.
+async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if url.starts_with("sqlite:") {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
+/// Generates one `#[tokio::test]` per behaviour in a module named after the backend.
+/// `store:` behaviours take `&dyn Store`; `db:` behaviours take `&mut TestDb`; `fresh:`
+/// behaviours take an unmigrated [`Fresh`] database.
+macro_rules! backend_tests {
+    (
+        $backend:ident,
+        [$($store_test:ident),* $(,)?],
+        [$($db_test:ident),* $(,)?],
+        [$($fresh_test:ident),* $(,)?] $(,)?
+    ) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $store_test() {
+                    if let Some(fresh) = super::$backend().await {
+                        let db = super::TestDb::open(fresh).await;
+                        super::$store_test(db.store()).await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $db_test() {
+                    if let Some(fresh) = super::$backend().await {
+                        let mut db = super::TestDb::open(fresh).await;
+                        super::$db_test(&mut db).await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $fresh_test() {
+                    if let Some(fresh) = super::$backend().await {
+                        super::$fresh_test(fresh).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! conformance {
+    (
+        store: [$($store_test:ident),* $(,)?],
+        db: [$($db_test:ident),* $(,)?],
+        fresh: [$($fresh_test:ident),* $(,)?] $(,)?
+    ) => {
+        backend_tests!(sqlite, [$($store_test),*], [$($db_test),*], [$($fresh_test),*]);
+        backend_tests!(postgres, [$($store_test),*], [$($db_test),*], [$($fresh_test),*]);
+    };
+}
+
+conformance! {
+    store: [
+        products_create_get_list,
+        products_are_unique,
+        products_paginate,
+        lists_sort_byte_wise,
+        artifacts_are_content_addressed,
+        releases_round_trip_with_increasing_seq,
+        release_versions_are_unique_per_product,
+        releases_need_a_known_product_and_artifact,
+        releases_list_newest_first_and_paginate,
+        releases_reject_invalid_cursors,
+        patch_release_changes_only_given_flags,
+        catalog_versions_count_bumps_per_product,
+        concurrent_catalog_bumps_are_atomic,
+        record_seen_upserts,
+        older_sightings_never_win,
+        devices_paginate_by_id,
+        reports_list_newest_first_and_filter_by_device,
+        reports_reject_invalid_cursors,
+        upload_sessions_lifecycle,
+        tokens_are_idempotent,
+        product_keys_round_trip,
+        device_access_rules_set_replace_and_delete,
+        devices_keep_attributes_and_auto_update,
+        api_keys_add_list_delete,
+        one_time_tokens_are_used_once_and_spent_once,
+        signing_keys_are_set_per_kind,
+        roots_and_release_signatures,
+        conflicts_name_what_exists_not_the_database,
+    ],
+    db: [data_survives_reconnect],
+    fresh: [
+        connect_on_an_empty_database,
+        migrate_applies_each_migration_once,
+        migrate_finishes_a_partly_migrated_database,
+        concurrent_migrations_take_turns,
+        schema_from_another_otter_is_refused,
+    ],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+const T0: i64 = 1_700_000_000;
+
+fn product(name: &str, scheme: Scheme) -> Product {
+    Product {
+        name: name.to_owned(),
+        scheme,
+        created_at: T0,
+    }
+}
+
+/// A distinct artifact per `n`, with digests of the right lengths.
+fn artifact(n: u8, filename: &str) -> Artifact {
+    Artifact {
+        sha256: format!("{n:064x}"),
+        sha1: format!("{n:040x}"),
+        md5: format!("{n:032x}"),
+        size: 1000 + u64::from(n),
+        filename: filename.to_owned(),
+        created_at: T0 + i64::from(n),
+    }
+}
+
+/// A release with every optional field empty; `seq` is for the store to assign.
+fn release(product: &str, version: &str, artifact: &Artifact) -> Release {
+    Release {
+        seq: 0,
+        product: product.to_owned(),
+        version: version.to_owned(),
+        artifact: artifact.clone(),
+        channels: vec!["stable".to_owned()],
+        release_date: "2026-05-22T11:30:00-04:00".to_owned(),
+        min_source_version: None,
+        mandatory: false,
+        deprecated: false,
+        yanked: false,
+        title: None,
+        summary: None,
+        release_notes_url: None,
+        metadata: json!({}),
+        created_at: T0 + 100,
+    }
+}
+
+fn seen(product: &str, id: &str, version: Option<&str>, channel: &str, at: i64) -> DeviceSeen {
+    DeviceSeen {
+        product: product.to_owned(),
+        id: id.to_owned(),
+        current_version: version.map(str::to_owned),
+        current_hash: version.map(|v| format!("hash-of-{v}")),
+        channel: channel.to_owned(),
+        at,
+        attributes: None,
+    }
+}
+
+fn report(device: &str, version: &str, state: ReportState, at: i64) -> NewReport {
+    NewReport {
+        product: "door-sensor".to_owned(),
+        device: device.to_owned(),
+        version: version.to_owned(),
+        state,
+        message: None,
+        created_at: at,
+    }
+}
+
+fn upload(id: &str, updated_at: i64) -> UploadSession {
+    UploadSession {
+        id: id.to_owned(),
+        filename: format!("{id}.bin"),
+        size: 4096,
+        sha256: "ab".repeat(32),
+        offset: 0,
+        created_at: updated_at,
+        updated_at,
+    }
+}
+
+fn first(limit: u32) -> PageRequest {
+    PageRequest {
+        limit,
+        cursor: None,
+    }
+}
+
+fn after(limit: u32, cursor: &Option<String>) -> PageRequest {
+    PageRequest {
+        limit,
+        cursor: Some(cursor.clone().expect("a next cursor")),
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Publishes `versions` of `product` in order, each with its own artifact.
+async fn publish(store: &dyn Store, product: &str, versions: &[&str]) -> Vec<Release> {
+    let mut out = Vec::new();
+    for (i, version) in versions.iter().enumerate() {
+        let n = u8::try_from(i).unwrap() + 1;
+        let stored = store
+            .put_artifact(&artifact(n, &format!("{product}-{version}.bin")))
+            .await
+            .unwrap();
+        out.push(
+            store
+                .create_release(&release(product, version, &stored))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
