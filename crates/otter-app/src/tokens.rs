@@ -79,8 +79,9 @@ pub async fn ensure_admin_token(
     configured: Option<&str>,
 ) -> Result<Bootstrap, BootstrapError> {
     if let Some(token) = configured {
+        // A configured token replaces the one configured before: rotating it revokes the old.
         store
-            .add_token(&token_hash(token), "configured", now())
+            .replace_token(&token_hash(token), "configured", now())
             .await?;
         return Ok(Bootstrap::Configured);
     }

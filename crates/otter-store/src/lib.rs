@@ -168,6 +168,9 @@ pub trait UploadStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     /// Adds a token hash; adding one that exists is not an error.
     async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()>;
+    /// Makes this token the only one under `label` (a configured token replaces the one
+    /// configured before), atomically.
+    async fn replace_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()>;
     async fn token_hashes(&self) -> Result<Vec<String>>;
 }
 

@@ -263,3 +263,24 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
     // The first server is unaffected.
     assert_eq!(srv.get_json("/api/v1/products").await["items"], json!([]));
 }
+
+/// Rotating the configured admin token revokes the old one: start with `a`, restart with `b`,
+/// and `a` no longer opens the admin API.
+#[tokio::test]
+async fn a_configured_admin_token_replaces_the_one_configured_before() {
+    let mut srv = TestServer::start().await;
+    let old = srv.token.clone();
+    let rotated = "rotated-admin-token-0123456789abcdef".to_owned();
+    srv.start_token = Some(rotated.clone());
+    srv.restart().await;
+    assert_eq!(srv.bootstrap, "configured");
+    let with_old = srv
+        .anon(Method::GET, "/api/v1/products")
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    expect_error(with_old, 401, "unauthorized").await;
+    srv.token = rotated;
+    srv.get_json("/api/v1/products").await;
+}

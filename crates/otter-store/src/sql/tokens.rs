@@ -40,6 +40,29 @@ impl TokenStore for SqlStore {
         .await
     }
 
+    async fn replace_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
+        timed("replace_token", async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM admin_tokens WHERE label = $1 AND token_sha256 <> $2")
+                .bind(label)
+                .bind(token_sha256)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO admin_tokens (token_sha256, label, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (token_sha256) DO NOTHING",
+            )
+            .bind(token_sha256)
+            .bind(label)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn token_hashes(&self) -> Result<Vec<String>> {
         timed("token_hashes", async {
             let rows = sqlx::query("SELECT token_sha256 FROM admin_tokens")

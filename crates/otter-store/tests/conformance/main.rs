@@ -246,6 +246,7 @@ conformance! {
         reports_reject_invalid_cursors,
         upload_sessions_lifecycle,
         tokens_are_idempotent,
+        a_replaced_token_is_the_only_one_under_its_label,
         product_keys_round_trip,
         device_access_rules_set_replace_and_delete,
         devices_keep_attributes_and_auto_update,

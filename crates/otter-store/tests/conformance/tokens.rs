@@ -13,6 +13,27 @@ pub async fn tokens_are_idempotent(store: &dyn Store) {
     assert_eq!(sorted(store.token_hashes().await.unwrap()), [h1, h2]);
 }
 
+pub async fn a_replaced_token_is_the_only_one_under_its_label(store: &dyn Store) {
+    let (old, new, other) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+    store.add_token(&old, "configured", T0).await.unwrap();
+    store.add_token(&other, "generated", T0).await.unwrap();
+    store
+        .replace_token(&new, "configured", T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(store.token_hashes().await.unwrap()),
+        [new.clone(), other.clone()],
+        "the old configured token is gone, tokens under other labels stay"
+    );
+    // Replacing with the same token again keeps it.
+    store
+        .replace_token(&new, "configured", T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(sorted(store.token_hashes().await.unwrap()), [new, other]);
+}
+
 pub async fn one_time_tokens_are_used_once_and_spent_once(store: &dyn Store) {
     let token = OneTimeToken::issue("c3".repeat(32), "door-sensor", "d1", &"ab".repeat(32), T0);
     store.create_ott(&token).await.unwrap();
