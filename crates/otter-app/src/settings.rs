@@ -114,4 +114,3 @@ impl fmt::Display for DownloadMode {
         })
     }
 }
-

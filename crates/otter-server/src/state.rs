@@ -7,10 +7,10 @@ use otter_store::Store;
 use otter_store::blob::{Blobs, Staging};
 
 use crate::admin::uploads::Busy;
-pub use otter_app::settings::ServerConfig;
 use crate::auth::AdminTokens;
 use crate::index::CheckIndex;
 use crate::seen::SeenQueue;
+pub use otter_app::settings::ServerConfig;
 
 /// Shared state; cheap to clone.
 #[derive(Clone)]
