@@ -1126,6 +1126,45 @@ fn sign_and_verify_every_format() {
     )
     .ok();
     assert!(ok.contains("version:2.0.0"), "{ok}");
+    // minisign's own public key file, from the public or the private key: `minisign -V` takes it
+    // and checks otter's signature.
+    let shown = otter(&["keys", "show", &p("ed.pub"), "--format", "minisign"], &[]).ok();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    assert!(
+        lines[0].starts_with("untrusted comment: minisign public key "),
+        "{shown}"
+    );
+    let from_private = ["keys", "show", &p("ed.key"), "--format", "minisign"];
+    assert_eq!(otter(&from_private, &[]).ok(), shown);
+    std::fs::write(p("ed.minisign.pub"), &shown).unwrap();
+    if let Some(minisign) = otter_testkit::tool("minisign", None) {
+        let verify = |file: &str| {
+            Command::new(&minisign)
+                .args(["-Vm", file, "-p", &p("ed.minisign.pub")])
+                .output()
+                .expect("run minisign")
+        };
+        let out = verify(path(&image));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("version:2.0.0"), "{stdout}");
+        // The same signature does not pass for other bytes.
+        let other = p("other.bin");
+        std::fs::write(&other, b"other bytes").unwrap();
+        std::fs::copy(
+            format!("{}.minisig", path(&image)),
+            format!("{other}.minisig"),
+        )
+        .unwrap();
+        assert!(!verify(&other).status.success());
+    }
+    let p256 = otter(&["keys", "show", &p("ec.pub"), "--format", "minisign"], &[]).fails();
+    assert!(p256.contains("minisign keys are Ed25519"), "{p256}");
     // Raw: the binarySignature of the manifest contract.
     otter(
         &[
