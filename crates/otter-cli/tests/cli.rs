@@ -245,6 +245,12 @@ async fn publish_check_yank_and_fleet() {
     assert_eq!(releases[0]["artifact"]["sha256"], sha256.as_str());
     assert_eq!(releases[0]["artifact"]["size"], SIZE);
     assert_eq!(releases[0]["yanked"], false);
+    // Times are RFC 3339 UTC, like releaseDate, as the server sent them.
+    let created = releases[0]["createdAt"]
+        .as_str()
+        .expect("createdAt as text");
+    assert!(created.ends_with('Z'), "{created}");
+    otter_core::model::parse_rfc3339("createdAt", created).unwrap();
 
     // A device on 0.9.0 is offered 1.0.0, and the offered URL serves the published bytes.
     let http = reqwest::Client::new();

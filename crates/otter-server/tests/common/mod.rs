@@ -641,6 +641,19 @@ pub fn firmware_for(product: &str, version: &str) -> Vec<u8> {
     image
 }
 
+/// The Unix seconds of a time in an API body, which must be RFC 3339 UTC (`…Z`), as every time
+/// the API sends is (like `releaseDate`).
+#[track_caller]
+pub fn unix_time(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("a time as an RFC 3339 string, not {value}"));
+    assert!(text.ends_with('Z'), "a UTC time: {text}");
+    otter_core::model::parse_rfc3339("time", text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unix_timestamp()
+}
+
 /// Polls `probe` until it returns `Ok`, for at most [`PATIENCE`]; panics with the last `Err`.
 pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
     wait_until_async(PATIENCE, what, probe).await
