@@ -11,7 +11,7 @@
 //!
 //! A missing tool prints `SKIP <tool>: not installed` (and fails the test under `CI=true`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use otter_core::formats::{FormatError, esp_idf_sbv2, esp8266_rsa, iotawatt, minisign};
