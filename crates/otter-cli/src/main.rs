@@ -142,3 +142,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::OnlineKey { client } => signing::online_key(&Client::new(&client)?).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is parsed; this checks all of them
+    /// (duplicate flags, bad defaults, conflicts naming missing args) without running any.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use otter_core::formats::minisign;
 use otter_core::model::format_rfc3339;
 use otter_core::signing::documents::{
     ArtifactRef, MANIFEST_TYPE, ROOT_TYPE, ReleaseManifest, Roles, Root,
@@ -39,7 +40,24 @@ pub enum KeysCommand {
         force: bool,
     },
     /// Show a key's algorithm, id and raw public key (private or public key file).
-    Show { key: PathBuf },
+    #[command(after_help = "Examples:
+  otter keys show release.pub
+  otter keys show release.pub --format minisign > release.minisign.pub
+  minisign -Vm fw.bin -p release.minisign.pub")]
+    Show {
+        key: PathBuf,
+        /// text, or minisign: the public key file `minisign -p` takes (Ed25519 keys only), with
+        /// the key id `otter sign --format minisign` puts in its signatures.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+    },
+}
+
+/// How `otter keys show` prints a key.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum ShowFormat {
+    Text,
+    Minisign,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -88,11 +106,26 @@ impl KeysCommand {
                 println!("{}", key.public_key().key_id());
                 Ok(())
             }
-            KeysCommand::Show { key } => {
+            KeysCommand::Show { key, format } => {
                 let public = read_public(&key)?;
-                println!("algorithm: {}", public.algorithm);
-                println!("key id:    {}", public.key_id());
-                println!("public:    {}", public.public_hex);
+                match format {
+                    ShowFormat::Text => {
+                        println!("algorithm: {}", public.algorithm);
+                        println!("key id:    {}", public.key_id());
+                        println!("public:    {}", public.public_hex);
+                    }
+                    ShowFormat::Minisign => {
+                        if public.algorithm != Algorithm::Ed25519 {
+                            bail!(
+                                "{} is a {} key; minisign keys are Ed25519",
+                                key.display(),
+                                public.algorithm
+                            );
+                        }
+                        let public = minisign::PublicKey::from_spki(&public.to_spki())?;
+                        print!("{}", public.to_file());
+                    }
+                }
                 Ok(())
             }
         }

@@ -1,231 +1,37 @@
-//! End-to-end tests of the `otter` binary: `otter serve` runs as a child process on a free port,
-//! and the admin commands run against it as further child processes, exactly as a user would.
+//! End-to-end tests of the `otter` binary: `otter serve` runs as a child process (the testkit's
+//! harness), and the admin commands run against it as further child processes, exactly as a
+//! user would.
 
-use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use otter_testkit::serve::{Serve, command};
+use otter_testkit::{wait_until, wait_until_async};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const OTTER: &str = env!("CARGO_BIN_EXE_otter");
-/// How long a server may take to start listening (a cold debug build on a busy machine).
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a server may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-/// Settings that would leak in from the environment of whoever runs the tests.
-const OTTER_ENV: &[&str] = &[
-    "OTTER_CONFIG",
-    "OTTER_LISTEN",
-    "OTTER_DATA",
-    "OTTER_DATABASE_URL",
-    "OTTER_PUBLIC_URL",
-    "OTTER_ADMIN_TOKEN",
-    "OTTER_MAX_UPLOAD",
-    "OTTER_UPLOAD_TTL",
-    "OTTER_SHUTDOWN_GRACE",
-    "OTTER_LOG_FORMAT",
-    "OTTER_SERVER",
-    "OTTER_TOKEN",
-];
+/// How long a sighting, written in the background, may take to show.
+const SIGHTING: Duration = Duration::from_secs(10);
 
-/// A running `otter serve`, killed when dropped.
-struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`, from the server's own log line.
-    url: String,
-    stdout: Arc<Mutex<String>>,
-    stdout_reader: Option<JoinHandle<()>>,
-    log: Arc<Mutex<String>>,
-    log_reader: Option<JoinHandle<()>>,
+/// `otter serve --data <data>`.
+fn serve(data: &Path) -> Serve {
+    Serve::start(OTTER, data)
 }
 
-impl Server {
-    /// `otter serve --listen 127.0.0.1:0 --data <data>`.
-    fn start(data: &Path) -> Server {
-        let args = [
-            OsStr::new("--listen"),
-            OsStr::new("127.0.0.1:0"),
-            OsStr::new("--data"),
-            data.as_os_str(),
-        ];
-        Server::spawn(&args, &[], data.parent().unwrap())
-    }
-
-    /// `otter serve <args>` with `envs` in `cwd`; returns once the server logs its address.
-    fn spawn(args: &[&OsStr], envs: &[(&str, &str)], cwd: &Path) -> Server {
-        let mut command = Command::new(OTTER);
-        command.arg("serve").args(args).current_dir(cwd);
-        for name in OTTER_ENV {
-            command.env_remove(name);
-        }
-        command
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn otter serve");
-
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stdout.take().unwrap();
-        let sink = stdout.clone();
-        let stdout_reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-
-        // Read the log until the listening line, and keep draining it afterwards so the server
-        // never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        let (found_tx, found_rx) = mpsc::channel();
-        let log_reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
-                if let Some(url) = listening_url(&line) {
-                    found_tx.send(url).ok();
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-
-        let url = match found_rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(err) => {
-                child.kill().ok();
-                let status = child.wait().ok();
-                // Give the reader a moment to collect the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "otter serve did not start listening ({err}; exit status {status:?});\n\
-                     log:\n{}\nstdout:\n{}",
-                    log.lock().unwrap(),
-                    stdout.lock().unwrap()
-                );
-            }
-        };
-        Server {
-            child,
-            url,
-            stdout,
-            stdout_reader: Some(stdout_reader),
-            log,
-            log_reader: Some(log_reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded) until the server's stdout satisfies `done`.
-    fn wait_for_stdout(&self, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let stdout = self.stdout.lock().unwrap().clone();
-            if done(&stdout) {
-                return stdout;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stdout never got there: {stdout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the server to exit; returns its status and
-    /// everything it printed on stdout. Afterwards [`Server::log`] holds the whole log.
-    fn terminate(&mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        let kill = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(kill.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "otter serve did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The process is gone, so its pipes are at EOF and the readers finish.
-        for reader in [self.stdout_reader.take(), self.log_reader.take()]
-            .into_iter()
-            .flatten()
-        {
-            reader.join().unwrap();
-        }
-        let stdout = self.stdout.lock().unwrap().clone();
-        (status, stdout)
-    }
-
-    /// Runs an admin command against this server, authenticated by the token file in `data`.
-    fn otter(&self, data: &Path, args: &[&str]) -> Run {
-        otter(
-            args,
-            &[("OTTER_SERVER", &self.url), ("OTTER_DATA", path(data))],
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-/// Removes ANSI escape sequences (`ESC [ … letter`), in case colours are on after all.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The URL in a log line `… otter listening on http://127.0.0.1:PORT …`.
-fn listening_url(line: &str) -> Option<String> {
-    const MARK: &str = "otter listening on ";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let url = rest.split_whitespace().next()?;
-    let port = url.strip_prefix("http://127.0.0.1:")?;
-    port.parse::<u16>().ok().filter(|&p| p != 0)?;
-    Some(url.to_owned())
+/// Runs an admin command against `server`, authenticated by the token file in its data
+/// directory (what a user on the server's machine does).
+fn admin(server: &Serve, args: &[&str]) -> Run {
+    otter(
+        args,
+        &[
+            ("OTTER_SERVER", server.url()),
+            ("OTTER_DATA", path(server.data_dir())),
+        ],
+    )
 }
 
 /// The result of one `otter` run, with its output decoded.
@@ -275,14 +81,9 @@ impl Run {
 /// Runs `otter <args>` with only the given OTTER_* variables set, in a directory without an
 /// `otter-data`, so nothing from the developer's environment leaks in.
 fn otter(args: &[&str], envs: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(OTTER);
-    command.args(args).current_dir(std::env::temp_dir());
-    for name in OTTER_ENV {
-        command.env_remove(name);
-    }
-    let output = command
+    let output = command(OTTER)
+        .args(args)
         .envs(envs.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("run otter");
     Run {
@@ -321,7 +122,7 @@ fn free_port() -> u16 {
 fn first_start_creates_the_token_once_and_the_cli_finds_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Server::start(&data);
+    let mut server = serve(&data);
 
     // The token is printed before the server listens, but the reader thread may lag behind.
     let token_line = |stdout: &str| {
@@ -330,8 +131,11 @@ fn first_start_creates_the_token_once_and_the_cli_finds_it() {
             .find(|line| line.trim_start().starts_with("otter_") && line.ends_with('\n'))
             .map(|line| line.trim().to_owned())
     };
-    let stdout = server.wait_for_stdout(|stdout| token_line(stdout).is_some());
-    let token = token_line(&stdout).unwrap();
+    let token = wait_until(Duration::from_secs(5), "the token on stdout", || {
+        let stdout = server.stdout();
+        token_line(&stdout).ok_or(stdout)
+    });
+    let stdout = server.stdout();
     assert!(stdout.contains("admin-token"), "{stdout}");
     let file = data.join("admin-token");
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
@@ -342,19 +146,18 @@ fn first_start_creates_the_token_once_and_the_cli_finds_it() {
     }
 
     // No --token: the CLI reads $OTTER_DATA/admin-token.
-    let out = server
-        .otter(
-            &data,
-            &["product", "create", "sensor", "--scheme", "lexical"],
-        )
-        .ok();
+    let out = admin(
+        &server,
+        &["product", "create", "sensor", "--scheme", "lexical"],
+    )
+    .ok();
     assert_eq!(out, "created product sensor (version scheme lexical)\n");
     // Without the file (and no token otherwise), the server refuses and the CLI says what to do.
     let elsewhere = tmp.path().join("elsewhere");
     let err = otter(
         &["product", "list"],
         &[
-            ("OTTER_SERVER", &server.url),
+            ("OTTER_SERVER", server.url()),
             ("OTTER_DATA", path(&elsewhere)),
         ],
     )
@@ -367,7 +170,7 @@ fn first_start_creates_the_token_once_and_the_cli_finds_it() {
             "product",
             "list",
             "--server",
-            &server.url,
+            server.url(),
             "--token",
             &token,
         ],
@@ -376,20 +179,20 @@ fn first_start_creates_the_token_once_and_the_cli_finds_it() {
     .ok();
     otter(
         &["product", "list"],
-        &[("OTTER_SERVER", &server.url), ("OTTER_TOKEN", &token)],
+        &[("OTTER_SERVER", server.url()), ("OTTER_TOKEN", &token)],
     )
     .ok();
-    let (status, _) = server.terminate();
+    let status = server.terminate();
     assert!(status.success(), "{status}");
 
     // The second start finds the token and prints nothing; the old token still works.
-    let mut server = Server::start(&data);
-    let listed = server.otter(&data, &["product", "list"]).ok();
+    let mut server = serve(&data);
+    let listed = admin(&server, &["product", "list"]).ok();
     assert!(listed.starts_with("NAME"), "{listed}");
     assert!(listed.contains("sensor"), "{listed}");
-    let (status, stdout) = server.terminate();
+    let status = server.terminate();
     assert!(status.success(), "{status}");
-    assert_eq!(stdout, "", "second start printed on stdout");
+    assert_eq!(server.stdout(), "", "second start printed on stdout");
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
 }
 
@@ -397,8 +200,8 @@ fn first_start_creates_the_token_once_and_the_cli_finds_it() {
 async fn publish_check_yank_and_fleet() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let server = Server::start(&data);
-    let otter = |args: &[&str]| server.otter(&data, args);
+    let server = serve(&data);
+    let otter = |args: &[&str]| admin(&server, args);
 
     let out = otter(&["product", "create", "demo", "--scheme", "semver"]).ok();
     assert_eq!(out, "created product demo (version scheme semver)\n");
@@ -442,10 +245,16 @@ async fn publish_check_yank_and_fleet() {
     assert_eq!(releases[0]["artifact"]["sha256"], sha256.as_str());
     assert_eq!(releases[0]["artifact"]["size"], SIZE);
     assert_eq!(releases[0]["yanked"], false);
+    // Times are RFC 3339 UTC, like releaseDate, as the server sent them.
+    let created = releases[0]["createdAt"]
+        .as_str()
+        .expect("createdAt as text");
+    assert!(created.ends_with('Z'), "{created}");
+    otter_core::model::parse_rfc3339("createdAt", created).unwrap();
 
     // A device on 0.9.0 is offered 1.0.0, and the offered URL serves the published bytes.
     let http = reqwest::Client::new();
-    let check = format!("{}/api/v1/products/demo/check", server.url);
+    let check = format!("{}/api/v1/products/demo/check", server.url());
     let answer: Value = http
         .get(format!("{check}?current=0.9.0&device=d1"))
         .send()
@@ -463,7 +272,7 @@ async fn publish_check_yank_and_fleet() {
     assert_eq!(manifest["size"], SIZE, "{answer}");
     assert_eq!(manifest["title"], "T", "{answer}");
     let url = manifest["url"].as_str().expect("manifest url");
-    assert!(url.starts_with(&server.url), "{url}");
+    assert!(url.starts_with(server.url()), "{url}");
     let body = http
         .get(url)
         .send()
@@ -477,16 +286,14 @@ async fn publish_check_yank_and_fleet() {
     assert_eq!(hex::encode(Sha256::digest(&body)), sha256);
 
     // The sighting is written in the background: poll for it, bounded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let devices = loop {
+    let devices = wait_until(SIGHTING, "device d1 is listed", || {
         let out = otter(&["device", "list", "demo", "--json"]).ok();
         let devices: Value = serde_json::from_str(&out).unwrap();
-        if !devices.as_array().unwrap().is_empty() {
-            break devices;
+        match devices.as_array().unwrap().is_empty() {
+            true => Err(out),
+            false => Ok(devices),
         }
-        assert!(Instant::now() < deadline, "device d1 never appeared");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    });
     assert_eq!(devices[0]["id"], "d1", "{devices}");
     assert_eq!(devices[0]["currentVersion"], "0.9.0", "{devices}");
     assert_eq!(devices[0]["channel"], "stable", "{devices}");
@@ -496,7 +303,7 @@ async fn publish_check_yank_and_fleet() {
 
     // The device reports the install; `report list` shows it.
     let status = http
-        .post(format!("{}/api/v1/products/demo/reports", server.url))
+        .post(format!("{}/api/v1/products/demo/reports", server.url()))
         .json(&serde_json::json!({"device": "d1", "version": "1.0.0", "state": "installed"}))
         .send()
         .await
@@ -531,8 +338,8 @@ async fn publish_check_yank_and_fleet() {
 fn errors_exit_non_zero_with_the_servers_message() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let server = Server::start(&data);
-    let otter_at = |args: &[&str]| server.otter(&data, args);
+    let server = serve(&data);
+    let otter_at = |args: &[&str]| admin(&server, args);
     otter_at(&["product", "create", "demo"]).ok();
     let (file, sha256) = random_file(tmp.path(), "fw.bin", 10_000);
     let publish = |version: &str| {
@@ -589,7 +396,7 @@ fn errors_exit_non_zero_with_the_servers_message() {
             "product",
             "list",
             "--server",
-            &server.url,
+            server.url(),
             "--token",
             "nope",
         ],
@@ -629,27 +436,21 @@ fn environment_overrides_the_config_file() {
     )
     .unwrap();
 
-    let server = Server::spawn(
-        &[OsStr::new("--config"), config.as_os_str()],
-        &[("OTTER_LISTEN", "127.0.0.1:0")],
-        tmp.path(),
-    );
-    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let server = Serve::builder(OTTER)
+        .args(["--config", path(&config)])
+        .env("OTTER_LISTEN", "127.0.0.1:0")
+        .start();
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(port, taken.local_addr().unwrap().port());
     // The file still supplies what the environment does not: the data directory.
+    assert_eq!(server.data_dir(), data);
     assert!(data.join("admin-token").exists());
-    server.otter(&data, &["product", "list"]).ok();
+    admin(&server, &["product", "list"]).ok();
     drop(server);
 
     // Without the override, the file's taken address is used and the failure is explained.
-    let mut command = Command::new(OTTER);
-    for name in OTTER_ENV {
-        command.env_remove(name);
-    }
-    let out = command
+    let out = command(OTTER)
         .args(["serve", "--config", path(&config)])
-        .env("NO_COLOR", "1")
-        .current_dir(tmp.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -665,38 +466,37 @@ fn environment_overrides_the_config_file() {
 fn sigterm_stops_cleanly_and_data_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Server::start(&data);
-    server.otter(&data, &["product", "create", "demo"]).ok();
+    let mut server = serve(&data);
+    admin(&server, &["product", "create", "demo"]).ok();
     let (file, sha256) = random_file(tmp.path(), "fw.bin", 4096);
-    server
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "demo",
-                path(&file),
-                "--version",
-                "2.1.0",
-            ],
-        )
-        .ok();
+    admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "demo",
+            path(&file),
+            "--version",
+            "2.1.0",
+        ],
+    )
+    .ok();
 
     let started = Instant::now();
-    let (status, _) = server.terminate();
+    let status = server.terminate();
     assert!(status.success(), "exit status {status}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let log = server.log();
     assert!(log.contains("otter stopped"), "{log}");
     drop(server);
 
-    let server = Server::start(&data);
-    let products = server.otter(&data, &["product", "list"]).ok();
+    let server = serve(&data);
+    let products = admin(&server, &["product", "list"]).ok();
     assert!(
         products.lines().any(|l| l.starts_with("demo ")),
         "{products}"
     );
-    let releases = server.otter(&data, &["release", "list", "demo"]).ok();
+    let releases = admin(&server, &["release", "list", "demo"]).ok();
     let row = releases.lines().nth(1).unwrap_or_default();
     assert!(row.starts_with("2.1.0 "), "{releases}");
     assert!(row.contains(&sha256[..12]), "{releases}");
@@ -739,14 +539,12 @@ fn help_names_the_commands_and_flags() {
 async fn apikeys_and_auto_update_from_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("otter-data");
-    let server = Server::start(&data);
-    server.otter(&data, &["product", "create", "lamp"]).ok();
-    let key = server
-        .otter(&data, &["apikey", "create", "lamp", "--label", "factory"])
-        .ok();
+    let server = serve(&data);
+    admin(&server, &["product", "create", "lamp"]).ok();
+    let key = admin(&server, &["apikey", "create", "lamp", "--label", "factory"]).ok();
     let key = key.trim();
     assert_eq!(key.len(), 64, "only the key on stdout: {key:?}");
-    let listed = server.otter(&data, &["apikey", "list", "lamp"]).ok();
+    let listed = admin(&server, &["apikey", "list", "lamp"]).ok();
     assert!(listed.contains("factory"), "{listed}");
     assert!(
         !listed.contains(key),
@@ -764,38 +562,35 @@ async fn apikeys_and_auto_update_from_the_cli() {
     let client = reqwest::Client::new();
     let register = || {
         client
-            .post(format!("{}/device/register", server.url))
+            .post(format!("{}/device/register", server.url()))
             .header("authentication", key)
             .json(&serde_json::json!({"registration": {"mac": "5C:CF:7F:00:00:01", "version": "1.0.0"}}))
             .send()
     };
     let answer: Value = register().await.unwrap().json().await.unwrap();
     let udid = answer["registration"]["udid"].as_str().unwrap().to_owned();
-    let set = loop {
-        // The check-in's sighting is written in the background.
-        let run = server.otter(
-            &data,
+    // The check-in's sighting is written in the background.
+    let set = wait_until(SIGHTING, "device set finds the device", || {
+        let run = admin(
+            &server,
             &["device", "set", "lamp", &udid, "--auto-update", "on"],
         );
-        if run.output.status.success() {
-            break run.stdout;
+        match run.output.status.success() {
+            true => Ok(run.stdout),
+            false => Err(run.stderr),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    });
     assert!(set.contains("auto-update on"), "{set}");
-    let devices = server
-        .otter(&data, &["device", "list", "lamp", "--json"])
-        .ok();
+    let devices = admin(&server, &["device", "list", "lamp", "--json"]).ok();
     assert!(devices.contains("\"autoUpdate\":true"), "{devices}");
-    let unknown = server
-        .otter(
-            &data,
-            &["device", "set", "lamp", "nobody", "--auto-update", "off"],
-        )
-        .fails();
+    let unknown = admin(
+        &server,
+        &["device", "set", "lamp", "nobody", "--auto-update", "off"],
+    )
+    .fails();
     assert!(unknown.contains("never seen"), "{unknown}");
 
-    server.otter(&data, &["apikey", "revoke", "lamp", &id]).ok();
+    admin(&server, &["apikey", "revoke", "lamp", &id]).ok();
     assert_eq!(
         register().await.unwrap().status(),
         reqwest::StatusCode::UNAUTHORIZED
@@ -946,52 +741,49 @@ async fn iotawatt_keygen_pack_verify_publish() {
 
     // On a server: the product checks blobs with the key; the device gets what was published.
     let data = dir.join("otter-data");
-    let server = Server::start(&data);
-    server
-        .otter(
-            &data,
-            &["iotawatt", "setup", "meter", "--pubkey", path(&pub_path)],
-        )
-        .ok();
-    let refused = server
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "meter",
-                path(&tampered),
-                "--version",
-                "02_08_04",
-                "--channel",
-                "MAJOR",
-            ],
-        )
-        .fails();
+    let server = serve(&data);
+    admin(
+        &server,
+        &["iotawatt", "setup", "meter", "--pubkey", path(&pub_path)],
+    )
+    .ok();
+    let refused = admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "meter",
+            path(&tampered),
+            "--version",
+            "02_08_04",
+            "--channel",
+            "MAJOR",
+        ],
+    )
+    .fails();
     assert!(
         refused.contains("invalid_signature") || refused.contains("signature"),
         "{refused}"
     );
-    server
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "meter",
-                path(&blob),
-                "--version",
-                "02_08_04",
-                "--channel",
-                "MAJOR",
-            ],
-        )
-        .ok();
+    admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "meter",
+            path(&blob),
+            "--version",
+            "02_08_04",
+            "--channel",
+            "MAJOR",
+        ],
+    )
+    .ok();
     let client = reqwest::Client::new();
     let versions: Value = client
         .get(format!(
             "{}/iotawatt/meter/firmware/versions.json",
-            server.url
+            server.url()
         ))
         .send()
         .await
@@ -1003,7 +795,7 @@ async fn iotawatt_keygen_pack_verify_publish() {
     let served = client
         .get(format!(
             "{}/iotawatt/meter/firmware/bin/02_08_04.bin",
-            server.url
+            server.url()
         ))
         .send()
         .await
@@ -1021,8 +813,8 @@ async fn keys_root_and_signed_release_from_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("otter-data");
-    let server = Server::start(&data);
-    server.otter(&data, &["product", "create", "door"]).ok();
+    let server = serve(&data);
+    admin(&server, &["product", "create", "door"]).ok();
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
 
     let root_a = otter(&["keys", "generate", "--out", &p("root-a")], &[]).ok();
@@ -1042,7 +834,7 @@ async fn keys_root_and_signed_release_from_the_cli() {
     .ok();
     let shown = otter(&["keys", "show", &p("release.pub")], &[]).ok();
     assert!(shown.contains("algorithm: p256"), "{shown}");
-    let online = server.otter(&data, &["online-key"]).ok();
+    let online = admin(&server, &["online-key"]).ok();
     std::fs::write(dir.join("online.pub"), &online).unwrap();
 
     otter(
@@ -1067,9 +859,7 @@ async fn keys_root_and_signed_release_from_the_cli() {
     )
     .ok();
     // Not yet signed by the threshold: refused by the server.
-    let refused = server
-        .otter(&data, &["root", "upload", "door", &p("root-1.json")])
-        .fails();
+    let refused = admin(&server, &["root", "upload", "door", &p("root-1.json")]).fails();
     assert!(
         refused.contains("invalid_root") || refused.contains("signatures"),
         "{refused}"
@@ -1126,26 +916,23 @@ async fn keys_root_and_signed_release_from_the_cli() {
         &[],
     )
     .ok();
-    let uploaded = server
-        .otter(&data, &["root", "upload", "door", &p("root-1.json")])
-        .ok();
+    let uploaded = admin(&server, &["root", "upload", "door", &p("root-1.json")]).ok();
     assert!(uploaded.contains("root 1 is live"), "{uploaded}");
 
     let (image, _) = random_file(dir, "door-1.0.0.bin", 40_000);
     // Unsigned: refused now that door has a root.
-    let unsigned = server
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "door",
-                path(&image),
-                "--version",
-                "1.0.0",
-            ],
-        )
-        .fails();
+    let unsigned = admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&image),
+            "--version",
+            "1.0.0",
+        ],
+    )
+    .fails();
     assert!(unsigned.contains("signature_required"), "{unsigned}");
     otter(
         &[
@@ -1167,26 +954,25 @@ async fn keys_root_and_signed_release_from_the_cli() {
         &[],
     )
     .ok();
-    server
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "door",
-                path(&image),
-                "--version",
-                "1.0.0",
-                "--signature",
-                &p("manifest.json"),
-            ],
-        )
-        .ok();
+    admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&image),
+            "--version",
+            "1.0.0",
+            "--signature",
+            &p("manifest.json"),
+        ],
+    )
+    .ok();
     // A device asking with a nonce gets a response signed by the key the root lists.
     let answer: Value = reqwest::Client::new()
         .get(format!(
             "{}/api/v1/products/door/check?current=0.9.0&nonce=0123456789abcdef0123456789abcdef",
-            server.url
+            server.url()
         ))
         .send()
         .await
@@ -1346,6 +1132,45 @@ fn sign_and_verify_every_format() {
     )
     .ok();
     assert!(ok.contains("version:2.0.0"), "{ok}");
+    // minisign's own public key file, from the public or the private key: `minisign -V` takes it
+    // and checks otter's signature.
+    let shown = otter(&["keys", "show", &p("ed.pub"), "--format", "minisign"], &[]).ok();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    assert!(
+        lines[0].starts_with("untrusted comment: minisign public key "),
+        "{shown}"
+    );
+    let from_private = ["keys", "show", &p("ed.key"), "--format", "minisign"];
+    assert_eq!(otter(&from_private, &[]).ok(), shown);
+    std::fs::write(p("ed.minisign.pub"), &shown).unwrap();
+    if let Some(minisign) = otter_testkit::tool("minisign", None) {
+        let verify = |file: &str| {
+            Command::new(&minisign)
+                .args(["-Vm", file, "-p", &p("ed.minisign.pub")])
+                .output()
+                .expect("run minisign")
+        };
+        let out = verify(path(&image));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("version:2.0.0"), "{stdout}");
+        // The same signature does not pass for other bytes.
+        let other = p("other.bin");
+        std::fs::write(&other, b"other bytes").unwrap();
+        std::fs::copy(
+            format!("{}.minisig", path(&image)),
+            format!("{other}.minisig"),
+        )
+        .unwrap();
+        assert!(!verify(&other).status.success());
+    }
+    let p256 = otter(&["keys", "show", &p("ec.pub"), "--format", "minisign"], &[]).fails();
+    assert!(p256.contains("minisign keys are Ed25519"), "{p256}");
     // Raw: the binarySignature of the manifest contract.
     otter(
         &[
@@ -1393,40 +1218,33 @@ async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
     let tmp = tempfile::tempdir().unwrap();
     let token = "two-node-token";
     let blob_url = s3.url("firmware");
-    let mut envs: Vec<(&str, &str)> = vec![
-        ("OTTER_ADMIN_TOKEN", token),
-        ("OTTER_S3_ENDPOINT", &s3.endpoint),
+    let envs = [
+        ("OTTER_S3_ENDPOINT", s3.endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", otter_testkit::s3::ACCESS_KEY_ID),
         (
             "AWS_SECRET_ACCESS_KEY",
             otter_testkit::s3::SECRET_ACCESS_KEY,
         ),
         ("AWS_REGION", otter_testkit::s3::REGION),
+        ("OTTER_DOWNLOAD_MODE", "proxy"),
     ];
-    envs.push(("OTTER_DOWNLOAD_MODE", "proxy"));
     let node = |name: &str| {
-        let data = tmp.path().join(name);
-        let args = [
-            OsStr::new("--listen"),
-            OsStr::new("127.0.0.1:0"),
-            OsStr::new("--data"),
-            data.as_os_str(),
-            OsStr::new("--database-url"),
-            OsStr::new(&database),
-            OsStr::new("--blob-url"),
-            OsStr::new(&blob_url),
-        ];
-        Server::spawn(&args, &envs, tmp.path())
+        Serve::builder(OTTER)
+            .data(tmp.path().join(name))
+            .args(["--database-url", &database, "--blob-url", &blob_url])
+            .admin_token(token)
+            .envs(envs)
+            .start()
     };
     let a = node("a");
     let mut b = node("b");
 
     // Publish through node A (larger than the download cache takes, so B streams from S3).
     let (file, sha) = random_file(tmp.path(), "fw.bin", 48 << 20);
-    let admin = |server: &Server, args: &[&str]| {
+    let admin = |server: &Serve, args: &[&str]| {
         otter(
             args,
-            &[("OTTER_SERVER", &server.url), ("OTTER_TOKEN", token)],
+            &[("OTTER_SERVER", server.url()), ("OTTER_TOKEN", token)],
         )
     };
     admin(&a, &["product", "create", "door"]).ok();
@@ -1445,25 +1263,24 @@ async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
 
     // Node B offers it within a second.
     let client = reqwest::Client::new();
-    let check = format!("{}/api/v1/products/door/check?current=0.9.0", b.url);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let manifest = loop {
-        let resp = client.get(&check).send().await.unwrap();
-        if resp.status() == reqwest::StatusCode::OK {
-            let answer: Value = resp.json().await.unwrap();
-            if answer["hasUpdate"] == true {
-                break answer["manifest"].clone();
+    let check = format!("{}/api/v1/products/door/check?current=0.9.0", b.url());
+    let manifest = wait_until_async(
+        Duration::from_secs(2),
+        "node B offers the release",
+        async || {
+            let resp = client.get(&check).send().await.unwrap();
+            let status = resp.status();
+            let answer: Value = resp.json().await.unwrap_or_default();
+            match status == reqwest::StatusCode::OK && answer["hasUpdate"] == true {
+                true => Ok(answer["manifest"].clone()),
+                false => Err(format!("{status} {answer}")),
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node B never offered the release"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        },
+    )
+    .await;
     assert_eq!(manifest["sha256"], sha.as_str());
     let url = manifest["url"].as_str().unwrap().to_owned();
-    assert!(url.starts_with(&b.url), "{url} is served by node B");
+    assert!(url.starts_with(b.url()), "{url} is served by node B");
 
     // Download from node B, and kill it part-way.
     let mut resp = client.get(&url).send().await.unwrap();
@@ -1473,8 +1290,7 @@ async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
         let chunk = resp.chunk().await.unwrap().expect("more bytes from node B");
         received.extend_from_slice(&chunk);
     }
-    b.child.kill().unwrap();
-    b.child.wait().unwrap();
+    b.kill();
     while let Ok(Some(chunk)) = resp.chunk().await {
         received.extend_from_slice(&chunk);
     }
@@ -1484,7 +1300,7 @@ async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
     );
 
     // The device resumes from node A where it stopped.
-    let rest_url = url.replace(&b.url, &a.url);
+    let rest_url = url.replace(b.url(), a.url());
     let rest = client
         .get(&rest_url)
         .header("Range", format!("bytes={}-", received.len()))
@@ -1510,47 +1326,45 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("otter-data");
-    let mut source = Server::start(&data);
-    source.otter(&data, &["product", "create", "door"]).ok();
+    let mut source = serve(&data);
+    admin(&source, &["product", "create", "door"]).ok();
     let (v1, _) = random_file(tmp.path(), "v1.bin", 100_000);
     let (v2, sha2) = random_file(tmp.path(), "v2.bin", 200_000);
-    source
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "door",
-                path(&v1),
-                "--version",
-                "1.0.0",
-            ],
-        )
-        .ok();
-    source
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "door",
-                path(&v2),
-                "--version",
-                "1.1.0",
-            ],
-        )
-        .ok();
+    admin(
+        &source,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&v1),
+            "--version",
+            "1.0.0",
+        ],
+    )
+    .ok();
+    admin(
+        &source,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&v2),
+            "--version",
+            "1.1.0",
+        ],
+    )
+    .ok();
     let client = reqwest::Client::new();
     client
         .get(format!(
             "{}/api/v1/products/door/check?current=1.0.0&device=d1",
-            source.url
+            source.url()
         ))
         .send()
         .await
         .unwrap();
     let report = client
-        .post(format!("{}/api/v1/products/door/reports", source.url))
+        .post(format!("{}/api/v1/products/door/reports", source.url()))
         .json(&serde_json::json!({"device": "d2", "version": "1.1.0", "state": "installed"}))
         .send()
         .await
@@ -1558,7 +1372,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     assert_eq!(report.status(), reqwest::StatusCode::CREATED);
     // An ota-backend firmware: its key and firewall must come along.
     let firmware: Value = client
-        .post(format!("{}/v1/create", source.url))
+        .post(format!("{}/v1/create", source.url()))
         .send()
         .await
         .unwrap()
@@ -1570,7 +1384,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         firmware["key"].as_str().unwrap(),
     );
     let allowed = client
-        .post(format!("{}/v1/firewall/allow", source.url))
+        .post(format!("{}/v1/firewall/allow", source.url()))
         .header("x-ota-firmware-id", fw_id)
         .header("x-ota-firmware-key", fw_key)
         .json(&serde_json::json!({"device_id": "dev-9"}))
@@ -1580,10 +1394,10 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     assert_eq!(allowed.status(), reqwest::StatusCode::OK);
     // A signed product: its root and release signature must come along.
     let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
-    source.otter(&data, &["product", "create", "signed"]).ok();
+    admin(&source, &["product", "create", "signed"]).ok();
     otter(&["keys", "generate", "--out", &p("root")], &[]).ok();
     otter(&["keys", "generate", "--out", &p("rel")], &[]).ok();
-    std::fs::write(p("online.pub"), source.otter(&data, &["online-key"]).ok()).unwrap();
+    std::fs::write(p("online.pub"), admin(&source, &["online-key"]).ok()).unwrap();
     otter(
         &[
             "root",
@@ -1612,9 +1426,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         &[],
     )
     .ok();
-    source
-        .otter(&data, &["root", "upload", "signed", &p("root-1.json")])
-        .ok();
+    admin(&source, &["root", "upload", "signed", &p("root-1.json")]).ok();
     otter(
         &[
             "release",
@@ -1633,30 +1445,32 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         &[],
     )
     .ok();
-    source
-        .otter(
-            &data,
-            &[
-                "release",
-                "publish",
-                "signed",
-                path(&v1),
-                "--version",
-                "1.0.0",
-                "--signature",
-                &p("m.json"),
-            ],
-        )
-        .ok();
+    admin(
+        &source,
+        &[
+            "release",
+            "publish",
+            "signed",
+            path(&v1),
+            "--version",
+            "1.0.0",
+            "--signature",
+            &p("m.json"),
+        ],
+    )
+    .ok();
     let source_root = client
-        .get(format!("{}/api/v1/products/signed/root/1.json", source.url))
+        .get(format!(
+            "{}/api/v1/products/signed/root/1.json",
+            source.url()
+        ))
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let (status, _) = source.terminate();
+    let status = source.terminate();
     assert!(status.success());
 
     let database = pg.fresh_database_url();
@@ -1705,25 +1519,17 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     assert!(again.contains("already has products"), "{again}");
 
     // A server on the copy: the old admin token still works, and everything is there.
-    let dest_data = tmp.path().join("dest");
-    let mut serve_envs = envs.to_vec();
-    serve_envs.push(("OTTER_DOWNLOAD_MODE", "proxy"));
-    let args = [
-        OsStr::new("--listen"),
-        OsStr::new("127.0.0.1:0"),
-        OsStr::new("--data"),
-        dest_data.as_os_str(),
-        OsStr::new("--database-url"),
-        OsStr::new(&database),
-        OsStr::new("--blob-url"),
-        OsStr::new(&blob_url),
-    ];
-    let dest = Server::spawn(&args, &serve_envs, tmp.path());
+    let dest = Serve::builder(OTTER)
+        .data(tmp.path().join("dest"))
+        .args(["--database-url", &database, "--blob-url", &blob_url])
+        .envs(envs)
+        .env("OTTER_DOWNLOAD_MODE", "proxy")
+        .start();
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
     let admin = |args: &[&str]| {
         otter(
             args,
-            &[("OTTER_SERVER", &dest.url), ("OTTER_TOKEN", token.trim())],
+            &[("OTTER_SERVER", dest.url()), ("OTTER_TOKEN", token.trim())],
         )
         .ok()
     };
@@ -1739,7 +1545,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     let answer: Value = client
         .get(format!(
             "{}/api/v1/products/door/check?current=1.0.0",
-            dest.url
+            dest.url()
         ))
         .send()
         .await
@@ -1767,7 +1573,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     // The firmware's device is still let in (nothing uploaded yet, rather than unauthorised),
     // and its key still opens it.
     let checked = client
-        .get(format!("{}/v1/check", dest.url))
+        .get(format!("{}/v1/check", dest.url()))
         .header("x-ota-firmware-id", fw_id)
         .header("x-ota-device-id", "dev-9")
         .send()
@@ -1775,7 +1581,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .unwrap();
     assert_eq!(checked.status(), reqwest::StatusCode::NOT_FOUND);
     let allowed = client
-        .post(format!("{}/v1/firewall/allow", dest.url))
+        .post(format!("{}/v1/firewall/allow", dest.url()))
         .header("x-ota-firmware-id", fw_id)
         .header("x-ota-firmware-key", fw_key)
         .json(&serde_json::json!({"device_id": "all"}))
@@ -1785,7 +1591,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     assert_eq!(allowed.status(), reqwest::StatusCode::OK);
     // The signed product: same root, and its release still carries its signed manifest.
     let root = client
-        .get(format!("{}/api/v1/products/signed/root/1.json", dest.url))
+        .get(format!("{}/api/v1/products/signed/root/1.json", dest.url()))
         .send()
         .await
         .unwrap()
@@ -1796,7 +1602,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     let answer: Value = client
         .get(format!(
             "{}/api/v1/products/signed/check?current=0.1.0&nonce=00112233445566778899aabbccddeeff",
-            dest.url
+            dest.url()
         ))
         .send()
         .await

@@ -1,32 +1,19 @@
 //! `otter migrate`, and `otter serve` on a PostgreSQL database before and after it, driven as a
 //! user would: the `otter` binary as a child process.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
+
+use otter_testkit::serve::Serve;
 
 const OTTER: &str = env!("CARGO_BIN_EXE_otter");
-/// Settings that would leak in from the environment of whoever runs the tests.
-const OTTER_ENV: &[&str] = &[
-    "OTTER_CONFIG",
-    "OTTER_LISTEN",
-    "OTTER_DATA",
-    "OTTER_DATABASE_URL",
-    "OTTER_ADMIN_TOKEN",
-    "OTTER_LOG_FORMAT",
-];
 /// A password for test URLs (the test cluster trusts loopback, so any password works); it must
 /// never appear in what otter prints.
 const PASSWORD: &str = "hunter2";
 
 fn otter(cwd: &Path) -> Command {
-    let mut command = Command::new(OTTER);
-    command.current_dir(cwd).env("NO_COLOR", "1");
-    for name in OTTER_ENV {
-        command.env_remove(name);
-    }
+    let mut command = otter_testkit::serve::command(OTTER);
+    command.current_dir(cwd);
     command
 }
 
@@ -85,13 +72,11 @@ fn serve_refuses_an_unmigrated_postgres_database_until_otter_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let serve_args = ["serve", "--listen", "127.0.0.1:0", "--data", data];
 
     // Not migrated: serve exits at once and says what to do, without the password.
     let output = otter(dir.path())
-        .args(serve_args)
-        .args(["--database-url", &url])
-        .stdin(Stdio::null())
+        .args(["serve", "--data", data, "--database-url", &url])
+        .env("OTTER_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
@@ -114,34 +99,13 @@ fn serve_refuses_an_unmigrated_postgres_database_until_otter_migrate() {
         "{applied}"
     );
 
-    // Migrated: serve starts.
-    let mut child = otter(dir.path())
-        .args(serve_args)
+    // Migrated: serve starts (the harness panics, with the log, if it does not).
+    let mut server = Serve::builder(OTTER)
+        .data(data)
         .env("OTTER_DATABASE_URL", &url)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("otter listening on") {
-                tx.send(()).ok();
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
-    let started = rx.recv_timeout(Duration::from_secs(20));
-    child.kill().ok();
-    child.wait().unwrap();
-    let log = reader.join().unwrap();
-    assert!(started.is_ok(), "otter serve did not start:\n{log}");
+        .start();
+    server.kill();
+    let log = server.log();
     assert!(!log.contains(PASSWORD), "{log}");
 
     let again = migrate(dir.path(), &["--database-url", &url, "--data", data], &[]);

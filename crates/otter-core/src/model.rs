@@ -1,11 +1,14 @@
 //! The native model: what otter stores and what its API speaks (camelCase JSON).
 //!
 //! Device protocols are adapters over these types; nothing protocol-specific belongs here.
+//!
+//! Times are kept as Unix seconds (what the store holds and the code compares) and spoken as
+//! RFC 3339 UTC, like `releaseDate`: see [`rfc3339`].
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -26,7 +29,7 @@ pub const DEFAULT_CHANNEL: &str = "stable";
 pub struct Product {
     pub name: String,
     pub scheme: Scheme,
-    /// Seconds since the Unix epoch.
+    #[serde(with = "rfc3339")]
     pub created_at: i64,
 }
 
@@ -40,6 +43,7 @@ pub struct Artifact {
     pub size: u64,
     /// The file name it was uploaded under; used in download URLs.
     pub filename: String,
+    #[serde(with = "rfc3339")]
     pub created_at: i64,
 }
 
@@ -64,6 +68,7 @@ pub struct Release {
     pub release_notes_url: Option<String>,
     /// Free-form JSON object the publisher attached.
     pub metadata: serde_json::Value,
+    #[serde(with = "rfc3339")]
     pub created_at: i64,
 }
 
@@ -211,6 +216,64 @@ pub fn format_rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Serde for a time kept as Unix seconds: written as RFC 3339 UTC (`2026-12-05T22:50:08Z`),
+/// read from RFC 3339 with any offset or, as otter used to write it, from an integer.
+/// Use it as `#[serde(with = "rfc3339")]`.
+pub mod rfc3339 {
+    use super::{Deserialize, Deserializer, Serializer, format_rfc3339, parse_rfc3339};
+
+    pub fn serialize<S: Serializer>(unix: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_rfc3339(*unix))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        Time::deserialize(deserializer)?.unix()
+    }
+
+    /// The same for an optional time (`null` or absent: `None`), as
+    /// `#[serde(default, with = "rfc3339::option")]`.
+    pub mod option {
+        use super::{Deserialize, Deserializer, Serializer, Time};
+
+        pub fn serialize<S: Serializer>(
+            unix: &Option<i64>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match unix {
+                Some(unix) => super::serialize(unix, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<i64>, D::Error> {
+            Option::<Time>::deserialize(deserializer)?
+                .map(Time::unix)
+                .transpose()
+        }
+    }
+
+    /// A time as it may arrive.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Time {
+        Unix(i64),
+        Text(String),
+    }
+
+    impl Time {
+        fn unix<E: serde::de::Error>(self) -> Result<i64, E> {
+            match self {
+                Time::Unix(unix) => Ok(unix),
+                Time::Text(text) => parse_rfc3339("time", &text)
+                    .map(|t| t.unix_timestamp())
+                    .map_err(E::custom),
+            }
+        }
+    }
+}
+
 impl NewRelease {
     /// Checks every field against `scheme` and fills in defaults (channel `stable`, release date
     /// `now`, empty metadata object). Returns the parsed version for the caller's convenience.
@@ -277,7 +340,9 @@ pub struct Device {
     pub current_version: Option<String>,
     pub current_hash: Option<String>,
     pub channel: String,
+    #[serde(with = "rfc3339")]
     pub first_seen: i64,
+    #[serde(with = "rfc3339")]
     pub last_seen: i64,
     /// Whether the device installs updates as soon as its check-in offers one (THiNX devices;
     /// off until an operator turns it on, as in THiNX).
@@ -309,6 +374,7 @@ pub struct ApiKey {
     pub id: String,
     pub product: String,
     pub label: String,
+    #[serde(with = "rfc3339")]
     pub created_at: i64,
 }
 
@@ -320,7 +386,8 @@ pub struct ReleaseSignatures {
     /// The signed release manifest, a DSSE envelope exactly as uploaded.
     pub manifest: Option<String>,
     pub security_counter: Option<u32>,
-    /// When the manifest's signature expires (Unix seconds).
+    /// When the manifest's signature expires.
+    #[serde(default, with = "rfc3339::option")]
     pub expires_at: Option<i64>,
     /// ECDSA P-256 over the image, base64 DER (the manifest contract's `binarySignature`).
     pub binary_signature: Option<String>,
@@ -388,6 +455,7 @@ pub struct UpdateReport {
     pub version: String,
     pub state: ReportState,
     pub message: Option<String>,
+    #[serde(with = "rfc3339")]
     pub created_at: i64,
 }
 
@@ -401,7 +469,9 @@ pub struct UploadSession {
     pub sha256: String,
     /// Bytes received so far; the next chunk must start here.
     pub offset: u64,
+    #[serde(with = "rfc3339")]
     pub created_at: i64,
+    #[serde(with = "rfc3339")]
     pub updated_at: i64,
 }
 
@@ -488,6 +558,70 @@ mod tests {
         assert_eq!(sanitize_filename("C:\\x\\a.bin"), "a.bin");
         assert_eq!(sanitize_filename(".."), "firmware.bin");
         assert_eq!(sanitize_filename(""), "firmware.bin");
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339_and_read_from_either_form() {
+        let report = UpdateReport {
+            id: 1,
+            product: "door".into(),
+            device: "d1".into(),
+            version: "1.0.0".into(),
+            state: ReportState::Installed,
+            message: None,
+            created_at: 1_796_511_008,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["createdAt"], "2026-12-05T22:50:08Z");
+        assert_eq!(
+            serde_json::from_value::<UpdateReport>(json).unwrap(),
+            report
+        );
+
+        let mut old = serde_json::to_value(&report).unwrap();
+        old["createdAt"] = serde_json::json!(1_796_511_008);
+        assert_eq!(
+            serde_json::from_value::<UpdateReport>(old.clone()).unwrap(),
+            report
+        );
+        old["createdAt"] = serde_json::json!("2026-12-05T23:50:08+01:00");
+        assert_eq!(
+            serde_json::from_value::<UpdateReport>(old.clone()).unwrap(),
+            report
+        );
+        old["createdAt"] = serde_json::json!("yesterday");
+        let err = serde_json::from_value::<UpdateReport>(old).unwrap_err();
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn an_optional_time_may_be_absent_null_or_either_form() {
+        let read = |json: serde_json::Value| {
+            serde_json::from_value::<ReleaseSignatures>(json)
+                .unwrap()
+                .expires_at
+        };
+        assert_eq!(read(serde_json::json!({"version": "1.0.0"})), None);
+        assert_eq!(
+            read(serde_json::json!({"version": "1.0.0", "expiresAt": null})),
+            None
+        );
+        assert_eq!(
+            read(serde_json::json!({"version": "1.0.0", "expiresAt": 60})),
+            Some(60)
+        );
+        let at = serde_json::json!({"version": "1.0.0", "expiresAt": "1970-01-01T00:01:00Z"});
+        assert_eq!(read(at), Some(60));
+        let signatures = ReleaseSignatures {
+            expires_at: Some(60),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&signatures).unwrap();
+        assert_eq!(json["expiresAt"], "1970-01-01T00:01:00Z");
+        assert_eq!(
+            serde_json::to_value(ReleaseSignatures::default()).unwrap()["expiresAt"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -11,18 +11,11 @@
 //!
 //! A missing tool prints `SKIP <tool>: not installed` (and fails the test under `CI=true`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use otter_core::formats::{FormatError, esp_idf_sbv2, esp8266_rsa, iotawatt, minisign};
-
-/// A tool from `PATH` (or the environment variable `env`), or `None` after a SKIP line.
-fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {
-    env.and_then(std::env::var_os)
-        .map(PathBuf::from)
-        .or_else(|| otter_testkit::find_on_path(name))
-        .or_else(|| otter_testkit::unavailable(name, "not installed"))
-}
+use otter_testkit::tool;
 
 /// Runs `program` with `args` in `dir`; panics with its output unless it succeeds.
 fn run(dir: &Path, program: &Path, args: &[&str]) -> String {

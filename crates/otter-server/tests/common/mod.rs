@@ -5,11 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use otter_server::{Bootstrap, Server, ServerConfig, Storage};
 use otter_store::objects::S3Settings;
 use otter_testkit::s3::TempS3;
+use otter_testkit::wait_until_async;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -409,7 +410,7 @@ impl TestServer {
     /// Waits (at most 10 s) until an idle upload session has expired and answers 404.
     pub async fn wait_for_upload_expiry(&self, id: &str) {
         let path = format!("/api/v1/uploads/{id}");
-        eventually_within(
+        wait_until_async(
             Duration::from_secs(10),
             "the idle session expires",
             async || {
@@ -640,27 +641,22 @@ pub fn firmware_for(product: &str, version: &str) -> Vec<u8> {
     image
 }
 
-/// Polls `probe` until it returns `Ok`, for at most [`PATIENCE`]; panics with the last `Err`.
-pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
-    eventually_within(PATIENCE, what, probe).await
+/// The Unix seconds of a time in an API body, which must be RFC 3339 UTC (`…Z`), as every time
+/// the API sends is (like `releaseDate`).
+#[track_caller]
+pub fn unix_time(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("a time as an RFC 3339 string, not {value}"));
+    assert!(text.ends_with('Z'), "a UTC time: {text}");
+    otter_core::model::parse_rfc3339("time", text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unix_timestamp()
 }
 
-/// [`eventually`] with another bound.
-pub async fn eventually_within<T>(
-    patience: Duration,
-    what: &str,
-    mut probe: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + patience;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("{what}: not the case after {patience:?} (last: {last})")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-        }
-    }
+/// Polls `probe` until it returns `Ok`, for at most [`PATIENCE`]; panics with the last `Err`.
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+    wait_until_async(PATIENCE, what, probe).await
 }
 
 /// A `multipart/form-data` body of `(field name, file name, bytes)` parts.

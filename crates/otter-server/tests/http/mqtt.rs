@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use otter_testkit::mosquitto::Reader;
+use otter_testkit::wait_until_async;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, eventually, eventually_within, json_body, test_config};
+use crate::common::{TestServer, eventually, json_body, test_config};
 
 /// The retained message of `topic`, parsed.
 async fn retained(reader: &Reader, topic: &str) -> Option<Value> {
@@ -39,7 +40,7 @@ async fn until(
     value: Value,
     patience: Duration,
 ) -> Value {
-    eventually_within(
+    wait_until_async(
         patience,
         &format!("{topic} says {field} = {value}"),
         async || match retained(reader, topic).await {
@@ -233,7 +234,7 @@ async fn thinx_devices_get_firmware_update_with_a_token_on_their_topic() {
     srv.publish("lamp", "1.1.0", &sha, json!({})).await;
     let topic = format!("/{owner}/{udid}");
     let message =
-        eventually_within(
+        wait_until_async(
             Duration::from_secs(5),
             "the THiNX message",
             async || match retained(&reader, &topic).await {

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use otter_testkit::wait_until_async;
 use serde_json::json;
 
-use crate::common::{TestServer, eventually_within};
+use crate::common::TestServer;
 
 /// What `node` offers a device on `current`, or why it could not say (e.g. 404 while the node
 /// has not learnt of the product yet).
@@ -34,7 +35,7 @@ async fn a_release_published_on_one_node_is_offered_and_withdrawn_by_another() {
 
     // Node B learns of the product and its release by polling catalogue versions.
     let published = Instant::now();
-    eventually_within(
+    wait_until_async(
         Duration::from_secs(1),
         "node B offers 1.0.0",
         async || match offer(&b, "0.9.0").await? {
@@ -46,7 +47,7 @@ async fn a_release_published_on_one_node_is_offered_and_withdrawn_by_another() {
     assert!(published.elapsed() < Duration::from_secs(1));
 
     a.release("door", "1.1.0", json!({})).await;
-    eventually_within(
+    wait_until_async(
         Duration::from_secs(1),
         "node B offers 1.1.0",
         async || match offer(&b, "1.0.0").await? {
@@ -59,7 +60,7 @@ async fn a_release_published_on_one_node_is_offered_and_withdrawn_by_another() {
     // A yank through node A withdraws the release on node B.
     a.patch_release("door", "1.1.0", json!({"yanked": true}))
         .await;
-    eventually_within(
+    wait_until_async(
         Duration::from_secs(1),
         "node B withdraws 1.1.0",
         async || match offer(&b, "1.0.0").await? {
@@ -71,7 +72,7 @@ async fn a_release_published_on_one_node_is_offered_and_withdrawn_by_another() {
 
     // And the other way round: node B's publish reaches node A.
     b.release("door", "1.2.0", json!({})).await;
-    eventually_within(
+    wait_until_async(
         Duration::from_secs(1),
         "node A offers 1.2.0",
         async || match offer(&a, "1.0.0").await? {
