@@ -26,9 +26,9 @@ use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
 use otter_store::blob::Blobs;
 
-use crate::{DownloadMode, StartError};
 use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::state::AppState;
+use crate::{DownloadMode, StartError};
 
 /// How long a presigned download URL is valid. A device that resumes later asks otter again
 /// and gets a fresh one; a transfer that started in time finishes whatever it takes.

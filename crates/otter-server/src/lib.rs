@@ -3,7 +3,8 @@
 //! - [`router`]: every route; [`admin`]: the admin API; [`native`]: otter's own device API;
 //!   [`download`]: artifact downloads shared by every device protocol.
 //! - [`index`]: the in-memory check index; [`seen`]: batched device sightings.
-//! - [`Server`]: opens storage, bootstraps the admin token and serves until shut down.
+//! - [`Server`]: opens storage, bootstraps the admin token and serves until shut down, as
+//!   [`Settings`] say.
 
 pub mod admin;
 pub mod auth;
@@ -35,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use auth::Bootstrap;
-pub use otter_app::settings::{DownloadMode, ServerConfig, Storage};
+pub use otter_app::settings::{DownloadMode, Secret, Settings};
 pub use state::AppState;
 
 use crate::auth::AdminTokens;
@@ -82,8 +83,9 @@ pub struct Server {
 impl Server {
     /// Opens (creating if needed) the data directory and database, runs migrations, removes
     /// what interrupted uploads left behind, and loads the check index.
-    pub async fn open(storage: Storage, mut config: ServerConfig) -> Result<Self, StartError> {
-        let data = &storage.data_dir;
+    pub async fn open(mut config: Settings) -> Result<Self, StartError> {
+        // Owned: `config` moves into the state below.
+        let data = &config.data_dir.clone();
         // Install the metrics recorder before anything records.
         metrics::handle();
         let dir_error = |source| StartError::DataDir {
@@ -96,23 +98,27 @@ impl Server {
             std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
             std::fs::TryLockError::Error(source) => dir_error(source),
         })?;
-        let blob_location = match &storage.blob_url {
+        let blob_location = match &config.blob_url {
             Some(url) => BlobLocation::parse(url).map_err(StartError::Config)?,
             None => BlobLocation::Local(data.join("blobs")),
         };
-        let blobs = Blobs::at(&blob_location, &storage.s3)?.with_hot_cache(config.download_cache);
+        let blobs = Blobs::at(&blob_location, &config.s3())?.with_hot_cache(config.download_cache);
         blobs.probe().await?;
         let download_mode = download::resolve_mode(config.download_mode, &blobs)?;
         config.download_mode = Some(download_mode);
         tracing::info!(blobs = ?blob_location, downloads = %download_mode, "blob storage");
-        let url = storage
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
+        let url = config.database_url.as_ref().map_or_else(
+            || format!("sqlite://{}", data.join("otter.db").display()),
+            |url| url.expose().to_owned(),
+        );
         let sql = SqlStore::connect(&url).await?;
         let store: Arc<dyn Store> = Arc::new(metered::Metered(Arc::new(sql.clone())));
-        let bootstrap =
-            auth::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
+        let bootstrap = auth::ensure_admin_token(
+            &*store,
+            data,
+            config.admin_token.as_ref().map(Secret::expose),
+        )
+        .await?;
 
         let staging = Staging::new(&data.join("staging"))?.with_sessions_in(&blobs);
         let live: HashSet<String> = store.all_uploads().await?.into_iter().collect();
@@ -126,8 +132,9 @@ impl Server {
         let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
         let (notifier, mqtt) = match &config.mqtt_url {
             Some(url) => {
-                let settings = mqtt::MqttSettings::parse(url, config.mqtt_ca_file.as_deref())
-                    .map_err(StartError::Config)?;
+                let settings =
+                    mqtt::MqttSettings::parse(url.expose(), config.mqtt_ca_file.as_deref())
+                        .map_err(StartError::Config)?;
                 let (publisher, task) = mqtt::Publisher::start(settings);
                 (Some(Arc::new(notify::Notifier::new(publisher))), Some(task))
             }

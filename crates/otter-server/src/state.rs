@@ -3,11 +3,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use otter_app::settings::Settings;
 use otter_store::Store;
 use otter_store::blob::{Blobs, Staging};
 
 use crate::admin::uploads::Busy;
-pub use otter_app::settings::ServerConfig;
 use crate::auth::AdminTokens;
 use crate::index::CheckIndex;
 use crate::seen::SeenQueue;
@@ -17,7 +17,7 @@ use crate::seen::SeenQueue;
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub config: ServerConfig,
+    pub config: Settings,
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub staging: Staging,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use otter_server::{Bootstrap, Server, ServerConfig, Storage};
+use otter_server::{Bootstrap, Secret, Server, Settings};
 use otter_store::objects::S3Settings;
 use otter_testkit::s3::TempS3;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -26,10 +26,10 @@ pub const TOKEN: &str = "test-token";
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Settings for tests: the defaults, with a short shutdown grace so restarts stay quick.
-pub fn test_config() -> ServerConfig {
-    ServerConfig {
+pub fn test_config() -> Settings {
+    Settings {
         shutdown_grace: Duration::from_secs(5),
-        ..ServerConfig::default()
+        ..Settings::default()
     }
 }
 
@@ -44,8 +44,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub token: String,
     pub client: Client,
-    pub config: ServerConfig,
-    /// The admin token passed to `Storage` on the next (re)start; `None` makes the server rely
+    pub config: Settings,
+    /// The admin token the server is given on the next (re)start; `None` makes the server rely
     /// on the tokens it stored before.
     pub start_token: Option<String>,
     /// Database URL for the next (re)start; `None` is the data directory's own SQLite file.
@@ -78,12 +78,12 @@ impl TestServer {
         .await
     }
 
-    pub async fn with_config(config: ServerConfig) -> Self {
+    pub async fn with_config(config: Settings) -> Self {
         Self::build(config, None, None, S3Settings::default()).await
     }
 
     /// A server whose blobs (and resumable upload sessions) are in `s3`'s bucket under `prefix`.
-    pub async fn with_s3(s3: &TempS3, prefix: &str, config: ServerConfig) -> Self {
+    pub async fn with_s3(s3: &TempS3, prefix: &str, config: Settings) -> Self {
         let settings = S3Settings {
             endpoint: Some(s3.endpoint.clone()),
             options: s3.options(),
@@ -92,7 +92,7 @@ impl TestServer {
     }
 
     async fn build(
-        config: ServerConfig,
+        config: Settings,
         database_url: Option<String>,
         blob_url: Option<String>,
         s3: S3Settings,
@@ -122,16 +122,16 @@ impl TestServer {
     }
 
     async fn launch(&mut self) {
-        let storage = Storage {
+        let settings = Settings {
             data_dir: self.dir.path().to_path_buf(),
-            database_url: self.database_url.clone(),
-            admin_token: self.start_token.clone(),
+            database_url: self.database_url.as_deref().map(Secret::url),
+            admin_token: self.start_token.as_deref().map(Secret::from),
             blob_url: self.blob_url.clone(),
-            s3: self.s3.clone(),
+            s3_endpoint: self.s3.endpoint.clone(),
+            s3_options: self.s3.options.clone(),
+            ..self.config.clone()
         };
-        let server = Server::open(storage, self.config.clone())
-            .await
-            .expect("server opens");
+        let server = Server::open(settings).await.expect("server opens");
         self.bootstrap = match server.bootstrap {
             Bootstrap::Configured => "configured",
             Bootstrap::Existing => "existing",
