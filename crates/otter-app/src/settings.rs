@@ -69,10 +69,11 @@ pub struct Settings {
     #[arg(long, env = "OTTER_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
 
-    /// Further object_store settings for the bucket (see [`S3Settings::options`]); code sets
-    /// them (tests pass a test bucket's credentials), never a flag.
+    /// Further object_store settings for the bucket (see [`S3Settings::options`]), values kept
+    /// secret as they may be credentials; code sets them (tests pass a test bucket's), never a
+    /// flag.
     #[arg(skip)]
-    pub s3_options: Vec<(String, String)>,
+    pub s3_options: Vec<(String, Secret)>,
 
     /// How downloads are served: `redirect` answers 302 to a 15-minute presigned URL of the
     /// bucket (S3 only), `proxy` streams the bytes through otter [default: redirect with S3
@@ -215,7 +216,11 @@ impl Settings {
     pub fn s3(&self) -> S3Settings {
         S3Settings {
             endpoint: self.s3_endpoint.clone(),
-            options: self.s3_options.clone(),
+            options: self
+                .s3_options
+                .iter()
+                .map(|(key, value)| (key.clone(), value.expose().to_owned()))
+                .collect(),
         }
     }
 }
@@ -309,6 +314,7 @@ impl SettingsArgs {
                 .update_from_arg_matches(&file)
                 .map_err(|e| ConfigFileError::new(path, clap_message(&e)))?;
         }
+        // ota-backend reads an empty OTA_SECRET as none; so do we, whichever layer set it.
         settings.ota_secret = settings.ota_secret.filter(|s| !s.expose().is_empty());
         Ok(settings)
     }

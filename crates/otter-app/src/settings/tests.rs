@@ -219,8 +219,12 @@ fn secrets_never_print() {
         "mqtts://otter:pw-DDDD@broker.example.com",
     ])
     .unwrap();
+    let s = Settings {
+        s3_options: vec![("aws_secret_access_key".into(), "key-EEEE".into())],
+        ..s
+    };
     let shown = format!("{s:?} {s:#?}");
-    for secret in ["AAAA", "BBBB", "CCCC", "DDDD"] {
+    for secret in ["AAAA", "BBBB", "CCCC", "DDDD", "EEEE"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     // What is not secret in a URL still helps whoever reads the log.
@@ -239,6 +243,7 @@ fn secrets_never_print() {
         s.database_url.as_ref().map(Secret::expose),
         Some("postgres://otter:pw-CCCC@db.example.com/otter")
     );
+    assert_eq!(s.s3().options[0].1, "key-EEEE");
 }
 
 #[test]

@@ -25,6 +25,14 @@ pub const TOKEN: &str = "test-token";
 /// How long [`eventually`] waits for asynchronous effects (sighting queue, janitor).
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
+/// Object-store options as [`Settings`] hold them: values secret, as they are credentials.
+pub fn secret_options(options: &[(String, String)]) -> Vec<(String, Secret)> {
+    options
+        .iter()
+        .map(|(key, value)| (key.clone(), Secret::from(value.as_str())))
+        .collect()
+}
+
 /// Settings for tests: the defaults, with a short shutdown grace so restarts stay quick.
 pub fn test_config() -> Settings {
     Settings {
@@ -128,7 +136,7 @@ impl TestServer {
             admin_token: self.start_token.as_deref().map(Secret::from),
             blob_url: self.blob_url.clone(),
             s3_endpoint: self.s3.endpoint.clone(),
-            s3_options: self.s3.options.clone(),
+            s3_options: secret_options(&self.s3.options),
             ..self.config.clone()
         };
         let server = Server::open(settings).await.expect("server opens");

@@ -14,7 +14,8 @@ use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::json;
 
 use crate::common::{
-    TestServer, eventually, expect_error, firmware, header, json_body, sha256_hex, test_config,
+    TestServer, eventually, expect_error, firmware, header, json_body, secret_options, sha256_hex,
+    test_config,
 };
 
 /// A client that shows redirects instead of following them.
@@ -409,7 +410,7 @@ async fn a_bucket_that_does_not_answer_is_a_startup_error() {
         admin_token: Some("t".into()),
         blob_url: Some(format!("s3://{}-missing/ota", s3.bucket)),
         s3_endpoint: Some(s3.endpoint.clone()),
-        s3_options: s3.options(),
+        s3_options: secret_options(&s3.options()),
         ..test_config()
     };
     match otter_server::Server::open(settings).await {
