@@ -38,7 +38,7 @@ use otter_store::{Store, StoreError};
 use tokio::task::JoinHandle;
 
 pub use error::{AppError, AppResult, ErrorKind};
-pub use settings::{DownloadMode, ServerConfig, Storage};
+pub use settings::{DownloadMode, Settings};
 pub use tokens::Bootstrap;
 
 use crate::index::{CheckIndex, ProductIndex};
@@ -87,7 +87,7 @@ pub trait Observer: Send + Sync {
 pub struct App(Arc<Inner>);
 
 pub struct Inner {
-    pub config: ServerConfig,
+    pub config: Settings,
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub staging: Staging,
@@ -127,8 +127,8 @@ pub struct Opened {
 impl App {
     /// Opens (creating if needed) the data directory and database, runs migrations, removes
     /// what interrupted uploads left behind, and loads the check index.
-    pub async fn open(storage: Storage, mut config: ServerConfig) -> Result<Opened, StartError> {
-        let data = &storage.data_dir;
+    pub async fn open(mut config: Settings) -> Result<Opened, StartError> {
+        let data = &config.data_dir.clone();
         let dir_error = |source| StartError::DataDir {
             path: data.clone(),
             source,
@@ -139,23 +139,27 @@ impl App {
             std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
             std::fs::TryLockError::Error(source) => dir_error(source),
         })?;
-        let blob_location = match &storage.blob_url {
+        let blob_location = match &config.blob_url {
             Some(url) => BlobLocation::parse(url).map_err(StartError::Config)?,
             None => BlobLocation::Local(data.join("blobs")),
         };
-        let blobs = Blobs::at(&blob_location, &storage.s3)?.with_hot_cache(config.download_cache);
+        let blobs = Blobs::at(&blob_location, &config.s3())?.with_hot_cache(config.download_cache);
         blobs.probe().await?;
         let download_mode = settings::resolve_download_mode(config.download_mode, &blobs)?;
         config.download_mode = Some(download_mode);
         tracing::info!(blobs = ?blob_location, downloads = %download_mode, "blob storage");
-        let url = storage
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data.join("otter.db").display()));
+        let url = config.database_url.as_ref().map_or_else(
+            || format!("sqlite://{}", data.join("otter.db").display()),
+            |url| url.expose().to_owned(),
+        );
         let sql = SqlStore::connect(&url).await?;
         let store: Arc<dyn Store> = Arc::new(sql.clone());
-        let bootstrap =
-            tokens::ensure_admin_token(&*store, data, storage.admin_token.as_deref()).await?;
+        let bootstrap = tokens::ensure_admin_token(
+            &*store,
+            data,
+            config.admin_token.as_ref().map(|t| t.expose()),
+        )
+        .await?;
 
         let staging = Staging::new(&data.join("staging"))?.with_sessions_in(&blobs);
         let live: HashSet<String> = store.all_uploads().await?.into_iter().collect();

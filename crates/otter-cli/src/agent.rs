@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use crate::serve::parse_duration;
+use otter_app::settings::parse_duration;
 
 /// Run the update agent on a device.
 #[derive(clap::Args, Debug)]
@@ -101,7 +101,7 @@ pub struct AgentArgs {
     )]
     push_token: Option<String>,
     /// The largest image a slot takes (pushes larger than this are refused).
-    #[arg(long, default_value = "4GiB", value_parser = crate::serve::parse_size)]
+    #[arg(long, default_value = "4GiB", value_parser = otter_app::settings::parse_size)]
     slot_size: u64,
     /// The version the image in slot A runs, for a device's very first start.
     #[arg(long, default_value = "0.0.0")]

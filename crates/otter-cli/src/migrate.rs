@@ -1,6 +1,6 @@
 //! `otter migrate`: brings the database schema up to date.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -53,7 +53,7 @@ impl MigrateArgs {
     /// file, then `sqlite://<data>/otter.db` (and then also the data directory, to create).
     fn database_url(&self) -> anyhow::Result<(String, Option<PathBuf>)> {
         let file = match &self.config {
-            Some(path) => crate::serve::read_file(path)?,
+            Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
         if let Some(url) = self.database_url.clone().or(file.database_url) {
@@ -67,6 +67,13 @@ impl MigrateArgs {
         let url = format!("sqlite://{}", data.join("otter.db").display());
         Ok((url, Some(data)))
     }
+}
+
+/// Reads the keys of `otter serve`'s TOML config file that `otter migrate` shares.
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use otter_core::signing::keys::{Algorithm, PrivateKey, PublicKey, pem_encode};
 use serde_json::Value;
 
 use crate::client::{Client, ClientArgs};
-use crate::serve::parse_duration;
+use otter_app::settings::parse_duration;
 
 /// Generate and inspect signing keys.
 #[derive(clap::Subcommand, Debug)]

@@ -462,6 +462,160 @@ fn environment_overrides_the_config_file() {
     );
 }
 
+/// One setting of each kind (size, duration, path, secret) from the file, the environment and
+/// flags at once: the environment beats the file, and flags beat both.
+#[test]
+fn flags_beat_the_environment_which_beats_the_config_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| path(&tmp.path().join(name)).to_owned();
+    let config = tmp.path().join("otter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max_upload = \"1MiB\"\nupload_ttl = \"1h\"\ndata = \"{}\"\nadmin_token = \"file-token\"\n",
+            dir("file-data")
+        ),
+    )
+    .unwrap();
+    let env_data = dir("env-data");
+    let env = [
+        ("OTTER_MAX_UPLOAD", "2MiB"),
+        ("OTTER_UPLOAD_TTL", "2h"),
+        ("OTTER_DATA", env_data.as_str()),
+        ("OTTER_ADMIN_TOKEN", "env-token"),
+        // The resolved settings are logged (secrets hidden) at debug level.
+        ("RUST_LOG", "info,otter::serve=debug"),
+    ];
+    let flag_data = dir("flag-data");
+    let flags = [
+        "--max-upload",
+        "3MiB",
+        "--upload-ttl",
+        "3h",
+        "--data",
+        &flag_data,
+        "--admin-token",
+        "flag-token",
+    ];
+    let cases = [
+        (
+            &[][..],
+            "max_upload: 2097152",
+            "upload_ttl: 7200s",
+            &env_data,
+            "env-token",
+            "file-token",
+        ),
+        (
+            &flags[..],
+            "max_upload: 3145728",
+            "upload_ttl: 10800s",
+            &flag_data,
+            "flag-token",
+            "env-token",
+        ),
+    ];
+    for (extra, size, ttl, data, token, beaten) in cases {
+        let mut args = vec!["--config", path(&config), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let server = Serve::builder(OTTER)
+            .args(&args)
+            .envs(env)
+            .current_dir(tmp.path())
+            .start();
+        let log = server.log();
+        for shown in [size, ttl, &format!("data_dir: {data:?}")] {
+            assert!(log.contains(shown), "{shown} not in {log}");
+        }
+        assert!(!log.contains(token), "a secret in the log: {log}");
+        let list = |token: &str| {
+            let args = [
+                "product",
+                "list",
+                "--server",
+                server.url(),
+                "--token",
+                token,
+            ];
+            otter(&args, &[])
+        };
+        list(token).ok();
+        list(beaten).fails();
+        assert!(
+            Path::new(data).join(".lock").exists(),
+            "{data} is the data directory"
+        );
+    }
+}
+
+/// A process killed when dropped, so a failing test leaves no server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// `otter serve & otter product create …`: whoever can connect finds the admin token file,
+/// because otter listens only once it has written it.
+#[test]
+fn a_client_that_can_connect_finds_the_admin_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Our own port number, so we can knock before the server says where it listens (the one
+    // test that cannot let the server pick its port).
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = KillOnDrop(
+        command(OTTER)
+            .args(["serve", "--listen", &addr, "--data", path(&data)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn otter serve"),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "otter serve accepts connections",
+        || {
+            let exited = server.0.try_wait().unwrap();
+            assert!(exited.is_none(), "otter serve exited: {exited:?}");
+            std::net::TcpStream::connect(&addr)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    );
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .expect("the token file exists as soon as the port accepts connections");
+    let url = format!("http://{addr}");
+    let args = [
+        "product",
+        "create",
+        "demo",
+        "--server",
+        &url,
+        "--token",
+        token.trim(),
+    ];
+    otter(&args, &[]).ok();
+}
+
+/// Colours are for terminals: a log going to a pipe (a file, journald, a collector) is plain.
+#[test]
+fn a_log_into_a_pipe_has_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::builder(OTTER)
+        .data(tmp.path().join("data"))
+        // What a developer's shell has: colours would be on, were stderr a terminal.
+        .env("NO_COLOR", "")
+        .env("TERM", "xterm-256color")
+        .start();
+    let log = server.log();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains("\u{1b}["), "colour codes in {log:?}");
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_data_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();

@@ -31,7 +31,7 @@ use otter_store::sql::SqlStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use otter_app::settings::{DownloadMode, ServerConfig, Storage};
+pub use otter_app::settings::{DownloadMode, Secret, Settings};
 pub use otter_app::{Bootstrap, StartError};
 
 /// An opened otter: storage, state and background tasks, ready to serve.
@@ -53,7 +53,7 @@ impl Server {
     /// Opens (creating if needed) the data directory and database, runs migrations, removes
     /// what interrupted uploads left behind, loads the check index and connects to the MQTT
     /// broker when notifications are on.
-    pub async fn open(storage: Storage, config: ServerConfig) -> Result<Self, StartError> {
+    pub async fn open(settings: Settings) -> Result<Self, StartError> {
         // Install the metrics recorder before anything records.
         metrics::handle();
         let Opened {
@@ -62,11 +62,12 @@ impl Server {
             sql,
             seen_writer,
             bootstrap,
-        } = App::open(storage, config).await?;
+        } = App::open(settings).await?;
         let mqtt = match &app.config.mqtt_url {
             Some(url) => {
-                let settings = mqtt::MqttSettings::parse(url, app.config.mqtt_ca_file.as_deref())
-                    .map_err(StartError::Config)?;
+                let settings =
+                    mqtt::MqttSettings::parse(url.expose(), app.config.mqtt_ca_file.as_deref())
+                        .map_err(StartError::Config)?;
                 let (publisher, task) = mqtt::Publisher::start(settings);
                 let notifier = Arc::new(notify::Notifier::new(publisher));
                 app.observe(notifier.clone());

@@ -128,7 +128,10 @@ fn check_secret(app: &App, headers: &HeaderMap) -> OtaResult<()> {
     let Some(secret) = &app.config.ota_secret else {
         return Ok(());
     };
-    if matches_hash(header(headers, "x-ota-secret")?, &token_hash(secret)) {
+    if matches_hash(
+        header(headers, "x-ota-secret")?,
+        &token_hash(secret.expose()),
+    ) {
         Ok(())
     } else {
         Err(OtaError::invalid_auth())

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use otter_server::{Bootstrap, Server, ServerConfig, Storage};
+use otter_server::{Bootstrap, Secret, Server, Settings};
 use otter_store::objects::S3Settings;
 use otter_testkit::s3::TempS3;
 use otter_testkit::wait_until_async;
@@ -26,11 +26,19 @@ pub const TOKEN: &str = "test-token";
 /// How long [`eventually`] waits for asynchronous effects (sighting queue, janitor).
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
+/// Object-store options as [`Settings`] hold them: values secret, as they are credentials.
+pub fn secret_options(options: &[(String, String)]) -> Vec<(String, Secret)> {
+    options
+        .iter()
+        .map(|(key, value)| (key.clone(), Secret::from(value.as_str())))
+        .collect()
+}
+
 /// Settings for tests: the defaults, with a short shutdown grace so restarts stay quick.
-pub fn test_config() -> ServerConfig {
-    ServerConfig {
+pub fn test_config() -> Settings {
+    Settings {
         shutdown_grace: Duration::from_secs(5),
-        ..ServerConfig::default()
+        ..Settings::default()
     }
 }
 
@@ -45,8 +53,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub token: String,
     pub client: Client,
-    pub config: ServerConfig,
-    /// The admin token passed to `Storage` on the next (re)start; `None` makes the server rely
+    pub config: Settings,
+    /// The admin token the server is given on the next (re)start; `None` makes the server rely
     /// on the tokens it stored before.
     pub start_token: Option<String>,
     /// Database URL for the next (re)start; `None` is the data directory's own SQLite file.
@@ -79,12 +87,12 @@ impl TestServer {
         .await
     }
 
-    pub async fn with_config(config: ServerConfig) -> Self {
+    pub async fn with_config(config: Settings) -> Self {
         Self::build(config, None, None, S3Settings::default()).await
     }
 
     /// A server whose blobs (and resumable upload sessions) are in `s3`'s bucket under `prefix`.
-    pub async fn with_s3(s3: &TempS3, prefix: &str, config: ServerConfig) -> Self {
+    pub async fn with_s3(s3: &TempS3, prefix: &str, config: Settings) -> Self {
         let settings = S3Settings {
             endpoint: Some(s3.endpoint.clone()),
             options: s3.options(),
@@ -93,7 +101,7 @@ impl TestServer {
     }
 
     async fn build(
-        config: ServerConfig,
+        config: Settings,
         database_url: Option<String>,
         blob_url: Option<String>,
         s3: S3Settings,
@@ -123,16 +131,16 @@ impl TestServer {
     }
 
     async fn launch(&mut self) {
-        let storage = Storage {
+        let settings = Settings {
             data_dir: self.dir.path().to_path_buf(),
-            database_url: self.database_url.clone(),
-            admin_token: self.start_token.clone(),
+            database_url: self.database_url.as_deref().map(Secret::url),
+            admin_token: self.start_token.as_deref().map(Secret::from),
             blob_url: self.blob_url.clone(),
-            s3: self.s3.clone(),
+            s3_endpoint: self.s3.endpoint.clone(),
+            s3_options: secret_options(&self.s3.options),
+            ..self.config.clone()
         };
-        let server = Server::open(storage, self.config.clone())
-            .await
-            .expect("server opens");
+        let server = Server::open(settings).await.expect("server opens");
         self.bootstrap = match server.bootstrap {
             Bootstrap::Configured => "configured",
             Bootstrap::Existing => "existing",

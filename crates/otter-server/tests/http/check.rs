@@ -111,7 +111,7 @@ async fn semver_chain_hops_through_the_minimum_source_version() {
 
 #[tokio::test]
 async fn manifests_carry_every_field_and_an_absolute_url() {
-    let srv = TestServer::with_config(otter_server::ServerConfig {
+    let srv = TestServer::with_config(otter_server::Settings {
         public_url: Some("https://ota.example.com".into()),
         ..test_config()
     })

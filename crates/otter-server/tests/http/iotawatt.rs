@@ -65,7 +65,7 @@ fn blob(version: &str, key: &SigningKey, firmware: &[u8]) -> Vec<u8> {
 
 /// An IotaWatt product `iotawatt` (served at the root too) with `key`'s public key.
 async fn setup(key: &SigningKey) -> TestServer {
-    let srv = TestServer::with_config(otter_server::ServerConfig {
+    let srv = TestServer::with_config(otter_server::Settings {
         iotawatt_product: Some("iotawatt".into()),
         ..test_config()
     })

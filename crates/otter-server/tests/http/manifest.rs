@@ -11,7 +11,7 @@ const PRODUCT: &str = "data-walker";
 /// A server whose root contract paths serve `data-walker`, a lexical product with two releases:
 /// `v202605221130` may only be installed from `v202510020734` or later.
 async fn data_walker(public_url: Option<&str>) -> TestServer {
-    let srv = TestServer::with_config(otter_server::ServerConfig {
+    let srv = TestServer::with_config(otter_server::Settings {
         default_product: Some(PRODUCT.into()),
         public_url: public_url.map(str::to_owned),
         ..test_config()

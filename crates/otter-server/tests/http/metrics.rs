@@ -78,16 +78,15 @@ async fn a_scrape_shows_requests_checks_downloads_and_store_latency() {
 #[tokio::test]
 async fn metrics_can_move_to_their_own_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = otter_server::Storage {
+    let settings = otter_server::Settings {
         data_dir: dir.path().to_path_buf(),
-        database_url: None,
         admin_token: Some("t".into()),
-        ..Default::default()
+        ..test_config()
     };
     let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let private = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (main_addr, private_addr) = (main.local_addr().unwrap(), private.local_addr().unwrap());
-    let server = otter_server::Server::open(storage, test_config())
+    let server = otter_server::Server::open(settings)
         .await
         .unwrap()
         .with_metrics_listener(private);

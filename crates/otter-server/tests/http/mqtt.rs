@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use otter_server::Secret;
 use otter_testkit::mosquitto::Reader;
 use otter_testkit::wait_until_async;
 use reqwest::{Method, StatusCode};
@@ -57,8 +58,8 @@ async fn releases_are_announced_and_survive_a_broker_restart() {
         return;
     };
     let reader = broker.reader();
-    let srv = TestServer::with_config(otter_server::ServerConfig {
-        mqtt_url: Some(broker.url()),
+    let srv = TestServer::with_config(otter_server::Settings {
+        mqtt_url: Some(Secret::url(&broker.url())),
         public_url: Some("https://ota.example.test".into()),
         ..test_config()
     })
@@ -199,8 +200,8 @@ async fn thinx_devices_get_firmware_update_with_a_token_on_their_topic() {
         return;
     };
     let reader = broker.reader();
-    let srv = TestServer::with_config(otter_server::ServerConfig {
-        mqtt_url: Some(broker.url()),
+    let srv = TestServer::with_config(otter_server::Settings {
+        mqtt_url: Some(Secret::url(&broker.url())),
         ..test_config()
     })
     .await;
@@ -264,8 +265,8 @@ async fn mqtts_with_a_private_ca() {
     };
     let reader = broker.reader();
     let tls = broker.tls.clone().expect("a TLS listener");
-    let srv = TestServer::with_config(otter_server::ServerConfig {
-        mqtt_url: broker.tls_url(),
+    let srv = TestServer::with_config(otter_server::Settings {
+        mqtt_url: broker.tls_url().as_deref().map(Secret::url),
         mqtt_ca_file: Some(tls.ca_file),
         ..test_config()
     })

@@ -479,7 +479,7 @@ async fn missing_headers_are_400_and_bad_credentials_401() {
 
 #[tokio::test]
 async fn ota_secret_guards_every_endpoint() {
-    let srv = TestServer::with_config(otter_server::ServerConfig {
+    let srv = TestServer::with_config(otter_server::Settings {
         ota_secret: Some("s3cret".into()),
         ..test_config()
     })
@@ -542,7 +542,7 @@ async fn ota_secret_guards_every_endpoint() {
 
 #[tokio::test]
 async fn uploads_over_the_limit_are_refused_not_truncated() {
-    let srv = TestServer::with_config(otter_server::ServerConfig {
+    let srv = TestServer::with_config(otter_server::Settings {
         max_upload: 64 * 1024,
         ..test_config()
     })

@@ -249,13 +249,11 @@ async fn a_stalled_download_does_not_hold_shutdown_past_the_grace_period() {
 #[tokio::test]
 async fn a_second_server_on_the_same_data_directory_is_refused() {
     let srv = TestServer::start().await;
-    let storage = otter_server::Storage {
+    let settings = otter_server::Settings {
         data_dir: srv.data_dir().to_path_buf(),
-        database_url: None,
-        admin_token: None,
-        ..Default::default()
+        ..crate::common::test_config()
     };
-    match otter_server::Server::open(storage, crate::common::test_config()).await {
+    match otter_server::Server::open(settings).await {
         Err(otter_server::StartError::Locked(dir)) => assert_eq!(dir, srv.data_dir()),
         Err(other) => panic!("expected Locked, got {other}"),
         Ok(_) => panic!("a second server opened the same data directory"),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use otter_server::{DownloadMode, ServerConfig, StartError, Storage};
+use otter_server::{DownloadMode, Settings, StartError};
 use reqwest::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_NONE_MATCH, IF_RANGE,
     LOCATION, RANGE,
@@ -14,7 +14,8 @@ use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::json;
 
 use crate::common::{
-    TestServer, eventually, expect_error, firmware, header, json_body, sha256_hex, test_config,
+    TestServer, eventually, expect_error, firmware, header, json_body, secret_options, sha256_hex,
+    test_config,
 };
 
 /// A client that shows redirects instead of following them.
@@ -131,7 +132,7 @@ async fn proxy_mode_streams_from_the_bucket_with_ranges_and_validators() {
         return;
     };
     // No download cache: every request reads the bucket, ranges included.
-    let config = ServerConfig {
+    let config = Settings {
         download_mode: Some(DownloadMode::Proxy),
         download_cache: 0,
         ..test_config()
@@ -343,7 +344,7 @@ async fn idle_sessions_in_the_bucket_expire_with_their_chunks() {
     let Some(s3) = otter_testkit::s3::start() else {
         return;
     };
-    let config = ServerConfig {
+    let config = Settings {
         upload_ttl: Duration::from_secs(1),
         ..test_config()
     };
@@ -372,16 +373,13 @@ async fn idle_sessions_in_the_bucket_expire_with_their_chunks() {
 #[tokio::test]
 async fn redirecting_downloads_of_local_blobs_is_refused_at_startup() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some("t".into()),
         download_mode: Some(DownloadMode::Redirect),
         ..test_config()
     };
-    let storage = Storage {
-        data_dir: dir.path().to_path_buf(),
-        admin_token: Some("t".into()),
-        ..Default::default()
-    };
-    match otter_server::Server::open(storage, config).await {
+    match otter_server::Server::open(settings).await {
         Err(StartError::Config(why)) => {
             assert!(why.contains("--download-mode redirect"), "{why}");
             assert!(why.contains("s3://"), "{why}");
@@ -389,12 +387,12 @@ async fn redirecting_downloads_of_local_blobs_is_refused_at_startup() {
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("redirect with file:// blobs started"),
     }
-    let storage = Storage {
+    let settings = Settings {
         data_dir: dir.path().to_path_buf(),
         blob_url: Some("gopher://x".into()),
-        ..Default::default()
+        ..test_config()
     };
-    match otter_server::Server::open(storage, test_config()).await {
+    match otter_server::Server::open(settings).await {
         Err(StartError::Config(why)) => assert!(why.contains("s3://bucket/prefix"), "{why}"),
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("a gopher:// blob URL was accepted"),
@@ -407,17 +405,15 @@ async fn a_bucket_that_does_not_answer_is_a_startup_error() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage {
+    let settings = Settings {
         data_dir: dir.path().to_path_buf(),
         admin_token: Some("t".into()),
         blob_url: Some(format!("s3://{}-missing/ota", s3.bucket)),
-        s3: otter_store::objects::S3Settings {
-            endpoint: Some(s3.endpoint.clone()),
-            options: s3.options(),
-        },
-        ..Default::default()
+        s3_endpoint: Some(s3.endpoint.clone()),
+        s3_options: secret_options(&s3.options()),
+        ..test_config()
     };
-    match otter_server::Server::open(storage, test_config()).await {
+    match otter_server::Server::open(settings).await {
         Err(StartError::Store(e)) => {
             let why = e.to_string();
             assert!(why.contains("does not answer"), "{why}");

@@ -278,7 +278,7 @@ async fn a_session_survives_a_restart() {
 
 #[tokio::test]
 async fn idle_sessions_expire() {
-    let srv = TestServer::with_config(otter_server::ServerConfig {
+    let srv = TestServer::with_config(otter_server::Settings {
         upload_ttl: Duration::from_secs(1),
         ..test_config()
     })

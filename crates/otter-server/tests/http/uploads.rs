@@ -12,7 +12,7 @@ use crate::common::{
 const MIB: usize = 1024 * 1024;
 
 async fn limited_server() -> TestServer {
-    TestServer::with_config(otter_server::ServerConfig {
+    TestServer::with_config(otter_server::Settings {
         max_upload: MIB as u64,
         ..test_config()
     })
