@@ -12,11 +12,9 @@ pub mod error;
 pub mod index;
 pub mod metered;
 pub mod metrics;
-pub mod mqtt;
 pub mod native;
 pub mod notify;
 pub mod protocols;
-pub mod push;
 pub mod router;
 pub mod seen;
 pub mod state;
@@ -144,9 +142,9 @@ impl Server {
         let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
         let (notifier, mqtt) = match &config.mqtt_url {
             Some(url) => {
-                let settings = mqtt::MqttSettings::parse(url, config.mqtt_ca_file.as_deref())
+                let settings = otter_mqtt::MqttSettings::parse(url, config.mqtt_ca_file.as_deref())
                     .map_err(StartError::Config)?;
-                let (publisher, task) = mqtt::Publisher::start(settings);
+                let (publisher, task) = otter_mqtt::Publisher::start(settings);
                 (Some(Arc::new(notify::Notifier::new(publisher))), Some(task))
             }
             None => (None, None),

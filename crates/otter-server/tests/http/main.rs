@@ -17,7 +17,6 @@ mod nodes;
 mod ota_backend;
 mod pagination;
 mod persistence;
-mod push;
 mod s3;
 mod sessions;
 mod signing;
