@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, ValueEnum};
 use otter_core::model::{InvalidField, validate_name};
+use otter_core::units::{parse_duration, parse_size};
 use otter_store::blob::{BlobLocation, Blobs};
 use otter_store::objects::S3Settings;
 use otter_store::sql::redact_url;
@@ -512,43 +513,6 @@ fn public_url(url: &str) -> Result<String, String> {
 fn product_name(name: &str) -> Result<String, InvalidField> {
     validate_name("product", name)?;
     Ok(name.to_owned())
-}
-
-/// Parses `1048576`, `512KiB`, `100MB`, `2GiB` (K/M/G are powers of 1024 either way).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 512MiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Parses `90`, `90s`, `30m`, `24h`, `7d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 24h"))?;
-    let secs = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown duration unit in {s:?} (use s, m, h or d)")),
-    };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
 /// The mode to serve downloads in: `asked`, or by default `redirect` when the blobs can be

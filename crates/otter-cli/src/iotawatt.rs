@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use otter_client::{Client, ClientArgs};
 use otter_core::iotawatt::{self, BlobFile, SigningKey};
 use serde_json::{Value, json};
-
-use crate::client::{Client, ClientArgs};
 
 /// Sign and check IotaWatt release blobs with your own key.
 #[derive(clap::Subcommand, Debug)]

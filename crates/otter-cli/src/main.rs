@@ -2,13 +2,9 @@
 //! up to date; the other subcommands are an admin client for a running server.
 
 mod admin;
-mod agent;
-mod client;
-mod files;
 mod iotawatt;
 mod migrate;
 mod migrate_data;
-mod push;
 mod serve;
 mod sign;
 mod signing;
@@ -18,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::admin::{ApiKeyCommand, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand};
-use crate::client::{Client, ClientArgs};
+use otter_client::{Client, ClientArgs};
 
 /// otter: a self-hosted firmware OTA update server, and its admin client.
 #[derive(Parser, Debug)]
@@ -66,10 +62,10 @@ enum Command {
     },
     /// Keep an embedded-Linux device up to date: A/B slots, verification, health check and
     /// rollback.
-    Agent(agent::AgentArgs),
+    Agent(otter_agent::AgentArgs),
     /// Push an image straight to a device over ViperHTTP's OTA protocol (a ViperHTTP device,
-    /// or `otter agent --listen`).
-    Push(push::PushArgs),
+    /// or `otter-agent --listen`).
+    Push(otter_client::push::PushArgs),
     /// Sign an image offline: raw detached signatures, or the vendors' own formats.
     Sign(sign::SignArgs),
     /// Check an image's signature as a device would.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use otter_client::{Client, ClientArgs};
 use otter_core::formats::minisign;
 use otter_core::model::format_rfc3339;
 use otter_core::signing::documents::{
@@ -16,10 +17,8 @@ use otter_core::signing::documents::{
 };
 use otter_core::signing::dsse::{Envelope, Role};
 use otter_core::signing::keys::{Algorithm, PrivateKey, PublicKey, pem_encode};
+use otter_core::units::parse_duration;
 use serde_json::Value;
-
-use crate::client::{Client, ClientArgs};
-use otter_app::settings::parse_duration;
 
 /// Generate and inspect signing keys.
 #[derive(clap::Subcommand, Debug)]
@@ -473,7 +472,8 @@ impl ReleaseSignArgs {
             // Step 2 of an external signature: the manifest written in step 1.
             Envelope::parse(read_text(&self.out)?.as_bytes())?
         } else {
-            let file = crate::files::hash_blocking(&self.file, &indicatif::ProgressBar::hidden())?;
+            let file =
+                otter_client::files::hash_blocking(&self.file, &indicatif::ProgressBar::hidden())?;
             let (length, sha256) = (file.size, file.sha256);
             let now = otter_store::now();
             let manifest = ReleaseManifest {

@@ -1,22 +1,30 @@
 //! `otter agent` as real processes against a real `otter serve`: an update into the other slot,
 //! a healthy boot that commits it, an unhealthy one that rolls back after the allowed failures
-//! (and the server listing the rollback), and a download cut by a proxy that resumes.
+//! (and the server listing the rollback), a download cut by a proxy that resumes, an MQTT
+//! wake-up, pushes over the LAN, and a push-only device without a server.
+//!
+//! Every process binds port 0 itself and the test reads the address it prints, so no port is
+//! ever picked by one process and bound by another.
 
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use otter_testkit::process::Watched;
+use otter_testkit::proxy::{CuttingProxy, Direction};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 const OTTER: &str = env!("CARGO_BIN_EXE_otter");
 const TOKEN: &str = "agent-test-token";
+/// How long a process may take to start listening, or to finish what the test waits for.
+const PATIENCE: Duration = Duration::from_secs(20);
 
-/// `otter serve` on a free port with a known admin token.
+/// `otter serve` on a port it picks, with a known admin token; killed when dropped.
 struct Server {
-    child: Child,
+    _process: Watched,
+    addr: SocketAddr,
     url: String,
 }
 
@@ -26,33 +34,27 @@ impl Server {
     }
 
     fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(OTTER)
+        let mut command = Command::new(OTTER);
+        command
             .args([
                 "serve",
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--admin-token",
                 TOKEN,
                 "--data",
             ])
             .arg(dir.join("server"))
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "otter serve did not start");
-            std::thread::sleep(Duration::from_millis(50));
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        let process = Watched::spawn(command);
+        let addr = process.wait_for_line("otter serve's address", PATIENCE, listening_addr);
+        Server {
+            _process: process,
+            addr,
+            url: format!("http://{addr}"),
         }
-        Server { child, url }
     }
 
     fn admin(&self, args: &[&str]) -> String {
@@ -71,11 +73,19 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
+/// The address in `otter serve`'s log line `… otter listening on http://ADDR …`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    const MARK: &str = "otter listening on http://";
+    let rest = &line[line.find(MARK)? + MARK.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The address in the agent's line `accepting pushes on ADDR`.
+fn pushes_addr(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("accepting pushes on ")?.parse().ok()
 }
 
 fn image(seed: u8, len: usize) -> Vec<u8> {
@@ -118,29 +128,27 @@ fn agent(server: &str, dir: &Path, extra: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// A daemon agent that also takes pushes (token `s3cret`) on a free port; returns it and the
-/// port.
-fn listening_agent(server: &str, dir: &Path) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// A daemon agent that also takes pushes (token `s3cret`) on a port it picks; `server` `None`
+/// makes it a push-only device. Returns it and the address it listens on.
+fn listening_agent(server: Option<&str>, dir: &Path) -> (Watched, SocketAddr) {
     let slots = format!(
         "{},{}",
         dir.join("slot-a").display(),
         dir.join("slot-b").display()
     );
-    let agent_process = Command::new(OTTER)
-        .args([
-            "agent",
+    let mut command = Command::new(OTTER);
+    command.arg("agent").env_remove("OTTER_SERVER");
+    if let Some(server) = server {
+        command.args([
             "--server",
             server,
             "--product",
             "gateway",
             "--device-id",
             "gw-1",
-        ])
+        ]);
+    }
+    command
         .args([
             "--interval",
             "1h",
@@ -149,15 +157,13 @@ fn listening_agent(server: &str, dir: &Path) -> (Child, u16) {
             "--push-token",
             "s3cret",
             "--listen",
+            "127.0.0.1:0",
         ])
-        .arg(format!("127.0.0.1:{port}"))
         .arg("--state")
-        .arg(dir.join("agent-state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (agent_process, port)
+        .arg(dir.join("agent-state"));
+    let process = Watched::spawn(command);
+    let addr = process.wait_for_line("the agent's push address", PATIENCE, pushes_addr);
+    (process, addr)
 }
 
 fn state(dir: &Path) -> Value {
@@ -281,60 +287,6 @@ fn update_commit_then_rollback_after_failed_health_checks() {
     );
 }
 
-/// Forwards connections to `upstream`; the first connection to carry `cut` bytes towards the
-/// client (only the download is that large) is cut there.
-async fn cutting_proxy(upstream: String, cut: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        // Whichever connection first carries `cut` bytes is cut, once.
-        let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            let mut first = vec![0u8; 4096];
-            let n = client.read(&mut first).await.unwrap_or(0);
-            first.truncate(n);
-            let cut_done = cut_done.clone();
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                    return;
-                };
-                if server.write_all(&first).await.is_err() {
-                    return;
-                }
-                let (mut cr, mut cw) = client.split();
-                let (mut sr, mut sw) = server.split();
-                let up = tokio::io::copy(&mut cr, &mut sw);
-                let down = async {
-                    let mut sent = 0usize;
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = match sr.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        if sent + n >= cut
-                            && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst)
-                        {
-                            let _ = cw.write_all(&buf[..cut - sent]).await;
-                            return;
-                        }
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                        sent += n;
-                    }
-                };
-                tokio::select! { _ = up => {}, () = down => {} }
-            });
-        }
-    });
-    format!("127.0.0.1:{}", addr.port())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_cut_midway_resumes_with_range() {
     let tmp = tempfile::tempdir().unwrap();
@@ -344,13 +296,14 @@ async fn a_download_cut_midway_resumes_with_range() {
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let v1 = image(7, 3 * 1024 * 1024);
     publish(&server, &dir, "1.0.0", &v1);
-    let upstream = server.url.trim_start_matches("http://").to_owned();
-    let proxy = cutting_proxy(upstream, 700_000).await;
-    let url = format!("http://{proxy}");
+    // Only the download carries that much towards the client.
+    let proxy = CuttingProxy::start(server.addr, Direction::Download, 700_000).await;
+    let url = format!("http://{}", proxy.addr());
     let (ok, out) = tokio::task::spawn_blocking(move || agent(&url, &dir, &[]))
         .await
         .unwrap();
     assert!(ok, "{out}");
+    assert!(proxy.has_cut(), "{out}");
     assert!(
         out.contains("download interrupted at"),
         "the proxy cut it: {out}"
@@ -375,7 +328,8 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
         dir.join("slot-b").display()
     );
     // A daemon that would otherwise not check again for an hour.
-    let mut agent = Command::new(OTTER)
+    let mut command = Command::new(OTTER);
+    command
         .args([
             "agent",
             "--server",
@@ -394,27 +348,28 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
             &slots,
             "--state",
         ])
-        .arg(dir.join("agent-state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+        .arg(dir.join("agent-state"));
+    let mut agent = Watched::spawn(command);
+    // Its start-up check is done, and found nothing (there is no release yet): the server has
+    // seen the device.
+    otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
+        let devices = server.admin(&["device", "list", "gateway", "--json"]);
+        if devices.contains("\"gw-1\"") {
+            Ok(())
+        } else {
+            Err(format!("devices: {devices}; agent: {}", agent.output()))
+        }
+    });
     let v1 = image(9, 50_000);
     publish(&server, dir, "1.0.0", &v1);
-    // It installs and exits to be rebooted, long before the hour is up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = agent.try_wait().unwrap() {
-            assert!(status.success());
-            break;
-        }
-        if Instant::now() > deadline {
-            agent.kill().ok();
-            panic!("the agent did not act on the notice");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // It installs and exits to be rebooted, long before the hour is up…
+    let status = agent.wait(PATIENCE);
+    let out = agent.output();
+    assert!(status.success(), "{out}");
+    // …because of the notice: the download came after it.
+    let notice = out.find("notice on otter/gateway/").expect(&out);
+    let download = out.find("downloading 1.0.0").expect(&out);
+    assert!(notice < download, "{out}");
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
 }
 
@@ -425,14 +380,9 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let server = Server::start(&dir);
     server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, port) = listening_agent(&server.url, &dir);
-    let base = format!("http://127.0.0.1:{port}/ota");
+    let (mut agent_process, addr) = listening_agent(Some(&server.url), &dir);
+    let base = format!("http://{addr}/ota");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/status")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the agent does not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // Wrong token: refused.
     let resp = client
         .get(format!("{base}/status"))
@@ -473,7 +423,7 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["sha256"], sha.as_str(), "{body}");
     // The agent "reboots" (exits) and the image waits in slot B for its first boot.
-    let status = tokio::task::spawn_blocking(move || agent_process.wait().unwrap())
+    let status = tokio::task::spawn_blocking(move || agent_process.wait(PATIENCE))
         .await
         .unwrap();
     assert!(status.success());
@@ -504,21 +454,8 @@ fn otter_push_updates_an_agent_on_the_lan() {
     let server = Server::start(dir);
     server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, port) = listening_agent(&server.url, dir);
-    let device = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the agent does not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let push = |file: &Path, extra: &[&str]| {
-        Command::new(OTTER)
-            .args(["push", &device])
-            .arg(file)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let (mut agent_process, addr) = listening_agent(Some(&server.url), dir);
+    let push = |file: &Path, extra: &[&str]| otter_push(addr, file, extra);
     let first = dir.join("first.bin");
     std::fs::write(&first, image(3, 50_000)).unwrap();
     let wrong = push(&first, &["--token", "guess"]);
@@ -542,7 +479,7 @@ fn otter_push_updates_an_agent_on_the_lan() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), image(3, 50_000));
-    assert!(agent_process.try_wait().unwrap().is_none());
+    assert!(agent_process.try_wait().is_none());
     // The device variant with a reboot replaces it; the agent "reboots".
     let second = dir.join("second.bin");
     std::fs::write(&second, image(4, 70_000)).unwrap();
@@ -552,12 +489,51 @@ fn otter_push_updates_an_agent_on_the_lan() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while agent_process.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the agent did not restart");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = agent_process.wait(PATIENCE);
+    assert!(status.success(), "{}", agent_process.output());
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), image(4, 70_000));
+}
+
+/// `otter push <device> <file> <extra…>` to the agent at `addr`.
+fn otter_push(addr: SocketAddr, file: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(OTTER)
+        .args(["push", &format!("http://{addr}")])
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `otter agent --listen` without `--server` or `--product`: a LAN device with no server takes a
+/// push into its other slot, "reboots", and commits the slot at its next healthy boot.
+#[test]
+fn a_push_only_agent_needs_no_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let (mut agent_process, addr) = listening_agent(None, dir);
+    let file = dir.join("lan.bin");
+    std::fs::write(&file, image(6, 40_000)).unwrap();
+    let out = otter_push(addr, &file, &["--token", "s3cret", "--reboot"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = agent_process.wait(PATIENCE);
+    assert!(status.success(), "{}", agent_process.output());
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), image(6, 40_000));
+    assert_eq!(state(dir)["pending"]["slot"], 1);
+
+    // The next boot, healthy: slot B is committed with no server to report to, and the device
+    // goes on taking pushes.
+    let (_agent_process, _) = listening_agent(None, dir);
+    otter_testkit::wait::wait_until(PATIENCE, "slot B is committed", || {
+        let s = state(dir);
+        (s["active"] == 1 && s["pending"].is_null())
+            .then_some(())
+            .ok_or_else(|| s.to_string())
+    });
 }
 
 /// A signed product: the agent pinned to root 1 verifies the chain, its signed response, the

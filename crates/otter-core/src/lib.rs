@@ -10,7 +10,8 @@
 //! - [`formats`]: native firmware signature formats (ESP8266 trailer, ESP-IDF Secure Boot v2,
 //!   minisign, IotaWatt) made and checked byte-for-byte as the vendor tools do,
 //! - [`signing`]: keys, DSSE envelopes, roots of trust, release manifests, signed check responses
-//!   and the device-side checks.
+//!   and the device-side checks,
+//! - [`units`]: sizes and durations as flags and config files spell them.
 
 pub mod access;
 pub mod decision;
@@ -20,6 +21,7 @@ pub mod iotawatt;
 pub mod model;
 pub mod ott;
 pub mod signing;
+pub mod units;
 pub mod version;
 
 pub use decision::{Current, Decision, DecisionError, ReleaseFacts, decide, identify};

@@ -3,7 +3,7 @@
 //!
 //! - [`router`]: every route otter serves, in one table.
 //! - [`admin`]: the admin API; [`native`]: otter's own device API; [`protocols`]: one module per
-//!   device protocol; [`notify`]: MQTT update notifications. None of them imports another.
+//!   device protocol; [`notify`]: MQTT update notifications (over `otter-mqtt`). None of them imports another.
 //! - Shared HTTP pieces: [`error`] (the house error format), [`auth`] (the admin extractor),
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
 //!   [`metrics`], [`request_log`] (request ids, the access log).
@@ -15,11 +15,9 @@ pub mod body;
 pub mod download;
 pub mod error;
 pub mod metrics;
-pub mod mqtt;
 pub mod native;
 pub mod notify;
 pub mod protocols;
-pub mod push;
 pub mod request_log;
 pub mod router;
 
@@ -66,9 +64,9 @@ impl Server {
         let mqtt = match &app.config.mqtt_url {
             Some(url) => {
                 let settings =
-                    mqtt::MqttSettings::parse(url.expose(), app.config.mqtt_ca_file.as_deref())
+                    otter_mqtt::MqttSettings::parse(url.expose(), app.config.mqtt_ca_file.as_deref())
                         .map_err(StartError::Config)?;
-                let (publisher, task) = mqtt::Publisher::start(settings);
+                let (publisher, task) = otter_mqtt::Publisher::start(settings);
                 let notifier = Arc::new(notify::Notifier::new(publisher));
                 app.observe(notifier.clone());
                 let app = app.clone();

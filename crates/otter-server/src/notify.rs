@@ -1,7 +1,7 @@
 //! Update notifications over MQTT (`--mqtt-url`): what THiNX announced as "in progress", done.
 //!
 //! When a release is published, deprecated or yanked (and for every product at startup), otter
-//! sets these retained messages through [`crate::mqtt::Publisher`]:
+//! sets these retained messages through [`otter_mqtt::Publisher`]:
 //!
 //! - `otter/{product}/{channel}/latest`: the channel's newest release (`version`, `sha256`,
 //!   `size`, `url`, `mandatory`, `deprecated`, …); empty (removed) when the channel has none;
@@ -22,10 +22,9 @@ use otter_app::index::{ProductIndex, download_path};
 use otter_app::{App, AppResult, Observer, devices, tokens};
 use otter_core::Decision;
 use otter_core::model::{Device, Release};
+use otter_mqtt::Publisher;
 use otter_store::PageRequest;
 use serde_json::{Value, json};
-
-use crate::mqtt::Publisher;
 
 /// The MQTT side of the server; clones share the connection and what devices were told.
 #[derive(Clone)]

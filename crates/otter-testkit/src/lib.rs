@@ -4,17 +4,25 @@
 //! A test asks for a service and gets `None` when its binaries are missing on this machine,
 //! after a clear `SKIP` line on stderr. Under `CI=true` a missing service fails the test instead:
 //! CI installs everything, so a skip there would hide a broken setup.
+//!
+//! Beside the services, the helpers every test crate needs: [`serve`] runs the real `otter
+//! serve`, [`wait`] for a condition with a deadline, [`process`] to watch a child process's output, [`proxy`] to cut a connection
+//! mid-transfer, [`http`] to check answers, and [`images`] for firmware bytes.
 
+pub mod http;
+pub mod images;
 pub mod mosquitto;
 pub mod postgres;
+pub mod process;
+pub mod proxy;
 pub mod s3;
 pub mod serve;
-mod wait;
+pub mod wait;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-pub use wait::{wait_until, wait_until_async};
+pub use wait::{eventually, wait_until, wait_until_async};
 
 /// Reports a service that cannot be started: SKIP locally, a panic under `CI=true`.
 ///

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 /// How long to wait between two probes.
 const POLL: Duration = Duration::from_millis(25);
 
+/// How long [`eventually`] waits for asynchronous effects (sighting queue, janitor, idle timers).
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// [`wait_until_async`] for at most [`PATIENCE`].
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+    wait_until_async(PATIENCE, what, probe).await
+}
+
 /// Calls `probe` until it returns `Ok`, for at most `within`; panics with the last `Err`.
 #[track_caller]
 pub fn wait_until<T>(

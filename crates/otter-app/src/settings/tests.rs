@@ -149,16 +149,6 @@ fn blob_storage_and_download_mode() {
     assert!(load(&["--download-mode", "teleport"]).is_err());
 }
 
-#[test]
-fn sizes_and_durations() {
-    assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-    assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-    assert_eq!(parse_size("100"), Ok(100));
-    assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-    assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-    assert!(parse_duration("soon").is_err());
-}
-
 /// The one rule that keeps the four ways to set something in step: each flag `--some-thing`
 /// is the file key `some_thing` and the variable `OTTER_SOME_THING` (ota-backend's own
 /// `OTA_SECRET` excepted), and its default is the same whichever way it is spelt.

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use otter_server::{Bootstrap, Secret, Server, Settings};
 use otter_store::objects::S3Settings;
+pub use otter_testkit::http::{RawResponse, content_length, json_body, parse_raw_response};
+pub use otter_testkit::images::{firmware, sha256_hex};
 use otter_testkit::s3::TempS3;
+pub use otter_testkit::eventually;
 use otter_testkit::wait_until_async;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -22,9 +24,6 @@ use tokio::task::JoinHandle;
 
 /// The admin token every test server is started with.
 pub const TOKEN: &str = "test-token";
-
-/// How long [`eventually`] waits for asynchronous effects (sighting queue, janitor).
-pub const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Object-store options as [`Settings`] hold them: values secret, as they are credentials.
 pub fn secret_options(options: &[(String, String)]) -> Vec<(String, Secret)> {
@@ -506,26 +505,6 @@ impl Drop for TestServer {
     }
 }
 
-/// An answer read off a raw connection.
-pub struct RawResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
 async fn read_raw_response(stream: &mut TcpStream) -> RawResponse {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -543,51 +522,6 @@ async fn read_raw_response(stream: &mut TcpStream) -> RawResponse {
         assert!(n > 0, "connection closed before a whole response arrived");
         buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .split("\r\n")
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.trim().parse().expect("content-length"))
-}
-
-/// Parses one whole HTTP/1.1 response with a `Content-Length` body.
-pub fn parse_raw_response(buf: &[u8]) -> RawResponse {
-    let head_end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a whole response head");
-    let head = String::from_utf8(buf[..head_end].to_vec()).expect("ASCII head");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length = content_length(&buf[..head_end]);
-    let body = buf[head_end + 4..].to_vec();
-    assert!(body.len() >= length, "response body cut short");
-    RawResponse {
-        status,
-        headers,
-        body: body[..length].to_vec(),
-    }
-}
-
-/// Asserts `resp` is `status` with a JSON body and returns the body.
-pub async fn json_body(resp: Response, status: StatusCode) -> Value {
-    let got = resp.status();
-    let url = resp.url().clone();
-    let text = resp.text().await.expect("body");
-    assert_eq!(got, status, "{url} answered {got}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: body is not JSON ({e}): {text}"))
 }
 
 /// Asserts `resp` is an error `status` in the house format `{"error": code, "message": ...}`
@@ -622,24 +556,6 @@ pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| v.to_str().expect("ASCII header").to_owned())
 }
 
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// `len` deterministic pseudo-random bytes (xorshift), different per `seed`.
-pub fn firmware(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 /// Distinct bytes for a product's version (a few KiB).
 pub fn firmware_for(product: &str, version: &str) -> Vec<u8> {
     let mut image = format!("{product} {version}\n").into_bytes();
@@ -660,11 +576,6 @@ pub fn unix_time(value: &Value) -> i64 {
     otter_core::model::parse_rfc3339("time", text)
         .unwrap_or_else(|e| panic!("{e}"))
         .unix_timestamp()
-}
-
-/// Polls `probe` until it returns `Ok`, for at most [`PATIENCE`]; panics with the last `Err`.
-pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
-    wait_until_async(PATIENCE, what, probe).await
 }
 
 /// A `multipart/form-data` body of `(field name, file name, bytes)` parts.

@@ -17,7 +17,6 @@ mod nodes;
 mod ota_backend;
 mod pagination;
 mod persistence;
-mod push;
 mod request_ids;
 mod s3;
 mod sessions;

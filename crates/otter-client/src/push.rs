@@ -1,5 +1,5 @@
 //! `otter push`: sends an image straight to a device that serves ViperHTTP's OTA push protocol:
-//! ViperHTTP on an ESP32, or an otter agent on embedded Linux (`otter_server::push`).
+//! ViperHTTP on an ESP32, or an otter agent on embedded Linux (`otter_agent::receiver`).
 //!
 //! - `--protocol viper` (the default) speaks what ViperHTTP's code does: `begin` with the
 //!   image's size and SHA-256, chunks at explicit `?offset=`s, `finalize`. When a chunk's
@@ -12,9 +12,6 @@
 //! Either way the push succeeds only when the device reports the SHA-256 of the local file. A
 //! device asked to reboot may drop the connection instead of answering finalize (ViperHTTP
 //! resets before it replies); that counts as success, as in ViperHTTP's own end-to-end test.
-//!
-//! Self-contained but for [`crate::files`]: its integration test (`tests/push.rs`) compiles
-//! the two files on their own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +22,7 @@ use reqwest::{RequestBuilder, StatusCode, Url};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::client::root_cause;
 use crate::files::{LocalFile, hash_file, progress_bar};
 
 /// How often a failed request is retried (after a transport failure or a gateway error)
@@ -498,13 +496,4 @@ fn written_bytes(status: &Value, id: u64) -> anyhow::Result<u64> {
             anyhow::bail!("the device ended the push session ({why})")
         }
     }
-}
-
-/// The innermost cause of a reqwest error, e.g. `Connection reset by peer (os error 104)`.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }

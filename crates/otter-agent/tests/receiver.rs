@@ -1,4 +1,4 @@
-//! The ViperHTTP OTA push receiver (`otter_server::push`), served on a free loopback port and
+//! The ViperHTTP OTA push receiver (`otter_agent::receiver`), served on a free loopback port and
 //! driven the way ViperHTTP's own client and its docs' client drive a device: both variants end
 //! to end, the token on every route, one session at a time, the idle timeout, and a failed
 //! finalize that ends the session.
@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use futures_util::future::BoxFuture;
-use otter_server::push::{InstallError, Installer, Received, Receiver, ReceiverConfig, router};
+use otter_agent::receiver::{InstallError, Installer, Received, Receiver, ReceiverConfig, router};
+use otter_testkit::http::{json_body, parse_raw_response};
+use otter_testkit::images::{firmware, sha256_hex};
+use otter_testkit::wait::eventually;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-use crate::common::{eventually, firmware, json_body, parse_raw_response, sha256_hex};
 
 const TOKEN: &str = "ota-secret";
 const CAPACITY: u64 = 1 << 20;

@@ -1,4 +1,5 @@
-//! A thin HTTP client for otter's admin API, shared by the admin subcommands.
+//! A thin HTTP client for otter's admin API, shared by the admin subcommands and anything else
+//! that manages a server.
 //!
 //! It knows where the server is and how to authenticate, builds URLs from path segments (so
 //! product names and versions are always percent-encoded correctly, and a server mounted under a
@@ -354,10 +355,29 @@ impl Client {
 
 /// The innermost cause of a reqwest error, e.g. `Connection refused (os error 111)`: reqwest's
 /// own text names the URL (already said by our message) and wraps the cause several layers deep.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
     while let Some(source) = cause.source() {
         cause = source;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_encode_segments_and_keep_the_prefix() {
+        let client = Client::new(&ClientArgs {
+            server: "https://example.com/otter/".into(),
+            token: Some("t".into()),
+        })
+        .unwrap();
+        let url = client.url(&["api", "v1", "products", "p", "releases", "1.0.0+build/5"]);
+        assert_eq!(
+            url.as_str(),
+            "https://example.com/otter/api/v1/products/p/releases/1.0.0+build%2F5"
+        );
+    }
 }

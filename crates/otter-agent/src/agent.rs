@@ -1,4 +1,5 @@
-//! `otter agent`: the device end for embedded Linux with two image slots (A/B).
+//! The agent (`otter-agent`, or `otter agent`): the device end for embedded Linux with two image
+//! slots (A/B).
 //!
 //! Every start is a boot. If the previous run installed an image into the inactive slot, this
 //! start first runs `--health-cmd`: success commits the new slot (reported `installed`); failure
@@ -9,40 +10,51 @@
 //! chain, the nonce-bound signed response, the release manifest and its security counter — and
 //! installs it: the boot state names the new slot as pending and `--install-cmd` tells the
 //! bootloader (U-Boot env, GRUB). Every step is reported to the server. With `--mqtt-url` a
-//! release announced on the broker is checked at once rather than at the next poll.
+//! release announced on the broker is checked at once rather than at the next poll. With
+//! `--listen` it also takes images pushed over the LAN ([`crate::receiver`]); with `--listen` and
+//! no `--server` it is a push-only device that neither checks nor reports.
 //!
-//! The state lives in `--state DIR/state.json`, written atomically (temporary file, fsync,
-//! rename), so a power cut at any point leaves the previous state or the next one.
+//! The state lives in `--state DIR/state.json` ([`crate::state`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures_util::future::BoxFuture;
 use otter_core::signing::device::{ArtifactCheck, TrustState};
 use otter_core::signing::documents::{ReleaseManifest, Root};
 use otter_core::signing::dsse::Envelope;
-use serde::{Deserialize, Serialize};
+use otter_core::units::{parse_duration, parse_size};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use otter_app::settings::parse_duration;
+use crate::receiver::{InstallError, Installer, Received, Receiver, ReceiverConfig, router};
+use crate::state::{Download, PUSHED, Pending, SLOT_NAMES, State};
 
 /// Run the update agent on a device.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
-  otter agent --server https://ota.example.com --product gateway --device-id gw-0042 \\
+#[command(after_help = "Examples (`otter agent` takes the same flags):
+  otter-agent --server https://ota.example.com --product gateway --device-id gw-0042 \\
       --state /var/lib/otter-agent --slots /dev/mmcblk0p2,/dev/mmcblk0p3 \\
       --install-cmd /usr/libexec/otter-set-boot-slot --health-cmd /usr/libexec/selftest
-  otter agent --once …        # one check (cron), exit")]
+  otter-agent --once …        # one check (cron), exit
+  otter-agent --listen 0.0.0.0:8080 --push-token … --state … --slots …   # push-only, no server")]
 pub struct AgentArgs {
-    /// The otter server.
-    #[arg(long, env = "OTTER_SERVER", value_name = "URL")]
-    server: String,
-    #[arg(long)]
-    product: String,
-    #[arg(long, value_name = "ID")]
-    device_id: String,
+    /// The otter server; without it (and with --listen) the device only takes pushes.
+    #[arg(
+        long,
+        env = "OTTER_SERVER",
+        value_name = "URL",
+        required_unless_present = "listen",
+        requires = "product",
+        requires = "device_id"
+    )]
+    server: Option<String>,
+    #[arg(long, requires = "server")]
+    product: Option<String>,
+    #[arg(long, value_name = "ID", requires = "server")]
+    device_id: Option<String>,
     #[arg(long, default_value = "stable")]
     channel: String,
     /// Directory for the agent's state (boot state, trust state, partial downloads).
@@ -65,7 +77,7 @@ pub struct AgentArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     interval: Duration,
     /// Check once (after the boot checks) and exit: for cron, or tests.
-    #[arg(long)]
+    #[arg(long, requires = "server")]
     once: bool,
     /// The product's root of trust, version 1 (as shipped in the image): turns on signature
     /// checks of responses, manifests and counters.
@@ -80,7 +92,8 @@ pub struct AgentArgs {
         long,
         env = "OTTER_MQTT_URL",
         value_name = "URL",
-        hide_env_values = true
+        hide_env_values = true,
+        requires = "server"
     )]
     mqtt_url: Option<String>,
     /// PEM CA certificates to trust for an mqtts:// broker.
@@ -88,7 +101,8 @@ pub struct AgentArgs {
     mqtt_ca_file: Option<PathBuf>,
     /// Also accept images pushed over the LAN on this address (ViperHTTP's OTA protocol, both
     /// variants; `otter push` is a client). They go through the same slot, commit and rollback
-    /// path as downloaded ones.
+    /// path as downloaded ones. Port 0 picks a free port; the agent prints the address it
+    /// listens on (`accepting pushes on ADDR`).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
     /// The token pushers must send (`X-OTA-Token`, `?token=` or `Authorization: Bearer`).
@@ -101,78 +115,28 @@ pub struct AgentArgs {
     )]
     push_token: Option<String>,
     /// The largest image a slot takes (pushes larger than this are refused).
-    #[arg(long, default_value = "4GiB", value_parser = otter_app::settings::parse_size)]
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
     slot_size: u64,
     /// The version the image in slot A runs, for a device's very first start.
     #[arg(long, default_value = "0.0.0")]
     initial_version: String,
 }
 
-/// The agent's persistent state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct State {
-    /// 0 = A, 1 = B: the slot that booted and works.
-    active: usize,
-    version: String,
-    sha256: Option<String>,
-    /// An image written to the other slot, waiting for its first healthy boot.
-    pending: Option<Pending>,
-    /// A download in progress (for resuming).
-    download: Option<Download>,
-    /// A release that rolled back on this device: not tried again (a newer one is).
-    #[serde(default)]
-    held_back: Option<String>,
-    /// Signed products: the newest verified root (envelope), counter and trusted time.
-    root: Option<String>,
-    security_counter: u32,
-    trusted_time: i64,
+/// The server a device checks with and reports to.
+#[derive(Debug, Clone)]
+struct Upstream {
+    base: String,
+    product: String,
+    device_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
-    slot: usize,
-    version: String,
-    sha256: String,
-    security_counter: u32,
-    failed_boots: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Download {
-    version: String,
-    sha256: String,
-    size: u64,
-}
-
-const SLOT_NAMES: [&str; 2] = ["A", "B"];
-/// How the agent names an image pushed over the LAN, which comes without a version.
-const PUSHED: &str = "pushed-";
-
-impl State {
-    fn path(dir: &Path) -> PathBuf {
-        dir.join("state.json")
-    }
-
-    fn load(dir: &Path, initial_version: &str) -> anyhow::Result<State> {
-        match std::fs::read(Self::path(dir)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).context("the agent state is unreadable"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
-                version: initial_version.to_owned(),
-                ..State::default()
-            }),
-            Err(e) => Err(e).context("reading the agent state"),
-        }
-    }
-
-    /// Writes the state atomically: a crash leaves the old or the new file, never half.
-    fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join("state.json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, Self::path(dir))?;
-        Ok(())
+impl Upstream {
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/api/v1/products/{}{path}",
+            self.base.trim_end_matches('/'),
+            self.product
+        )
     }
 }
 
@@ -180,6 +144,8 @@ struct Agent {
     args: AgentArgs,
     http: reqwest::Client,
     state: State,
+    /// `None` on a push-only device (`--listen` without `--server`).
+    upstream: Option<Upstream>,
 }
 
 impl AgentArgs {
@@ -187,6 +153,15 @@ impl AgentArgs {
         if self.slots.len() != 2 {
             bail!("--slots takes two paths: A,B");
         }
+        let upstream = match (&self.server, &self.product, &self.device_id) {
+            (Some(base), Some(product), Some(device_id)) => Some(Upstream {
+                base: base.clone(),
+                product: product.clone(),
+                device_id: device_id.clone(),
+            }),
+            (None, _, _) => None,
+            _ => bail!("--server needs --product and --device-id"),
+        };
         let state = State::load(&self.state, &self.initial_version)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("otter-agent/", env!("CARGO_PKG_VERSION")))
@@ -197,6 +172,7 @@ impl AgentArgs {
             args: self,
             http,
             state,
+            upstream,
         };
         agent.boot().await?;
         let mut pushes = match agent.args.listen {
@@ -211,27 +187,26 @@ impl AgentArgs {
             );
             return Ok(());
         }
-        let mut notices = match &agent.args.mqtt_url {
-            Some(url) => {
-                let settings = otter_server::mqtt::MqttSettings::parse(
-                    url,
-                    agent.args.mqtt_ca_file.as_deref(),
-                )
-                .map_err(anyhow::Error::msg)?;
-                let product = &agent.args.product;
-                Some(otter_server::mqtt::subscribe(
+        let mut notices = match (&agent.args.mqtt_url, &agent.upstream) {
+            (Some(url), Some(upstream)) => {
+                let settings =
+                    otter_mqtt::MqttSettings::parse(url, agent.args.mqtt_ca_file.as_deref())
+                        .map_err(anyhow::Error::msg)?;
+                let product = &upstream.product;
+                Some(otter_mqtt::subscribe(
                     settings,
                     vec![
                         format!("otter/{product}/{}/latest", agent.args.channel),
-                        format!("otter/{product}/devices/{}/update", agent.args.device_id),
+                        format!("otter/{product}/devices/{}/update", upstream.device_id),
                     ],
                 ))
             }
-            None => None,
+            _ => None,
         };
         loop {
-            // While a slot is on trial only pushes are taken: the next step is a reboot.
-            if agent.state.pending.is_none() {
+            // While a slot is on trial only pushes are taken: the next step is a reboot. A
+            // push-only device has nothing to check.
+            if agent.state.pending.is_none() && agent.upstream.is_some() {
                 if let Err(e) = agent.check_once().await {
                     eprintln!("update check failed: {e:#}");
                     if agent.args.once {
@@ -277,10 +252,7 @@ async fn next_push(
 
 /// What the push receiver asks of the agent's main loop (which owns the state).
 enum PushRequest {
-    Install(
-        otter_server::push::Received,
-        tokio::sync::oneshot::Sender<Result<(), String>>,
-    ),
+    Install(Received, tokio::sync::oneshot::Sender<Result<(), String>>),
     MarkValid(tokio::sync::oneshot::Sender<Result<(), String>>),
 }
 
@@ -291,7 +263,7 @@ impl PushInstaller {
     async fn ask(
         &self,
         request: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> PushRequest,
-    ) -> Result<(), otter_server::push::InstallError> {
+    ) -> Result<(), InstallError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.0
             .send(request(tx))
@@ -303,56 +275,60 @@ impl PushInstaller {
     }
 }
 
-impl otter_server::push::Installer for PushInstaller {
-    fn install(
-        &self,
-        image: otter_server::push::Received,
-    ) -> futures_util::future::BoxFuture<'_, Result<(), otter_server::push::InstallError>> {
+impl Installer for PushInstaller {
+    fn install(&self, image: Received) -> BoxFuture<'_, Result<(), InstallError>> {
         Box::pin(self.ask(|tx| PushRequest::Install(image, tx)))
     }
 
-    fn mark_valid(
-        &self,
-    ) -> futures_util::future::BoxFuture<'_, Result<(), otter_server::push::InstallError>> {
+    fn mark_valid(&self) -> BoxFuture<'_, Result<(), InstallError>> {
         Box::pin(self.ask(PushRequest::MarkValid))
     }
 }
 
 /// `interval` ± 10%, so a fleet started together does not check together.
 fn jittered(interval: Duration) -> Duration {
-    let random = u8::from_str_radix(&otter_store::random_id()[..2], 16).unwrap_or(128);
+    let [random] = random_bytes::<1>();
     interval.mul_f64(0.9 + f64::from(random) / 255.0 * 0.2)
 }
 
-impl Agent {
-    fn url(&self, path: &str) -> String {
-        format!(
-            "{}/api/v1/products/{}{path}",
-            self.args.server.trim_end_matches('/'),
-            self.args.product
-        )
-    }
+/// `N` bytes from the OS's random number generator.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+    bytes
+}
 
-    /// Tells the server where the device is; a report that cannot be sent is logged, never
-    /// fatal (the state file is the truth, the next report catches up).
+/// Seconds since the Unix epoch, the clock signed responses are checked against.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Agent {
+    /// Tells the server where the device is (a push-only device just prints it); a report that
+    /// cannot be sent is logged, never fatal (the state file is the truth, the next report
+    /// catches up).
     async fn report(&self, version: &str, state: &str, message: Option<String>) {
-        let body = json!({
-            "device": self.args.device_id,
-            "version": version,
-            "state": state,
-            "message": message,
-            "channel": self.args.channel,
-        });
-        let sent = self
-            .http
-            .post(self.url("/reports"))
-            .json(&body)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => eprintln!("report {state} refused: {}", r.status()),
-            Err(e) => eprintln!("report {state} not sent: {e}"),
+        if let Some(upstream) = &self.upstream {
+            let body = json!({
+                "device": upstream.device_id,
+                "version": version,
+                "state": state,
+                "message": message,
+                "channel": self.args.channel,
+            });
+            let sent = self
+                .http
+                .post(upstream.url("/reports"))
+                .json(&body)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => eprintln!("report {state} refused: {}", r.status()),
+                Err(e) => eprintln!("report {state} not sent: {e}"),
+            }
         }
         println!(
             "{state} {version}{}",
@@ -444,8 +420,11 @@ impl Agent {
 
     /// One check; downloads, verifies and installs an offered update.
     async fn check_once(&mut self) -> anyhow::Result<()> {
-        let nonce = otter_store::random_id();
-        let mut url = reqwest::Url::parse(&self.url("/check"))?;
+        let Some(upstream) = self.upstream.clone() else {
+            return Ok(());
+        };
+        let nonce = hex::encode(random_bytes::<16>());
+        let mut url = reqwest::Url::parse(&upstream.url("/check"))?;
         {
             let mut query = url.query_pairs_mut();
             // A pushed image is known by its hash: the server may know it (a published image)
@@ -458,7 +437,7 @@ impl Agent {
             };
         }
         url.query_pairs_mut()
-            .append_pair("device", &self.args.device_id)
+            .append_pair("device", &upstream.device_id)
             .append_pair("channel", &self.args.channel)
             .append_pair("nonce", &nonce);
         let answer: Value = self
@@ -490,7 +469,7 @@ impl Agent {
             println!("holding back {version}: it rolled back on this device");
             return Ok(());
         }
-        let signed = self.verify_offer(&answer, &nonce).await?;
+        let signed = self.verify_offer(&upstream, &answer, &nonce).await?;
         if let Some(signed) = &signed
             && (signed.artifact.sha256 != sha256 || signed.artifact.length != size)
         {
@@ -575,7 +554,6 @@ impl Agent {
         &self,
         addr: std::net::SocketAddr,
     ) -> anyhow::Result<tokio::sync::mpsc::Receiver<PushRequest>> {
-        use otter_server::push::{Receiver, ReceiverConfig, router};
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut config = ReceiverConfig::new(
             self.args.slots[1 - self.state.active].clone(),
@@ -630,7 +608,7 @@ impl Agent {
 
     /// An image pushed over the LAN (`--listen`): installed like a downloaded one. Its version
     /// is not known, so it is named by its hash.
-    async fn install_pushed(&mut self, image: otter_server::push::Received) -> anyhow::Result<()> {
+    async fn install_pushed(&mut self, image: Received) -> anyhow::Result<()> {
         let target = 1 - self.state.active;
         let version = format!("{PUSHED}{}", &image.sha256[..12]);
         self.install(target, &version, image.sha256, self.state.security_counter)
@@ -641,6 +619,7 @@ impl Agent {
     /// nonce and the manifest it pins. `None` for unsigned products.
     async fn verify_offer(
         &mut self,
+        upstream: &Upstream,
         answer: &Value,
         nonce: &str,
     ) -> anyhow::Result<Option<ReleaseManifest>> {
@@ -668,7 +647,7 @@ impl Agent {
             let next = trust.root.version + 1;
             let resp = self
                 .http
-                .get(self.url(&format!("/root/{next}.json")))
+                .get(upstream.url(&format!("/root/{next}.json")))
                 .send()
                 .await?;
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
@@ -680,7 +659,7 @@ impl Agent {
         }
         let response_env: Envelope = serde_json::from_value(answer["signedResponse"].clone())
             .context("the server did not sign its answer")?;
-        let response = trust.check_response(&response_env, nonce, otter_store::now())?;
+        let response = trust.check_response(&response_env, nonce, unix_now())?;
         if response.action != "install" {
             bail!("the signed response says there is nothing to install");
         }

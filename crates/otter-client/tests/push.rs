@@ -1,28 +1,22 @@
-//! `otter push` against otter's own push receiver (`otter_server::push`) on a free loopback
+//! `otter push` against otter's own push receiver (`otter_agent::receiver`) on a free loopback
 //! port, sometimes behind a proxy that cuts the connection in the middle of the upload.
 //!
-//! The push code is compiled straight from `src/push.rs` (it is self-contained) and its
-//! arguments parsed as the binary parses them, so these tests need no subprocess and run the
-//! same code `otter push` runs.
-
-#[path = "../src/files.rs"]
-mod files;
-#[path = "../src/push.rs"]
-mod push;
+//! The arguments are parsed as the binary parses them, so these tests need no subprocess and
+//! run the same code `otter push` runs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
 use futures_util::future::BoxFuture;
-use otter_server::push::{InstallError, Installer, Received, Receiver, ReceiverConfig, router};
+use otter_agent::receiver::{InstallError, Installer, Received, Receiver, ReceiverConfig, router};
+use otter_client::push::PushArgs;
+use otter_testkit::images::sha256_hex;
+use otter_testkit::proxy::{CuttingProxy, Direction};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const TOKEN: &str = "device-secret";
@@ -31,7 +25,7 @@ const TOKEN: &str = "device-secret";
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
-    push: push::PushArgs,
+    push: PushArgs,
 }
 
 async fn otter_push(args: &[&str]) -> anyhow::Result<()> {
@@ -110,63 +104,14 @@ impl Device {
     }
 }
 
-/// A TCP forwarder to `target` that cuts its first connection after `cut_after` bytes from the
-/// client, as a flaky link would; later connections pass untouched. Returns its address and a
-/// count of the connections it accepted.
-async fn cutting_proxy(target: SocketAddr, cut_after: usize) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
-            tokio::spawn(forward(client, target, first.then_some(cut_after)));
-        }
-    });
-    (addr, accepted)
-}
-
-async fn forward(client: TcpStream, target: SocketAddr, mut budget: Option<usize>) {
-    let upstream = TcpStream::connect(target).await.unwrap();
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_upstream, mut to_upstream) = upstream.into_split();
-    let down =
-        tokio::spawn(async move { tokio::io::copy(&mut from_upstream, &mut to_client).await });
-    let mut buf = vec![0; 8192];
-    loop {
-        let n = match from_client.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let pass = budget.map_or(n, |left| n.min(left));
-        if to_upstream.write_all(&buf[..pass]).await.is_err() {
-            break;
-        }
-        if let Some(left) = &mut budget {
-            *left -= pass;
-            if *left == 0 {
-                // Dropping every half closes both connections mid-request.
-                down.abort();
-                return;
-            }
-        }
-    }
-    down.await.ok();
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 #[tokio::test]
 async fn pushes_and_resumes_after_a_cut_connection() {
     let mut device = Device::start().await;
     let (file, image) = device.image(50_000);
     // Past begin and a few chunks, in the middle of one.
-    let (proxy, connections) = cutting_proxy(device.addr, 15_000).await;
+    let proxy = CuttingProxy::start(device.addr, Direction::Upload, 15_000).await;
     otter_push(&[
-        &format!("http://{proxy}"),
+        &format!("http://{}", proxy.addr()),
         &file,
         "--token",
         TOKEN,
@@ -176,7 +121,10 @@ async fn pushes_and_resumes_after_a_cut_connection() {
     .await
     .unwrap();
 
-    assert!(connections.load(Ordering::SeqCst) >= 2, "the cut happened");
+    assert!(
+        proxy.has_cut() && proxy.connections() >= 2,
+        "the cut happened"
+    );
     assert_eq!(device.staged(), image);
     let installed = device.next_installed().await;
     assert_eq!(installed.sha256, sha256_hex(&image));
@@ -191,9 +139,9 @@ async fn pushes_and_resumes_after_a_cut_connection() {
 async fn the_documented_variant_starts_over_after_a_cut() {
     let mut device = Device::start().await;
     let (file, image) = device.image(30_000);
-    let (proxy, _) = cutting_proxy(device.addr, 12_000).await;
+    let proxy = CuttingProxy::start(device.addr, Direction::Upload, 12_000).await;
     otter_push(&[
-        &format!("http://{proxy}/"),
+        &format!("http://{}/", proxy.addr()),
         &file,
         "--token",
         TOKEN,
@@ -207,6 +155,7 @@ async fn the_documented_variant_starts_over_after_a_cut() {
     .await
     .unwrap();
 
+    assert!(proxy.has_cut(), "the cut happened");
     assert_eq!(device.staged(), image);
     let installed = device.next_installed().await;
     assert_eq!(installed.sha256, sha256_hex(&image));

@@ -1,5 +1,8 @@
-//! A small MQTT 3.1.1 publisher for retained messages: [`Publisher`] keeps the message each
-//! topic should carry and a background task keeps the broker in line with it.
+//! otter's MQTT 3.1.1 client, shared by the server (which publishes update notices) and the
+//! device agent (which subscribes to them): [`Publisher`] keeps the retained message each topic
+//! should carry and a background task keeps the broker in line with it; [`subscribe`] forwards
+//! the messages of a few topics; [`MqttSettings`] says where the broker is and how to reach it
+//! (`mqtt://` or `mqtts://`).
 //!
 //! Why this shape: otter only ever publishes *state* ("the latest release of this channel is
 //! …", "this device has an update"), so what matters is that the broker ends up holding the
@@ -10,8 +13,9 @@
 //! off from 100 ms to 10 s.
 //!
 //! Written here rather than taken from a crate: the client otter needs is a few packets
-//! (CONNECT, PUBLISH, PUBACK, PINGREQ), and the available crates pull a second TLS stack; this
-//! one speaks `mqtts://` over the rustls (aws-lc-rs) that otter's HTTP client already uses.
+//! (CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ), and the available crates pull a second TLS
+//! stack; this one speaks `mqtts://` over the rustls (aws-lc-rs) that otter's HTTP client
+//! already uses. It is its own crate so the agent gets it without linking the server.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -99,10 +103,17 @@ impl MqttSettings {
             port: url.port().unwrap_or(default_port),
             username,
             password,
-            client_id: format!("otter-{}", &otter_store::random_id()[..12]),
+            client_id: format!("otter-{}", random_suffix()),
             tls,
         })
     }
+}
+
+/// 48 random bits as hex: unique enough among the clients of one broker.
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+    hex::encode(bytes)
 }
 
 /// The TLS client settings for `mqtts://`: the platform verifier (system CA roots), or a
