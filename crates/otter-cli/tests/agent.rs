@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use otter_testkit::process::Watched;
 use otter_testkit::proxy::{CuttingProxy, Direction};
+use otter_testkit::serve::{Serve, command};
 use serde_json::Value;
 
 const OTTER: &str = env!("CARGO_BIN_EXE_otter");
@@ -21,66 +22,37 @@ const TOKEN: &str = "agent-test-token";
 /// How long a process may take to start listening, or to finish what the test waits for.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// `otter serve` on a port it picks, with a known admin token; killed when dropped.
-struct Server {
-    _process: Watched,
-    addr: SocketAddr,
-    url: String,
+/// `otter serve` (the testkit's one harness) with a known admin token; killed when dropped.
+fn serve(dir: &Path, extra: &[&str]) -> Serve {
+    Serve::builder(OTTER)
+        .data(dir.join("server"))
+        .admin_token(TOKEN)
+        .args(extra)
+        .start()
 }
 
-impl Server {
-    fn start(dir: &Path) -> Server {
-        Server::start_with(dir, &[])
-    }
-
-    fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        let mut command = Command::new(OTTER);
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-token",
-                TOKEN,
-                "--data",
-            ])
-            .arg(dir.join("server"))
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        let process = Watched::spawn(command);
-        let addr = process.wait_for_line("otter serve's address", PATIENCE, listening_addr);
-        Server {
-            _process: process,
-            addr,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(OTTER)
-            .args(args)
-            .env("OTTER_SERVER", &self.url)
-            .env("OTTER_TOKEN", TOKEN)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "otter {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+/// `otter <args>` as `server`'s admin; returns what it printed.
+fn admin(server: &Serve, args: &[&str]) -> String {
+    let out = command(OTTER)
+        .args(args)
+        .envs(server.admin_env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "otter {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The address in `otter serve`'s log line `… otter listening on http://ADDR …`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    const MARK: &str = "otter listening on http://";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+/// The address `server` listens on.
+fn addr(server: &Serve) -> SocketAddr {
+    server
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("a socket address")
 }
 
 /// The address in the agent's line `accepting pushes on ADDR`.
@@ -170,17 +142,20 @@ fn state(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("agent-state/state.json")).unwrap()).unwrap()
 }
 
-fn publish(server: &Server, dir: &Path, version: &str, bytes: &[u8]) -> PathBuf {
+fn publish(server: &Serve, dir: &Path, version: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(format!("gateway-{version}.bin"));
     std::fs::write(&path, bytes).unwrap();
-    server.admin(&[
-        "release",
-        "publish",
-        "gateway",
-        path.to_str().unwrap(),
-        "--version",
-        version,
-    ]);
+    admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "gateway",
+            path.to_str().unwrap(),
+            "--version",
+            version,
+        ],
+    );
     path
 }
 
@@ -188,8 +163,8 @@ fn publish(server: &Server, dir: &Path, version: &str, bytes: &[u8]) -> PathBuf 
 fn update_commit_then_rollback_after_failed_health_checks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = Server::start(dir);
-    server.admin(&["product", "create", "gateway"]);
+    let server = serve(dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let v1 = image(1, 300_000);
     publish(&server, dir, "1.0.0", &v1);
@@ -200,7 +175,7 @@ fn update_commit_then_rollback_after_failed_health_checks() {
         "echo \"$OTTER_ACTION $OTTER_SLOT $OTTER_VERSION\" >> {}",
         hook_log.display()
     );
-    let (ok, out) = agent(&server.url, dir, &["--install-cmd", &hook]);
+    let (ok, out) = agent(server.url(), dir, &["--install-cmd", &hook]);
     assert!(ok, "{out}");
     assert!(out.contains("installed 1.0.0 into slot B"), "{out}");
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
@@ -211,7 +186,7 @@ fn update_commit_then_rollback_after_failed_health_checks() {
     );
 
     // Reboot into B, healthy: committed.
-    let (ok, out) = agent(&server.url, dir, &["--health-cmd", "true"]);
+    let (ok, out) = agent(server.url(), dir, &["--health-cmd", "true"]);
     assert!(ok, "{out}");
     let s = state(dir);
     assert_eq!(
@@ -223,7 +198,7 @@ fn update_commit_then_rollback_after_failed_health_checks() {
     // 1.1.0 goes into slot A; its boots fail the health check twice: back to B and 1.0.0.
     let v2 = image(2, 200_000);
     publish(&server, dir, "1.1.0", &v2);
-    let (ok, out) = agent(&server.url, dir, &["--install-cmd", &hook]);
+    let (ok, out) = agent(server.url(), dir, &["--install-cmd", &hook]);
     assert!(ok && out.contains("installed 1.1.0 into slot A"), "{out}");
     let unhealthy = [
         "--health-cmd",
@@ -233,13 +208,13 @@ fn update_commit_then_rollback_after_failed_health_checks() {
         "--install-cmd",
         &hook,
     ];
-    let (_, out) = agent(&server.url, dir, &unhealthy);
+    let (_, out) = agent(server.url(), dir, &unhealthy);
     assert!(
         out.contains("failed 1.1.0: health check failed (boot 1 of 2)"),
         "{out}"
     );
     assert_eq!(state(dir)["pending"]["failed_boots"], 1);
-    let (_, out) = agent(&server.url, dir, &unhealthy);
+    let (_, out) = agent(server.url(), dir, &unhealthy);
     assert!(out.contains("rolled_back 1.1.0"), "{out}");
     let s = state(dir);
     assert_eq!(
@@ -252,12 +227,12 @@ fn update_commit_then_rollback_after_failed_health_checks() {
             .ends_with("rollback B 1.0.0\n")
     );
     // The release that failed is not tried again.
-    let (ok, out) = agent(&server.url, dir, &[]);
+    let (ok, out) = agent(server.url(), dir, &[]);
     assert!(ok && out.contains("holding back 1.1.0"), "{out}");
     assert!(state(dir)["pending"].is_null());
 
     // The server saw every step.
-    let reports = server.admin(&["report", "list", "gateway", "--json"]);
+    let reports = admin(&server, &["report", "list", "gateway", "--json"]);
     let reports: Vec<Value> = serde_json::from_str(&reports).unwrap();
     let states: Vec<(&str, &str)> = reports
         .iter()
@@ -291,13 +266,13 @@ fn update_commit_then_rollback_after_failed_health_checks() {
 async fn a_download_cut_midway_resumes_with_range() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
-    let server = Server::start(&dir);
-    server.admin(&["product", "create", "gateway"]);
+    let server = serve(&dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let v1 = image(7, 3 * 1024 * 1024);
     publish(&server, &dir, "1.0.0", &v1);
     // Only the download carries that much towards the client.
-    let proxy = CuttingProxy::start(server.addr, Direction::Download, 700_000).await;
+    let proxy = CuttingProxy::start(addr(&server), Direction::Download, 700_000).await;
     let url = format!("http://{}", proxy.addr());
     let (ok, out) = tokio::task::spawn_blocking(move || agent(&url, &dir, &[]))
         .await
@@ -319,8 +294,8 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = Server::start_with(dir, &["--mqtt-url", &broker.url()]);
-    server.admin(&["product", "create", "gateway"]);
+    let server = serve(dir, &["--mqtt-url", &broker.url()]);
+    admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let slots = format!(
         "{},{}",
@@ -333,7 +308,7 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
         .args([
             "agent",
             "--server",
-            &server.url,
+            server.url(),
             "--product",
             "gateway",
             "--device-id",
@@ -353,7 +328,7 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     // Its start-up check is done, and found nothing (there is no release yet): the server has
     // seen the device.
     otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
-        let devices = server.admin(&["device", "list", "gateway", "--json"]);
+        let devices = admin(&server, &["device", "list", "gateway", "--json"]);
         if devices.contains("\"gw-1\"") {
             Ok(())
         } else {
@@ -377,10 +352,10 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
 async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
-    let server = Server::start(&dir);
-    server.admin(&["product", "create", "gateway"]);
+    let server = serve(&dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, addr) = listening_agent(Some(&server.url), &dir);
+    let (mut agent_process, addr) = listening_agent(Some(server.url()), &dir);
     let base = format!("http://{addr}/ota");
     let client = reqwest::Client::new();
     // Wrong token: refused.
@@ -432,14 +407,14 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     assert_eq!(pending["sha256"], sha.as_str(), "{pending}");
     // First boot, healthy: committed, and the server hears of it.
     let dir2 = dir.clone();
-    let url = server.url.clone();
+    let url = server.url().to_owned();
     let (ok, out) =
         tokio::task::spawn_blocking(move || agent(&url, &dir2, &["--health-cmd", "true"]))
             .await
             .unwrap();
     assert!(ok, "{out}");
     assert_eq!(state(&dir)["active"], 1);
-    let reports = server.admin(&["report", "list", "gateway"]);
+    let reports = admin(&server, &["report", "list", "gateway"]);
     assert!(
         reports.contains(&format!("pushed-{}", &sha[..12])) && reports.contains("installed"),
         "{reports}"
@@ -451,10 +426,10 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
 fn otter_push_updates_an_agent_on_the_lan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = Server::start(dir);
-    server.admin(&["product", "create", "gateway"]);
+    let server = serve(dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, addr) = listening_agent(Some(&server.url), dir);
+    let (mut agent_process, addr) = listening_agent(Some(server.url()), dir);
     let push = |file: &Path, extra: &[&str]| otter_push(addr, file, extra);
     let first = dir.join("first.bin");
     std::fs::write(&first, image(3, 50_000)).unwrap();
@@ -542,8 +517,8 @@ fn a_push_only_agent_needs_no_server() {
 fn the_agent_verifies_signed_releases() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = Server::start(dir);
-    server.admin(&["product", "create", "gateway"]);
+    let server = serve(dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let offline = |args: &[&str]| {
         let out = Command::new(OTTER).args(args).output().unwrap();
@@ -556,7 +531,7 @@ fn the_agent_verifies_signed_releases() {
     for key in ["root", "rel", "stranger"] {
         offline(&["keys", "generate", "--out", &p(key)]);
     }
-    std::fs::write(p("online.pub"), server.admin(&["online-key"])).unwrap();
+    std::fs::write(p("online.pub"), admin(&server, &["online-key"])).unwrap();
     // The foreign root trusts another release key: the genuine release is not its.
     for (name, root_key, release_key) in [
         ("root-1.json", "root", "rel"),
@@ -583,7 +558,7 @@ fn the_agent_verifies_signed_releases() {
             &p(&format!("{root_key}.key")),
         ]);
     }
-    server.admin(&["root", "upload", "gateway", &p("root-1.json")]);
+    admin(&server, &["root", "upload", "gateway", &p("root-1.json")]);
     let v1 = image(8, 60_000);
     let fw = dir.join("fw.bin");
     std::fs::write(&fw, &v1).unwrap();
@@ -603,21 +578,24 @@ fn the_agent_verifies_signed_releases() {
         "-o",
         &p("m.json"),
     ]);
-    server.admin(&[
-        "release",
-        "publish",
-        "gateway",
-        fw.to_str().unwrap(),
-        "--version",
-        "1.0.0",
-        "--signature",
-        &p("m.json"),
-    ]);
+    admin(
+        &server,
+        &[
+            "release",
+            "publish",
+            "gateway",
+            fw.to_str().unwrap(),
+            "--version",
+            "1.0.0",
+            "--signature",
+            &p("m.json"),
+        ],
+    );
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
 
     // Pinned to a root the product never had: nothing is installed.
     let (ok, out) = agent(
-        &server.url,
+        server.url(),
         dir,
         &["--root", &p("foreign-1.json"), "--hw-id", "gw-rev-b"],
     );
@@ -625,20 +603,20 @@ fn the_agent_verifies_signed_releases() {
     assert!(state_file_missing_or_unpending(dir), "{out}");
     // Wrong hardware: refused.
     let (ok, out) = agent(
-        &server.url,
+        server.url(),
         dir,
         &["--root", &p("root-1.json"), "--hw-id", "gw-rev-a"],
     );
     assert!(!ok && out.contains("hardware"), "{out}");
     // The right root and hardware: installed, and the counter is remembered once committed.
     let (ok, out) = agent(
-        &server.url,
+        server.url(),
         dir,
         &["--root", &p("root-1.json"), "--hw-id", "gw-rev-b"],
     );
     assert!(ok && out.contains("installed 1.0.0 into slot B"), "{out}");
     let (ok, out) = agent(
-        &server.url,
+        server.url(),
         dir,
         &["--root", &p("root-1.json"), "--hw-id", "gw-rev-b"],
     );

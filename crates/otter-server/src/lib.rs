@@ -63,9 +63,11 @@ impl Server {
         } = App::open(settings).await?;
         let mqtt = match &app.config.mqtt_url {
             Some(url) => {
-                let settings =
-                    otter_mqtt::MqttSettings::parse(url.expose(), app.config.mqtt_ca_file.as_deref())
-                        .map_err(StartError::Config)?;
+                let settings = otter_mqtt::MqttSettings::parse(
+                    url.expose(),
+                    app.config.mqtt_ca_file.as_deref(),
+                )
+                .map_err(StartError::Config)?;
                 let (publisher, task) = otter_mqtt::Publisher::start(settings);
                 let notifier = Arc::new(notify::Notifier::new(publisher));
                 app.observe(notifier.clone());

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use otter_server::{Bootstrap, Secret, Server, Settings};
 use otter_store::objects::S3Settings;
+pub use otter_testkit::eventually;
 pub use otter_testkit::http::{RawResponse, content_length, json_body, parse_raw_response};
 pub use otter_testkit::images::{firmware, sha256_hex};
 use otter_testkit::s3::TempS3;
-pub use otter_testkit::eventually;
 use otter_testkit::wait_until_async;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
