@@ -1,5 +1,5 @@
 //! `otter iotawatt`: make and check IotaWatt release blobs with your own Ed25519 key, so a
-//! modified IotaWatt firmware can update itself from your own otter (shared/seeds/003).
+//! modified IotaWatt firmware can update itself from your own otter (`docs/protocols/iotawatt.md`).
 //!
 //! - `keygen` writes a private key (PKCS#8 PEM, the format of `openssl genpkey -algorithm
 //!   ed25519`) and its public key, and prints the C array to paste into `common.cpp`;

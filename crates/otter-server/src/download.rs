@@ -144,7 +144,8 @@ fn modified(artifact: &Artifact) -> SystemTime {
 /// described above, whatever the download mode.
 ///
 /// Device-protocol adapters whose clients cannot follow redirects must answer with this rather
-/// than [`serve`]. Among the seed protocols (`shared/reference/seed-protocols.md`):
+/// than [`serve`]. Among the device protocols
+/// (`docs/protocols/README.md`):
 /// - THiNX: devices fetch `GET /device/firmware?ott=…` with ESP8266httpUpdate, which does not
 ///   follow redirects unless the firmware enables it, and THiNX's client library does not.
 /// - IotaWatt: `GET /firmware/bin/<version>.bin` through asyncHTTPrequest, which does not

@@ -7,7 +7,7 @@
 //! push` (`otter_client::push`, or ViperHTTP's own tools) is the client.
 //!
 //! Both variants of the protocol are served on the same routes
-//! (`shared/reference/seed-protocols.md` §2, `shared/seeds/001_*`):
+//! (`docs/protocols/viperhttp-push.md`):
 //! - what ViperHTTP's code does (`viperhttp_ota.py`): token in `X-OTA-Token` or `?token=`,
 //!   `GET /ota/status`, `POST /ota/begin` (`expected_size`, `expected_sha256`, `force`),
 //!   `POST /ota/chunk?offset=N`, `POST /ota/finalize` (`set_boot`, `reboot`, `strict_size`),

@@ -1,5 +1,5 @@
 //! Native firmware signature formats: the bytes a device's own bootloader or updater checks,
-//! produced byte-for-byte as the vendor tool would (`shared/reference/signing-formats.md` §2).
+//! produced byte-for-byte as the vendor tool would (`docs/signing.md`, "Other formats").
 //!
 //! - [`esp8266_rsa`]: the Arduino ESP8266 `Updater` trailer (RSA PKCS#1 v1.5, SHA-256),
 //! - [`esp_idf_sbv2`]: the ESP-IDF Secure Boot v2 signature sector (RSA-3072-PSS or ECDSA P-256),

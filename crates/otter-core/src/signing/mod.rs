@@ -1,5 +1,5 @@
 //! Signed releases: keys, DSSE envelopes, and the documents otter signs or checks (see
-//! `shared/reference/signing-formats.md` §5 for the design this follows).
+//! `docs/signing.md` for the design this follows).
 //!
 //! - [`keys`]: Ed25519 and ECDSA P-256 keys, key ids, PEM;
 //! - [`dsse`]: the envelope every document travels in: signatures cover the exact payload

@@ -7,7 +7,7 @@
 //! [`Firewall`](otter_core::access::Firewall), kept in the check index.
 //!
 //! Compatibility follows the real server's code where it differs from its README
-//! (as the seed protocol reference describes it): `GET` and `POST` both work for check and download,
+//! (`docs/protocols/ota-backend.md`): `GET` and `POST` both work for check and download,
 //! check answers the bare hash as text (or `{"hash":…}` to clients that accept JSON), errors are
 //! tiny-error-http's `{"error":<status>,"code":"<CODE>","message":""}`, pretty-printed. Its bugs
 //! are not reproduced: earlier uploads stay downloadable by their hash, re-uploading the same

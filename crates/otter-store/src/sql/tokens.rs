@@ -22,19 +22,20 @@ fn ott_from(row: &AnyRow) -> Result<OneTimeToken> {
     })
 }
 
+/// Adds an admin token; one that exists (under any label) stays as it is.
+const INSERT_TOKEN: &str = "INSERT INTO admin_tokens (token_sha256, label, created_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (token_sha256) DO NOTHING";
+
 #[async_trait]
 impl TokenStore for SqlStore {
     async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
         timed("add_token", async {
-            sqlx::query(
-                "INSERT INTO admin_tokens (token_sha256, label, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (token_sha256) DO NOTHING",
-            )
-            .bind(token_sha256)
-            .bind(label)
-            .bind(created_at)
-            .execute(&self.pool)
-            .await?;
+            sqlx::query(INSERT_TOKEN)
+                .bind(token_sha256)
+                .bind(label)
+                .bind(created_at)
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
         .await
@@ -48,15 +49,12 @@ impl TokenStore for SqlStore {
                 .bind(token_sha256)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO admin_tokens (token_sha256, label, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (token_sha256) DO NOTHING",
-            )
-            .bind(token_sha256)
-            .bind(label)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_TOKEN)
+                .bind(token_sha256)
+                .bind(label)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(())
         })
