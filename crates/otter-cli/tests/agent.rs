@@ -146,7 +146,7 @@ fn publish(server: &Serve, dir: &Path, version: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(format!("gateway-{version}.bin"));
     std::fs::write(&path, bytes).unwrap();
     admin(
-        &server,
+        server,
         &[
             "release",
             "publish",
