@@ -208,15 +208,6 @@ impl App {
             .clone()
     }
 
-    /// Whether anything observes changes (so work only they need can be skipped).
-    pub fn observed(&self) -> bool {
-        !self
-            .observers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-
     /// Records a change this node made to what `product`'s index holds (keys, roots, access
     /// rules): rebuilds it here at once, and on other nodes at their next catalogue poll.
     pub async fn reindex(&self, product: &str) -> AppResult<()> {
