@@ -71,13 +71,14 @@ impl MqttSettings {
     /// nodes on one broker do not throw each other off. `ca_file` (PEM) replaces the platform's
     /// CA roots for `mqtts://`.
     pub fn parse(raw: &str, ca_file: Option<&Path>) -> Result<Self, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("MQTT URL {raw:?}: {e}"))?;
+        // Messages never repeat the URL: it may carry a password.
+        let url = url::Url::parse(raw).map_err(|e| format!("the MQTT URL does not parse: {e}"))?;
         let (tls, default_port) = match url.scheme() {
             "mqtt" => (None, 1883),
             "mqtts" => (Some(tls_config(ca_file)?), 8883),
             other => {
                 return Err(format!(
-                    "MQTT URL {raw:?}: the scheme is {other:?}; use mqtt:// or mqtts://"
+                    "the MQTT URL's scheme is {other:?}; use mqtt:// or mqtts://"
                 ));
             }
         };
@@ -87,7 +88,7 @@ impl MqttSettings {
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("MQTT URL {raw:?} names no host"))?
+            .ok_or_else(|| "the MQTT URL names no host".to_owned())?
             .trim_matches(['[', ']'])
             .to_owned();
         let decode = |s: &str| {
@@ -536,6 +537,18 @@ async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<(u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_never_repeat_the_password() {
+        for bad in [
+            "http://otter:hunter2@broker",
+            "mqtt://otter:hunter2@:1883/",
+            "mqtt//otter:hunter2",
+        ] {
+            let err = MqttSettings::parse(bad, None).unwrap_err();
+            assert!(!err.contains("hunter2"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn urls() {
