@@ -116,6 +116,7 @@ pub(crate) async fn serve(
         // Closed at once rather than left in the backlog: the client learns now, and its
         // descriptor is not held while it waits for nothing.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("otter_connections_refused_total").increment(1);
             if let Some(held_back) = full.hit() {
                 tracing::warn!(
                     max_connections = limits.max_connections,
@@ -146,7 +147,8 @@ pub(crate) async fn serve(
                     tracing::debug!(error = %e, "connection ended with an error");
                 },
                 missed = watchdog(&activity, limits) => {
-                    tracing::debug!(missed, "closing a connection");
+                    metrics::counter!("otter_connections_cut_total", "deadline" => missed).increment(1);
+                    tracing::debug!(missed, "closing a connection that missed a deadline");
                 }
             }
         });
@@ -170,7 +172,8 @@ struct Activity {
     write_waiting: AtomicBool,
 }
 
-/// Resolves when the connection has missed a deadline, naming it.
+/// Resolves when the connection has missed a deadline, naming it: `header`, `idle`,
+/// `body_rate` (a request body sent too slowly) or `response_rate` (a response read too slowly).
 async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
     let mut tick = tokio::time::interval(limits.tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -204,10 +207,13 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
                 continue;
             };
             if now - window.0 >= length {
-                let waiting = activity.body_waiting.load(Relaxed)
-                    || activity.write_waiting.load(Relaxed);
-                if waiting && moved - window.1 < per_window {
-                    return "--min-rate";
+                if moved - window.1 < per_window {
+                    if activity.body_waiting.load(Relaxed) {
+                        return "body_rate";
+                    }
+                    if activity.write_waiting.load(Relaxed) {
+                        return "response_rate";
+                    }
                 }
                 window = (now, moved);
             }
@@ -222,12 +228,12 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
         match head_since {
             Some(since) => {
                 if limits.header_timeout.is_some_and(|limit| now - since >= limit) {
-                    return "--header-timeout";
+                    return "header";
                 }
             }
             None => {
                 if limits.idle_timeout.is_some_and(|limit| now - idle_since >= limit) {
-                    return "--idle-timeout";
+                    return "idle";
                 }
             }
         }
