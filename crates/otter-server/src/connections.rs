@@ -47,10 +47,9 @@ impl Limits {
     pub(crate) fn new(settings: &Settings) -> Self {
         let on = |d: Duration| (!d.is_zero()).then_some(d);
         let window = settings.min_rate_window;
-        let per_window = u64::try_from(
-            u128::from(settings.min_rate).saturating_mul(window.as_millis()) / 1000,
-        )
-        .unwrap_or(u64::MAX);
+        let per_window =
+            u64::try_from(u128::from(settings.min_rate).saturating_mul(window.as_millis()) / 1000)
+                .unwrap_or(u64::MAX);
         Limits {
             header_timeout: on(settings.header_timeout),
             idle_timeout: on(settings.idle_timeout),
@@ -227,12 +226,18 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
         }
         match head_since {
             Some(since) => {
-                if limits.header_timeout.is_some_and(|limit| now - since >= limit) {
+                if limits
+                    .header_timeout
+                    .is_some_and(|limit| now - since >= limit)
+                {
                     return "header";
                 }
             }
             None => {
-                if limits.idle_timeout.is_some_and(|limit| now - idle_since >= limit) {
+                if limits
+                    .idle_timeout
+                    .is_some_and(|limit| now - idle_since >= limit)
+                {
                     return "idle";
                 }
             }

@@ -139,7 +139,9 @@ async fn a_download_that_is_never_read_is_cut_below_the_minimum_rate() {
     srv.publish("slow", "1.0.0", &sha, json!({})).await;
     let before = cuts(&srv, "response_rate").await;
     let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
     let mut stream = socket.connect(srv.addr).await.expect("connect");
     let head = format!("GET /dl/{sha} HTTP/1.1\r\nHost: {}\r\n\r\n", srv.addr);
     stream.write_all(head.as_bytes()).await.expect("write");
