@@ -138,6 +138,59 @@ pub struct Settings {
     )]
     pub shutdown_grace: Duration,
 
+    /// A client must send a request's headers within this long of connecting or of their
+    /// first byte; 0 turns it off.
+    #[arg(
+        long,
+        env = "OTTER_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "30s"
+    )]
+    pub header_timeout: Duration,
+
+    /// A keep-alive connection with no request for this long is closed; 0 turns it off.
+    #[arg(
+        long,
+        env = "OTTER_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "60s"
+    )]
+    pub idle_timeout: Duration,
+
+    /// Slowest transfer accepted, in bytes per second: a client that sends a request body or
+    /// reads a response slower than this over --min-rate-window is cut; 0 turns it off.
+    #[arg(
+        long,
+        env = "OTTER_MIN_RATE",
+        value_name = "SIZE",
+        value_parser = parse_size,
+        default_value = "256"
+    )]
+    pub min_rate: u64,
+
+    /// The window over which --min-rate is measured.
+    #[arg(
+        long,
+        env = "OTTER_MIN_RATE_WINDOW",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "30s"
+    )]
+    pub min_rate_window: Duration,
+
+    /// Most connections served at once; a connection past it is closed at once (keep it under
+    /// the process's open-file limit).
+    #[arg(
+        long,
+        env = "OTTER_MAX_CONNECTIONS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        default_value = "4096"
+    )]
+    pub max_connections: u32,
+
     /// The product whose firmware manifests are served at the contract's root paths
     /// (/api/firmware/latest, /api/firmware/check, /firmware/<product>-<version>.bin); every
     /// product is also served under /m/<product>/.

@@ -60,8 +60,10 @@ fn reserve(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
-/// The listen backlog, as `TcpListener::bind` has it.
-const BACKLOG: u32 = 1024;
+/// The listen backlog: room for a fleet that connects at once (after an outage, on a release
+/// notification) while otter accepts. The kernel caps it at `net.core.somaxconn` (4096 on
+/// Linux since 5.4).
+const BACKLOG: u32 = 4096;
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 async fn shutdown_signal() {

@@ -1766,3 +1766,57 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .unwrap();
     assert!(answer["releaseManifest"]["payload"].is_string(), "{answer}");
 }
+
+/// Past `--max-connections`, a new connection is closed at once and the log says why; a slot
+/// that frees up serves again.
+#[test]
+fn past_max_connections_new_connections_are_closed_and_logged() {
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::builder(OTTER)
+        .data(tmp.path().join("data"))
+        .args(["--max-connections", "2"])
+        .start();
+    let addr = server.url().trim_start_matches("http://").to_owned();
+    // Two connections that say nothing hold both slots (their header deadline is 30 s); the
+    // server accepts in order, so the third is the one past the cap.
+    let held: Vec<_> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let mut third = TcpStream::connect(&addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    match third.read(&mut [0; 1]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection past the cap is closed at once, got {other:?}"),
+    }
+    wait_until(Duration::from_secs(10), "the cap in the log", || {
+        let log = server.log();
+        if log.contains("connection limit reached: closing new connections (--max-connections)")
+            && log.contains("max_connections=2")
+        {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    drop(held);
+    let answer = wait_until(Duration::from_secs(10), "a freed slot serving", || {
+        let mut stream = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: otter\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if answer.starts_with("HTTP/1.1 200") {
+            Ok(answer)
+        } else {
+            Err(format!("answered {answer:?}"))
+        }
+    });
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+}

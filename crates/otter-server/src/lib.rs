@@ -7,11 +7,13 @@
 //! - Shared HTTP pieces: [`error`] (the house error format), [`auth`] (the admin extractor),
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
 //!   [`metrics`], [`request_log`] (request ids, the access log).
+//! - `connections`: the accept loop (connection cap, header, idle and minimum-rate deadlines).
 //! - [`Server`]: opens the application and serves it until shut down.
 
 pub mod admin;
 pub mod auth;
 pub mod body;
+mod connections;
 pub mod download;
 pub mod error;
 pub mod metrics;
@@ -113,28 +115,14 @@ impl Server {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
         let app = self.router();
+        let limits = connections::Limits::new(&self.app.config);
         if let Some(listener) = self.metrics_listener.take() {
             let metrics = router::metrics_router(self.app.clone());
-            tokio::spawn(async move {
-                let stop = async move {
-                    metrics_stopped.wait_for(|stop| *stop).await.ok();
-                };
-                if let Err(e) = axum::serve(listener, metrics)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
-                    tracing::warn!(error = %e, "metrics listener failed");
-                }
-            });
+            tokio::spawn(connections::serve(listener, metrics, limits, async move {
+                metrics_stopped.wait_for(|stop| *stop).await.ok();
+            }));
         }
-        // Responses go out whole as soon as they are written: Nagle's algorithm would hold the
-        // tail of a download (or a check answer behind it) until the device acknowledges.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = connections::serve(listener, app, limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping_tx.send(()).ok();
@@ -148,10 +136,10 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            r = server => r,
-            () = bounded => Ok(()),
-        };
+        tokio::select! {
+            () = server => {},
+            () = bounded => {},
+        }
         drop(self.background);
         if let Some(mqtt) = &self.mqtt {
             mqtt.abort();
@@ -161,6 +149,6 @@ impl Server {
             tracing::warn!(error = %e, "sighting writer ended abnormally");
         }
         self.sql.close().await;
-        result
+        Ok(())
     }
 }

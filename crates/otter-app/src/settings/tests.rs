@@ -33,6 +33,13 @@ fn defaults_without_anything() {
     assert_eq!(s.download_cache, 256 << 20);
     assert_eq!(s.upload_ttl, Duration::from_secs(86_400));
     assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(s.header_timeout, Duration::from_secs(30));
+    assert_eq!(s.idle_timeout, Duration::from_secs(60));
+    assert_eq!(
+        (s.min_rate, s.min_rate_window),
+        (256, Duration::from_secs(30))
+    );
+    assert_eq!(s.max_connections, 4096);
     assert_eq!(s.log_format, LogFormat::Text);
     assert_eq!(format!("{s:?}"), format!("{:?}", Settings::default()));
 }
@@ -193,7 +200,7 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         }
         seen += 1;
     }
-    assert_eq!(seen, 20, "every setting was checked");
+    assert_eq!(seen, 25, "every setting was checked");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 mod admin;
 mod arduino;
 mod check;
+mod connections;
 mod downloads;
 mod iotawatt;
 mod manifest;
