@@ -472,7 +472,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
     std::fs::write(
         &config,
         format!(
-            "max_upload = \"1MiB\"\nupload_ttl = \"1h\"\ndata = \"{}\"\nadmin_token = \"file-token\"\n",
+            "max_upload = \"1MiB\"\nupload_ttl = \"1h\"\ndata = \"{}\"\nadmin_token = \"file-token-0123456789abcdef0123456789\"\n",
             dir("file-data")
         ),
     )
@@ -482,7 +482,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         ("OTTER_MAX_UPLOAD", "2MiB"),
         ("OTTER_UPLOAD_TTL", "2h"),
         ("OTTER_DATA", env_data.as_str()),
-        ("OTTER_ADMIN_TOKEN", "env-token"),
+        ("OTTER_ADMIN_TOKEN", "env-token-0123456789abcdef0123456789"),
         // The resolved settings are logged (secrets hidden) at debug level.
         ("RUST_LOG", "info,otter::serve=debug"),
     ];
@@ -495,7 +495,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         "--data",
         &flag_data,
         "--admin-token",
-        "flag-token",
+        "flag-token-0123456789abcdef0123456789",
     ];
     let cases = [
         (
@@ -503,16 +503,16 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
             "max_upload: 2097152",
             "upload_ttl: 7200s",
             &env_data,
-            "env-token",
-            "file-token",
+            "env-token-0123456789abcdef0123456789",
+            "file-token-0123456789abcdef0123456789",
         ),
         (
             &flags[..],
             "max_upload: 3145728",
             "upload_ttl: 10800s",
             &flag_data,
-            "flag-token",
-            "env-token",
+            "flag-token-0123456789abcdef0123456789",
+            "env-token-0123456789abcdef0123456789",
         ),
     ];
     for (extra, size, ttl, data, token, beaten) in cases {
@@ -1370,7 +1370,7 @@ async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
     otter(&["migrate", "--database-url", &database], &[]).ok();
 
     let tmp = tempfile::tempdir().unwrap();
-    let token = "two-node-token";
+    let token = "two-node-token-0123456789abcdef0123456789";
     let blob_url = s3.url("firmware");
     let envs = [
         ("OTTER_S3_ENDPOINT", s3.endpoint.as_str()),

@@ -151,7 +151,7 @@ fn blob_storage_and_download_mode() {
 
 /// The one rule that keeps the four ways to set something in step: each flag `--some-thing`
 /// is the file key `some_thing` and the variable `OTTER_SOME_THING` (ota-backend's own
-/// `OTA_SECRET` excepted), and its default is the same whichever way it is spelt.
+/// `OTA_SECRET` and `OTA_SECRET_FILE` excepted), and its default is the same whichever way it is spelt.
 #[test]
 fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,6 +167,7 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         let env = arg.get_env().and_then(|e| e.to_str());
         let expected = match key {
             "ota_secret" => "OTA_SECRET".to_owned(),
+            "ota_secret_file" => "OTA_SECRET_FILE".to_owned(),
             _ => format!("OTTER_{}", key.to_ascii_uppercase()),
         };
         assert_eq!(env, Some(expected.as_str()), "the variable of --{long}");
@@ -193,14 +194,14 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         }
         seen += 1;
     }
-    assert_eq!(seen, 20, "every setting was checked");
+    assert_eq!(seen, 23, "every setting was checked");
 }
 
 #[test]
 fn secrets_never_print() {
     let s = load(&[
         "--admin-token",
-        "tok-AAAA",
+        "tok-AAAA-long-enough-for-an-admin-token",
         "--ota-secret",
         "sec-BBBB",
         "--database-url",
@@ -228,7 +229,7 @@ fn secrets_never_print() {
     );
     let token = s.admin_token.as_ref().unwrap();
     assert_eq!(token.to_string(), "***");
-    assert_eq!(token.expose(), "tok-AAAA");
+    assert_eq!(token.expose(), "tok-AAAA-long-enough-for-an-admin-token");
     assert_eq!(
         s.database_url.as_ref().map(Secret::expose),
         Some("postgres://otter:pw-CCCC@db.example.com/otter")
