@@ -149,7 +149,12 @@ impl App {
                 "the data directory is open to other users: `chmod 700` it"
             );
         }
-        let lock = std::fs::File::create(data.join(".lock")).map_err(dir_error)?;
+        let lock = private::file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(data.join(".lock"))
+            .map_err(dir_error)?;
         lock.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
             std::fs::TryLockError::Error(source) => dir_error(source),

@@ -9,6 +9,7 @@ mod admin;
 mod arduino;
 mod check;
 mod downloads;
+mod files;
 mod iotawatt;
 mod manifest;
 mod metrics;
