@@ -365,7 +365,10 @@ fn read_secret_file(
     let Some(path) = file else {
         return Ok(());
     };
-    let error = |message: String| ConfigFileError::new(path, format!("--{flag}-file: {message}"));
+    let error = |message: String| ConfigFileError {
+        what: format!("--{flag}-file"),
+        ..ConfigFileError::new(path, message)
+    };
     if value.is_some() {
         return Err(error(format!(
             "--{flag} is set too: give the secret or its file, not both"
@@ -381,8 +384,10 @@ fn read_secret_file(
 /// A config file (or a secret's file) that cannot be read, or a key or value in it that is
 /// wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("config file {}: {message}", path.display())]
+#[error("{what} {}: {message}", path.display())]
 pub struct ConfigFileError {
+    /// `config file`, or the setting that names a secret's file.
+    what: String,
     path: PathBuf,
     message: String,
 }
@@ -390,6 +395,7 @@ pub struct ConfigFileError {
 impl ConfigFileError {
     fn new(path: &Path, message: impl Into<String>) -> Self {
         ConfigFileError {
+            what: "config file".to_owned(),
             path: path.to_owned(),
             message: message.into(),
         }

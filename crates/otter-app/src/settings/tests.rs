@@ -242,3 +242,53 @@ fn an_empty_ota_secret_is_none() {
     assert!(load(&["--ota-secret="]).unwrap().ota_secret.is_none());
     assert!(load(&["--ota-secret=s"]).unwrap().ota_secret.is_some());
 }
+
+/// `--admin-token-file`, `--ota-secret-file` and `--database-url-file` keep secrets out of `ps`:
+/// each reads the first line of its file, as a flag or a file key; giving a secret both ways is
+/// refused.
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let token = write("token", "tok-AAAA-from-a-file-0123456789abcdef\n");
+    let secret = write("secret", "sec-BBBB\n");
+    let url = write("url", "postgres://otter:pw-CCCC@db.example.com/otter\n");
+    let s = load(&[
+        "--admin-token-file",
+        &token,
+        "--ota-secret-file",
+        &secret,
+        "--database-url-file",
+        &url,
+    ])
+    .unwrap();
+    assert_eq!(
+        s.admin_token.as_ref().map(Secret::expose),
+        Some("tok-AAAA-from-a-file-0123456789abcdef")
+    );
+    assert_eq!(s.ota_secret.as_ref().map(Secret::expose), Some("sec-BBBB"));
+    assert_eq!(
+        s.database_url.as_ref().map(Secret::expose),
+        Some("postgres://otter:pw-CCCC@db.example.com/otter")
+    );
+    let shown = format!("{s:?}");
+    for hidden in ["AAAA", "BBBB", "CCCC"] {
+        assert!(!shown.contains(hidden), "{hidden} in {shown}");
+    }
+
+    let file = config(&dir, &format!("ota_secret_file = \"{secret}\"\n"));
+    let s = load(&["--config", &file]).unwrap();
+    assert_eq!(s.ota_secret.as_ref().map(Secret::expose), Some("sec-BBBB"));
+
+    let err = load(&["--ota-secret", "x", "--ota-secret-file", &secret]).unwrap_err();
+    assert!(err.contains("not both"), "{err}");
+    let err = load(&["--admin-token-file", "/nonexistent/token"]).unwrap_err();
+    assert!(
+        err.starts_with("--admin-token-file /nonexistent/token: "),
+        "{err}"
+    );
+}
