@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -546,6 +547,71 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
             "{data} is the data directory"
         );
     }
+}
+
+/// A configured admin token shorter than 32 characters stops `otter serve` before it creates
+/// anything, and the error says what is wrong without showing the token.
+#[test]
+fn a_short_admin_token_is_refused_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let stderr = otter(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            path(&data),
+            "--admin-token",
+            "short-SECRET",
+        ],
+        &[],
+    )
+    .fails();
+    assert!(stderr.contains("has 12 characters"), "{stderr}");
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+    assert!(!data.exists(), "nothing was created");
+}
+
+/// The admin token can come from a file named by `OTTER_ADMIN_TOKEN_FILE` (or
+/// `--admin-token-file`), so it shows neither in `ps` nor in the environment; a data directory
+/// others can read gets a warning.
+#[test]
+fn the_admin_token_can_come_from_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "token-from-a-file-0123456789abcdef";
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Serve::builder(OTTER)
+        .data(&data)
+        .env("OTTER_ADMIN_TOKEN_FILE", &token_file)
+        .start();
+    let log = server.log();
+    assert!(
+        log.contains("the data directory is open to other users") && log.contains("755"),
+        "{log}"
+    );
+    assert!(!log.contains(token), "{log}");
+    otter(
+        &[
+            "product",
+            "list",
+            "--server",
+            server.url(),
+            "--token",
+            token,
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        !data.join("admin-token").exists(),
+        "a configured token is not written"
+    );
 }
 
 /// A process killed when dropped, so a failing test leaves no server behind.
