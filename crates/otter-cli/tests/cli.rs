@@ -555,19 +555,31 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
 fn a_short_admin_token_is_refused_at_startup() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let stderr = otter(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            path(&data),
-            "--admin-token",
-            "short-SECRET",
-        ],
-        &[],
-    )
-    .fails();
+    let mut server = KillOnDrop(
+        command(OTTER)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data", path(&data)])
+            .args(["--admin-token", "short-SECRET"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn otter serve"),
+    );
+    let status = wait_until(Duration::from_secs(30), "otter serve exits", || {
+        server
+            .0
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "running".to_owned())
+    });
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(stderr.contains("has 12 characters"), "{stderr}");
     assert!(stderr.contains("at least 32"), "{stderr}");
     assert!(!stderr.contains("SECRET"), "{stderr}");
