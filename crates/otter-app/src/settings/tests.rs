@@ -151,7 +151,8 @@ fn blob_storage_and_download_mode() {
 
 /// The one rule that keeps the four ways to set something in step: each flag `--some-thing`
 /// is the file key `some_thing` and the variable `OTTER_SOME_THING` (ota-backend's own
-/// `OTA_SECRET` and `OTA_SECRET_FILE` excepted), and its default is the same whichever way it is spelt.
+/// `OTA_SECRET` and `OTA_SECRET_FILE` excepted), and its default is the same whichever way it
+/// is spelt.
 #[test]
 fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() {
     let dir = tempfile::tempdir().unwrap();
