@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use otter_core::signing::keys::PrivateKey;
 use otter_store::blob::{BlobLocation, Blobs, Staging};
+use otter_store::private;
 use otter_store::sql::SqlStore;
 use otter_store::{Store, StoreError};
 use tokio::task::JoinHandle;
@@ -98,6 +99,8 @@ pub struct Inner {
     busy_uploads: Busy,
     /// Signs check responses (see [`trust`]).
     pub online_key: PrivateKey,
+    /// The database behind `store`, for its upkeep (WAL checkpoints).
+    sql: SqlStore,
     observers: RwLock<Vec<Arc<dyn Observer>>>,
 }
 
@@ -128,13 +131,30 @@ impl App {
     /// Opens (creating if needed) the data directory and database, runs migrations, removes
     /// what interrupted uploads left behind, and loads the check index.
     pub async fn open(mut config: Settings) -> Result<Opened, StartError> {
+        if let Some(token) = &config.admin_token {
+            tokens::check_configured_token(token.expose())?;
+        }
         let data = &config.data_dir.clone();
         let dir_error = |source| StartError::DataDir {
             path: data.clone(),
             source,
         };
-        std::fs::create_dir_all(data).map_err(dir_error)?;
-        let lock = std::fs::File::create(data.join(".lock")).map_err(dir_error)?;
+        private::create_dir_all(data).map_err(dir_error)?;
+        // An existing directory keeps its mode (an operator may have opened it on purpose);
+        // what otter writes in it is the owner's only either way.
+        if let Some(mode) = private::loose_mode(data).map_err(dir_error)? {
+            tracing::warn!(
+                dir = %data.display(),
+                mode = format!("{mode:o}"),
+                "the data directory is open to other users: `chmod 700` it"
+            );
+        }
+        let lock = private::file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(data.join(".lock"))
+            .map_err(dir_error)?;
         lock.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => StartError::Locked(data.clone()),
             std::fs::TryLockError::Error(source) => dir_error(source),
@@ -182,6 +202,7 @@ impl App {
             tokens,
             busy_uploads: Busy::default(),
             online_key,
+            sql: sql.clone(),
             observers: RwLock::default(),
         }));
         Ok(Opened {
@@ -244,12 +265,14 @@ impl App {
     }
 
     /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
-    /// for signatures, and following catalogue changes made through other nodes.
+    /// for signatures, following catalogue changes made through other nodes, and keeping a
+    /// SQLite WAL small.
     pub fn start_background(&self) -> Background {
         Background {
             tasks: vec![
                 tokio::spawn(janitor(self.clone())),
                 tokio::spawn(follow_catalog(self.clone())),
+                tokio::spawn(checkpoint_wal(self.sql.clone())),
             ],
         }
     }
@@ -278,6 +301,28 @@ async fn follow_catalog(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(products = n, "check index caught up with other nodes"),
             Err(e) => tracing::warn!(error = %e, "could not poll catalogue versions"),
+        }
+    }
+}
+
+/// How often [`checkpoint_wal`] empties the WAL: under a sustained write flood the WAL grows by
+/// what one interval writes (tens of MiB a second at most), and when idle a checkpoint of an
+/// empty WAL costs next to nothing.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps a SQLite WAL from growing without bound (see [`SqlStore::checkpoint`]).
+async fn checkpoint_wal(sql: SqlStore) {
+    if !sql.has_wal() {
+        return;
+    }
+    let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sql.checkpoint().await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("WAL checkpoint still waiting for readers"),
+            Err(e) => tracing::warn!(error = %e, "could not checkpoint the WAL"),
         }
     }
 }

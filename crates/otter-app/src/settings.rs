@@ -59,6 +59,11 @@ pub struct Settings {
     )]
     pub database_url: Option<Secret>,
 
+    /// Read the database URL from this file instead (its first line), so a password stays out
+    /// of `ps` and the environment.
+    #[arg(long, env = "OTTER_DATABASE_URL_FILE", value_name = "FILE")]
+    pub database_url_file: Option<PathBuf>,
+
     /// Where firmware blobs live: file:///path or s3://bucket/prefix [default: <data>/blobs].
     /// S3 credentials and region come from the standard AWS environment variables
     /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ...).
@@ -88,7 +93,8 @@ pub struct Settings {
     #[arg(long, env = "OTTER_PUBLIC_URL", value_name = "URL", value_parser = public_url)]
     pub public_url: Option<String>,
 
-    /// Accept this admin token instead of generating one.
+    /// Accept this admin token (at least 32 characters) instead of generating one. On the
+    /// command line `ps` shows it: prefer the environment or --admin-token-file.
     #[arg(
         long,
         env = "OTTER_ADMIN_TOKEN",
@@ -96,6 +102,10 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub admin_token: Option<Secret>,
+
+    /// Read the admin token from this file instead (its first line).
+    #[arg(long, env = "OTTER_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 
     /// Largest artifact accepted, e.g. 512MiB or 2GiB.
     #[arg(
@@ -211,6 +221,10 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub ota_secret: Option<Secret>,
+
+    /// Read ota-backend's OTA_SECRET from this file instead (its first line).
+    #[arg(long, env = "OTA_SECRET_FILE", value_name = "FILE")]
+    pub ota_secret_file: Option<PathBuf>,
 
     /// The key that signs check responses for products with a root of trust (PKCS#8 PEM,
     /// Ed25519 or P-256) [default: <data>/online-key.pem, generated on first start]. Nodes
@@ -359,7 +373,8 @@ fn given_ids(matches: &ArgMatches) -> Vec<String> {
 
 impl SettingsArgs {
     /// The settings: the config file's values (when `--config` names one) wherever no flag or
-    /// environment variable gave that setting.
+    /// environment variable gave that setting, and the secrets that `--…-file` settings name
+    /// read from their files.
     pub fn load(self) -> Result<Settings, ConfigFileError> {
         let mut settings = self.settings;
         if let Some(path) = &self.config {
@@ -368,16 +383,64 @@ impl SettingsArgs {
                 .update_from_arg_matches(&file)
                 .map_err(|e| ConfigFileError::new(path, clap_message(&e)))?;
         }
+        read_secret_file(
+            &mut settings.admin_token,
+            settings.admin_token_file.as_deref(),
+            "admin-token",
+            Secret::from,
+        )?;
+        read_secret_file(
+            &mut settings.ota_secret,
+            settings.ota_secret_file.as_deref(),
+            "ota-secret",
+            Secret::from,
+        )?;
+        read_secret_file(
+            &mut settings.database_url,
+            settings.database_url_file.as_deref(),
+            "database-url",
+            |url| Secret::url(&url),
+        )?;
         // ota-backend reads an empty OTA_SECRET as none; so do we, whichever layer set it.
         settings.ota_secret = settings.ota_secret.filter(|s| !s.expose().is_empty());
         Ok(settings)
     }
 }
 
-/// A config file that cannot be read, or a key or value in it that is wrong.
+/// Sets `value` to the first line of `file` when `--{flag}-file` names one; giving both the
+/// secret and its file is refused, as neither would be sure to win.
+fn read_secret_file(
+    value: &mut Option<Secret>,
+    file: Option<&Path>,
+    flag: &str,
+    secret: impl FnOnce(String) -> Secret,
+) -> Result<(), ConfigFileError> {
+    let Some(path) = file else {
+        return Ok(());
+    };
+    let error = |message: String| ConfigFileError {
+        what: format!("--{flag}-file"),
+        ..ConfigFileError::new(path, message)
+    };
+    if value.is_some() {
+        return Err(error(format!(
+            "--{flag} is set too: give the secret or its file, not both"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    *value = Some(secret(
+        text.lines().next().unwrap_or_default().trim().to_owned(),
+    ));
+    Ok(())
+}
+
+/// A config file (or a secret's file) that cannot be read, or a key or value in it that is
+/// wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("config file {}: {message}", path.display())]
+#[error("{what} {}: {message}", path.display())]
 pub struct ConfigFileError {
+    /// `config file`, or the setting that names a secret's file.
+    what: String,
     path: PathBuf,
     message: String,
 }
@@ -385,6 +448,7 @@ pub struct ConfigFileError {
 impl ConfigFileError {
     fn new(path: &Path, message: impl Into<String>) -> Self {
         ConfigFileError {
+            what: "config file".to_owned(),
             path: path.to_owned(),
             message: message.into(),
         }

@@ -71,6 +71,24 @@ pub enum Bootstrap {
     },
 }
 
+/// The fewest characters a configured admin token may have: a shorter one can be guessed, or
+/// found by trying, faster than otter's tokens (a generated one has 38).
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// Refuses a configured admin token shorter than [`MIN_ADMIN_TOKEN_CHARS`], before anything is
+/// created.
+pub fn check_configured_token(token: &str) -> Result<(), crate::StartError> {
+    let chars = token.chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS {
+        return Err(crate::StartError::Config(format!(
+            "the configured admin token (--admin-token, --admin-token-file or their variables) \
+             has {chars} characters; it needs at least {MIN_ADMIN_TOKEN_CHARS}: make one with \
+             `openssl rand -hex 32`"
+        )));
+    }
+    Ok(())
+}
+
 /// Makes sure some admin token exists: registers `configured` when given; otherwise, on the very
 /// first start, generates one and writes it to `<data>/admin-token` with mode 0600.
 pub async fn ensure_admin_token(
@@ -109,14 +127,11 @@ pub enum BootstrapError {
 /// Writes a secret to `path`, readable by the owner only.
 pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = otter_store::private::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     file.write_all(secret.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()

@@ -18,7 +18,7 @@ use otter_testkit::serve::{Serve, command};
 use serde_json::Value;
 
 const OTTER: &str = env!("CARGO_BIN_EXE_otter");
-const TOKEN: &str = "agent-test-token";
+const TOKEN: &str = "agent-test-token-0123456789abcdef0123456789";
 /// How long a process may take to start listening, or to finish what the test waits for.
 const PATIENCE: Duration = Duration::from_secs(20);
 

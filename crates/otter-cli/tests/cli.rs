@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -472,7 +473,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
     std::fs::write(
         &config,
         format!(
-            "max_upload = \"1MiB\"\nupload_ttl = \"1h\"\ndata = \"{}\"\nadmin_token = \"file-token\"\n",
+            "max_upload = \"1MiB\"\nupload_ttl = \"1h\"\ndata = \"{}\"\nadmin_token = \"file-token-0123456789abcdef0123456789\"\n",
             dir("file-data")
         ),
     )
@@ -482,7 +483,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         ("OTTER_MAX_UPLOAD", "2MiB"),
         ("OTTER_UPLOAD_TTL", "2h"),
         ("OTTER_DATA", env_data.as_str()),
-        ("OTTER_ADMIN_TOKEN", "env-token"),
+        ("OTTER_ADMIN_TOKEN", "env-token-0123456789abcdef0123456789"),
         // The resolved settings are logged (secrets hidden) at debug level.
         ("RUST_LOG", "info,otter::serve=debug"),
     ];
@@ -495,7 +496,7 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
         "--data",
         &flag_data,
         "--admin-token",
-        "flag-token",
+        "flag-token-0123456789abcdef0123456789",
     ];
     let cases = [
         (
@@ -503,16 +504,16 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
             "max_upload: 2097152",
             "upload_ttl: 7200s",
             &env_data,
-            "env-token",
-            "file-token",
+            "env-token-0123456789abcdef0123456789",
+            "file-token-0123456789abcdef0123456789",
         ),
         (
             &flags[..],
             "max_upload: 3145728",
             "upload_ttl: 10800s",
             &flag_data,
-            "flag-token",
-            "env-token",
+            "flag-token-0123456789abcdef0123456789",
+            "env-token-0123456789abcdef0123456789",
         ),
     ];
     for (extra, size, ttl, data, token, beaten) in cases {
@@ -546,6 +547,83 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
             "{data} is the data directory"
         );
     }
+}
+
+/// A configured admin token shorter than 32 characters stops `otter serve` before it creates
+/// anything, and the error says what is wrong without showing the token.
+#[test]
+fn a_short_admin_token_is_refused_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = KillOnDrop(
+        command(OTTER)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data", path(&data)])
+            .args(["--admin-token", "short-SECRET"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn otter serve"),
+    );
+    let status = wait_until(Duration::from_secs(30), "otter serve exits", || {
+        server
+            .0
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "running".to_owned())
+    });
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("has 12 characters"), "{stderr}");
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+    assert!(!data.exists(), "nothing was created");
+}
+
+/// The admin token can come from a file named by `OTTER_ADMIN_TOKEN_FILE` (or
+/// `--admin-token-file`), so it shows neither in `ps` nor in the environment; a data directory
+/// others can read gets a warning.
+#[test]
+fn the_admin_token_can_come_from_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "token-from-a-file-0123456789abcdef";
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Serve::builder(OTTER)
+        .data(&data)
+        .env("OTTER_ADMIN_TOKEN_FILE", &token_file)
+        .start();
+    let log = server.log();
+    assert!(
+        log.contains("the data directory is open to other users") && log.contains("755"),
+        "{log}"
+    );
+    assert!(!log.contains(token), "{log}");
+    otter(
+        &[
+            "product",
+            "list",
+            "--server",
+            server.url(),
+            "--token",
+            token,
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        !data.join("admin-token").exists(),
+        "a configured token is not written"
+    );
 }
 
 /// A process killed when dropped, so a failing test leaves no server behind.
@@ -1370,7 +1448,7 @@ async fn two_nodes_share_postgres_and_s3_and_survive_losing_one() {
     otter(&["migrate", "--database-url", &database], &[]).ok();
 
     let tmp = tempfile::tempdir().unwrap();
-    let token = "two-node-token";
+    let token = "two-node-token-0123456789abcdef0123456789";
     let blob_url = s3.url("firmware");
     let envs = [
         ("OTTER_S3_ENDPOINT", s3.endpoint.as_str()),

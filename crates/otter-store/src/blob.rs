@@ -31,6 +31,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::hot::HotCache;
 use crate::objects::{ObjectSessions, ObjectWriter, S3Settings, connect_s3, promote};
+use crate::private;
 use crate::{Result, StoreError, UploadStore, random_id};
 
 /// A stream of artifact bytes, as handed to the HTTP layer.
@@ -111,9 +112,10 @@ impl Blobs {
         }
     }
 
-    /// Blobs in a local directory (created if missing).
+    /// Blobs in a local directory (created if missing, like the directories under it, for the
+    /// owner only).
     pub fn local(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root)?;
+        private::create_dir_all(root)?;
         let fs = Arc::new(LocalFileSystem::new_with_prefix(root)?);
         Ok(Blobs {
             store: fs.clone(),
@@ -212,7 +214,7 @@ impl Blobs {
             (StagedAt::File(path), Some(fs)) => {
                 let dest = fs.path_to_filesystem(&key)?;
                 if let Some(parent) = dest.parent() {
-                    tokio::fs::create_dir_all(parent).await?;
+                    private::create_dir_all_async(parent).await?;
                 }
                 // rename is atomic: readers see no file or the whole file.
                 tokio::fs::rename(&path, &dest).await?;
@@ -414,9 +416,10 @@ const TEMP_PREFIX: &str = "tmp-";
 const SESSION_PREFIX: &str = "upload-";
 
 impl Staging {
-    /// Uses `dir`, creating it if needed.
+    /// Uses `dir`, creating it if needed. Staged files are the owner's only, and keep that
+    /// mode when they become blobs.
     pub fn new(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        private::create_dir_all(dir)?;
         Ok(Staging {
             dir: dir.to_path_buf(),
             objects: None,
@@ -443,7 +446,7 @@ impl Staging {
         E: Display,
     {
         let path = self.dir.join(format!("{TEMP_PREFIX}{}", random_id()));
-        let file = tokio::fs::File::create(&path).await?;
+        let file = private::create_file(&path).await?;
         let mut hasher = MultiHasher::new();
         match write_stream(file, body, &mut hasher, limit).await {
             Ok(()) => Ok(StagedFile {
@@ -467,7 +470,7 @@ impl Staging {
         if self.objects.is_some() {
             return Ok(());
         }
-        tokio::fs::File::create(self.session_path(id)).await?;
+        private::create_file(&self.session_path(id)).await?;
         Ok(())
     }
 

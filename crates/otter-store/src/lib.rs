@@ -7,6 +7,7 @@
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
 //!   by default, or an S3-compatible bucket through [`objects`]), and [`blob::Staging`] receives
 //!   uploads before they become visible.
+//! - [`private`] creates what otter stores on disk readable by its own user only.
 
 use async_trait::async_trait;
 use otter_core::access::Access;
@@ -19,6 +20,7 @@ use otter_core::ott::OneTimeToken;
 pub mod blob;
 pub mod hot;
 pub mod objects;
+pub mod private;
 pub mod sql;
 
 /// What a store operation can fail with.

@@ -158,7 +158,8 @@ fn blob_storage_and_download_mode() {
 
 /// The one rule that keeps the four ways to set something in step: each flag `--some-thing`
 /// is the file key `some_thing` and the variable `OTTER_SOME_THING` (ota-backend's own
-/// `OTA_SECRET` excepted), and its default is the same whichever way it is spelt.
+/// `OTA_SECRET` and `OTA_SECRET_FILE` excepted), and its default is the same whichever way it
+/// is spelt.
 #[test]
 fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,6 +175,7 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         let env = arg.get_env().and_then(|e| e.to_str());
         let expected = match key {
             "ota_secret" => "OTA_SECRET".to_owned(),
+            "ota_secret_file" => "OTA_SECRET_FILE".to_owned(),
             _ => format!("OTTER_{}", key.to_ascii_uppercase()),
         };
         assert_eq!(env, Some(expected.as_str()), "the variable of --{long}");
@@ -200,14 +202,14 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         }
         seen += 1;
     }
-    assert_eq!(seen, 25, "every setting was checked");
+    assert_eq!(seen, 28, "every setting was checked");
 }
 
 #[test]
 fn secrets_never_print() {
     let s = load(&[
         "--admin-token",
-        "tok-AAAA",
+        "tok-AAAA-long-enough-for-an-admin-token",
         "--ota-secret",
         "sec-BBBB",
         "--database-url",
@@ -235,7 +237,7 @@ fn secrets_never_print() {
     );
     let token = s.admin_token.as_ref().unwrap();
     assert_eq!(token.to_string(), "***");
-    assert_eq!(token.expose(), "tok-AAAA");
+    assert_eq!(token.expose(), "tok-AAAA-long-enough-for-an-admin-token");
     assert_eq!(
         s.database_url.as_ref().map(Secret::expose),
         Some("postgres://otter:pw-CCCC@db.example.com/otter")
@@ -247,4 +249,54 @@ fn secrets_never_print() {
 fn an_empty_ota_secret_is_none() {
     assert!(load(&["--ota-secret="]).unwrap().ota_secret.is_none());
     assert!(load(&["--ota-secret=s"]).unwrap().ota_secret.is_some());
+}
+
+/// `--admin-token-file`, `--ota-secret-file` and `--database-url-file` keep secrets out of `ps`:
+/// each reads the first line of its file, as a flag or a file key; giving a secret both ways is
+/// refused.
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let token = write("token", "tok-AAAA-from-a-file-0123456789abcdef\n");
+    let secret = write("secret", "sec-BBBB\n");
+    let url = write("url", "postgres://otter:pw-CCCC@db.example.com/otter\n");
+    let s = load(&[
+        "--admin-token-file",
+        &token,
+        "--ota-secret-file",
+        &secret,
+        "--database-url-file",
+        &url,
+    ])
+    .unwrap();
+    assert_eq!(
+        s.admin_token.as_ref().map(Secret::expose),
+        Some("tok-AAAA-from-a-file-0123456789abcdef")
+    );
+    assert_eq!(s.ota_secret.as_ref().map(Secret::expose), Some("sec-BBBB"));
+    assert_eq!(
+        s.database_url.as_ref().map(Secret::expose),
+        Some("postgres://otter:pw-CCCC@db.example.com/otter")
+    );
+    let shown = format!("{s:?}");
+    for hidden in ["AAAA", "BBBB", "CCCC"] {
+        assert!(!shown.contains(hidden), "{hidden} in {shown}");
+    }
+
+    let file = config(&dir, &format!("ota_secret_file = \"{secret}\"\n"));
+    let s = load(&["--config", &file]).unwrap();
+    assert_eq!(s.ota_secret.as_ref().map(Secret::expose), Some("sec-BBBB"));
+
+    let err = load(&["--ota-secret", "x", "--ota-secret-file", &secret]).unwrap_err();
+    assert!(err.contains("not both"), "{err}");
+    let err = load(&["--admin-token-file", "/nonexistent/token"]).unwrap_err();
+    assert!(
+        err.starts_with("--admin-token-file /nonexistent/token: "),
+        "{err}"
+    );
 }

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The admin token every test server is started with.
-pub const TOKEN: &str = "test-token";
+pub const TOKEN: &str = "test-token-0123456789abcdef0123456789";
 
 /// Object-store options as [`Settings`] hold them: values secret, as they are credentials.
 pub fn secret_options(options: &[(String, String)]) -> Vec<(String, Secret)> {

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{TestServer, expect_error, firmware, json_body, sha256_hex, unix_time};
+use crate::common::{TOKEN, TestServer, expect_error, firmware, json_body, sha256_hex, unix_time};
 
 /// Every admin route, with a body where one is needed to get past body parsing.
 fn admin_routes(sha: &str) -> Vec<(Method, String)> {
@@ -60,8 +60,8 @@ async fn admin_routes_refuse_missing_and_wrong_tokens() {
         for bad in [
             "Bearer wrong-token",
             "Bearer ",
-            "Basic dGVzdC10b2tlbg==",
-            "test-token",
+            "Basic dGVzdC10b2tlbi0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OQ==",
+            TOKEN,
         ] {
             let wrong = srv
                 .anon(method.clone(), &path)
@@ -85,7 +85,7 @@ async fn admin_routes_refuse_missing_and_wrong_tokens() {
     // The lowercase scheme is accepted too; device endpoints and downloads need no token.
     let ok = srv
         .anon(Method::GET, "/api/v1/products")
-        .header("authorization", "bearer test-token")
+        .header("authorization", format!("bearer {TOKEN}"))
         .send()
         .await
         .unwrap();

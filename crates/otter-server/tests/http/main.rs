@@ -10,6 +10,7 @@ mod arduino;
 mod check;
 mod connections;
 mod downloads;
+mod files;
 mod iotawatt;
 mod manifest;
 mod metrics;

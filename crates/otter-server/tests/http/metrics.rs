@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::common::{TestServer, test_config};
+use crate::common::{TOKEN, TestServer, test_config};
 
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
     let resp = client.get(url).send().await.unwrap();
@@ -80,7 +80,7 @@ async fn metrics_can_move_to_their_own_listener() {
     let dir = tempfile::tempdir().unwrap();
     let settings = otter_server::Settings {
         data_dir: dir.path().to_path_buf(),
-        admin_token: Some("t".into()),
+        admin_token: Some(TOKEN.into()),
         ..test_config()
     };
     let main = TcpListener::bind("127.0.0.1:0").await.unwrap();

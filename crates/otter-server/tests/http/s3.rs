@@ -14,8 +14,8 @@ use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::json;
 
 use crate::common::{
-    TestServer, eventually, expect_error, firmware, header, json_body, secret_options, sha256_hex,
-    test_config,
+    TOKEN, TestServer, eventually, expect_error, firmware, header, json_body, secret_options,
+    sha256_hex, test_config,
 };
 
 /// A client that shows redirects instead of following them.
@@ -375,7 +375,7 @@ async fn redirecting_downloads_of_local_blobs_is_refused_at_startup() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
-        admin_token: Some("t".into()),
+        admin_token: Some(TOKEN.into()),
         download_mode: Some(DownloadMode::Redirect),
         ..test_config()
     };
@@ -407,7 +407,7 @@ async fn a_bucket_that_does_not_answer_is_a_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
-        admin_token: Some("t".into()),
+        admin_token: Some(TOKEN.into()),
         blob_url: Some(format!("s3://{}-missing/ota", s3.bucket)),
         s3_endpoint: Some(s3.endpoint.clone()),
         s3_options: secret_options(&s3.options()),
