@@ -9,6 +9,7 @@ mod admin;
 mod arduino;
 mod check;
 mod downloads;
+mod inputs;
 mod iotawatt;
 mod manifest;
 mod metrics;
