@@ -112,7 +112,9 @@ impl Server {
         let grace = self.app.config.shutdown_grace;
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
-        let app = self.router();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Some(listener) = self.metrics_listener.take() {
             let metrics = router::metrics_router(self.app.clone());
             tokio::spawn(async move {
@@ -134,11 +136,7 @@ impl Server {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping_tx.send(()).ok();
