@@ -234,3 +234,24 @@ async fn an_empty_ota_backend_upload_is_not_published() {
         .await;
     assert_eq!(releases["items"], json!([]), "{releases}");
 }
+
+/// A THiNX body over axum's limit is refused in THiNX's format, not axum's plain text.
+#[tokio::test]
+async fn an_oversized_thinx_body_is_413_in_thinx_format() {
+    let srv = TestServer::start().await;
+    for path in ["/device/register", "/device/firmware"] {
+        let resp = srv
+            .anon(Method::POST, path)
+            .header("content-type", "application/json")
+            .body(vec![b' '; 3 << 20])
+            .send()
+            .await
+            .unwrap();
+        let body = json_body(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
+        assert_eq!(
+            body,
+            json!({"success": false, "response": "payload_too_large"}),
+            "{path}"
+        );
+    }
+}
