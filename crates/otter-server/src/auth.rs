@@ -42,7 +42,16 @@ impl FromRequestParts<App> for Admin {
                     .extensions
                     .get::<ConnectInfo<SocketAddr>>()
                     .map(|ConnectInfo(addr)| *addr);
-                FAILURES.record(remote, Instant::now());
+                if let Some(failures) = FAILURES.record(Instant::now()) {
+                    tracing::warn!(
+                        remote = remote
+                            .map(|a| a.to_string())
+                            .as_deref()
+                            .unwrap_or("unknown"),
+                        failures,
+                        "admin authentication failed"
+                    );
+                }
                 "the admin token is not valid"
             }
             None => "this endpoint needs `Authorization: Bearer <admin token>`",
@@ -71,23 +80,39 @@ struct FailureLog {
 }
 
 impl FailureLog {
-    fn record(&self, remote: Option<SocketAddr>, now: Instant) {
+    /// Counts a failure at `now`; returns how many to log (this one and those not yet told
+    /// of) when a line is due.
+    fn record(&self, now: Instant) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *state {
-            Some((last, unlogged)) if now.duration_since(*last) < LOG_EVERY => *unlogged += 1,
+            Some((last, unlogged)) if now.duration_since(*last) < LOG_EVERY => {
+                *unlogged += 1;
+                None
+            }
             _ => {
                 let count = state.map_or(0, |(_, unlogged)| unlogged) + 1;
                 *state = Some((now, 0));
-                drop(state);
-                tracing::warn!(
-                    remote = remote
-                        .map(|a| a.to_string())
-                        .as_deref()
-                        .unwrap_or("unknown"),
-                    failures = count,
-                    "admin authentication failed"
-                );
+                Some(count)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_logged_at_most_once_a_second_with_a_count() {
+        let log = FailureLog {
+            state: Mutex::new(None),
+        };
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(log.record(at(0)), Some(1));
+        assert_eq!(log.record(at(100)), None);
+        assert_eq!(log.record(at(999)), None);
+        assert_eq!(log.record(at(1000)), Some(3));
+        assert_eq!(log.record(at(5000)), Some(1));
     }
 }
