@@ -1778,8 +1778,8 @@ fn a_missing_public_url_and_a_wrong_admin_token_are_logged() {
         .start();
     assert!(server.log().contains("no --public-url"), "{}", server.log());
 
-    let port = server.url().rsplit(':').next().unwrap();
-    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let addr = server.url().strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     std::io::Write::write_all(
         &mut stream,
         b"GET /api/v1/products HTTP/1.1\r\nHost: otter\r\nAuthorization: Bearer wrong\r\n\

@@ -43,14 +43,8 @@ impl FromRequestParts<App> for Admin {
                     .get::<ConnectInfo<SocketAddr>>()
                     .map(|ConnectInfo(addr)| *addr);
                 if let Some(failures) = FAILURES.record(Instant::now()) {
-                    tracing::warn!(
-                        remote = remote
-                            .map(|a| a.to_string())
-                            .as_deref()
-                            .unwrap_or("unknown"),
-                        failures,
-                        "admin authentication failed"
-                    );
+                    let remote = remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+                    tracing::warn!(%remote, failures, "admin authentication failed");
                 }
                 "the admin token is not valid"
             }
