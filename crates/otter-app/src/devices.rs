@@ -9,7 +9,7 @@ use otter_core::model::{
     DEFAULT_CHANNEL, Device, DeviceSeen, Page, ReportState, UpdateReport, validate_device_id,
     validate_name,
 };
-use otter_core::version::{MAX_VERSION_LEN, Version};
+use otter_core::version::MAX_VERSION_LEN;
 use otter_core::{Current, Decision, decide as decide_update};
 use otter_store::{NewReport, PageRequest, StoreError, now};
 
@@ -84,17 +84,6 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
             format!("message is longer than {MAX_MESSAGE_LEN} characters"),
         ));
     }
-    // An installed version becomes the device's `currentVersion`, so it must be one the product
-    // could offer: checked before anything is written.
-    let channel = match report.state {
-        ReportState::Installed => {
-            Version::parse(index.product.scheme, &report.version)?;
-            let channel = report.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
-            validate_name("channel", &channel)?;
-            Some(channel)
-        }
-        _ => None,
-    };
     let at = now();
     let stored = app
         .store
@@ -107,7 +96,9 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
             created_at: at,
         })
         .await?;
-    if let Some(channel) = channel {
+    if report.state == ReportState::Installed {
+        let channel = report.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
+        validate_name("channel", &channel)?;
         app.device_changed(&index, &report.device, Some(&report.version), &channel);
         app.seen
             .record_in_order(DeviceSeen {

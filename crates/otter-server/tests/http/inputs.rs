@@ -1,5 +1,5 @@
 //! Inputs that would leave wrong state or wrong answers behind: hostile `Host` headers, releases
-//! no device could get, reports of versions the product cannot have, and the HTTP details
+//! no device could get, and the HTTP details
 //! (authentication challenges, range units, preconditions) clients rely on.
 
 use otter_server::Settings;
@@ -114,25 +114,6 @@ async fn releases_no_device_could_get_are_refused() {
     let empty = srv.upload(&[]).await;
     let resp = srv.try_publish("door", "7.0.0", &empty, json!({})).await;
     expect_error(resp, 400, "empty_artifact").await;
-}
-
-#[tokio::test]
-async fn an_installed_report_of_a_version_the_product_cannot_have_is_refused() {
-    let srv = TestServer::start().await;
-    srv.create_product("door", "semver").await;
-    srv.release("door", "1.0.0", json!({})).await;
-    let resp = srv
-        .anon(Method::POST, "/api/v1/products/door/reports")
-        .json(&json!({"device": "d1", "version": "banana", "state": "installed"}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, 400, "invalid_version").await;
-    // Nothing was written: no report, and the device has no version.
-    let reports = srv.get_json("/api/v1/products/door/reports").await;
-    assert_eq!(reports["items"], json!([]), "{reports}");
-    let devices = srv.get_json("/api/v1/products/door/devices").await;
-    assert_eq!(devices["items"], json!([]), "{devices}");
 }
 
 #[tokio::test]
