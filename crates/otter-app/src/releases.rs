@@ -49,7 +49,20 @@ pub const CHECKS: &[&dyn PublishCheck] = &[
 pub async fn publish(app: &App, product: &str, mut new: NewRelease) -> AppResult<Release> {
     let index = app.product(product)?;
     let at = now();
-    new.validate(index.product.scheme, at)?;
+    let version = new.validate(index.product.scheme, at)?;
+    if let Some(twin) = index
+        .releases
+        .iter()
+        .find(|r| r.facts.version.same_precedence(&version))
+    {
+        return Err(AppError::conflict(
+            "version_exists",
+            format!(
+                "{product} {} is the same version to SemVer (build metadata does not count)",
+                twin.release.version
+            ),
+        ));
+    }
     // Opaque versions have no order, so a minimum can only be enforced against a published one.
     if index.product.scheme == Scheme::Opaque
         && let Some(min) = &new.min_source_version
@@ -65,6 +78,13 @@ pub async fn publish(app: &App, product: &str, mut new: NewRelease) -> AppResult
         .get_artifact(&new.artifact)
         .await?
         .ok_or_else(|| AppError::artifact_not_found(&new.artifact))?;
+    // An empty image is never firmware: a device would flash nothing and report success.
+    if artifact.size == 0 {
+        return Err(AppError::invalid(
+            "empty_artifact",
+            format!("artifact {} is empty (0 bytes)", artifact.sha256),
+        ));
+    }
     let candidate = Candidate {
         index: &index,
         version: &new.version,

@@ -93,6 +93,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::debug!(?settings, "settings");
     let data_dir = settings.data_dir.clone();
     let listen = settings.listen;
+    // Reachable from other machines, download URLs would be built from whatever `Host` a
+    // client sends.
+    if settings.public_url.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "no --public-url: download URLs follow each request's Host \
+            header; set --public-url to the address devices use");
+    }
     let socket = reserve(listen).with_context(|| format!("listening on {listen}"))?;
     let metrics_socket = match settings.metrics_listen {
         Some(addr) => {

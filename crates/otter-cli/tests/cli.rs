@@ -1898,3 +1898,39 @@ fn past_max_connections_new_connections_are_closed_and_logged() {
     });
     assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
 }
+
+/// A server other machines can reach, without `--public-url`, says to set one; a wrong admin
+/// token is logged with the address it came from.
+#[test]
+fn a_missing_public_url_and_a_wrong_admin_token_are_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::builder(OTTER)
+        .data(tmp.path().join("data"))
+        .env("OTTER_LISTEN", "0.0.0.0:0")
+        .start();
+    assert!(server.log().contains("no --public-url"), "{}", server.log());
+
+    let addr = server.url().strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /api/v1/products HTTP/1.1\r\nHost: otter\r\nAuthorization: Bearer wrong\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    wait_until(
+        Duration::from_secs(5),
+        "the failed login in the log",
+        || {
+            let log = server.log();
+            log.lines()
+                .find(|l| l.contains("admin authentication failed"))
+                .filter(|l| l.contains("remote=127.0.0.1:") && l.contains("failures=1"))
+                .map(drop)
+                .ok_or(log.clone())
+        },
+    );
+}

@@ -22,6 +22,9 @@ pub const MAX_SUMMARY_LEN: usize = 200;
 pub const MAX_NAME_LEN: usize = 128;
 /// The channel a release goes to, and a device listens on, when none is named.
 pub const DEFAULT_CHANNEL: &str = "stable";
+/// The most channels one release may be published on: channels are named audiences, and each
+/// is a row to match on every check-in.
+pub const MAX_CHANNELS: usize = 32;
 
 /// A firmware line, e.g. `door-sensor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +82,13 @@ pub struct NewRelease {
     pub version: String,
     /// SHA-256 of an uploaded artifact.
     pub artifact: String,
-    #[serde(default)]
+    /// Absent (or empty here): `stable`. An explicit `[]` in JSON is refused, since a release on
+    /// no channel could never be offered.
+    #[serde(
+        default,
+        deserialize_with = "non_empty_channels",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub channels: Vec<String>,
     pub release_date: Option<String>,
     pub min_source_version: Option<String>,
@@ -274,14 +283,22 @@ pub mod rfc3339 {
     }
 }
 
+/// `channels` as sent: a list that names at least one channel.
+fn non_empty_channels<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let channels = Vec::<String>::deserialize(deserializer)?;
+    if channels.is_empty() {
+        return Err(serde::de::Error::custom(
+            "channels must name at least one channel (leave it out for stable)",
+        ));
+    }
+    Ok(channels)
+}
+
 impl NewRelease {
     /// Checks every field against `scheme` and fills in defaults (channel `stable`, release date
     /// `now`, empty metadata object). Returns the parsed version for the caller's convenience.
     pub fn validate(&mut self, scheme: Scheme, now: i64) -> Result<Version, InvalidField> {
         let version = Version::parse(scheme, &self.version)?;
-        if let Some(min) = &self.min_source_version {
-            Version::parse(scheme, min)?;
-        }
         if !crate::digest::is_hex_digest(&self.artifact, 64) {
             return Err(InvalidField::Invalid {
                 field: "artifact",
@@ -290,11 +307,35 @@ impl NewRelease {
             });
         }
         self.artifact.make_ascii_lowercase();
+        if let Some(min) = &self.min_source_version
+            && Version::parse(scheme, min)?
+                .compare(&version)
+                .is_some_and(|o| o.is_ge())
+        {
+            return Err(InvalidField::Invalid {
+                field: "minSourceVersion",
+                value: min.clone(),
+                why: "must be below the release's own version, or no device could reach it",
+            });
+        }
         if self.channels.is_empty() {
             self.channels.push(DEFAULT_CHANNEL.to_owned());
         }
+        if self.channels.len() > MAX_CHANNELS {
+            return Err(InvalidField::Invalid {
+                field: "channels",
+                value: format!("{} channels", self.channels.len()),
+                why: "a release is on at most 32 channels",
+            });
+        }
         self.channels.sort();
-        self.channels.dedup();
+        if let Some(twice) = self.channels.windows(2).find(|w| w[0] == w[1]) {
+            return Err(InvalidField::Invalid {
+                field: "channels",
+                value: twice[0].clone(),
+                why: "each channel may be named once",
+            });
+        }
         for channel in &self.channels {
             validate_name("channel", channel)?;
         }
@@ -537,6 +578,32 @@ mod tests {
             r.validate(Scheme::Semver, 0).unwrap_err().code(),
             "invalid_field"
         );
+    }
+
+    #[test]
+    fn validate_rejects_releases_no_device_could_get() {
+        for min in ["1.0.0", "2.0.0", "1.0.0+other"] {
+            let mut r = release();
+            r.min_source_version = Some(min.into());
+            let e = r.validate(Scheme::Semver, 0).unwrap_err();
+            assert!(e.to_string().contains("minSourceVersion"), "{min}: {e}");
+        }
+        let mut r = release();
+        r.min_source_version = Some("0.9.0".into());
+        r.validate(Scheme::Semver, 0).unwrap();
+
+        let mut r = release();
+        r.channels = vec!["beta".into(), "stable".into(), "beta".into()];
+        let e = r.validate(Scheme::Semver, 0).unwrap_err();
+        assert!(e.to_string().contains("once"), "{e}");
+        let mut r = release();
+        r.channels = (0..=MAX_CHANNELS).map(|i| format!("c{i}")).collect();
+        let e = r.validate(Scheme::Semver, 0).unwrap_err();
+        assert!(e.to_string().contains("at most 32"), "{e}");
+
+        let json = r#"{"version":"1.0.0","artifact":"x","channels":[]}"#;
+        let e = serde_json::from_str::<NewRelease>(json).unwrap_err();
+        assert!(e.to_string().contains("at least one channel"), "{e}");
     }
 
     #[test]

@@ -134,6 +134,16 @@ impl Version {
             _ => None,
         }
     }
+
+    /// Whether two distinct strings are one version to SemVer (`6.0.0+build.1` and
+    /// `6.0.0+build.2`: build metadata does not count), so a device could not tell which is
+    /// newer.
+    pub fn same_precedence(&self, other: &Version) -> bool {
+        match (&self.key, &other.key) {
+            (Key::Semver(a), Key::Semver(b)) => a.cmp_precedence(b).is_eq(),
+            _ => false,
+        }
+    }
 }
 
 impl PartialEq for Version {

@@ -96,10 +96,10 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => {
+        let (tcp, remote) = match accepted {
+            Ok(accepted) => {
                 backoff.reset();
-                tcp
+                accepted
             }
             Err(e) => {
                 let delay = backoff.next();
@@ -136,7 +136,7 @@ pub(crate) async fn serve(
             activity: activity.clone(),
         });
         let conn = builder
-            .serve_connection_with_upgrades(io, service(router.clone(), activity.clone()))
+            .serve_connection_with_upgrades(io, service(router.clone(), activity.clone(), remote))
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -246,10 +246,12 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
 }
 
 /// The router as a hyper service whose requests tell `activity` when they start, when their
-/// handler waits for body bytes, and when their response has been handed over in full.
+/// handler waits for body bytes, and when their response has been handed over in full; each
+/// request carries the client's address (`ConnectInfo`), as `axum::serve` would give it.
 fn service(
     router: Router,
     activity: Arc<Activity>,
+    remote: std::net::SocketAddr,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -259,7 +261,10 @@ fn service(
     hyper::service::service_fn(move |request: Request<Incoming>| {
         let busy = Busy::start(activity.clone());
         let activity = activity.clone();
-        let request = request.map(|body| Body::new(Sending { body, activity }));
+        let mut request = request.map(|body| Body::new(Sending { body, activity }));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(remote));
         let answer = tower_service::Service::call(&mut router.clone(), request);
         async move {
             let response = answer.await?;

@@ -2,7 +2,8 @@
 //!
 //! HTTP caching and resumption done by hand because devices depend on it: `Content-Length`,
 //! `Accept-Ranges`, one `Range` → 206, unsatisfiable → 416, strong `ETag` (the SHA-256),
-//! `If-None-Match`/`If-Modified-Since` → 304, and `If-Range` (which tower-http lacks). Several
+//! `If-None-Match`/`If-Modified-Since` → 304, `If-Match`/`If-Unmodified-Since` → 412, and
+//! `If-Range` (which tower-http lacks). Several
 //! ranges in one request get the whole file (allowed by RFC 9110, and no device asks for them).
 //! The bytes stream from the blob store; nothing is buffered whole.
 //!
@@ -15,12 +16,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE,
+    ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
+    LAST_MODIFIED, LOCATION, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
@@ -87,6 +90,53 @@ pub fn url_base(app: &App, headers: &HeaderMap) -> String {
     }
 }
 
+/// Refuses a request whose `Host` is not `host[:port]` (RFC 9110 §7.2 asks for a 400): without
+/// `--public-url` that header becomes the start of every download URL otter hands out, so
+/// `Host: evil.example/x?y=` must not reach a handler.
+pub async fn require_valid_host(request: Request, next: Next) -> Response {
+    match request.headers().get(HOST) {
+        Some(host) if !host.to_str().is_ok_and(is_host_and_port) => ApiError::bad_request(
+            "invalid_host",
+            "the Host header must be host[:port], e.g. otter.example:8080",
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets, and an optional
+/// decimal port.
+fn is_host_and_port(value: &str) -> bool {
+    let (host_ok, port) = match value.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, port)) => (addr.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (host, port) = value.find(':').map_or((value, ""), |i| value.split_at(i));
+            let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+            (!host.is_empty() && host.bytes().all(name), port)
+        }
+    };
+    host_ok
+        && (port.is_empty()
+            || port.strip_prefix(':').is_some_and(|p| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+            }))
+}
+
+/// The `Cache-Control` of an answer that holds download URLs: shared caches may keep it only
+/// when the URLs come from `--public-url`; built from the request's `Host`, one client's answer
+/// is not another's.
+pub fn url_cache_control(app: &App, max_age: &'static str) -> String {
+    let scope = if app.config.public_url.is_some() {
+        "public"
+    } else {
+        "private"
+    };
+    format!("{scope}, {max_age}")
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("artifact_not_found", "no such firmware image")
 }
@@ -103,6 +153,7 @@ pub async fn serve(
     if app.config.download_mode == Some(DownloadMode::Redirect)
         && method == Method::GET
         && !not_modified(headers, &etag(artifact), modified(artifact))
+        && !precondition_failed(headers, &etag(artifact), modified(artifact))
     {
         match app
             .blobs
@@ -170,6 +221,14 @@ pub async fn serve_proxied(
         .header(ACCEPT_RANGES, "bytes")
         .header(CACHE_CONTROL, "public, max-age=31536000, immutable");
 
+    if precondition_failed(headers, &etag, modified) {
+        return Ok(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            format!("the image's ETag is {etag} and it was last modified {last_modified}"),
+        )
+        .into_response());
+    }
     if not_modified(headers, &etag, modified) {
         return response
             .status(StatusCode::NOT_MODIFIED)
@@ -250,6 +309,24 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
         .is_some_and(|since| modified <= since)
 }
 
+/// `If-Match` (strong comparison; `*` matches the one image there is), else
+/// `If-Unmodified-Since`, refuse the request (RFC 9110 §13.2.2 evaluates them before
+/// `If-None-Match`).
+fn precondition_failed(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(im) = headers.get(IF_MATCH) {
+        return !im.to_str().is_ok_and(|im| {
+            im.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag == etag)
+        });
+    }
+    headers
+        .get(IF_UNMODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| modified > since)
+}
+
 /// What a `Range` header asks of an image of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]
 enum RangeRequest {
@@ -258,10 +335,16 @@ enum RangeRequest {
     Unsatisfiable,
 }
 
-/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n`. Headers otter does not understand, and lists
-/// of several ranges, mean the whole image (a server may ignore `Range`).
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` (the unit is case-insensitive, RFC 9110
+/// §14.1). Headers otter does not understand, and lists of several ranges, mean the whole image
+/// (a server may ignore `Range`). Positions too large for a `u64` are past any image's end.
 fn parse_range(header: &str, size: u64) -> RangeRequest {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+    let header = header.trim();
+    let Some(spec) = header
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &header[6..])
+    else {
         return RangeRequest::Whole;
     };
     if spec.contains(',') {
@@ -271,7 +354,7 @@ fn parse_range(header: &str, size: u64) -> RangeRequest {
         return RangeRequest::Whole;
     };
     let (start, end) = (start.trim(), end.trim());
-    let parsed = match (start.parse::<u64>(), end.parse::<u64>()) {
+    let parsed = match (position(start), position(end)) {
         (Ok(s), Ok(e)) if s <= e => Some((s, e.saturating_add(1).min(size))),
         (Ok(_), Ok(_)) => return RangeRequest::Whole,
         (Ok(s), Err(_)) if end.is_empty() => Some((s, size)),
@@ -288,6 +371,15 @@ fn parse_range(header: &str, size: u64) -> RangeRequest {
         Some((s, _)) if s >= size => RangeRequest::Unsatisfiable,
         Some((s, e)) => RangeRequest::Part(s..e),
     }
+}
+
+/// A decimal position of a range, saturating at `u64::MAX` (an overflowing start is then
+/// unsatisfiable like any other start past the end, and an overflowing end means "to the end").
+fn position(digits: &str) -> Result<u64, ()> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    Ok(digits.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -309,5 +401,53 @@ mod tests {
         assert_eq!(parse_range("bytes=9-1", 100), Whole);
         assert_eq!(parse_range("items=0-1", 100), Whole);
         assert_eq!(parse_range("bytes=x-y", 100), Whole);
+        assert_eq!(parse_range("Bytes=0-1", 100), Part(0..2));
+        assert_eq!(parse_range("BYTES=-10", 100), Part(90..100));
+        assert_eq!(
+            parse_range("bytes=99999999999999999999-", 100),
+            Unsatisfiable
+        );
+        assert_eq!(
+            parse_range("bytes=99999999999999999999-99999999999999999999", 100),
+            Unsatisfiable
+        );
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999", 100),
+            Part(0..100)
+        );
+        assert_eq!(
+            parse_range("bytes=-99999999999999999999", 100),
+            Part(0..100)
+        );
+        assert_eq!(parse_range("bytes=+5-", 100), Whole);
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            "otter.example",
+            "otter.example:8080",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "[::1]",
+            "a_b",
+        ] {
+            assert!(is_host_and_port(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example/x?y=",
+            "",
+            ":80",
+            "a:b",
+            "a:",
+            "a:99999",
+            "[::1",
+            "[x]:1",
+            "a b",
+            "a@b",
+            "a:1:2",
+        ] {
+            assert!(!is_host_and_port(bad), "{bad}");
+        }
     }
 }

@@ -135,6 +135,7 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         router
     };
     router
+        .layer(middleware::from_fn(download::require_valid_host))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_log::observe))
         .with_state(app)

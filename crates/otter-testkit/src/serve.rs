@@ -301,15 +301,19 @@ fn drain(
     })
 }
 
-/// The URL and data directory in `… otter listening on http://127.0.0.1:PORT … data=DIR`.
+/// The URL and data directory in `… otter listening on http://127.0.0.1:PORT … data=DIR`. A
+/// server told to listen on every interface (`0.0.0.0`, for tests of what that changes) is
+/// reached on loopback too.
 fn listening(line: &str) -> Option<(String, PathBuf)> {
     let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
     let url = rest.split_whitespace().next()?;
-    let port = url.strip_prefix("http://127.0.0.1:")?;
+    let port = url
+        .strip_prefix("http://127.0.0.1:")
+        .or_else(|| url.strip_prefix("http://0.0.0.0:"))?;
     port.parse::<u16>().ok().filter(|&p| p != 0)?;
     // `data` is the line's last field, so a path with spaces survives.
     let data = &rest[rest.find(" data=")? + " data=".len()..];
-    Some((url.to_owned(), PathBuf::from(data)))
+    Some((format!("http://127.0.0.1:{port}"), PathBuf::from(data)))
 }
 
 /// Removes ANSI escape sequences (`ESC [ … letter`), in case colours are on after all.

@@ -8,7 +8,8 @@
 //! - `GET /firmware/{product}-{version}.bin`: the image, streamed with `Content-Length`, `ETag`,
 //!   `Last-Modified` and ranges (the contract's device streams it straight into `Update.h`).
 //!
-//! JSON answers carry `Cache-Control: public, max-age=300`; every answer carries
+//! JSON answers carry `Cache-Control: public, max-age=300` (`private` without `--public-url`,
+//! since their URLs then come from the request's `Host`); every answer carries
 //! `Access-Control-Allow-Origin: *`, and `OPTIONS` is answered as a CORS preflight. Manifests are
 //! serialised when the catalogue changes, not per request.
 
@@ -29,7 +30,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
-use crate::download::{serve_proxied, url_base};
+use crate::download::{serve_proxied, url_base, url_cache_control};
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 
 /// `GET` (and so `HEAD`) plus the CORS preflight.
@@ -102,14 +103,11 @@ fn no_manifest(version: &str) -> ApiError {
 }
 
 /// A JSON answer with the contract's headers.
-fn json_response(body: String) -> Response {
+fn json_response(app: &App, body: String) -> Response {
     (
         [
-            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (
-                CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            ),
+            (CONTENT_TYPE, "application/json".to_owned()),
+            (CACHE_CONTROL, url_cache_control(app, "max-age=300")),
         ],
         body,
     )
@@ -133,6 +131,7 @@ pub async fn latest(
         .latest(channel.channel())
         .ok_or_else(|| not_found("No firmware has been released yet"))?;
     Ok(json_response(
+        &app,
         release.manifest.render(&base(&app, &headers, &prefix)),
     ))
 }
@@ -175,7 +174,7 @@ pub async fn check(
         }
         Decision::UpToDate | Decision::NoPath => r#"{"hasUpdate":false}"#.to_owned(),
     };
-    Ok(json_response(body))
+    Ok(json_response(&app, body))
 }
 
 /// Refuses a malformed `current` with the contract's 400, naming the format the product's
@@ -239,6 +238,7 @@ pub async fn by_version(
     let (index, prefix) = resolve(&app, &mount)?;
     let release = published(&index, &path.version).ok_or_else(|| no_manifest(&path.version))?;
     Ok(json_response(
+        &app,
         release.manifest.render(&base(&app, &headers, &prefix)),
     ))
 }

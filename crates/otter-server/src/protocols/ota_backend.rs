@@ -172,7 +172,7 @@ fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, Strin
 /// secret or an admin token is needed.
 pub async fn create(
     State(app): State<App>,
-    admin: Result<Admin, ApiError>,
+    admin: Result<Admin, Response>,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
     if admin.is_err() {

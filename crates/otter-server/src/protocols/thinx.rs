@@ -17,6 +17,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::header::{CONNECTION, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -195,12 +196,20 @@ fn uuid(mut b: [u8; 16]) -> String {
 }
 
 /// The request's fields inside `registration`, or (unless `wrapped` is required) bare.
-fn parse_body(body: &Bytes, wrapped: bool) -> ThinxResult<Registration> {
+fn parse_body(body: Result<Bytes, BytesRejection>, wrapped: bool) -> ThinxResult<Registration> {
     let invalid = || ThinxError::new(StatusCode::BAD_REQUEST, "request_invalid");
+    // axum's own refusal (a body over its 2 MB limit) would be plain text; a THiNX client
+    // reads JSON.
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ThinxError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        }
+        _ => invalid(),
+    })?;
     if body.is_empty() {
         return Err(ThinxError::new(StatusCode::BAD_REQUEST, "no_body"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
     let fields = match value.get("registration") {
         Some(inner) if inner.as_object().is_some_and(|o| !o.is_empty()) => inner.clone(),
         _ if wrapped => return Err(invalid()),
@@ -239,9 +248,9 @@ fn token_url(app: &App, headers: &HeaderMap, token: &str) -> String {
 pub async fn register(
     State(app): State<App>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ThinxResult<Response> {
-    let reg = parse_body(&body, true)?;
+    let reg = parse_body(body, true)?;
     let index = product_of_key(&app, &headers, "authentication_error")?;
     let product = index.product.name.clone();
     let udid = reg.udid(&product);
@@ -396,9 +405,9 @@ pub async fn firmware(
     State(app): State<App>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ThinxResult<Response> {
-    let reg = parse_body(&body, false)?;
+    let reg = parse_body(body, false)?;
     if reg.mac().is_none() {
         return Err(ThinxError::new(StatusCode::BAD_REQUEST, "missing_mac"));
     }

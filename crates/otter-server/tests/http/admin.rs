@@ -257,7 +257,7 @@ async fn releases_publish_get_patch() {
             "1.2.0",
             &sha.to_uppercase(),
             json!({
-                "channels": ["beta", "stable", "beta"],
+                "channels": ["stable", "beta"],
                 "releaseDate": "2026-05-22T11:30:00-04:00",
                 "minSourceVersion": "1.0.0",
                 "mandatory": true,

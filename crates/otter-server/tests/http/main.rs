@@ -11,6 +11,7 @@ mod check;
 mod connections;
 mod downloads;
 mod files;
+mod inputs;
 mod iotawatt;
 mod manifest;
 mod metrics;
