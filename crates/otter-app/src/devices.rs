@@ -33,13 +33,26 @@ pub fn what_to_offer(
     )?)
 }
 
-/// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`.
+/// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`. A
+/// `device` that named itself is held to `--rate-limit-device` first (refusals counted in
+/// `otter_rate_limited_total{scope="device"}`).
 pub fn decide(
+    app: &App,
     index: &ProductIndex,
     protocol: &'static str,
+    device: Option<&str>,
     channel: &str,
     current: Option<&str>,
 ) -> AppResult<Decision> {
+    if let Some(device) = device
+        && let Err(wait) = app.device_limit.take((&index.product.name, device))
+    {
+        metrics::counter!("otter_rate_limited_total", "scope" => "device").increment(1);
+        return Err(AppError::rate_limited(
+            format!("device {device:?} checks too often"),
+            wait,
+        ));
+    }
     let decision = what_to_offer(index, channel, current)?;
     let result = match decision {
         Decision::Offer { .. } => "offered",

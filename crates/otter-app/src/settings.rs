@@ -21,6 +21,8 @@ use otter_store::blob::{BlobLocation, Blobs};
 use otter_store::objects::S3Settings;
 use otter_store::sql::redact_url;
 
+use crate::limits::RateLimit;
+
 /// Every setting of an otter server: storage, HTTP, device protocols, notifications, logging.
 #[derive(Args, Debug, Clone)]
 pub struct Settings {
@@ -197,6 +199,26 @@ pub struct Settings {
     /// (a private broker's own CA).
     #[arg(long, env = "OTTER_MQTT_CA_FILE", value_name = "FILE")]
     pub mqtt_ca_file: Option<PathBuf>,
+
+    /// Requests one remote address may make without an admin token, as RATE/UNIT[:BURST]
+    /// (e.g. 50/s:100), or off. Off by default: behind a reverse proxy or a carrier's NAT many
+    /// devices share one address.
+    #[arg(
+        long,
+        env = "OTTER_RATE_LIMIT_ADDRESS",
+        value_name = "RATE",
+        default_value = "off"
+    )]
+    pub rate_limit_address: RateLimit,
+
+    /// Checks one device id may make per product, as RATE/UNIT[:BURST], or off.
+    #[arg(
+        long,
+        env = "OTTER_RATE_LIMIT_DEVICE",
+        value_name = "RATE",
+        default_value = "1/s:30"
+    )]
+    pub rate_limit_device: RateLimit,
 
     /// Log format; the level is set with RUST_LOG (default info).
     #[arg(long, env = "OTTER_LOG_FORMAT", value_enum, default_value = "text")]

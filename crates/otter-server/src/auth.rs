@@ -2,12 +2,24 @@
 //! admin tokens (see `otter_app::tokens`).
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use otter_app::App;
 
 use crate::error::ApiError;
+
+/// The token in `Authorization: Bearer <token>`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
 
 /// Extractor that admits only requests carrying a valid admin token.
 pub struct Admin;
@@ -16,16 +28,7 @@ impl FromRequestParts<App> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        match token {
+        match bearer(&parts.headers) {
             Some(t) if app.tokens.verify(t) => Ok(Admin),
             Some(_) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -6,7 +6,8 @@
 //!   device protocol; [`notify`]: MQTT update notifications (over `otter-mqtt`). None of them imports another.
 //! - Shared HTTP pieces: [`error`] (the house error format), [`auth`] (the admin extractor),
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
-//!   [`metrics`], [`request_log`] (request ids, the access log).
+//!   [`metrics`], [`request_log`] (request ids, the access log), [`limits`] (the per-address
+//!   rate limit).
 //! - [`Server`]: opens the application and serves it until shut down.
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod download;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod notify;
@@ -134,6 +136,7 @@ impl Server {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");

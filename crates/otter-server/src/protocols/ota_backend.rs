@@ -18,7 +18,7 @@ use axum::Form;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use otter_app::index::ProductIndex;
@@ -42,6 +42,8 @@ pub struct OtaError {
     status: StatusCode,
     code: String,
     message: String,
+    /// `Retry-After`, for rate-limit refusals.
+    retry_after: Option<HeaderValue>,
 }
 
 type OtaResult<T> = Result<T, OtaError>;
@@ -52,6 +54,7 @@ impl OtaError {
             status,
             code: code.to_owned(),
             message: String::new(),
+            retry_after: None,
         }
     }
 
@@ -81,6 +84,7 @@ impl From<ApiError> for OtaError {
             status: e.status,
             code: e.code.to_ascii_uppercase(),
             message,
+            retry_after: e.retry_after,
         }
     }
 }
@@ -98,7 +102,11 @@ impl IntoResponse for OtaError {
             "code": self.code,
             "message": self.message,
         });
-        (self.status, pretty(&body)).into_response()
+        let mut response = (self.status, pretty(&body)).into_response();
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, wait);
+        }
+        response
     }
 }
 
@@ -294,6 +302,14 @@ pub async fn check_hash(
 /// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
 fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
     let (index, device) = device(app, headers)?;
+    let decision = devices::decide(
+        app,
+        &index,
+        "ota_backend",
+        Some(&device),
+        DEFAULT_CHANNEL,
+        hash,
+    )?;
     app.seen
         .record(index.sighting(device, hash, DEFAULT_CHANNEL));
     let uploaded = index
@@ -306,7 +322,6 @@ fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Respon
             "FIRMWARE_NOT_UPLOADED",
         ));
     }
-    let decision = devices::decide(&index, "ota_backend", DEFAULT_CHANNEL, hash)?;
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };

@@ -10,6 +10,7 @@ mod arduino;
 mod check;
 mod downloads;
 mod iotawatt;
+mod limits;
 mod manifest;
 mod metrics;
 mod mqtt;
