@@ -161,6 +161,11 @@ pub struct Settings {
     )]
     pub ota_secret: Option<Secret>,
 
+    /// Who may create ota-backend firmwares (`POST /v1/create`) when no OTA_SECRET is set:
+    /// `admin` (an admin token) or `open` (anyone, as ota-backend does).
+    #[arg(long, env = "OTTER_OTA_CREATE", value_enum, default_value = "admin")]
+    pub ota_create: OtaCreate,
+
     /// The key that signs check responses for products with a root of trust (PKCS#8 PEM,
     /// Ed25519 or P-256) [default: <data>/online-key.pem, generated on first start]. Nodes
     /// sharing a database must use the same one.
@@ -507,6 +512,15 @@ impl fmt::Display for DownloadMode {
             DownloadMode::Proxy => "proxy",
         })
     }
+}
+
+/// Who may call ota-backend's `POST /v1/create` without `OTA_SECRET` (`--ota-create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtaCreate {
+    /// Only with an admin token: every firmware is a product, which nobody should mint at will.
+    Admin,
+    /// Anyone, as ota-backend itself does.
+    Open,
 }
 
 /// How `otter serve` writes its log (`--log-format`).

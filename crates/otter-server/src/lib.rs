@@ -31,7 +31,7 @@ use otter_store::sql::SqlStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use otter_app::settings::{DownloadMode, Secret, Settings};
+pub use otter_app::settings::{DownloadMode, OtaCreate, Secret, Settings};
 pub use otter_app::{Bootstrap, StartError};
 
 /// An opened otter: storage, state and background tasks, ready to serve.
@@ -63,6 +63,12 @@ impl Server {
             seen_writer,
             bootstrap,
         } = App::open(settings).await?;
+        if app.config.ota_secret.is_none() && app.config.ota_create == OtaCreate::Open {
+            tracing::warn!(
+                "POST /v1/create is open to anyone (--ota-create open without OTA_SECRET): \
+                 anyone who can reach otter can create products"
+            );
+        }
         let mqtt = match &app.config.mqtt_url {
             Some(url) => {
                 let settings = otter_mqtt::MqttSettings::parse(

@@ -22,6 +22,7 @@ use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use otter_app::index::ProductIndex;
+use otter_app::settings::OtaCreate;
 use otter_app::tokens::{matches_hash, token_hash};
 use otter_app::{App, AppError, artifacts, devices, products, releases};
 use otter_core::Decision;
@@ -176,14 +177,22 @@ fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, Strin
     Ok((index, device.to_owned()))
 }
 
-/// `POST /v1/create` → `{"id","key"}`. Open to anyone unless `--ota-secret` is set; then the
-/// secret or an admin token is needed.
+/// `POST /v1/create` → `{"id","key"}`. With `--ota-secret` set, the secret or an admin token
+/// is needed; without, an admin token unless `--ota-create open` lets anyone in.
 pub async fn create(
     State(app): State<App>,
     admin: Result<Admin, ApiError>,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
     if admin.is_err() {
+        if app.config.ota_secret.is_none() && app.config.ota_create == OtaCreate::Admin {
+            return Err(OtaError {
+                message: "creating a firmware needs an admin token (Authorization: Bearer …), \
+                          or OTA_SECRET, or otter serve --ota-create open"
+                    .to_owned(),
+                ..OtaError::new(StatusCode::FORBIDDEN, "CREATE_CLOSED")
+            });
+        }
         check_secret(&app, &headers)?;
     }
     let id = z_base_32(&random_bytes::<16>());

@@ -104,7 +104,7 @@ async fn a_device_checking_too_often_gets_429_and_other_devices_do_not() {
 
     // ota-backend's devices get the refusal in ota-backend's format.
     let created = srv
-        .anon(Method::POST, "/v1/create")
+        .admin(Method::POST, "/v1/create")
         .send()
         .await
         .unwrap()
