@@ -193,7 +193,7 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         }
         seen += 1;
     }
-    assert_eq!(seen, 20, "every setting was checked");
+    assert_eq!(seen, 23, "every setting was checked");
 }
 
 #[test]
