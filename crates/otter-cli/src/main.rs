@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the otter server.
-    Serve(serve::ServeArgs),
+    // Boxed: the server's settings dwarf every other command's arguments.
+    Serve(Box<serve::ServeArgs>),
     /// Apply pending database migrations (PostgreSQL needs this before `otter serve`).
     Migrate(migrate::MigrateArgs),
     /// Copy an installation into another (e.g. SQLite + files → PostgreSQL + S3).
@@ -119,7 +120,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::MigrateData(args) => migrate_data::run(args).await,
         Command::Product { client, cmd } => cmd.run(&Client::new(&client)?).await,

@@ -29,8 +29,6 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub extra: Map<String, Value>,
-    /// `Retry-After` (whole seconds), for rate-limit refusals.
-    pub retry_after: Option<HeaderValue>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -42,7 +40,6 @@ impl ApiError {
             code,
             message: message.into(),
             extra: Map::new(),
-            retry_after: None,
         }
     }
 
@@ -68,11 +65,17 @@ impl ApiError {
     /// seconds, as `Retry-After` counts them) in `Retry-After` and as `retryAfter`.
     pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ApiError {
-            retry_after: Some(HeaderValue::from(seconds)),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
-        }
-        .with("retryAfter", seconds)
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with("retryAfter", seconds)
+    }
+
+    /// The `Retry-After` header of a [`ApiError::rate_limited`] (kept in the body's `retryAfter`
+    /// rather than a field of its own, so the error stays small on every `Result`).
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        self.extra
+            .get("retryAfter")
+            .and_then(Value::as_u64)
+            .map(HeaderValue::from)
     }
 
     /// A server fault: the cause is logged and replaced by a generic message.
@@ -83,6 +86,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after();
         let mut body = self.extra;
         body.insert("error".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
@@ -93,7 +97,7 @@ impl IntoResponse for ApiError {
             body.insert("requestId".into(), json!(&*id));
         }
         let mut response = (self.status, Json(Value::Object(body))).into_response();
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = retry_after {
             response.headers_mut().insert(RETRY_AFTER, wait);
         }
         response

@@ -76,6 +76,7 @@ impl OtaError {
 /// tiny-error-http's upper case.
 impl From<ApiError> for OtaError {
     fn from(e: ApiError) -> Self {
+        let retry_after = e.retry_after();
         let message = if e.status.is_server_error() {
             "Internal error".to_owned()
         } else {
@@ -85,7 +86,7 @@ impl From<ApiError> for OtaError {
             status: e.status,
             code: e.code.to_ascii_uppercase(),
             message,
-            retry_after: e.retry_after,
+            retry_after,
         }
     }
 }

@@ -73,7 +73,7 @@ impl ThinxError {
 impl From<ApiError> for ThinxError {
     fn from(e: ApiError) -> Self {
         ThinxError {
-            retry_after: e.retry_after,
+            retry_after: e.retry_after(),
             ..ThinxError::new(e.status, e.code)
         }
     }
