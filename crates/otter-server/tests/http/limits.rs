@@ -101,6 +101,15 @@ async fn a_device_checking_too_often_gets_429_and_other_devices_do_not() {
     assert!(header(refused.headers(), "retry-after").is_some());
     expect_error(refused, 429, "rate_limited").await;
     assert_eq!(check("device=d2").await.unwrap().status(), StatusCode::OK);
+    // Reports share the device's bucket: d2 has one request left, d1 none.
+    let report = |device: &str| {
+        srv.anon(Method::POST, "/api/v1/products/door/reports")
+            .json(&json!({"device": device, "version": "1.0.0", "state": "failed"}))
+            .send()
+    };
+    assert_eq!(report("d2").await.unwrap().status(), StatusCode::CREATED);
+    expect_error(report("d2").await.unwrap(), 429, "rate_limited").await;
+    expect_error(report("d1").await.unwrap(), 429, "rate_limited").await;
 
     // ota-backend's devices get the refusal in ota-backend's format.
     let created = srv
