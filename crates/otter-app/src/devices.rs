@@ -33,13 +33,19 @@ pub fn what_to_offer(
     )?)
 }
 
-/// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`.
+/// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`. A
+/// `device` that named itself is held to `--rate-limit-device` first.
 pub fn decide(
+    app: &App,
     index: &ProductIndex,
     protocol: &'static str,
+    device: Option<&str>,
     channel: &str,
     current: Option<&str>,
 ) -> AppResult<Decision> {
+    if let Some(device) = device {
+        admit(app, &index.product.name, device)?;
+    }
     let decision = what_to_offer(index, channel, current)?;
     let result = match decision {
         Decision::Offer { .. } => "offered",
@@ -49,6 +55,15 @@ pub fn decide(
     metrics::counter!("otter_checks_total", "protocol" => protocol, "result" => result)
         .increment(1);
     Ok(decision)
+}
+
+/// Holds a device of `product` to `--rate-limit-device`: its checks and reports share one
+/// bucket, refusals counted in `otter_rate_limited_total{scope="device"}`.
+fn admit(app: &App, product: &str, device: &str) -> AppResult<()> {
+    app.device_limit.take((product, device)).map_err(|wait| {
+        metrics::counter!("otter_rate_limited_total", "scope" => "device").increment(1);
+        AppError::rate_limited(format!("device {device:?} asks too often"), wait)
+    })
 }
 
 /// An update report as a device sends it (the native API's body).
@@ -68,6 +83,7 @@ pub struct Report {
 pub async fn report(app: &App, product: &str, report: Report) -> AppResult<UpdateReport> {
     let index = app.product(product)?;
     validate_device_id("device", &report.device)?;
+    admit(app, product, &report.device)?;
     if report.version.is_empty() || report.version.len() > MAX_VERSION_LEN {
         return Err(AppError::invalid(
             "invalid_version",

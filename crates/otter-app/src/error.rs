@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Conflict,
     /// More bytes than allowed.
     TooLarge,
+    /// Too many requests: a rate limit or a cap ([`AppError::retry_after`] says when to retry).
+    TooMany,
     /// otter failed; the cause is in the log.
     Internal,
 }
@@ -35,6 +37,8 @@ pub struct AppError {
     pub message: String,
     /// For upload errors: how many bytes the session holds now, so the client resumes there.
     pub offset: Option<u64>,
+    /// For rate-limit refusals: how long until the next request is let in.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -46,6 +50,7 @@ impl AppError {
             code,
             message: message.into(),
             offset: None,
+            retry_after: None,
         }
     }
 
@@ -65,6 +70,14 @@ impl AppError {
     pub fn at_offset(mut self, offset: u64) -> Self {
         self.offset = Some(offset);
         self
+    }
+
+    /// A request over a rate limit, let in again after `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        AppError {
+            retry_after: Some(wait),
+            ..Self::new(ErrorKind::TooMany, "rate_limited", message)
+        }
     }
 
     pub fn too_large(limit: u64) -> Self {

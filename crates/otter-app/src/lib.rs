@@ -9,6 +9,7 @@
 //!   (roots of trust, signed releases and answers), [`iotawatt`] (IotaWatt products).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
 //!   answers); [`seen`]: batched device sightings.
+//! - [`limits`]: rate limits per remote address and per device.
 //! - [`Observer`]: how adapters that push (MQTT) hear of changes.
 
 pub mod answers;
@@ -17,6 +18,7 @@ pub mod devices;
 pub mod error;
 pub mod index;
 pub mod iotawatt;
+pub mod limits;
 pub mod products;
 pub mod releases;
 pub mod seen;
@@ -43,6 +45,7 @@ pub use settings::{DownloadMode, Settings};
 pub use tokens::Bootstrap;
 
 use crate::index::{CheckIndex, ProductIndex};
+use crate::limits::Limiter;
 use crate::seen::SeenQueue;
 use crate::tokens::AdminTokens;
 use crate::uploads::Busy;
@@ -101,6 +104,10 @@ pub struct Inner {
     pub online_key: PrivateKey,
     /// The database behind `store`, for its upkeep (WAL checkpoints).
     sql: SqlStore,
+    /// Requests per remote address without an admin token (the server applies it).
+    pub address_limit: Limiter,
+    /// Checks per device of a product ([`devices::decide`] applies it).
+    pub device_limit: Limiter,
     observers: RwLock<Vec<Arc<dyn Observer>>>,
 }
 
@@ -193,6 +200,8 @@ impl App {
         let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
         let online_key = trust::load_online_key(data, config.online_key_file.as_deref())?;
         let app = App(Arc::new(Inner {
+            address_limit: Limiter::new(config.rate_limit_address),
+            device_limit: Limiter::new(config.rate_limit_device),
             config,
             store,
             blobs,

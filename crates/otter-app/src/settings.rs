@@ -21,6 +21,8 @@ use otter_store::blob::{BlobLocation, Blobs};
 use otter_store::objects::S3Settings;
 use otter_store::sql::redact_url;
 
+use crate::limits::RateLimit;
+
 /// Every setting of an otter server: storage, HTTP, device protocols, notifications, logging.
 #[derive(Args, Debug, Clone)]
 pub struct Settings {
@@ -226,6 +228,11 @@ pub struct Settings {
     #[arg(long, env = "OTA_SECRET_FILE", value_name = "FILE")]
     pub ota_secret_file: Option<PathBuf>,
 
+    /// Who may create ota-backend firmwares (`POST /v1/create`) when no OTA_SECRET is set:
+    /// `admin` (an admin token) or `open` (anyone, as ota-backend does).
+    #[arg(long, env = "OTTER_OTA_CREATE", value_enum, default_value = "admin")]
+    pub ota_create: OtaCreate,
+
     /// The key that signs check responses for products with a root of trust (PKCS#8 PEM,
     /// Ed25519 or P-256) [default: <data>/online-key.pem, generated on first start]. Nodes
     /// sharing a database must use the same one.
@@ -264,6 +271,26 @@ pub struct Settings {
     /// (a private broker's own CA).
     #[arg(long, env = "OTTER_MQTT_CA_FILE", value_name = "FILE")]
     pub mqtt_ca_file: Option<PathBuf>,
+
+    /// Requests one remote address may make without an admin token, as RATE/UNIT[:BURST]
+    /// (e.g. 50/s:100), or off. Off by default: behind a reverse proxy or a carrier's NAT many
+    /// devices share one address.
+    #[arg(
+        long,
+        env = "OTTER_RATE_LIMIT_ADDRESS",
+        value_name = "RATE",
+        default_value = "off"
+    )]
+    pub rate_limit_address: RateLimit,
+
+    /// Checks one device id may make per product, as RATE/UNIT[:BURST], or off.
+    #[arg(
+        long,
+        env = "OTTER_RATE_LIMIT_DEVICE",
+        value_name = "RATE",
+        default_value = "1/s:30"
+    )]
+    pub rate_limit_device: RateLimit,
 
     /// Log format; the level is set with RUST_LOG (default info).
     #[arg(long, env = "OTTER_LOG_FORMAT", value_enum, default_value = "text")]
@@ -602,6 +629,15 @@ impl fmt::Display for DownloadMode {
             DownloadMode::Proxy => "proxy",
         })
     }
+}
+
+/// Who may call ota-backend's `POST /v1/create` without `OTA_SECRET` (`--ota-create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtaCreate {
+    /// Only with an admin token: every firmware is a product, which nobody should mint at will.
+    Admin,
+    /// Anyone, as ota-backend itself does.
+    Open,
 }
 
 /// How `otter serve` writes its log (`--log-format`).

@@ -1605,6 +1605,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     // An ota-backend firmware: its key and firewall must come along.
     let firmware: Value = client
         .post(format!("{}/v1/create", source.url()))
+        .bearer_auth(source.admin_token())
         .send()
         .await
         .unwrap()

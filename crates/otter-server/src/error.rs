@@ -9,8 +9,9 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use otter_app::{AppError, ErrorKind};
 use otter_core::model::InvalidField;
@@ -19,6 +20,7 @@ use otter_store::StoreError;
 use otter_store::blob::IngestError;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use std::time::Duration;
 
 /// An error answer: status, stable code, message, and optional extra fields.
 #[derive(Debug)]
@@ -59,6 +61,23 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
+    /// 429 `rate_limited`, with the time until the next request is let in (rounded up to whole
+    /// seconds, as `Retry-After` counts them) in `Retry-After` and as `retryAfter`.
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with("retryAfter", seconds)
+    }
+
+    /// The `Retry-After` header of a [`ApiError::rate_limited`] (kept in the body's `retryAfter`
+    /// rather than a field of its own, so the error stays small on every `Result`).
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        self.extra
+            .get("retryAfter")
+            .and_then(Value::as_u64)
+            .map(HeaderValue::from)
+    }
+
     /// A server fault: the cause is logged and replaced by a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         AppError::internal(cause).into()
@@ -67,6 +86,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after();
         let mut body = self.extra;
         body.insert("error".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
@@ -76,7 +96,11 @@ impl IntoResponse for ApiError {
         {
             body.insert("requestId".into(), json!(&*id));
         }
-        (self.status, Json(Value::Object(body))).into_response()
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        if let Some(wait) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, wait);
+        }
+        response
     }
 }
 
@@ -88,8 +112,12 @@ impl From<AppError> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if let Some(wait) = e.retry_after {
+            return ApiError::rate_limited(e.message, wait);
+        }
         let error = ApiError::new(status, e.code, e.message);
         match e.offset {
             Some(offset) => error.with("offset", offset),

@@ -6,7 +6,8 @@
 //!   device protocol; [`notify`]: MQTT update notifications (over `otter-mqtt`). None of them imports another.
 //! - Shared HTTP pieces: [`error`] (the house error format), [`auth`] (the admin extractor),
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
-//!   [`metrics`], [`request_log`] (request ids, the access log).
+//!   [`metrics`], [`request_log`] (request ids, the access log), [`limits`] (the per-address
+//!   rate limit).
 //! - `connections`: the accept loop (connection cap, header, idle and minimum-rate deadlines).
 //! - [`Server`]: opens the application and serves it until shut down.
 
@@ -16,6 +17,7 @@ pub mod body;
 mod connections;
 pub mod download;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod notify;
@@ -31,7 +33,7 @@ use otter_store::sql::SqlStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use otter_app::settings::{DownloadMode, Secret, Settings};
+pub use otter_app::settings::{DownloadMode, OtaCreate, Secret, Settings};
 pub use otter_app::{Bootstrap, StartError};
 
 /// An opened otter: storage, state and background tasks, ready to serve.
@@ -63,6 +65,12 @@ impl Server {
             seen_writer,
             bootstrap,
         } = App::open(settings).await?;
+        if app.config.ota_secret.is_none() && app.config.ota_create == OtaCreate::Open {
+            tracing::warn!(
+                "POST /v1/create is open to anyone (--ota-create open without OTA_SECRET): \
+                 anyone who can reach otter can create products"
+            );
+        }
         let mqtt = match &app.config.mqtt_url {
             Some(url) => {
                 let settings = otter_mqtt::MqttSettings::parse(

@@ -12,6 +12,7 @@
 //! | `otter_sighting_queue_depth`, `otter_sightings_dropped_total` | the batched device-sighting queue |
 //! | `otter_store_duration_seconds{op}` | latency of every store call |
 //! | `otter_signatures_expiring` | roots and release signatures that expire within 30 days |
+//! | `otter_rate_limited_total{scope}` | requests refused by `--rate-limit-address` (`address`) or `--rate-limit-device` (`device`) |
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};

@@ -10,7 +10,7 @@ use crate::admin::{apikeys, artifacts, fleet, products, releases, signing, uploa
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
-use crate::{download, metrics, request_log};
+use crate::{download, limits, metrics, request_log};
 
 /// The application. `with_metrics` puts `/metrics` on it (unless metrics have their own
 /// listener).
@@ -135,6 +135,10 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         router
     };
     router
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            limits::per_address,
+        ))
         .layer(middleware::from_fn(download::require_valid_host))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_log::observe))

@@ -91,6 +91,15 @@ pub struct NewReport {
     pub created_at: i64,
 }
 
+/// What [`ProductStore::catalog_changes`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogChanges {
+    /// The clock's tick when read: pass it as `after` next time.
+    pub tick: i64,
+    /// `(product, catalogue version)` of each product changed since, in no order.
+    pub changed: Vec<(String, i64)>,
+}
+
 /// Products and artifacts: the catalogue of what can be released.
 #[async_trait]
 pub trait ProductStore: Send + Sync {
@@ -107,8 +116,10 @@ pub trait ProductStore: Send + Sync {
     /// Records that a product's catalogue (the product or its releases) changed; returns the
     /// product's new catalogue version.
     async fn bump_catalog(&self, product: &str) -> Result<i64>;
-    /// Every product's catalogue version, for nodes to notice changes made elsewhere.
-    async fn catalog_versions(&self) -> Result<Vec<(String, i64)>>;
+    /// The catalogue clock's tick now, and the catalogue version of every product changed
+    /// after tick `after` (-1: every product, also those last bumped before the clock existed),
+    /// for nodes to notice changes made elsewhere without reading every product.
+    async fn catalog_changes(&self, after: i64) -> Result<CatalogChanges>;
 }
 
 /// Releases of products.

@@ -36,11 +36,14 @@ pub async fn check(
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     validate_name("channel", channel)?;
     let current = query.current.as_deref().filter(|c| !c.is_empty());
-    let decision = devices::decide(&index, "native", channel, current)?;
     if let Some(device) = &query.device {
         validate_device_id("device", device)?;
+    }
+    let device = query.device.as_deref();
+    let decision = devices::decide(&app, &index, "native", device, channel, current)?;
+    if let Some(device) = device {
         app.seen
-            .record(index.sighting(device.clone(), current, channel));
+            .record(index.sighting(device.to_owned(), current, channel));
     }
     let offered = match decision {
         Decision::Offer {

@@ -60,8 +60,12 @@ pub async fn update(
         .flatten()
         .find(|digest| index.identify(digest).is_some())
         .or(version);
-    if let Some(mac) = esp_header(&headers, "STA-MAC") {
+    let mac = esp_header(&headers, "STA-MAC");
+    if let Some(mac) = mac {
         validate_device_id("STA-MAC", mac)?;
+    }
+    let decision = devices::decide(&app, &index, "arduino", mac, channel, current)?;
+    if let Some(mac) = mac {
         let mut seen = index.sighting(mac.to_owned(), current, channel);
         if seen.current_version.is_none() {
             seen.current_version = version.map(str::to_owned);
@@ -69,7 +73,6 @@ pub async fn update(
         seen.current_hash = seen.current_hash.or(md5.map(str::to_ascii_lowercase));
         app.seen.record(seen);
     }
-    let decision = devices::decide(&index, "arduino", channel, current)?;
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     };

@@ -164,7 +164,7 @@ pub async fn check(
     let current = query.current.as_deref().unwrap_or_default();
     validate_current(&index, current)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
-    let decision = devices::decide(&index, "manifest", channel, Some(current))?;
+    let decision = devices::decide(&app, &index, "manifest", None, channel, Some(current))?;
     let body = match decision {
         Decision::Offer { index: i, .. } => {
             let manifest = index.releases[i]

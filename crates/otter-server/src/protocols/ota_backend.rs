@@ -18,10 +18,11 @@ use axum::Form;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use otter_app::index::ProductIndex;
+use otter_app::settings::OtaCreate;
 use otter_app::tokens::{matches_hash, token_hash};
 use otter_app::{App, AppError, artifacts, devices, products, releases};
 use otter_core::Decision;
@@ -42,6 +43,8 @@ pub struct OtaError {
     status: StatusCode,
     code: String,
     message: String,
+    /// `Retry-After`, for rate-limit refusals.
+    retry_after: Option<HeaderValue>,
 }
 
 type OtaResult<T> = Result<T, OtaError>;
@@ -52,6 +55,7 @@ impl OtaError {
             status,
             code: code.to_owned(),
             message: String::new(),
+            retry_after: None,
         }
     }
 
@@ -72,6 +76,7 @@ impl OtaError {
 /// tiny-error-http's upper case.
 impl From<ApiError> for OtaError {
     fn from(e: ApiError) -> Self {
+        let retry_after = e.retry_after();
         let message = if e.status.is_server_error() {
             "Internal error".to_owned()
         } else {
@@ -81,6 +86,7 @@ impl From<ApiError> for OtaError {
             status: e.status,
             code: e.code.to_ascii_uppercase(),
             message,
+            retry_after,
         }
     }
 }
@@ -98,7 +104,11 @@ impl IntoResponse for OtaError {
             "code": self.code,
             "message": self.message,
         });
-        (self.status, pretty(&body)).into_response()
+        let mut response = (self.status, pretty(&body)).into_response();
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, wait);
+        }
+        response
     }
 }
 
@@ -168,14 +178,22 @@ fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, Strin
     Ok((index, device.to_owned()))
 }
 
-/// `POST /v1/create` → `{"id","key"}`. Open to anyone unless `--ota-secret` is set; then the
-/// secret or an admin token is needed.
+/// `POST /v1/create` → `{"id","key"}`. With `--ota-secret` set, the secret or an admin token
+/// is needed; without, an admin token unless `--ota-create open` lets anyone in.
 pub async fn create(
     State(app): State<App>,
     admin: Result<Admin, Response>,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
     if admin.is_err() {
+        if app.config.ota_secret.is_none() && app.config.ota_create == OtaCreate::Admin {
+            return Err(OtaError {
+                message: "creating a firmware needs an admin token (Authorization: Bearer …), \
+                          or OTA_SECRET, or otter serve --ota-create open"
+                    .to_owned(),
+                ..OtaError::new(StatusCode::FORBIDDEN, "CREATE_CLOSED")
+            });
+        }
         check_secret(&app, &headers)?;
     }
     let id = z_base_32(&random_bytes::<16>());
@@ -294,6 +312,14 @@ pub async fn check_hash(
 /// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
 fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
     let (index, device) = device(app, headers)?;
+    let decision = devices::decide(
+        app,
+        &index,
+        "ota_backend",
+        Some(&device),
+        DEFAULT_CHANNEL,
+        hash,
+    )?;
     app.seen
         .record(index.sighting(device, hash, DEFAULT_CHANNEL));
     let uploaded = index
@@ -306,7 +332,6 @@ fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Respon
             "FIRMWARE_NOT_UPLOADED",
         ));
     }
-    let decision = devices::decide(&index, "ota_backend", DEFAULT_CHANNEL, hash)?;
     let Decision::Offer { index: i, .. } = decision else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };

@@ -18,7 +18,9 @@
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::header::{CONNECTION, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE};
+use axum::http::header::{
+    CONNECTION, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -27,6 +29,7 @@ use otter_app::tokens::{self, OttRefusal};
 use otter_app::{App, AppError, devices};
 use otter_core::Decision;
 use otter_core::model::{Artifact, DEFAULT_CHANNEL, Device, validate_device_id};
+use otter_core::version::MAX_VERSION_LEN;
 use otter_store::now;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -43,6 +46,8 @@ pub struct ThinxError {
     status: StatusCode,
     response: String,
     raw: bool,
+    /// `Retry-After`, for rate-limit refusals.
+    retry_after: Option<HeaderValue>,
 }
 
 type ThinxResult<T> = Result<T, ThinxError>;
@@ -53,6 +58,7 @@ impl ThinxError {
             status,
             response: response.to_owned(),
             raw: false,
+            retry_after: None,
         }
     }
 
@@ -67,7 +73,10 @@ impl ThinxError {
 /// otter's own refusals (a bad version, a store failure) keep their status and code.
 impl From<ApiError> for ThinxError {
     fn from(e: ApiError) -> Self {
-        ThinxError::new(e.status, e.code)
+        ThinxError {
+            retry_after: e.retry_after(),
+            ..ThinxError::new(e.status, e.code)
+        }
     }
 }
 
@@ -91,7 +100,11 @@ impl IntoResponse for ThinxError {
                 .into_response();
         }
         let body = json!({ "success": false, "response": self.response });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, wait);
+        }
+        response
     }
 }
 
@@ -126,7 +139,36 @@ pub struct Registration {
     use_: Option<String>,
 }
 
+/// Longest MAC address kept (THiNX sends 12-17 characters; room for other notations).
+const MAX_MAC_LEN: usize = 64;
+/// Longest free-text field kept (`alias`, `owner`, `platform`, `firmware`).
+const MAX_TEXT_LEN: usize = 256;
+/// Longest digest: SHA-512 in hex.
+const MAX_CHECKSUM_LEN: usize = 128;
+
 impl Registration {
+    /// Refuses fields longer than otter keeps (they end up in the device list), 400
+    /// `field_too_long` in THiNX's format; the UDID is held to device-id rules where it is used.
+    fn check_lengths(&self) -> ThinxResult<()> {
+        let limits = [
+            (&self.mac, MAX_MAC_LEN),
+            (&self.version, MAX_VERSION_LEN),
+            (&self.firmware, MAX_TEXT_LEN),
+            (&self.owner, MAX_TEXT_LEN),
+            (&self.alias, MAX_TEXT_LEN),
+            (&self.platform, MAX_TEXT_LEN),
+            (&self.checksum, MAX_CHECKSUM_LEN),
+            (&self.use_, MAX_TEXT_LEN),
+        ];
+        if limits
+            .iter()
+            .any(|(field, max)| field.as_ref().is_some_and(|f| f.chars().count() > *max))
+        {
+            return Err(ThinxError::new(StatusCode::BAD_REQUEST, "field_too_long"));
+        }
+        Ok(())
+    }
+
     fn forced(&self) -> bool {
         matches!(&self.forced, Some(Value::Bool(true)))
             || matches!(&self.forced, Some(Value::String(s)) if s == "true")
@@ -215,7 +257,9 @@ fn parse_body(body: Result<Bytes, BytesRejection>, wrapped: bool) -> ThinxResult
         _ if wrapped => return Err(invalid()),
         _ => value,
     };
-    serde_json::from_value(fields).map_err(|_| invalid())
+    let reg: Registration = serde_json::from_value(fields).map_err(|_| invalid())?;
+    reg.check_lengths()?;
+    Ok(reg)
 }
 
 /// What the device runs, as the update decision reads it: a checksum naming a release, else the
@@ -229,8 +273,14 @@ fn current<'a>(index: &ProductIndex, reg: &'a Registration) -> Option<&'a str> {
 
 /// The release to install: the offer, or with `forced` the newest release even when the device
 /// runs it already.
-fn target(index: &ProductIndex, current: Option<&str>, forced: bool) -> ThinxResult<Option<usize>> {
-    let decision = devices::decide(index, "thinx", DEFAULT_CHANNEL, current)?;
+fn target(
+    app: &App,
+    index: &ProductIndex,
+    udid: &str,
+    current: Option<&str>,
+    forced: bool,
+) -> ThinxResult<Option<usize>> {
+    let decision = devices::decide(app, index, "thinx", Some(udid), DEFAULT_CHANNEL, current)?;
     Ok(match decision {
         Decision::Offer { index: i, .. } => Some(i),
         _ if forced => {
@@ -256,6 +306,8 @@ pub async fn register(
     let udid = reg.udid(&product);
     validate_device_id("udid", &udid).map_err(ApiError::from)?;
     let current = current(&index, &reg);
+    let forced = reg.forced();
+    let target = target(&app, &index, &udid, current, forced)?;
     let device = devices::get(&app, &product, &udid).await?;
     let auto_update = device.as_ref().is_some_and(|d| d.auto_update);
     app.device_changed(&index, &udid, current, DEFAULT_CHANNEL);
@@ -263,8 +315,7 @@ pub async fn register(
     seen.attributes = Some(reg.attributes());
     app.seen.record(seen);
 
-    let forced = reg.forced();
-    let target = target(&index, current, forced)?.filter(|_| auto_update || forced);
+    let target = target.filter(|_| auto_update || forced);
     let timestamp = now();
     let registration = match target {
         Some(i) => {
@@ -422,7 +473,7 @@ pub async fn firmware(
         .as_deref()
         .filter(|h| index.identify(h).is_some())
         .or(device.current_version.as_deref());
-    let Some(i) = target(&index, current, reg.forced())? else {
+    let Some(i) = target(&app, &index, &udid, current, reg.forced())? else {
         // THiNX's "nothing to install" answer.
         return Ok(axum::Json(json!({"success": false, "status": "OK"})).into_response());
     };

@@ -237,3 +237,60 @@ async fn refusals_name_their_reason() {
     .await;
     assert_update(&resp, &image);
 }
+
+/// A version header longer than any version is refused before the device is recorded: it
+/// never reaches the device list (sightings are written in order, so once a later device is
+/// listed, an earlier one would be too).
+#[tokio::test]
+async fn an_oversized_version_header_is_refused_and_not_recorded() {
+    let image = sketch(7, 1000);
+    let srv = lamp(&image).await;
+    let md5 = digests(b"unknown sketch").md5;
+    let long = "1".repeat(5_000);
+    let resp = send(
+        &srv,
+        &esp8266_request("/arduino/lamp/update", &md5, Some(&long), 1 << 20),
+    )
+    .await;
+    assert_eq!(resp.status, 400);
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["error"], "invalid_version");
+
+    let now = digests(&image);
+    let resp = send(
+        &srv,
+        &esp32_request(
+            "/arduino/lamp/update",
+            "",
+            &now.sha256.to_ascii_uppercase(),
+            "0.0.1",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 304);
+    eventually("only the ESP32 is in the device list", async || {
+        let devices = srv.get_json("/api/v1/products/lamp/devices").await;
+        let ids: Vec<Value> = devices["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].clone())
+            .collect();
+        match ids.len() {
+            0 => Err(devices.to_string()),
+            _ => Ok(ids),
+        }
+    })
+    .await;
+    let devices = srv.get_json("/api/v1/products/lamp/devices").await;
+    assert_eq!(
+        devices["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].clone())
+            .collect::<Vec<_>>(),
+        [json!("24:6F:28:AA:BB:CC")],
+        "{devices}"
+    );
+}

@@ -13,6 +13,7 @@ mod downloads;
 mod files;
 mod inputs;
 mod iotawatt;
+mod limits;
 mod manifest;
 mod metrics;
 mod mqtt;

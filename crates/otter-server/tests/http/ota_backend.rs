@@ -21,7 +21,7 @@ struct Firmware {
 }
 
 async fn create(srv: &TestServer) -> Firmware {
-    let resp = srv.anon(Method::POST, "/v1/create").send().await.unwrap();
+    let resp = srv.admin(Method::POST, "/v1/create").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
     assert!(text.contains("\n  \"id\": "), "pretty-printed: {text}");
@@ -617,4 +617,34 @@ async fn firewall_changes_reach_every_node() {
         }
     })
     .await;
+}
+
+/// Without OTA_SECRET, creating a firmware (a product) takes an admin token unless
+/// `--ota-create open` restores ota-backend's open door.
+#[tokio::test]
+async fn create_is_closed_to_strangers_by_default() {
+    let srv = TestServer::start().await;
+    let resp = srv.anon(Method::POST, "/v1/create").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "CREATE_CLOSED");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--ota-create open")
+    );
+    assert_eq!(
+        srv.get_json("/api/v1/products").await["items"],
+        json!([]),
+        "nothing was created"
+    );
+
+    let open = TestServer::with_config(otter_server::Settings {
+        ota_create: otter_server::OtaCreate::Open,
+        ..test_config()
+    })
+    .await;
+    let resp = open.anon(Method::POST, "/v1/create").send().await.unwrap();
+    json_body(resp, StatusCode::OK).await;
 }

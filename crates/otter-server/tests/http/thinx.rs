@@ -435,3 +435,32 @@ async fn a_download_dropped_midway_does_not_spend_the_token() {
     assert_eq!(resp.bytes().await.unwrap().len(), image.len());
     expect_spent(&srv, &ott).await;
 }
+
+/// Fields a device sends that end up in the device list are capped: a 1 MB alias, 100 KB
+/// owner or platform and a 5,000-character MAC are refused whole, in THiNX's format.
+#[tokio::test]
+async fn oversized_registration_fields_are_refused() {
+    let (srv, key) = lamp(b"lamp image").await;
+    for (field, len) in [
+        ("alias", 1 << 20),
+        ("owner", 100_000),
+        ("platform", 100_000),
+        ("mac", 5_000),
+        ("alias", 257),
+    ] {
+        let mut reg = registration(None, "1.0.0");
+        reg[field] = json!("a".repeat(len));
+        let resp = register(&srv, &key, reg).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{field} of {len}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"success": false, "response": "field_too_long"}),
+            "{field} of {len}"
+        );
+    }
+    // At the cap it is accepted.
+    let mut reg = registration(None, "1.0.0");
+    reg["alias"] = json!("a".repeat(256));
+    assert_eq!(register(&srv, &key, reg).await.status(), StatusCode::OK);
+}

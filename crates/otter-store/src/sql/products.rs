@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{SqlStore, conflict, limit, paginate, timed, to_i64, u64_col};
-use crate::{PageRequest, ProductStore, Result, StoreError};
+use crate::{CatalogChanges, PageRequest, ProductStore, Result, StoreError};
 
 fn product_from(row: &AnyRow) -> Result<Product> {
     let scheme: String = row.try_get("scheme")?;
@@ -138,27 +138,49 @@ impl ProductStore for SqlStore {
 
     async fn bump_catalog(&self, product: &str) -> Result<i64> {
         timed("bump_catalog", async {
+            let mut tx = self.pool.begin().await?;
+            // The clock first: its row lock orders concurrent bumps by commit (see migration
+            // 0007), so a poller that has seen tick N has seen every tick below it.
+            let tick: i64 =
+                sqlx::query("UPDATE catalog_clock SET tick = tick + 1 WHERE id = 1 RETURNING tick")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("tick")?;
             let row = sqlx::query(
-                "INSERT INTO catalog_versions (product, version) VALUES ($1, 1) \
-                 ON CONFLICT (product) DO UPDATE SET version = catalog_versions.version + 1 \
-                 RETURNING version",
+                "INSERT INTO catalog_versions (product, version, changed) VALUES ($1, 1, $2) \
+                 ON CONFLICT (product) DO UPDATE SET version = catalog_versions.version + 1, \
+                 changed = $2 RETURNING version",
             )
             .bind(product)
-            .fetch_one(&self.pool)
+            .bind(tick)
+            .fetch_one(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(row.try_get("version")?)
         })
         .await
     }
 
-    async fn catalog_versions(&self) -> Result<Vec<(String, i64)>> {
-        timed("catalog_versions", async {
-            let rows = sqlx::query("SELECT product, version FROM catalog_versions")
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter()
+    async fn catalog_changes(&self, after: i64) -> Result<CatalogChanges> {
+        timed("catalog_changes", async {
+            let tick: i64 = sqlx::query("SELECT tick FROM catalog_clock WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("tick")?;
+            // Ticks up to `tick` are all committed (bumps commit in tick order); a product bumped
+            // again since has a later tick and shows up in the next poll instead.
+            let rows = sqlx::query(
+                "SELECT product, version FROM catalog_versions WHERE changed > $1 AND changed <= $2",
+            )
+            .bind(after)
+            .bind(tick)
+            .fetch_all(&self.pool)
+            .await?;
+            let changed = rows
+                .iter()
                 .map(|r| Ok((r.try_get("product")?, r.try_get("version")?)))
-                .collect()
+                .collect::<Result<_>>()?;
+            Ok(CatalogChanges { tick, changed })
         })
         .await
     }

@@ -26,7 +26,7 @@ use otter_core::model::{
 use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
-use otter_store::{NewReport, PageRequest, ProductStore as _, Store, StoreError};
+use otter_store::{CatalogChanges, NewReport, PageRequest, ProductStore as _, Store, StoreError};
 use serde_json::json;
 use sqlx::Row as _;
 use tempfile::TempDir;
@@ -239,6 +239,7 @@ conformance! {
         patch_release_changes_only_given_flags,
         catalog_versions_count_bumps_per_product,
         concurrent_catalog_bumps_are_atomic,
+        catalog_changes_follow_the_clock,
         record_seen_upserts,
         older_sightings_never_win,
         devices_paginate_by_id,

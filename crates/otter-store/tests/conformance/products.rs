@@ -175,30 +175,37 @@ pub async fn artifacts_are_content_addressed(store: &dyn Store) {
     );
 }
 
-fn sorted_versions(mut v: Vec<(String, i64)>) -> Vec<(String, i64)> {
+/// Every product's catalogue version, sorted.
+async fn sorted_versions(store: &dyn Store) -> Vec<(String, i64)> {
+    sorted_changes(store, -1).await
+}
+
+/// The products changed after `tick`, sorted.
+async fn sorted_changes(store: &dyn Store, tick: i64) -> Vec<(String, i64)> {
+    let mut v = store.catalog_changes(tick).await.unwrap().changed;
     v.sort();
     v
 }
 
 pub async fn catalog_versions_count_bumps_per_product(store: &dyn Store) {
-    assert!(store.catalog_versions().await.unwrap().is_empty());
+    assert!(sorted_versions(store).await.is_empty());
     // The counter starts at 1 and goes up by one per bump, separately for each product.
     assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 1);
     assert_eq!(
-        store.catalog_versions().await.unwrap(),
+        sorted_versions(store).await,
         [("door-sensor".to_owned(), 1)]
     );
     assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 2);
     assert_eq!(store.bump_catalog("gate").await.unwrap(), 1);
     assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 3);
     assert_eq!(
-        sorted_versions(store.catalog_versions().await.unwrap()),
+        sorted_versions(store).await,
         [("door-sensor".to_owned(), 3), ("gate".to_owned(), 1)]
     );
     // A product need not exist yet (the bump may come first), and names are exact.
     assert_eq!(store.bump_catalog("Door-Sensor").await.unwrap(), 1);
     assert_eq!(
-        sorted_versions(store.catalog_versions().await.unwrap()),
+        sorted_versions(store).await,
         [
             ("Door-Sensor".to_owned(), 1),
             ("door-sensor".to_owned(), 3),
@@ -227,10 +234,43 @@ pub async fn concurrent_catalog_bumps_are_atomic(store: &dyn Store) {
     assert_eq!(door, (1..=BUMPS * 2 / 3).collect::<Vec<_>>());
     assert_eq!(gate, (1..=BUMPS / 3).collect::<Vec<_>>());
     assert_eq!(
-        sorted_versions(store.catalog_versions().await.unwrap()),
+        sorted_versions(store).await,
         [
             ("door-sensor".to_owned(), BUMPS * 2 / 3),
             ("gate".to_owned(), BUMPS / 3)
         ]
+    );
+}
+
+/// A poll asks only for what changed after the tick it last saw: an idle poll gets nothing, a
+/// bump shows up once, whatever the number of products.
+pub async fn catalog_changes_follow_the_clock(store: &dyn Store) {
+    let start = store.catalog_changes(-1).await.unwrap();
+    assert_eq!(start, CatalogChanges::default());
+    for name in ["a", "b", "c"] {
+        store.bump_catalog(name).await.unwrap();
+    }
+    let after_three = store.catalog_changes(start.tick).await.unwrap();
+    assert_eq!(after_three.tick, 3);
+    assert_eq!(after_three.changed.len(), 3);
+
+    let idle = store.catalog_changes(after_three.tick).await.unwrap();
+    assert_eq!(
+        idle,
+        CatalogChanges {
+            tick: 3,
+            changed: vec![]
+        }
+    );
+
+    store.bump_catalog("b").await.unwrap();
+    store.bump_catalog("b").await.unwrap();
+    let next = store.catalog_changes(idle.tick).await.unwrap();
+    assert_eq!(next.tick, 5);
+    assert_eq!(next.changed, [("b".to_owned(), 3)]);
+    // Older ticks still see everything changed since them.
+    assert_eq!(
+        sorted_changes(store, 2).await,
+        [("b".to_owned(), 3), ("c".to_owned(), 1)]
     );
 }
