@@ -186,7 +186,7 @@ async fn ranges_ignore_unit_case_and_preconditions_are_412() {
 async fn an_empty_ota_backend_upload_is_not_published() {
     let srv = TestServer::start().await;
     let created: Value = json_body(
-        srv.anon(Method::POST, "/v1/create").send().await.unwrap(),
+        srv.admin(Method::POST, "/v1/create").send().await.unwrap(),
         StatusCode::OK,
     )
     .await;
