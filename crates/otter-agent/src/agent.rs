@@ -313,7 +313,9 @@ impl Agent {
         if let Some(upstream) = &self.upstream {
             let body = json!({
                 "device": upstream.device_id,
-                "version": version,
+                // A pushed image has no version the server's scheme would accept: its hash
+                // names it, and the server records it as the release it is, if it knows it.
+                "version": version.strip_prefix(PUSHED).unwrap_or(version),
                 "state": state,
                 "message": message,
                 "channel": self.args.channel,
@@ -610,7 +612,7 @@ impl Agent {
     /// is not known, so it is named by its hash.
     async fn install_pushed(&mut self, image: Received) -> anyhow::Result<()> {
         let target = 1 - self.state.active;
-        let version = format!("{PUSHED}{}", &image.sha256[..12]);
+        let version = format!("{PUSHED}{}", image.sha256);
         self.install(target, &version, image.sha256, self.state.security_counter)
             .await
     }

@@ -6,14 +6,13 @@
 
 use otter_core::access::{Access, rule_for};
 use otter_core::model::{
-    DEFAULT_CHANNEL, Device, DeviceSeen, Page, ReportState, UpdateReport, validate_device_id,
-    validate_name,
+    DEFAULT_CHANNEL, Device, Page, ReportState, UpdateReport, validate_device_id, validate_name,
 };
 use otter_core::version::MAX_VERSION_LEN;
-use otter_core::{Current, Decision, decide as decide_update};
+use otter_core::{Current, Decision, Version, decide as decide_update};
 use otter_store::{NewReport, PageRequest, StoreError, now};
 
-use crate::index::ProductIndex;
+use crate::index::{ProductIndex, is_digest};
 use crate::{App, AppError, AppResult};
 
 /// Longest report message kept.
@@ -90,6 +89,11 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
             format!("version must be 1-{MAX_VERSION_LEN} characters"),
         ));
     }
+    // A version the product's scheme rejects could never be checked against or offered, and
+    // would otherwise become the device's current version.
+    if !is_digest(&report.version) {
+        Version::parse(index.product.scheme, &report.version)?;
+    }
     if report
         .message
         .as_ref()
@@ -116,17 +120,9 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
         let channel = report.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
         validate_name("channel", &channel)?;
         app.device_changed(&index, &report.device, Some(&report.version), &channel);
-        app.seen
-            .record_in_order(DeviceSeen {
-                product: product.to_owned(),
-                id: report.device,
-                current_version: Some(report.version),
-                current_hash: None,
-                channel,
-                at,
-                attributes: None,
-            })
-            .await;
+        let mut seen = index.sighting(report.device, Some(&report.version), &channel);
+        seen.at = at;
+        app.seen.record_in_order(seen).await;
     }
     Ok(stored)
 }

@@ -414,11 +414,16 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
             .unwrap();
     assert!(ok, "{out}");
     assert_eq!(state(&dir)["active"], 1);
+    // It names the pushed image by its hash, which the server accepts as a version.
     let reports = admin(&server, &["report", "list", "gateway"]);
     assert!(
-        reports.contains(&format!("pushed-{}", &sha[..12])) && reports.contains("installed"),
+        reports.contains(&sha) && reports.contains("installed"),
         "{reports}"
     );
+    let devices: Value =
+        serde_json::from_str(&admin(&server, &["device", "list", "gateway", "--json"])).unwrap();
+    assert_eq!(devices[0]["currentHash"], sha.as_str(), "{devices}");
+    assert_eq!(devices[0]["currentVersion"], Value::Null, "{devices}");
 }
 
 /// `otter push` (both protocol variants) to `otter agent --listen`, as separate processes.

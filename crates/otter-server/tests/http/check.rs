@@ -521,6 +521,40 @@ async fn a_stale_check_in_never_overwrites_an_installed_report() {
 }
 
 #[tokio::test]
+async fn an_installed_report_names_a_version_of_the_scheme_or_an_image_hash() {
+    let srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    let release = srv.release("door", "1.0.0", json!({})).await;
+    let sha = release["artifact"]["sha256"].as_str().unwrap().to_owned();
+    // What a check refuses as `current` cannot become a device's current version either.
+    for version in ["pushed-0123456789ab", "1.0", "latest"] {
+        let resp = report(
+            &srv,
+            "door",
+            json!({"device": "d1", "version": version, "state": "installed"}),
+        )
+        .await;
+        expect_error(resp, 400, "invalid_version").await;
+    }
+    // An image's hash is how a device names what it runs when it has no version (a LAN push):
+    // a published image is recorded as its release, an unknown one by its hash alone.
+    for (device, hash, version) in [
+        ("d1", sha.clone(), json!("1.0.0")),
+        ("d2", "ab".repeat(32), Value::Null),
+    ] {
+        let resp = report(
+            &srv,
+            "door",
+            json!({"device": device, "version": hash, "state": "installed"}),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let seen = wait_for_device(&srv, "door", device, "currentHash", &json!(hash)).await;
+        assert_eq!(seen["currentVersion"], version, "{seen}");
+    }
+}
+
+#[tokio::test]
 async fn reports_are_listed_newest_first_and_installed_sets_the_version() {
     let srv = TestServer::start().await;
     srv.create_product("door", "semver").await;

@@ -75,7 +75,9 @@ impl DeviceStore for SqlStore {
             ordered.sort_by(|a, b| (&a.product, &a.id).cmp(&(&b.product, &b.id)));
             let mut tx = self.pool.begin().await?;
             for s in ordered {
-                // A check-in without `current` keeps what the device said before. A sighting
+                // A check-in without `current` keeps what the device said before; one with it
+                // replaces both version and hash, so an image the server cannot name (a hash
+                // alone) never keeps the version of the image before it. A sighting
                 // older than the stored one (a batch from a slower node) changes nothing:
                 // last_seen never goes back and an older version never overwrites a newer
                 // report.
@@ -86,12 +88,12 @@ impl DeviceStore for SqlStore {
                      attributes = CASE WHEN excluded.last_seen >= devices.last_seen \
                        THEN COALESCE(excluded.attributes, devices.attributes) \
                        ELSE devices.attributes END, \
-                     current_version = CASE WHEN excluded.last_seen >= devices.last_seen \
-                       THEN COALESCE(excluded.current_version, devices.current_version) \
-                       ELSE devices.current_version END, \
-                     current_hash = CASE WHEN excluded.last_seen >= devices.last_seen \
-                       THEN COALESCE(excluded.current_hash, devices.current_hash) \
-                       ELSE devices.current_hash END, \
+                     current_version = CASE WHEN excluded.last_seen < devices.last_seen \
+                       OR (excluded.current_version IS NULL AND excluded.current_hash IS NULL) \
+                       THEN devices.current_version ELSE excluded.current_version END, \
+                     current_hash = CASE WHEN excluded.last_seen < devices.last_seen \
+                       OR (excluded.current_version IS NULL AND excluded.current_hash IS NULL) \
+                       THEN devices.current_hash ELSE excluded.current_hash END, \
                      channel = CASE WHEN excluded.last_seen >= devices.last_seen \
                        THEN excluded.channel ELSE devices.channel END, \
                      last_seen = CASE WHEN excluded.last_seen > devices.last_seen \

@@ -114,6 +114,27 @@ pub async fn record_seen_upserts(store: &dyn Store) {
     assert_eq!(devices(store).await.len(), 3);
 }
 
+pub async fn a_sighting_naming_what_runs_replaces_version_and_hash(store: &dyn Store) {
+    store
+        .record_seen(&[seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0)])
+        .await
+        .unwrap();
+    // An image the server could not name: known by its hash alone, not as 1.0.0 any more.
+    let mut unknown = seen("door-sensor", "dev-1", None, "stable", T0 + 1);
+    unknown.current_hash = Some("ab".repeat(32));
+    store.record_seen(&[unknown]).await.unwrap();
+    let dev = devices(store).await.remove(0);
+    assert_eq!(dev.current_version, None);
+    assert_eq!(dev.current_hash, Some("ab".repeat(32)));
+    // A version alone (a device that reports versions): the old hash goes with the old image.
+    let mut named = seen("door-sensor", "dev-1", Some("2.0.0"), "stable", T0 + 2);
+    named.current_hash = None;
+    store.record_seen(&[named]).await.unwrap();
+    let dev = devices(store).await.remove(0);
+    assert_eq!(dev.current_version.as_deref(), Some("2.0.0"));
+    assert_eq!(dev.current_hash, None);
+}
+
 pub async fn devices_paginate_by_id(store: &dyn Store) {
     let batch: Vec<DeviceSeen> = ["d", "b", "e", "a", "c"]
         .into_iter()

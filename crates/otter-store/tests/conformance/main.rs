@@ -241,6 +241,7 @@ conformance! {
         concurrent_catalog_bumps_are_atomic,
         catalog_changes_follow_the_clock,
         record_seen_upserts,
+        a_sighting_naming_what_runs_replaces_version_and_hash,
         older_sightings_never_win,
         devices_paginate_by_id,
         reports_list_newest_first_and_filter_by_device,
