@@ -1935,3 +1935,86 @@ fn a_missing_public_url_and_a_wrong_admin_token_are_logged() {
         },
     );
 }
+
+/// CPU time (user + system) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at its closing parenthesis;
+    // utime and stime are the 14th and 15th fields, in clock ticks (USER_HZ: 100 on Linux).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Out of file descriptors (more connections than `ulimit -n` allows), accepting fails with
+/// `EMFILE` until a connection closes. The server must neither spin on the failing accept nor
+/// flood its log, and must serve again as soon as descriptors are free.
+#[test]
+fn running_out_of_descriptors_backs_off_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::builder(OTTER)
+        .data(tmp.path())
+        .args(["--max-connections", "100000"])
+        .start();
+    let pid = server.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = format!("--nofile={0}:{0}", open + 16);
+    let prlimit = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &limit])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(prlimit.success());
+
+    let addr = server.url().trim_start_matches("http://").to_owned();
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    wait_until(
+        Duration::from_secs(10),
+        "accept fails for want of descriptors",
+        || {
+            let log = server.log();
+            log.contains("accepting a connection failed")
+                .then_some(())
+                .ok_or(log)
+        },
+    );
+    // A failing accept retried at once would keep a core busy for the whole window.
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < Duration::from_millis(500),
+        "spent {used:?} of CPU in 2 s"
+    );
+    let warnings = server
+        .log()
+        .matches("accepting a connection failed")
+        .count();
+    assert!(
+        warnings <= 3,
+        "{warnings} warnings in the log:\n{}",
+        server.log()
+    );
+
+    drop(idle);
+    wait_until(Duration::from_secs(10), "the server answers again", || {
+        let mut stream = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            b"GET /healthz HTTP/1.1\r\nHost: otter\r\nConnection: close\r\n\r\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok();
+        answer
+            .starts_with("HTTP/1.1 200")
+            .then_some(())
+            .ok_or(answer)
+    });
+}

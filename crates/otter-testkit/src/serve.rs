@@ -202,6 +202,11 @@ impl Serve {
         Serve::builder(otter).data(data).start()
     }
 
+    /// The server's process id, for looking at (or limiting) the process itself.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
