@@ -17,6 +17,7 @@ use base64::Engine;
 use otter_core::Version;
 use otter_core::model::{Artifact, ReleaseSignatures, format_rfc3339};
 use otter_core::signing::SigningError;
+use otter_core::signing::device::CheckRequest;
 use otter_core::signing::documents::{CheckResponse, RESPONSE_TYPE, ReleaseManifest, Root};
 use otter_core::signing::dsse::Envelope;
 use otter_core::signing::keys::{PrivateKey, pem_encode};
@@ -233,8 +234,20 @@ fn check_manifest(
     if manifest.version != candidate.version {
         return Err(mismatch("version"));
     }
-    if !candidate.channels.contains(&manifest.channel) {
-        return Err(mismatch("channel"));
+    // Devices refuse a release not signed for their channel: one published on a channel its
+    // manifest does not name would be refused by every device there.
+    if let Some(unsigned) = candidate
+        .channels
+        .iter()
+        .find(|c| !manifest.is_for_channel(c))
+    {
+        return Err(AppError::invalid(
+            "signature_mismatch",
+            format!(
+                "the release is published on {unsigned:?}, which its signed manifest does not \
+                 name (otter release sign --channel, once per channel)"
+            ),
+        ));
     }
     if !manifest
         .artifact
@@ -244,12 +257,18 @@ fn check_manifest(
     {
         return Err(mismatch("artifact (length or SHA-256)"));
     }
-    // Anti-rollback: no release may carry a lower counter than an older one on its channel.
+    // Anti-rollback: no release may carry a lower counter than an older one on any of its
+    // channels (a device there would refuse it).
     let version = Version::parse(index.product.scheme, candidate.version)?;
     let floor = index
         .releases
         .iter()
-        .filter(|r| r.facts.channels.contains(&manifest.channel))
+        .filter(|r| {
+            r.facts
+                .channels
+                .iter()
+                .any(|c| candidate.channels.contains(c))
+        })
         .filter(|r| {
             r.release.version != candidate.version
                 && r.facts.version.compare(&version).is_none_or(|o| o.is_lt())
@@ -260,8 +279,10 @@ fn check_manifest(
         return Err(AppError::invalid(
             "rollback",
             format!(
-                "security counter {} is lower than {floor}, which an older release on {} carries",
-                manifest.security_counter, manifest.channel
+                "security counter {} is lower than {floor}, which an older release on one of \
+                 its channels ({}) carries",
+                manifest.security_counter,
+                candidate.channels.join(", ")
             ),
         ));
     }
@@ -334,8 +355,7 @@ pub async fn attach_signature(
 pub fn signed_response(
     app: &App,
     index: &ProductIndex,
-    device: &str,
-    nonce: &str,
+    request: &CheckRequest<'_>,
     offered: Option<usize>,
     download_url: Option<String>,
 ) -> AppResult<Option<Value>> {
@@ -348,10 +368,24 @@ pub fn signed_response(
         .and_then(|r| r.signatures.as_ref()?.manifest.as_deref())
         .and_then(|text| Envelope::parse(text.as_bytes()).ok()?.payload_bytes().ok())
         .map(|payload| otter_core::digest::sha256_hex(&payload));
+    // The decision goes back only to move a device off a yanked release; say so, or the
+    // device refuses the older release.
+    let downgrade = release
+        .zip(request.current.and_then(|c| index.identify(c)))
+        .filter(|(offered, running)| {
+            offered
+                .facts
+                .version
+                .compare(&running.facts.version)
+                .is_some_and(|o| o.is_lt())
+        })
+        .map(|_| "yanked".to_owned());
     let response = CheckResponse {
         product: index.product.name.clone(),
-        device: device.to_owned(),
-        nonce: nonce.to_owned(),
+        device: request.device.to_owned(),
+        nonce: request.nonce.to_owned(),
+        current: request.current.map(str::to_owned),
+        channel: request.channel.to_owned(),
         server_time: format_rfc3339(now),
         expires: format_rfc3339(now + RESPONSE_TTL),
         root_version: root.version,
@@ -359,6 +393,7 @@ pub fn signed_response(
         version: release.map(|r| r.release.version.clone()),
         manifest_sha256,
         download_url,
+        downgrade,
     };
     let payload = serde_json::to_vec(&response).map_err(AppError::internal)?;
     let mut envelope = Envelope::new(RESPONSE_TYPE, &payload);

@@ -441,8 +441,10 @@ pub struct ReleaseSignArgs {
     file: PathBuf,
     #[arg(long)]
     version: String,
-    #[arg(long, default_value = "stable")]
-    channel: String,
+    /// A channel the release is published on; repeat for each (devices refuse a release not
+    /// signed for their channel).
+    #[arg(long = "channel", value_name = "CHANNEL", default_value = "stable")]
+    channels: Vec<String>,
     /// The security counter: never lower than an earlier release's; raise it to stop devices
     /// going back.
     #[arg(long)]
@@ -479,7 +481,8 @@ impl ReleaseSignArgs {
             let manifest = ReleaseManifest {
                 product: self.product.clone(),
                 version: self.version.clone(),
-                channel: self.channel.clone(),
+                channel: self.channels[0].clone(),
+                channels: self.channels[1..].to_vec(),
                 hw_ids: self.hw_ids.clone(),
                 security_counter: self.counter,
                 artifact: ArtifactRef {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use otter_core::signing::SigningError;
-use otter_core::signing::device::{ArtifactCheck, TrustState};
+use otter_core::signing::device::{
+    ArtifactCheck, CheckRequest, MAX_CLOCK_SKEW, MAX_TIME_STEP, TrustState,
+};
 use otter_core::signing::documents::{
     ArtifactRef, CheckResponse, MANIFEST_TYPE, RESPONSE_TYPE, ROOT_TYPE, ReleaseManifest, Roles,
     Root,
@@ -90,6 +92,7 @@ fn manifest(version: &str, counter: u32, bytes: &[u8]) -> ReleaseManifest {
         product: "door".into(),
         version: version.into(),
         channel: "stable".into(),
+        channels: Vec::new(),
         hw_ids: vec!["esp32-c3".into()],
         security_counter: counter,
         artifact: ArtifactRef {
@@ -108,6 +111,8 @@ fn response(nonce: &str, manifest: &Envelope, version: &str, expires: i64) -> Ch
         product: "door".into(),
         device: "d1".into(),
         nonce: nonce.into(),
+        current: Some("1.0.0".into()),
+        channel: "stable".into(),
         server_time: time(T0 + 60),
         expires: time(expires),
         root_version: 1,
@@ -118,6 +123,17 @@ fn response(nonce: &str, manifest: &Envelope, version: &str, expires: i64) -> Ch
             &manifest.payload_bytes().unwrap(),
         ))),
         download_url: Some("/dl/door/2.0.0/fw.bin".into()),
+        downgrade: None,
+    }
+}
+
+/// The check-in device `d1`, running 1.0.0 on `stable`, made with `nonce`.
+fn asked(nonce: &str) -> CheckRequest<'_> {
+    CheckRequest {
+        nonce,
+        device: "d1",
+        current: Some("1.0.0"),
+        channel: "stable",
     }
 }
 
@@ -153,7 +169,7 @@ fn a_genuine_update_passes_every_check() {
         &response("n-1", &w.manifest, "2.0.0", T0 + DAY),
         &[&w.keys.online],
     );
-    let response = w.device.check_response(&answer, "n-1", T0).unwrap();
+    let response = w.device.check_response(&answer, &asked("n-1"), T0).unwrap();
     assert_eq!(
         w.device.trusted_time,
         T0 + 60,
@@ -198,7 +214,7 @@ fn rotation_needs_the_old_and_the_new_root_keys() {
         &response("n", &w.manifest, "2.0.0", T0 + DAY),
         &[&next_keys.online],
     );
-    let response = w.device.check_response(&answer, "n", T0).unwrap();
+    let response = w.device.check_response(&answer, &asked("n"), T0).unwrap();
     assert!(matches!(
         w.device.check_manifest(&w.manifest, &response, "esp32-c3"),
         Err(SigningError::Threshold {
@@ -221,7 +237,7 @@ fn attack_arbitrary_firmware_signed_by_an_unknown_key() {
         &response("n", &forged, "6.6.6", T0 + DAY),
         &[&w.keys.online],
     );
-    let response = w.device.check_response(&answer, "n", T0).unwrap();
+    let response = w.device.check_response(&answer, &asked("n"), T0).unwrap();
     assert!(matches!(
         w.device.check_manifest(&forged, &response, "esp32-c3"),
         Err(SigningError::Threshold {
@@ -255,7 +271,7 @@ fn attack_rollback_to_a_lower_security_counter() {
         &response("n", &old, "1.9.0", T0 + DAY),
         &[&w.keys.online],
     );
-    let response = w.device.check_response(&answer, "n", T0).unwrap();
+    let response = w.device.check_response(&answer, &asked("n"), T0).unwrap();
     assert_eq!(
         w.device.check_manifest(&old, &response, "esp32-c3"),
         Err(SigningError::Rollback { have: 5, got: 4 })
@@ -271,7 +287,7 @@ fn attack_freeze_with_an_expired_response_or_a_replayed_nonce() {
         &[&w.keys.online],
     );
     assert!(matches!(
-        w.device.check_response(&stale, "n-1", T0 + 31),
+        w.device.check_response(&stale, &asked("n-1"), T0 + 31),
         Err(SigningError::Expired { .. })
     ));
     // A device without a clock: the trusted time learnt from a later response also expires it.
@@ -280,14 +296,16 @@ fn attack_freeze_with_an_expired_response_or_a_replayed_nonce() {
         &response("n-2", &w.manifest, "2.0.0", T0 + DAY),
         &[&w.keys.online],
     );
-    w.device.check_response(&fresh, "n-2", 0).unwrap();
+    w.device.check_response(&fresh, &asked("n-2"), 0).unwrap();
     assert!(matches!(
-        w.device.check_response(&stale, "n-1", 0),
+        w.device.check_response(&stale, &asked("n-1"), 0),
         Err(SigningError::Nonce | SigningError::Expired { .. })
     ));
     // Replaying yesterday's genuine answer to today's request.
     assert_eq!(
-        w.device.check_response(&fresh, "n-3", 0).unwrap_err(),
+        w.device
+            .check_response(&fresh, &asked("n-3"), 0)
+            .unwrap_err(),
         SigningError::Nonce
     );
 }
@@ -305,7 +323,7 @@ fn attack_mix_and_match_a_manifest_the_response_did_not_name() {
         &response("n", &w.manifest, "2.0.0", T0 + DAY),
         &[&w.keys.online],
     );
-    let response = w.device.check_response(&answer, "n", T0).unwrap();
+    let response = w.device.check_response(&answer, &asked("n"), T0).unwrap();
     assert!(matches!(
         w.device.check_manifest(&other, &response, "esp32-c3"),
         Err(SigningError::Mismatch(_))
@@ -386,7 +404,8 @@ fn attack_expired_intermediate_root() {
         &[&w.keys.online],
     );
     assert!(matches!(
-        w.device.check_response(&answer, "n", T0 + 366 * DAY),
+        w.device
+            .check_response(&answer, &asked("n"), T0 + 366 * DAY),
         Err(SigningError::Expired { what: "root", .. })
     ));
 }
@@ -415,4 +434,152 @@ fn binary_signatures_verify_against_the_image_digest() {
         !ed.public_key()
             .verify_sha256(sha.as_ref(), &ed.sign(&image).unwrap())
     );
+}
+
+#[test]
+fn attack_a_relay_that_changes_the_question() {
+    // A man in the middle without the online key relays the device's nonce with another
+    // `current`, `channel` or `device`: the genuine server signs an answer to that question.
+    for (what, changed) in [
+        (
+            "current",
+            CheckRequest {
+                current: Some("0.1.0"),
+                ..asked("n")
+            },
+        ),
+        (
+            "current",
+            CheckRequest {
+                current: None,
+                ..asked("n")
+            },
+        ),
+        (
+            "channel",
+            CheckRequest {
+                channel: "beta",
+                ..asked("n")
+            },
+        ),
+        (
+            "device",
+            CheckRequest {
+                device: "someone-else",
+                ..asked("n")
+            },
+        ),
+    ] {
+        let mut w = world();
+        let mut answer = response("n", &w.manifest, "2.0.0", T0 + DAY);
+        answer.current = changed.current.map(str::to_owned);
+        answer.channel = changed.channel.into();
+        answer.device = changed.device.into();
+        let signed = seal(RESPONSE_TYPE, &answer, &[&w.keys.online]);
+        let err = w
+            .device
+            .check_response(&signed, &asked("n"), T0)
+            .unwrap_err();
+        assert!(
+            matches!(&err, SigningError::Mismatch(m) if m.contains("another request")),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_release_not_signed_for_the_devices_channel_is_refused() {
+    let mut w = world();
+    let mut beta = manifest("3.0.0-beta.1", 5, &image());
+    beta.channel = "beta".into();
+    let beta = seal(MANIFEST_TYPE, &beta, &[&w.keys.release[0]]);
+    let answer = seal(
+        RESPONSE_TYPE,
+        &response("n", &beta, "3.0.0-beta.1", T0 + DAY),
+        &[&w.keys.online],
+    );
+    let answered = w.device.check_response(&answer, &asked("n"), T0).unwrap();
+    let err = w
+        .device
+        .check_manifest(&beta, &answered, "esp32-c3")
+        .unwrap_err();
+    assert!(err.to_string().contains("channel \"stable\""), "{err}");
+    // Signed for both channels: fine.
+    let mut both = manifest("3.0.0", 5, &image());
+    both.channel = "beta".into();
+    both.channels = vec!["stable".into()];
+    let both = seal(MANIFEST_TYPE, &both, &[&w.keys.release[0]]);
+    let answer = seal(
+        RESPONSE_TYPE,
+        &response("m", &both, "3.0.0", T0 + DAY),
+        &[&w.keys.online],
+    );
+    let answered = w.device.check_response(&answer, &asked("m"), T0).unwrap();
+    w.device
+        .check_manifest(&both, &answered, "esp32-c3")
+        .unwrap();
+}
+
+#[test]
+fn an_older_release_needs_a_signed_reason() {
+    let mut w = world();
+    let old = seal(
+        MANIFEST_TYPE,
+        &manifest("0.9.0", 5, &image()),
+        &[&w.keys.release[0]],
+    );
+    let mut answer = response("n", &old, "0.9.0", T0 + DAY);
+    let signed = seal(RESPONSE_TYPE, &answer, &[&w.keys.online]);
+    let response = w.device.check_response(&signed, &asked("n"), T0).unwrap();
+    let err = w
+        .device
+        .check_manifest(&old, &response, "esp32-c3")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("older than the running 1.0.0"),
+        "{err}"
+    );
+    // The server moves devices off a yanked release, and says so.
+    answer.nonce = "m".into();
+    answer.downgrade = Some("yanked".into());
+    let signed = seal(RESPONSE_TYPE, &answer, &[&w.keys.online]);
+    let response = w.device.check_response(&signed, &asked("m"), T0).unwrap();
+    w.device
+        .check_manifest(&old, &response, "esp32-c3")
+        .unwrap();
+}
+
+#[test]
+fn attack_an_answer_under_a_root_the_device_could_not_fetch() {
+    let mut w = world();
+    let mut answer = response("n", &w.manifest, "2.0.0", T0 + DAY);
+    answer.root_version = 2;
+    let signed = seal(RESPONSE_TYPE, &answer, &[&w.keys.online]);
+    assert_eq!(
+        w.device.check_response(&signed, &asked("n"), T0),
+        Err(SigningError::RootVersion { have: 1, got: 2 })
+    );
+}
+
+#[test]
+fn attack_the_online_key_moves_trusted_time_forward() {
+    // A stolen online key signs a server time half a year ahead, with a long expiry.
+    let mut w = world();
+    let mut answer = response("n", &w.manifest, "2.0.0", T0 + 200 * DAY);
+    answer.server_time = time(T0 + 179 * DAY);
+    let signed = seal(RESPONSE_TYPE, &answer, &[&w.keys.online]);
+    let mut clockless = w.device.clone();
+    // With a clock: never past the clock plus the skew.
+    w.device.check_response(&signed, &asked("n"), T0).unwrap();
+    assert_eq!(w.device.trusted_time, T0 + MAX_CLOCK_SKEW);
+    // Without one: one step past what it trusted (or its root's issue time).
+    clockless.check_response(&signed, &asked("n"), 0).unwrap();
+    assert_eq!(clockless.trusted_time, T0 + MAX_TIME_STEP);
+    // So tomorrow's genuine answer is still accepted.
+    let genuine = response("m", &w.manifest, "2.0.0", T0 + 2 * DAY);
+    let genuine = seal(RESPONSE_TYPE, &genuine, &[&w.keys.online]);
+    w.device
+        .check_response(&genuine, &asked("m"), T0 + 60)
+        .unwrap();
+    clockless.check_response(&genuine, &asked("m"), 0).unwrap();
 }

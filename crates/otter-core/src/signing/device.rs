@@ -11,6 +11,26 @@ use super::SigningError;
 use super::documents::{CheckResponse, ReleaseManifest, Root};
 use super::dsse::Envelope;
 
+/// How far past its own clock a device lets a signed server time move its trusted time: clock
+/// skew, not more, so a stolen online key cannot push the device into refusing genuine answers
+/// as expired.
+pub const MAX_CLOCK_SKEW: i64 = 5 * 60;
+
+/// How far one signed answer may move the trusted time of a device without a clock (a day: the
+/// lifetime of an answer). A stolen online key can then freeze such a device only one day per
+/// check-in it answers, and a device that lags catches up a day per check-in.
+pub const MAX_TIME_STEP: i64 = 24 * 60 * 60;
+
+/// The check-in a signed response must answer: everything the device sent.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckRequest<'a> {
+    pub nonce: &'a str,
+    pub device: &'a str,
+    /// What it said it runs; `None` when it did not say.
+    pub current: Option<&'a str>,
+    pub channel: &'a str,
+}
+
 /// What a device keeps between updates.
 #[derive(Debug, Clone)]
 pub struct TrustState {
@@ -37,28 +57,52 @@ impl TrustState {
         Ok(())
     }
 
-    /// Checks the signed answer to a check-in that sent `nonce`; on success the signed server
-    /// time advances `trusted_time`. `now` is the device's clock (0 if it has none).
+    /// Checks the signed answer to `request`: the online keys of the newest root, the request
+    /// echoed (nonce, device, what it runs, channel), expiry, and a root no newer than the one
+    /// the device has walked to. On success the signed server time advances `trusted_time`,
+    /// never past `now` plus [`MAX_CLOCK_SKEW`] (or, without a clock, by more than
+    /// [`MAX_TIME_STEP`]). `now` is the device's clock (0 if it has none).
     pub fn check_response(
         &mut self,
         envelope: &Envelope,
-        nonce: &str,
+        request: &CheckRequest<'_>,
         now: i64,
     ) -> Result<CheckResponse, SigningError> {
-        let now = now.max(self.trusted_time);
-        self.root.check_fresh(now)?;
+        let at = now.max(self.trusted_time);
+        self.root.check_fresh(at)?;
         let response = CheckResponse::open(envelope, &self.root)?;
-        if response.nonce != nonce {
+        if response.nonce != request.nonce {
             return Err(SigningError::Nonce);
         }
-        response.check_fresh(now)?;
-        if response.product != self.root.product {
-            return Err(SigningError::Mismatch(
-                "the response is for another product".into(),
-            ));
+        response.check_fresh(at)?;
+        let echoed = [
+            ("product", response.product == self.root.product),
+            ("device", response.device == request.device),
+            (
+                "current version",
+                response.current.as_deref() == request.current,
+            ),
+            ("channel", response.channel == request.channel),
+        ];
+        if let Some((what, _)) = echoed.iter().find(|(_, same)| !same) {
+            return Err(SigningError::Mismatch(format!(
+                "the response answers another request (its {what} is not the one asked)"
+            )));
+        }
+        if response.root_version > self.root.version {
+            return Err(SigningError::RootVersion {
+                have: self.root.version,
+                got: response.root_version,
+            });
         }
         let server_time = super::unix("server time", &response.server_time)?;
-        self.trusted_time = self.trusted_time.max(server_time);
+        let ceiling = if now > 0 {
+            now + MAX_CLOCK_SKEW
+        } else {
+            let root_issued = super::unix("root issued", &self.root.issued)?;
+            self.trusted_time.max(root_issued) + MAX_TIME_STEP
+        };
+        self.trusted_time = self.trusted_time.max(server_time.min(ceiling));
         Ok(response)
     }
 
@@ -84,6 +128,20 @@ impl TrustState {
                 "the manifest is for another release".into(),
             ));
         }
+        if !manifest.is_for_channel(&response.channel) {
+            return Err(SigningError::Mismatch(format!(
+                "the release is not signed for channel {:?}",
+                response.channel
+            )));
+        }
+        if is_older(&manifest.version, response.current.as_deref()) && response.downgrade.is_none()
+        {
+            return Err(SigningError::Mismatch(format!(
+                "{} is older than the running {}, and the response gives no reason to go back",
+                manifest.version,
+                response.current.as_deref().unwrap_or_default()
+            )));
+        }
         if !manifest.hw_ids.is_empty() && !manifest.hw_ids.iter().any(|h| h == hw_id) {
             return Err(SigningError::Mismatch(format!(
                 "the release is not for hardware {hw_id:?}"
@@ -101,6 +159,17 @@ impl TrustState {
     /// Records an installed release: its counter becomes the floor.
     pub fn installed(&mut self, manifest: &ReleaseManifest) {
         self.security_counter = self.security_counter.max(manifest.security_counter);
+    }
+}
+
+/// Whether `offered` is an older semantic version than `current`. Versions of other schemes
+/// cannot be ordered without the product's scheme; for them the signed `current` and the
+/// security counter are the guard.
+fn is_older(offered: &str, current: Option<&str>) -> bool {
+    let semver = |v: &str| crate::Version::parse(crate::Scheme::Semver, v).ok();
+    match (semver(offered), current.and_then(semver)) {
+        (Some(offered), Some(current)) => offered.compare(&current).is_some_and(|o| o.is_lt()),
+        _ => false,
     }
 }
 

@@ -166,6 +166,9 @@ pub struct ReleaseManifest {
     pub product: String,
     pub version: String,
     pub channel: String,
+    /// Further channels the release may be offered on (a release published on several).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
     /// Hardware the image is for; empty means any.
     #[serde(default)]
     pub hw_ids: Vec<String>,
@@ -179,6 +182,11 @@ pub struct ReleaseManifest {
 }
 
 impl ReleaseManifest {
+    /// Whether the release was signed for devices on `channel`.
+    pub fn is_for_channel(&self, channel: &str) -> bool {
+        self.channel == channel || self.channels.iter().any(|c| c == channel)
+    }
+
     /// Opens a manifest signed by `root`'s release threshold and not expired at `now`; returns
     /// it with its payload bytes (what check responses pin by hash).
     pub fn open(
@@ -201,6 +209,14 @@ pub struct CheckResponse {
     pub device: String,
     /// The device's nonce, echoed.
     pub nonce: String,
+    /// What the device said it runs (`current`), echoed; absent when it said nothing. With
+    /// `device` and `channel` it binds the answer to the whole request, so a relay that
+    /// changes the question gets an answer the device refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// The channel the answer was decided for, echoed.
+    #[serde(default)]
+    pub channel: String,
     pub server_time: String,
     pub expires: String,
     /// The newest root the server knows: a device behind it walks the chain first.
@@ -214,6 +230,10 @@ pub struct CheckResponse {
     pub manifest_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
+    /// Why the offered release is older than `current`, when it is: `yanked` (what the device
+    /// runs was withdrawn). A device refuses an older release without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downgrade: Option<String>,
 }
 
 impl CheckResponse {

@@ -9,6 +9,7 @@ use otter_app::index::ProductIndex;
 use otter_app::{App, devices};
 use otter_core::Decision;
 use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
+use otter_core::signing::device::CheckRequest;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -90,8 +91,13 @@ fn sign_answer(
     }
     let mut answer: Value = serde_json::from_str(&body).map_err(ApiError::internal)?;
     let url = answer["manifest"]["url"].as_str().map(str::to_owned);
-    let device = query.device.as_deref().unwrap_or_default();
-    let Some(signed) = otter_app::trust::signed_response(app, index, device, nonce, offered, url)?
+    let request = CheckRequest {
+        nonce,
+        device: query.device.as_deref().unwrap_or_default(),
+        current: query.current.as_deref().filter(|c| !c.is_empty()),
+        channel: query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL),
+    };
+    let Some(signed) = otter_app::trust::signed_response(app, index, &request, offered, url)?
     else {
         return Ok(body);
     };

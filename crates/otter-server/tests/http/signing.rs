@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use otter_core::model::format_rfc3339;
-use otter_core::signing::device::{ArtifactCheck, TrustState};
+use otter_core::signing::device::{ArtifactCheck, CheckRequest, TrustState};
 use otter_core::signing::documents::{
     ArtifactRef, MANIFEST_TYPE, ROOT_TYPE, ReleaseManifest, Roles, Root,
 };
@@ -92,6 +92,7 @@ fn manifest(version: &str, counter: u32, image: &[u8], expires_in: i64) -> Relea
         product: "door".into(),
         version: version.into(),
         channel: "stable".into(),
+        channels: Vec::new(),
         hw_ids: vec!["esp32-c3".into()],
         security_counter: counter,
         artifact: ArtifactRef {
@@ -222,6 +223,40 @@ async fn releases_of_a_signed_product_must_be_signed_right() {
         "rollback",
     )
     .await;
+
+    // A release on stable and lowc, signed for both: the floor is stable's, whatever channel
+    // the manifest names first.
+    let mut doc = manifest("1.2.0", 0, &newer, 90 * DAY);
+    doc.channel = "lowc".into();
+    doc.channels = vec!["stable".into()];
+    let both = seal(MANIFEST_TYPE, &doc, &[&owner.release]);
+    let sha = srv.upload(&newer).await;
+    let extra = json!({"signature": both, "channels": ["stable", "lowc"]});
+    let body = expect_error(
+        srv.try_publish("door", "1.2.0", &sha, extra).await,
+        400,
+        "rollback",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("lower than 3"),
+        "{body}"
+    );
+    // Published on a channel its manifest does not name: every device there would refuse it.
+    doc.security_counter = 3;
+    doc.channels = Vec::new();
+    let lowc_only = seal(MANIFEST_TYPE, &doc, &[&owner.release]);
+    let extra = json!({"signature": lowc_only, "channels": ["stable", "lowc"]});
+    let body = expect_error(
+        srv.try_publish("door", "1.2.0", &sha, extra).await,
+        400,
+        "signature_mismatch",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("\"stable\""),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -247,7 +282,13 @@ async fn a_device_verifies_root_response_manifest_and_bytes() {
         .check("door", &format!("current=1.0.0&device=d1&nonce={nonce}"))
         .await;
     let response_env: Envelope = serde_json::from_value(answer["signedResponse"].clone()).unwrap();
-    let response = device.check_response(&response_env, nonce, 0).unwrap();
+    let asked = CheckRequest {
+        nonce,
+        device: "d1",
+        current: Some("1.0.0"),
+        channel: "stable",
+    };
+    let response = device.check_response(&response_env, &asked, 0).unwrap();
     assert_eq!(response.action, "install");
     assert_eq!(response.device, "d1");
     let manifest_env: Envelope = serde_json::from_value(answer["releaseManifest"].clone()).unwrap();
@@ -270,7 +311,14 @@ async fn a_device_verifies_root_response_manifest_and_bytes() {
     // The same answer replayed to another check-in is refused.
     assert!(
         device
-            .check_response(&response_env, "ffeeddccbbaa99887766554433221100", 0)
+            .check_response(
+                &response_env,
+                &CheckRequest {
+                    nonce: "ffeeddccbbaa99887766554433221100",
+                    ..asked
+                },
+                0
+            )
             .is_err()
     );
     // Up to date: a signed "none".
@@ -278,8 +326,13 @@ async fn a_device_verifies_root_response_manifest_and_bytes() {
         .check("door", &format!("current=2.0.0&nonce={nonce}"))
         .await;
     let env: Envelope = serde_json::from_value(answer["signedResponse"].clone()).unwrap();
+    let up_to_date = CheckRequest {
+        device: "",
+        current: Some("2.0.0"),
+        ..asked
+    };
     assert_eq!(
-        device.check_response(&env, nonce, 0).unwrap().action,
+        device.check_response(&env, &up_to_date, 0).unwrap().action,
         "none"
     );
     // A malformed nonce is the client's mistake.
