@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::future::BoxFuture;
-use otter_core::signing::device::{ArtifactCheck, TrustState};
+use otter_core::signing::device::{ArtifactCheck, CheckRequest, TrustState};
 use otter_core::signing::documents::{ReleaseManifest, Root};
 use otter_core::signing::dsse::Envelope;
 use otter_core::units::{parse_duration, parse_size};
@@ -298,11 +298,50 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-/// Seconds since the Unix epoch, the clock signed responses are checked against.
+/// Seconds since the Unix epoch, the clock signed responses are checked against; 0 (no clock)
+/// when the clock is plainly unset (before 2024, as on a board without an RTC that booted
+/// without network time), so signed server times are trusted step by step instead.
 fn unix_now() -> i64 {
+    const UNSET_BEFORE: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+        .max(0)
+        .checked_sub(UNSET_BEFORE)
+        .filter(|&since| since > 0)
+        .map_or(0, |since| since + UNSET_BEFORE)
+}
+
+/// The most a check answer or a root document may be: metadata, read into memory to be
+/// checked, so an endless answer is cut here rather than exhausting the device.
+pub(crate) const MAX_METADATA: usize = 1 << 20;
+
+/// The body of `response`, refused past [`MAX_METADATA`] bytes before it is parsed.
+async fn read_metadata(mut response: reqwest::Response, what: &str) -> anyhow::Result<Vec<u8>> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_METADATA as u64)
+    {
+        bail!("the {what} is larger than {MAX_METADATA} bytes");
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_METADATA {
+            bail!("the {what} is larger than {MAX_METADATA} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// What the agent acts on from a check answer: for a signed product, only what was signed.
+struct Offer {
+    version: String,
+    sha256: String,
+    size: u64,
+    url: String,
+    /// The verified manifest, for a signed product.
+    signed: Option<ReleaseManifest>,
 }
 
 impl Agent {
@@ -426,56 +465,41 @@ impl Agent {
             return Ok(());
         };
         let nonce = hex::encode(random_bytes::<16>());
+        // A pushed image is known by its hash: the server may know it (a published image) or
+        // not (then it offers its newest release, which is its policy for the device).
+        let current = match &self.state.sha256 {
+            Some(sha) if self.state.version.starts_with(PUSHED) => sha.clone(),
+            _ => self.state.version.clone(),
+        };
         let mut url = reqwest::Url::parse(&upstream.url("/check"))?;
-        {
-            let mut query = url.query_pairs_mut();
-            // A pushed image is known by its hash: the server may know it (a published image)
-            // or not (then it offers its newest release, which is its policy for the device).
-            match &self.state.sha256 {
-                Some(sha) if self.state.version.starts_with(PUSHED) => {
-                    query.append_pair("current", sha)
-                }
-                _ => query.append_pair("current", &self.state.version),
-            };
-        }
         url.query_pairs_mut()
+            .append_pair("current", &current)
             .append_pair("device", &upstream.device_id)
             .append_pair("channel", &self.args.channel)
             .append_pair("nonce", &nonce);
-        let answer: Value = self
-            .http
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let manifest = &answer["manifest"];
-        if answer["hasUpdate"] != true {
+        let response = self.http.get(url).send().await?.error_for_status()?;
+        let answer: Value = serde_json::from_slice(&read_metadata(response, "check answer").await?)
+            .context("the check answer is not JSON")?;
+        let channel = self.args.channel.clone();
+        let request = CheckRequest {
+            nonce: &nonce,
+            device: &upstream.device_id,
+            current: Some(&current),
+            channel: &channel,
+        };
+        let Some(offer) = self.read_offer(&upstream, &answer, &request).await? else {
             return Ok(());
-        }
-        let version = manifest["version"]
-            .as_str()
-            .context("no version in the offer")?
-            .to_owned();
-        let sha256 = manifest["sha256"]
-            .as_str()
-            .context("no sha256 in the offer")?
-            .to_owned();
-        let size = manifest["size"].as_u64().context("no size in the offer")?;
-        let download_url = manifest["url"]
-            .as_str()
-            .context("no url in the offer")?
-            .to_owned();
+        };
+        let Offer {
+            version,
+            sha256,
+            size,
+            url: download_url,
+            signed,
+        } = offer;
         if self.state.held_back.as_deref() == Some(version.as_str()) {
             println!("holding back {version}: it rolled back on this device");
             return Ok(());
-        }
-        let signed = self.verify_offer(&upstream, &answer, &nonce).await?;
-        if let Some(signed) = &signed
-            && (signed.artifact.sha256 != sha256 || signed.artifact.length != size)
-        {
-            bail!("the offer does not match its signed manifest");
         }
         let target = 1 - self.state.active;
         self.report(
@@ -499,12 +523,70 @@ impl Agent {
                 .await;
             self.state.download = None;
             self.state.save(&self.args.state)?;
+            clear_slot(&self.args.slots[target]).await;
             return Err(e);
         }
         self.report(&version, "downloaded", None).await;
         self.state.download = None;
         let counter = signed.map_or(0, |m| m.security_counter);
         self.install(target, &version, sha256, counter).await
+    }
+
+    /// What a check answer offers, if anything. For a product with a root every answer is
+    /// verified, "no update" too, and only its signed parts are used.
+    async fn read_offer(
+        &mut self,
+        upstream: &Upstream,
+        answer: &Value,
+        request: &CheckRequest<'_>,
+    ) -> anyhow::Result<Option<Offer>> {
+        let Some((mut trust, document)) = self.trust_state()? else {
+            if answer["hasUpdate"] != true {
+                return Ok(None);
+            }
+            let manifest = &answer["manifest"];
+            let text = |field: &str| {
+                manifest[field]
+                    .as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("no {field} in the offer"))
+            };
+            return Ok(Some(Offer {
+                version: text("version")?,
+                sha256: text("sha256")?,
+                size: manifest["size"].as_u64().context("no size in the offer")?,
+                url: text("url")?,
+                signed: None,
+            }));
+        };
+        let newest = self.walk_roots(upstream, &mut trust, document).await?;
+        let response_env: Envelope = serde_json::from_value(answer["signedResponse"].clone())
+            .context("the server did not sign its answer")?;
+        let response = trust.check_response(&response_env, request, unix_now())?;
+        // The answer is genuine: what it taught (the newest root, the time) is kept even when
+        // there is nothing to install.
+        self.state.root = Some(newest);
+        self.state.root_pin = self.pinned_root()?.map(|(_, pin)| pin);
+        self.state.trusted_time = trust.trusted_time;
+        self.state.save(&self.args.state)?;
+        if response.action != "install" {
+            if answer["hasUpdate"] == true {
+                bail!("the answer offers an update its signed response does not");
+            }
+            return Ok(None);
+        }
+        let manifest_env: Envelope = serde_json::from_value(answer["releaseManifest"].clone())
+            .context("no signed manifest with the offer")?;
+        let manifest = trust.check_manifest(&manifest_env, &response, &self.args.hw_id)?;
+        Ok(Some(Offer {
+            version: manifest.version.clone(),
+            sha256: manifest.artifact.sha256.to_ascii_lowercase(),
+            size: manifest.artifact.length,
+            url: response
+                .download_url
+                .context("the signed response names no download")?,
+            signed: Some(manifest),
+        }))
     }
 
     /// Makes the image now in slot `target` the one to try at the next boot: the install hook,
@@ -617,34 +699,48 @@ impl Agent {
             .await
     }
 
-    /// For products with a root: walks the root chain, checks the signed response to this
-    /// nonce and the manifest it pins. `None` for unsigned products.
-    async fn verify_offer(
-        &mut self,
-        upstream: &Upstream,
-        answer: &Value,
-        nonce: &str,
-    ) -> anyhow::Result<Option<ReleaseManifest>> {
-        let pinned = match (&self.state.root, &self.args.root) {
-            (Some(text), _) => text.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
+    /// The device's trust: the newest root it verified (or the pinned `--root`), its counter and
+    /// trusted time, with that root's document. `None` for a device without a root (unsigned
+    /// products).
+    fn trust_state(&self) -> anyhow::Result<Option<(TrustState, String)>> {
+        let document = match (&self.state.root, self.pinned_root()?) {
+            (Some(_), Some((pinned, pin))) if self.state.root_pin.as_ref() != Some(&pin) => pinned,
+            (Some(stored), _) => stored.clone(),
+            (None, Some((pinned, _))) => pinned,
             (None, None) => return Ok(None),
         };
-        let first = Root::open_first(&Envelope::parse(pinned.as_bytes())?).or_else(
-            |_| -> anyhow::Result<Root> {
-                // A stored newest root: its payload is trusted (it was verified when stored).
-                let envelope = Envelope::parse(pinned.as_bytes())?;
-                Ok(serde_json::from_slice(&envelope.payload_bytes()?)?)
-            },
-        )?;
-        let mut trust = TrustState {
-            root: first,
+        let envelope = Envelope::parse(document.as_bytes())?;
+        let root = Root::open_first(&envelope).or_else(|_| -> anyhow::Result<Root> {
+            // A stored newest root: its payload is trusted (it was verified when stored).
+            Ok(serde_json::from_slice(&envelope.payload_bytes()?)?)
+        })?;
+        let trust = TrustState {
+            root,
             security_counter: self.state.security_counter,
             trusted_time: self.state.trusted_time,
         };
-        let mut newest = pinned;
-        // Walk to the newest root the server has.
+        Ok(Some((trust, document)))
+    }
+
+    /// The pinned `--root` document and its SHA-256, if one is given.
+    fn pinned_root(&self) -> anyhow::Result<Option<(String, String)>> {
+        let Some(path) = &self.args.root else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let pin = hex::encode(Sha256::digest(text.as_bytes()));
+        Ok(Some((text, pin)))
+    }
+
+    /// Walks `trust` from the root in `document` to the newest root the server has; returns
+    /// that root's document.
+    async fn walk_roots(
+        &self,
+        upstream: &Upstream,
+        trust: &mut TrustState,
+        mut document: String,
+    ) -> anyhow::Result<String> {
         loop {
             let next = trust.root.version + 1;
             let resp = self
@@ -653,25 +749,12 @@ impl Agent {
                 .send()
                 .await?;
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                break;
+                return Ok(document);
             }
-            let text = resp.error_for_status()?.text().await?;
-            trust.update_root(&Envelope::parse(text.as_bytes())?)?;
-            newest = text;
+            let text = read_metadata(resp.error_for_status()?, "root document").await?;
+            trust.update_root(&Envelope::parse(&text)?)?;
+            document = String::from_utf8(text).context("the root document is not UTF-8")?;
         }
-        let response_env: Envelope = serde_json::from_value(answer["signedResponse"].clone())
-            .context("the server did not sign its answer")?;
-        let response = trust.check_response(&response_env, nonce, unix_now())?;
-        if response.action != "install" {
-            bail!("the signed response says there is nothing to install");
-        }
-        let manifest_env: Envelope = serde_json::from_value(answer["releaseManifest"].clone())
-            .context("no signed manifest with the offer")?;
-        let manifest = trust.check_manifest(&manifest_env, &response, &self.args.hw_id)?;
-        self.state.root = Some(newest);
-        self.state.trusted_time = trust.trusted_time;
-        self.state.save(&self.args.state)?;
-        Ok(Some(manifest))
     }
 
     /// Downloads into `slot`, resuming a partial download of the same image with `Range`.
@@ -740,6 +823,18 @@ impl Agent {
             file.set_len(size).await?;
         }
         Ok(at)
+    }
+}
+
+/// Empties a slot that holds an image the agent refused, so nothing it refused stays on the
+/// device to be booted by mistake. A slot that is a block device is left as it is (it is
+/// never made the boot slot without a verified image).
+async fn clear_slot(path: &Path) {
+    if let Ok(file) = tokio::fs::OpenOptions::new().write(true).open(path).await
+        && file.metadata().await.is_ok_and(|m| m.is_file())
+        && let Err(e) = file.set_len(0).await
+    {
+        eprintln!("could not clear {}: {e}", path.display());
     }
 }
 

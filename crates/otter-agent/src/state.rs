@@ -24,6 +24,10 @@ pub(crate) struct State {
     pub(crate) held_back: Option<String>,
     /// Signed products: the newest verified root (envelope), counter and trusted time.
     pub(crate) root: Option<String>,
+    /// SHA-256 of the pinned `--root` file the stored root was reached from: another pinned
+    /// root (new firmware with another chain) starts over from that one.
+    #[serde(default)]
+    pub(crate) root_pin: Option<String>,
     pub(crate) security_counter: u32,
     pub(crate) trusted_time: i64,
 }
