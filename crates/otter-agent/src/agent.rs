@@ -727,8 +727,8 @@ impl Agent {
         let Some(path) = &self.args.root else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let pin = hex::encode(Sha256::digest(text.as_bytes()));
         Ok(Some((text, pin)))
     }

@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use otter_core::signing::documents::RESPONSE_TYPE;
+use otter_core::signing::dsse::Envelope;
+use otter_core::signing::keys::PrivateKey;
 use otter_testkit::process::Watched;
 use otter_testkit::proxy::{CuttingProxy, Direction};
+use otter_testkit::relay::{Asked, Move, Relay};
 use otter_testkit::serve::{Serve, command};
 use serde_json::Value;
 
@@ -516,117 +520,388 @@ fn a_push_only_agent_needs_no_server() {
     });
 }
 
-/// A signed product: the agent pinned to root 1 verifies the chain, its signed response, the
-/// manifest and the bytes; pinned to a foreign root it refuses and reports why.
-#[test]
-fn the_agent_verifies_signed_releases() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let server = serve(dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
-    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let offline = |args: &[&str]| {
+/// A signed product `gateway` in `dir`: keys `root` and `rel`, root 1 (root key `root`, release
+/// key `rel`, the server's online key) live on a real server, and helpers to sign and publish
+/// releases offline as a user would.
+struct SignedGateway {
+    server: Serve,
+    dir: PathBuf,
+}
+
+impl SignedGateway {
+    fn start(dir: &Path) -> SignedGateway {
+        let gateway = SignedGateway {
+            server: serve(dir, &[]),
+            dir: dir.to_owned(),
+        };
+        admin(&gateway.server, &["product", "create", "gateway"]);
+        for key in ["root", "rel"] {
+            gateway.offline(&["keys", "generate", "--out", &gateway.path(key)]);
+        }
+        std::fs::write(
+            gateway.path("online.pub"),
+            admin(&gateway.server, &["online-key"]),
+        )
+        .unwrap();
+        gateway.make_root("root-1.json", "root", "rel");
+        admin(
+            &gateway.server,
+            &["root", "upload", "gateway", &gateway.path("root-1.json")],
+        );
+        std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+        gateway
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// An offline `otter` command (no server), which must succeed.
+    fn offline(&self, args: &[&str]) {
         let out = Command::new(OTTER).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "otter {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    for key in ["root", "rel", "stranger"] {
-        offline(&["keys", "generate", "--out", &p(key)]);
     }
-    std::fs::write(p("online.pub"), admin(&server, &["online-key"])).unwrap();
-    // The foreign root trusts another release key: the genuine release is not its.
-    for (name, root_key, release_key) in [
-        ("root-1.json", "root", "rel"),
-        ("foreign-1.json", "stranger", "stranger"),
-    ] {
-        offline(&[
+
+    /// Root 1 of `gateway` in `name`, with `root_key` (which signs it) and `release_key`.
+    fn make_root(&self, name: &str, root_key: &str, release_key: &str) {
+        self.offline(&[
             "root",
             "init",
             "gateway",
             "--root-key",
-            &p(&format!("{root_key}.pub")),
+            &self.path(&format!("{root_key}.pub")),
             "--release-key",
-            &p(&format!("{release_key}.pub")),
+            &self.path(&format!("{release_key}.pub")),
             "--online-key",
-            &p("online.pub"),
+            &self.path("online.pub"),
             "-o",
-            &p(name),
+            &self.path(name),
         ]);
-        offline(&[
-            "envelope",
-            "sign",
-            &p(name),
-            "--key",
-            &p(&format!("{root_key}.key")),
-        ]);
+        let key = self.path(&format!("{root_key}.key"));
+        self.offline(&["envelope", "sign", &self.path(name), "--key", &key]);
     }
-    admin(&server, &["root", "upload", "gateway", &p("root-1.json")]);
-    let v1 = image(8, 60_000);
-    let fw = dir.join("fw.bin");
-    std::fs::write(&fw, &v1).unwrap();
-    offline(&[
-        "release",
-        "sign",
-        "gateway",
-        fw.to_str().unwrap(),
-        "--version",
-        "1.0.0",
-        "--counter",
-        "2",
-        "--hw-id",
-        "gw-rev-b",
-        "--key",
-        &p("rel.key"),
-        "-o",
-        &p("m.json"),
-    ]);
-    admin(
-        &server,
-        &[
+
+    /// Signs (counter 2, hardware `gw-rev-b`) and publishes `version` on `channel`, with
+    /// `extra` publish arguments; returns the image.
+    fn release(&self, version: &str, seed: u8, channel: &str, extra: &[&str]) -> Vec<u8> {
+        let bytes = image(seed, 60_000);
+        let fw = self.path(&format!("fw-{version}.bin"));
+        std::fs::write(&fw, &bytes).unwrap();
+        let manifest = self.path(&format!("m-{version}.json"));
+        let (rel, channel) = (self.path("rel.key"), channel.to_owned());
+        self.offline(&[
+            "release",
+            "sign",
+            "gateway",
+            &fw,
+            "--version",
+            version,
+            "--counter",
+            "2",
+            "--hw-id",
+            "gw-rev-b",
+            "--channel",
+            &channel,
+            "--key",
+            &rel,
+            "-o",
+            &manifest,
+        ]);
+        let mut args = vec![
             "release",
             "publish",
             "gateway",
-            fw.to_str().unwrap(),
+            &fw,
             "--version",
-            "1.0.0",
+            version,
+            "--channel",
+            &channel,
             "--signature",
-            &p("m.json"),
-        ],
-    );
-    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+            &manifest,
+        ];
+        args.extend_from_slice(extra);
+        admin(&self.server, &args);
+        bytes
+    }
+
+    /// One agent run pinned to root 1, for hardware `gw-rev-b`, through `server` (the real one
+    /// or a relay in front of it).
+    fn agent(&self, server: &str) -> (bool, String) {
+        agent(
+            server,
+            &self.dir,
+            &["--root", &self.path("root-1.json"), "--hw-id", "gw-rev-b"],
+        )
+    }
+
+    /// The same run, from an async test.
+    async fn agent_async(&self, server: String) -> (bool, String) {
+        let (dir, root) = (self.dir.clone(), self.path("root-1.json"));
+        tokio::task::spawn_blocking(move || {
+            agent(&server, &dir, &["--root", &root, "--hw-id", "gw-rev-b"])
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// A signed product: the agent pinned to root 1 verifies the chain, its signed response, the
+/// manifest and the bytes; pinned to a foreign root it refuses and reports why.
+#[test]
+fn the_agent_verifies_signed_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let gateway = SignedGateway::start(dir);
+    // The foreign root trusts another release key: the genuine release is not its.
+    gateway.offline(&["keys", "generate", "--out", &gateway.path("stranger")]);
+    gateway.make_root("foreign-1.json", "stranger", "stranger");
+    gateway.release("1.0.0", 8, "stable", &[]);
+    let url = gateway.server.url();
 
     // Pinned to a root the product never had: nothing is installed.
     let (ok, out) = agent(
-        server.url(),
+        url,
         dir,
-        &["--root", &p("foreign-1.json"), "--hw-id", "gw-rev-b"],
+        &[
+            "--root",
+            &gateway.path("foreign-1.json"),
+            "--hw-id",
+            "gw-rev-b",
+        ],
     );
     assert!(!ok, "{out}");
     assert!(state_file_missing_or_unpending(dir), "{out}");
     // Wrong hardware: refused.
     let (ok, out) = agent(
-        server.url(),
+        url,
         dir,
-        &["--root", &p("root-1.json"), "--hw-id", "gw-rev-a"],
+        &[
+            "--root",
+            &gateway.path("root-1.json"),
+            "--hw-id",
+            "gw-rev-a",
+        ],
     );
     assert!(!ok && out.contains("hardware"), "{out}");
     // The right root and hardware: installed, and the counter is remembered once committed.
-    let (ok, out) = agent(
-        server.url(),
-        dir,
-        &["--root", &p("root-1.json"), "--hw-id", "gw-rev-b"],
-    );
+    let (ok, out) = gateway.agent(url);
     assert!(ok && out.contains("installed 1.0.0 into slot B"), "{out}");
-    let (ok, out) = agent(
-        server.url(),
-        dir,
-        &["--root", &p("root-1.json"), "--hw-id", "gw-rev-b"],
-    );
+    let (ok, out) = gateway.agent(url);
     assert!(ok, "{out}");
     assert_eq!(state(dir)["security_counter"], 2);
+}
+
+/// Hole: the signed answer bound only the nonce. A relay without any key passes the device's
+/// nonce on with another `current`, `channel` or `device`, and the genuine server signs an
+/// answer to that question: an older release (a stepping stone for the `current` it invented),
+/// a beta, someone else's answer. Every one is refused, and nothing lands in the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_changes_the_question_gets_answers_the_agent_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = SignedGateway::start(tmp.path());
+    gateway.release("0.5.0", 1, "stable", &[]);
+    gateway.release("1.0.0", 2, "stable", &["--min-source-version", "0.5.0"]);
+    gateway.release("2.0.0-beta.1", 3, "beta", &[]);
+    for (name, value) in [
+        ("current", "0.1.0"),
+        ("channel", "beta"),
+        ("device", "someone-else"),
+    ] {
+        let relay = Relay::start(
+            gateway.server.url(),
+            move |asked: Asked| {
+                Move::Forward(if asked.target.contains("/check?") {
+                    asked.with_query(name, value)
+                } else {
+                    asked
+                })
+            },
+            |_: &Asked, body| body,
+        )
+        .await;
+        let (ok, out) = gateway.agent_async(relay.url()).await;
+        assert!(
+            !ok && out.contains("answers another request"),
+            "{name}: {out}"
+        );
+        assert!(state_file_missing_or_unpending(tmp.path()), "{name}: {out}");
+    }
+    // Without the relay, the device on 0.9.0 takes 1.0.0.
+    let (ok, out) = gateway.agent(gateway.server.url());
+    assert!(ok && out.contains("installed 1.0.0 into slot B"), "{out}");
+}
+
+/// Hole: the version recorded came from the unsigned part of the answer. A relay that says
+/// 99.0.0 there changes nothing: the device installs, records and reports the signed 1.0.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_signed_fields_decide_what_is_installed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = SignedGateway::start(tmp.path());
+    let v1 = gateway.release("1.0.0", 2, "stable", &[]);
+    let relay = Relay::start(
+        gateway.server.url(),
+        Move::Forward,
+        |asked: &Asked, body| {
+            if !asked.target.contains("/check?") {
+                return body;
+            }
+            let mut answer: Value = serde_json::from_slice(&body).unwrap();
+            answer["manifest"]["version"] = "99.0.0".into();
+            serde_json::to_vec(&answer).unwrap()
+        },
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(relay.url()).await;
+    assert!(ok && out.contains("installed 1.0.0 into slot B"), "{out}");
+    assert_eq!(state(tmp.path())["pending"]["version"], "1.0.0");
+    assert_eq!(std::fs::read(tmp.path().join("slot-b")).unwrap(), v1);
+    let reports = admin(&gateway.server, &["report", "list", "gateway"]);
+    assert!(!reports.contains("99.0.0"), "{reports}");
+}
+
+/// Hole: roots were walked (and saved) only on the way to an install. A device told "no
+/// update" under root 2 keeps root 2; one from whom root 2 is hidden refuses an answer signed
+/// under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_walks_and_keeps_the_newest_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = SignedGateway::start(tmp.path());
+    let next = gateway.path("root-2.json");
+    gateway.offline(&["root", "next", &gateway.path("root-1.json"), "-o", &next]);
+    gateway.offline(&[
+        "envelope",
+        "sign",
+        &next,
+        "--key",
+        &gateway.path("root.key"),
+    ]);
+    admin(&gateway.server, &["root", "upload", "gateway", &next]);
+
+    // Root 2 hidden: the answer is under a root the device could not reach.
+    let relay = Relay::start(
+        gateway.server.url(),
+        |asked: Asked| match asked.target.ends_with("/root/2.json") {
+            true => Move::Status(404),
+            false => Move::Forward(asked),
+        },
+        |_: &Asked, body| body,
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(relay.url()).await;
+    assert!(!ok && out.contains("root version 2"), "{out}");
+
+    // Nothing to install, but the answer is genuine: root 2 is walked to and kept.
+    let (ok, out) = gateway.agent_async(gateway.server.url().to_owned()).await;
+    assert!(ok, "{out}");
+    let stored = Envelope::parse(state(tmp.path())["root"].as_str().unwrap().as_bytes()).unwrap();
+    let root: Value = serde_json::from_slice(&stored.payload_bytes().unwrap()).unwrap();
+    assert_eq!(root["version"], 2, "{out}");
+}
+
+/// Holes: "no update" was never verified, so a relay could freeze a device unnoticed; an
+/// endless answer was read whole; a refused image stayed in the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_endless_or_wrong_answers_are_errors_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = SignedGateway::start(tmp.path());
+    let unsigned = Relay::start(
+        gateway.server.url(),
+        |asked: Asked| match asked.target.contains("/check?") {
+            true => Move::Status(200),
+            false => Move::Forward(asked),
+        },
+        |_: &Asked, body| body,
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(unsigned.url()).await;
+    assert!(!ok, "an empty answer is an error: {out}");
+    let stripped = Relay::start(
+        gateway.server.url(),
+        Move::Forward,
+        |asked: &Asked, body| match asked.target.contains("/check?") {
+            true => br#"{"hasUpdate":false}"#.to_vec(),
+            false => body,
+        },
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(stripped.url()).await;
+    assert!(!ok && out.contains("did not sign its answer"), "{out}");
+
+    let endless = Relay::start(
+        gateway.server.url(),
+        |asked: Asked| match asked.target.contains("/check?") {
+            true => Move::Endless,
+            false => Move::Forward(asked),
+        },
+        |_: &Asked, body| body,
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(endless.url()).await;
+    assert!(!ok && out.contains("larger than 1048576 bytes"), "{out}");
+
+    // Bytes that are not the signed image: refused, and the slot is emptied.
+    gateway.release("1.0.0", 2, "stable", &[]);
+    let flipped = Relay::start(
+        gateway.server.url(),
+        Move::Forward,
+        |asked: &Asked, body| match asked.target.starts_with("/dl/") {
+            true => body.iter().map(|b| b ^ 1).collect(),
+            false => body,
+        },
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(flipped.url()).await;
+    assert!(!ok && out.contains("verification"), "{out}");
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("slot-b")).unwrap().len(),
+        0
+    );
+}
+
+/// Hole: a stolen online key moved trusted time half a year ahead, after which the genuine
+/// server's answers were refused as expired. The agent has a clock: trusted time never goes
+/// past it by more than the allowed skew, and genuine answers keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_online_key_cannot_move_trusted_time_ahead_of_the_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = SignedGateway::start(tmp.path());
+    let stolen = std::fs::read_to_string(tmp.path().join("server/online-key.pem")).unwrap();
+    let stolen = PrivateKey::from_pem(&stolen).unwrap();
+    let relay = Relay::start(
+        gateway.server.url(),
+        Move::Forward,
+        move |asked: &Asked, body| {
+            if !asked.target.contains("/check?") {
+                return body;
+            }
+            let mut answer: Value = serde_json::from_slice(&body).unwrap();
+            let signed: Envelope =
+                serde_json::from_value(answer["signedResponse"].clone()).unwrap();
+            let mut payload: Value =
+                serde_json::from_slice(&signed.payload_bytes().unwrap()).unwrap();
+            let ahead = otter_store::now() + 179 * 86_400;
+            payload["server_time"] = otter_core::model::format_rfc3339(ahead).into();
+            payload["expires"] = otter_core::model::format_rfc3339(ahead + 86_400).into();
+            let mut forged = Envelope::new(RESPONSE_TYPE, &serde_json::to_vec(&payload).unwrap());
+            forged.sign(&stolen).unwrap();
+            answer["signedResponse"] = serde_json::to_value(&forged).unwrap();
+            serde_json::to_vec(&answer).unwrap()
+        },
+    )
+    .await;
+    let (ok, out) = gateway.agent_async(relay.url()).await;
+    assert!(ok, "{out}");
+    let trusted = state(tmp.path())["trusted_time"].as_i64().unwrap();
+    assert!(
+        trusted <= otter_store::now() + 300,
+        "trusted time moved to {trusted}"
+    );
+    let (ok, out) = gateway.agent_async(gateway.server.url().to_owned()).await;
+    assert!(ok, "the genuine server is still believed: {out}");
 }
 
 fn state_file_missing_or_unpending(dir: &Path) -> bool {

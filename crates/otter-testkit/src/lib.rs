@@ -7,7 +7,7 @@
 //!
 //! Beside the services, the helpers every test crate needs: [`serve`] runs the real `otter
 //! serve`, [`wait`] for a condition with a deadline, [`process`] to watch a child process's output, [`proxy`] to cut a connection
-//! mid-transfer, [`http`] to check answers, and [`images`] for firmware bytes.
+//! mid-transfer, [`relay`] to play the man in the middle, [`http`] to check answers, and [`images`] for firmware bytes.
 
 pub mod http;
 pub mod images;
@@ -15,6 +15,7 @@ pub mod mosquitto;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod relay;
 pub mod s3;
 pub mod serve;
 pub mod wait;
