@@ -29,7 +29,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use crate::receiver::{InstallError, Installer, Received, Receiver, ReceiverConfig, router};
+use crate::receiver::{
+    InstallError, Installer, Received, Receiver, ReceiverConfig, Refused, router,
+};
 use crate::state::{Download, PUSHED, Pending, SLOT_NAMES, State};
 
 /// Run the update agent on a device.
@@ -102,10 +104,13 @@ pub struct AgentArgs {
     /// Also accept images pushed over the LAN on this address (ViperHTTP's OTA protocol, both
     /// variants; `otter push` is a client). They go through the same slot, commit and rollback
     /// path as downloaded ones. Port 0 picks a free port; the agent prints the address it
-    /// listens on (`accepting pushes on ADDR`).
-    #[arg(long, value_name = "ADDR")]
+    /// listens on (`accepting pushes on ADDR`). Needs --push-token. With --root, a push must
+    /// come with its signed release manifest (`otter push --manifest`) and passes the same
+    /// checks as a downloaded update.
+    #[arg(long, value_name = "ADDR", requires = "push_token")]
     listen: Option<std::net::SocketAddr>,
-    /// The token pushers must send (`X-OTA-Token`, `?token=` or `Authorization: Bearer`).
+    /// The token pushers must send (`X-OTA-Token`, `?token=` or `Authorization: Bearer`):
+    /// anyone on the LAN could push without one.
     #[arg(
         long,
         env = "OTTER_PUSH_TOKEN",
@@ -252,8 +257,11 @@ async fn next_push(
 
 /// What the push receiver asks of the agent's main loop (which owns the state).
 enum PushRequest {
-    Install(Received, tokio::sync::oneshot::Sender<Result<(), String>>),
-    MarkValid(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Install(
+        Received,
+        tokio::sync::oneshot::Sender<Result<(), InstallError>>,
+    ),
+    MarkValid(tokio::sync::oneshot::Sender<Result<(), InstallError>>),
 }
 
 /// Hands the receiver's calls to the main loop and waits for its answer.
@@ -262,16 +270,14 @@ struct PushInstaller(tokio::sync::mpsc::Sender<PushRequest>);
 impl PushInstaller {
     async fn ask(
         &self,
-        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> PushRequest,
+        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), InstallError>>) -> PushRequest,
     ) -> Result<(), InstallError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.0
             .send(request(tx))
             .await
             .map_err(|_| "the agent is stopping")?;
-        rx.await
-            .map_err(|_| "the agent is stopping")?
-            .map_err(Into::into)
+        rx.await.map_err(|_| "the agent is stopping")?
     }
 }
 
@@ -644,6 +650,7 @@ impl Agent {
             self.args.slot_size,
         );
         config.token = self.args.push_token.clone();
+        config.signed_only = self.args.root.is_some();
         let receiver = std::sync::Arc::new(Receiver::new(
             config,
             std::sync::Arc::new(PushInstaller(tx)),
@@ -666,10 +673,7 @@ impl Agent {
         match request {
             PushRequest::Install(image, reply) => {
                 let reboot = image.reboot;
-                let done = self
-                    .install_pushed(image)
-                    .await
-                    .map_err(|e| format!("{e:#}"));
+                let done = self.install_pushed(image).await;
                 let ok = done.is_ok();
                 let _ = reply.send(done);
                 if ok && reboot {
@@ -681,7 +685,10 @@ impl Agent {
             }
             PushRequest::MarkValid(reply) => {
                 let done = match self.state.pending.clone() {
-                    Some(pending) => self.commit(pending).await.map_err(|e| format!("{e:#}")),
+                    Some(pending) => self
+                        .commit(pending)
+                        .await
+                        .map_err(|e| format!("{e:#}").into()),
                     None => Ok(()),
                 };
                 let _ = reply.send(done);
@@ -690,13 +697,66 @@ impl Agent {
         }
     }
 
-    /// An image pushed over the LAN (`--listen`): installed like a downloaded one. Its version
-    /// is not known, so it is named by its hash.
-    async fn install_pushed(&mut self, image: Received) -> anyhow::Result<()> {
+    /// An image pushed over the LAN (`--listen`): installed like a downloaded one. Without a
+    /// root its version is not known, so it is named by its hash; with one it must come with
+    /// its signed manifest and pass the checks a downloaded image passes (else it is
+    /// [`Refused`] and cleared from the slot).
+    async fn install_pushed(&mut self, image: Received) -> Result<(), InstallError> {
         let target = 1 - self.state.active;
-        let version = format!("{PUSHED}{}", image.sha256);
-        self.install(target, &version, image.sha256, self.state.security_counter)
+        let failed = |e: anyhow::Error| -> InstallError { format!("{e:#}").into() };
+        let (version, counter) = match self.trust_state().map_err(failed)? {
+            None => (
+                format!("{PUSHED}{}", image.sha256),
+                self.state.security_counter,
+            ),
+            Some((trust, _)) => match self.check_pushed(&trust, &image).await {
+                Ok(manifest) => (manifest.version, manifest.security_counter),
+                Err(e) => {
+                    clear_slot(&image.path).await;
+                    eprintln!("refused a pushed image: {e:#}");
+                    return Err(Box::new(Refused(format!("{e:#}"))));
+                }
+            },
+        };
+        self.install(target, &version, image.sha256, counter)
             .await
+            .map_err(failed)
+    }
+
+    /// The checks a pushed image passes on a device with a root: its manifest (root, release
+    /// keys, product, channel, hardware, expiry, counter), then its length and SHA-256.
+    async fn check_pushed(
+        &self,
+        trust: &TrustState,
+        image: &Received,
+    ) -> anyhow::Result<ReleaseManifest> {
+        let text = image
+            .manifest
+            .as_deref()
+            .context("the image came without its signed manifest")?;
+        if text.len() > MAX_METADATA {
+            bail!("the manifest is larger than {MAX_METADATA} bytes");
+        }
+        let manifest = trust.check_pushed_manifest(
+            &Envelope::parse(text.as_bytes())?,
+            &self.args.channel,
+            &self.args.hw_id,
+            unix_now(),
+        )?;
+        if manifest.artifact.length != image.size {
+            bail!(
+                "the image is {} bytes, its manifest says {}",
+                image.size,
+                manifest.artifact.length
+            );
+        }
+        let job = Download {
+            version: manifest.version.clone(),
+            sha256: manifest.artifact.sha256.clone(),
+            size: manifest.artifact.length,
+        };
+        verify_slot(&image.path, &job, Some(&manifest)).await?;
+        Ok(manifest)
     }
 
     /// The device's trust: the newest root it verified (or the pinned `--root`), its counter and

@@ -23,7 +23,8 @@ fn push_only_agent(dir: &Path) -> (Watched, SocketAddr) {
     let mut command = Command::new(AGENT);
     command
         .env_remove("OTTER_SERVER")
-        .args(["--listen", "127.0.0.1:0", "--slots", &slots, "--state"])
+        .args(["--listen", "127.0.0.1:0", "--push-token", "s3cret"])
+        .args(["--slots", &slots, "--state"])
         .arg(dir.join("state"));
     let agent = Watched::spawn(command);
     let addr = agent.wait_for_line("the push address", PATIENCE, |line| {
@@ -43,10 +44,14 @@ async fn a_push_only_device_takes_an_image_without_a_server() {
     std::fs::write(dir.join("slot-a"), firmware(1, 1_000)).unwrap();
     let (mut agent, addr) = push_only_agent(&dir);
 
-    // ViperHTTP's documented flow, without a token (none is configured).
+    // ViperHTTP's documented flow, with its bearer token.
     let image = firmware(2, 30_000);
     let client = reqwest::Client::new();
-    let post = |route: &str| client.post(format!("http://{addr}/ota/{route}"));
+    let post = |route: &str| {
+        client
+            .post(format!("http://{addr}/ota/{route}"))
+            .bearer_auth("s3cret")
+    };
     let begun = post("begin")
         .json(&json!({ "size": image.len() }))
         .send()

@@ -203,6 +203,7 @@ async fn the_code_variant_end_to_end() {
             sha256: sha256.clone(),
             set_boot: true,
             reboot: true,
+            manifest: None,
         }
     );
     let status = device.status().await;

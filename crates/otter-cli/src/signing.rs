@@ -138,8 +138,21 @@ fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A key, root, manifest or signature file: small documents, so one over 1 MiB is refused
+/// before it is read into memory and parsed.
 fn read_text(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    const MAX_METADATA: u64 = 1 << 20;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_METADATA + 1), &mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > MAX_METADATA {
+        anyhow::bail!(
+            "{} is larger than {MAX_METADATA} bytes: not a key, root or manifest",
+            path.display()
+        );
+    }
+    Ok(text)
 }
 
 pub fn read_private(path: &Path) -> anyhow::Result<PrivateKey> {

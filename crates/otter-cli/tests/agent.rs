@@ -105,8 +105,9 @@ fn agent(server: &str, dir: &Path, extra: &[&str]) -> (bool, String) {
 }
 
 /// A daemon agent that also takes pushes (token `s3cret`) on a port it picks; `server` `None`
-/// makes it a push-only device. Returns it and the address it listens on.
-fn listening_agent(server: Option<&str>, dir: &Path) -> (Watched, SocketAddr) {
+/// makes it a push-only device; `extra` are more arguments. Returns it and the address it
+/// listens on.
+fn listening_agent(server: Option<&str>, dir: &Path, extra: &[&str]) -> (Watched, SocketAddr) {
     let slots = format!(
         "{},{}",
         dir.join("slot-a").display(),
@@ -135,6 +136,7 @@ fn listening_agent(server: Option<&str>, dir: &Path) -> (Watched, SocketAddr) {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .arg("--state")
         .arg(dir.join("agent-state"));
     let process = Watched::spawn(command);
@@ -359,7 +361,7 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let server = serve(&dir, &[]);
     admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, addr) = listening_agent(Some(server.url()), &dir);
+    let (mut agent_process, addr) = listening_agent(Some(server.url()), &dir, &[]);
     let base = format!("http://{addr}/ota");
     let client = reqwest::Client::new();
     // Wrong token: refused.
@@ -438,7 +440,7 @@ fn otter_push_updates_an_agent_on_the_lan() {
     let server = serve(dir, &[]);
     admin(&server, &["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, addr) = listening_agent(Some(server.url()), dir);
+    let (mut agent_process, addr) = listening_agent(Some(server.url()), dir, &[]);
     let push = |file: &Path, extra: &[&str]| otter_push(addr, file, extra);
     let first = dir.join("first.bin");
     std::fs::write(&first, image(3, 50_000)).unwrap();
@@ -495,7 +497,7 @@ fn a_push_only_agent_needs_no_server() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let (mut agent_process, addr) = listening_agent(None, dir);
+    let (mut agent_process, addr) = listening_agent(None, dir, &[]);
     let file = dir.join("lan.bin");
     std::fs::write(&file, image(6, 40_000)).unwrap();
     let out = otter_push(addr, &file, &["--token", "s3cret", "--reboot"]);
@@ -511,7 +513,7 @@ fn a_push_only_agent_needs_no_server() {
 
     // The next boot, healthy: slot B is committed with no server to report to, and the device
     // goes on taking pushes.
-    let (_agent_process, _) = listening_agent(None, dir);
+    let (_agent_process, _) = listening_agent(None, dir, &[]);
     otter_testkit::wait::wait_until(PATIENCE, "slot B is committed", || {
         let s = state(dir);
         (s["active"] == 1 && s["pending"].is_null())
@@ -906,4 +908,70 @@ async fn the_online_key_cannot_move_trusted_time_ahead_of_the_clock() {
 
 fn state_file_missing_or_unpending(dir: &Path) -> bool {
     !dir.join("agent-state/state.json").exists() || state(dir)["pending"].is_null()
+}
+
+/// Hole: pushes skipped every signature check, so anyone on the LAN (or with the token) could
+/// push any image to a device that otherwise installs only signed releases. With a root, a push
+/// needs its signed manifest, and the bytes must be the ones it signs.
+#[test]
+fn a_device_with_a_root_takes_only_signed_pushes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let gateway = SignedGateway::start(dir);
+    let genuine = gateway.release("1.0.0", 5, "stable", &[]);
+    let fw = gateway.path("fw-1.0.0.bin");
+    let manifest = gateway.path("m-1.0.0.json");
+    let root = gateway.path("root-1.json");
+    let (mut device, addr) = listening_agent(None, dir, &["--root", &root, "--hw-id", "gw-rev-b"]);
+    let evil = dir.join("evil.bin");
+    std::fs::write(&evil, image(66, genuine.len())).unwrap();
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // A plain ViperHTTP push (either variant): refused before a byte is written.
+    for protocol in ["viper", "viper-doc"] {
+        let out = otter_push(addr, &evil, &["--token", "s3cret", "--protocol", protocol]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("installs only signed images"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Other bytes under a genuine manifest: refused, and nothing of them is left in the slot.
+    let out = otter_push(addr, &evil, &["--token", "s3cret", "--manifest", &manifest]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the image is refused"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::metadata(dir.join("slot-b")).unwrap().len(), 0);
+    // The signed image with its manifest: installed as the release it is.
+    let out = otter_push(
+        addr,
+        Path::new(&fw),
+        &["--token", "s3cret", "--manifest", &manifest, "--reboot"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(device.wait(PATIENCE).success(), "{}", device.output());
+    assert_eq!(state(dir)["pending"]["version"], "1.0.0");
+    assert_eq!(state(dir)["pending"]["security_counter"], 2);
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), genuine);
+}
+
+/// A push receiver without a token would take images from anyone on the LAN.
+#[test]
+fn listening_for_pushes_needs_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slots = format!("{0}/a,{0}/b", tmp.path().display());
+    let out = Command::new(OTTER)
+        .args(["agent", "--listen", "127.0.0.1:0", "--slots", &slots])
+        .arg("--state")
+        .arg(tmp.path())
+        .env_remove("OTTER_PUSH_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--push-token"), "{stderr}");
 }

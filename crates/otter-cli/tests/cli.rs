@@ -2018,3 +2018,24 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
             .ok_or(answer)
     });
 }
+
+/// Keys, roots and manifests are small documents: a file the size of a disk image given by
+/// mistake (or by an attacker) is refused before it is read into memory and parsed.
+#[test]
+fn metadata_files_are_capped_before_parsing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("root-1.json");
+    std::fs::write(&big, vec![b' '; (1 << 20) + 1]).unwrap();
+    for args in [
+        vec!["keys", "show", path(&big)],
+        vec!["root", "next", path(&big), "-o", "/dev/null"],
+    ] {
+        let run = otter(&args, &[]);
+        assert!(!run.output.status.success(), "{args:?}");
+        assert!(
+            run.stderr.contains("larger than 1048576 bytes"),
+            "{}",
+            run.stderr
+        );
+    }
+}

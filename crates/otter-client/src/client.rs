@@ -18,6 +18,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// The largest API answer read: a page of a list is far smaller; anything larger is not an
+/// answer of otter's (a broken proxy, or a server feeding the CLI without end).
+const MAX_ANSWER: usize = 64 << 20;
+
 /// Where the admin token is looked for when neither `--token` nor `OTTER_TOKEN` is given.
 const TOKEN_FILE: &str = "admin-token";
 /// The data directory `otter serve` uses by default, relative to the working directory.
@@ -311,9 +315,19 @@ impl Client {
                 }
             }
         };
-        let response = build(request).send().await.map_err(transport)?;
+        let mut response = build(request).send().await.map_err(transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
+        // Read whole before parsing, so bounded: an answer past the cap is not otter's.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(Error::BadResponse {
+                    url,
+                    cause: format!("the answer is larger than {MAX_ANSWER} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
             // An empty answer (204) reads as JSON `null`, so `()` can be asked for.
             let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };

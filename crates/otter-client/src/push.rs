@@ -73,6 +73,10 @@ pub struct PushArgs {
     /// Replace a push already in progress on the device.
     #[arg(long)]
     force: bool,
+    /// The image's signed release manifest (`otter release sign`), which a device with a root
+    /// of trust requires; sent base64-encoded in the X-OTA-Manifest header of `begin`.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
 }
 
 /// The variants of ViperHTTP's OTA protocol.
@@ -97,7 +101,12 @@ impl PushArgs {
         if image.size == 0 {
             anyhow::bail!("{} is empty", image.path.display());
         }
+        let manifest = match &self.manifest {
+            Some(path) => Some(read_manifest(path)?),
+            None => None,
+        };
         let device = Device {
+            manifest,
             http: reqwest::Client::builder()
                 .user_agent(concat!("otter/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(10))
@@ -160,6 +169,17 @@ impl PushArgs {
     }
 }
 
+/// A signed manifest file, base64-encoded for the X-OTA-Manifest header. Manifests are small;
+/// a file over 1 MiB is not one.
+fn read_manifest(path: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.len() > 1 << 20 {
+        anyhow::bail!("{} is too large to be a release manifest", path.display());
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(text))
+}
+
 /// Why a request to the device failed.
 #[derive(Debug, thiserror::Error)]
 enum DeviceError {
@@ -197,6 +217,8 @@ impl DeviceError {
 
 /// A device's OTA endpoint.
 struct Device {
+    /// The signed manifest to send with `begin`, base64-encoded.
+    manifest: Option<String>,
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
@@ -224,6 +246,15 @@ impl Device {
 
     fn post(&self, route: &str) -> RequestBuilder {
         self.request(reqwest::Method::POST, self.url(route))
+    }
+
+    /// `POST /ota/begin`, with the signed manifest when there is one.
+    fn begin(&self) -> RequestBuilder {
+        let request = self.post("begin");
+        match &self.manifest {
+            Some(manifest) => request.header("X-OTA-Manifest", manifest),
+            None => request,
+        }
     }
 
     async fn status(&self) -> Result<Value, DeviceError> {
@@ -270,7 +301,7 @@ impl Push<'_> {
         });
         let begun = self
             .device
-            .send(self.device.post("begin").json(&begin))
+            .send(self.device.begin().json(&begin))
             .await
             .map_err(|e| self.begin_failed(e))?;
         let id = begun
@@ -393,7 +424,7 @@ impl Push<'_> {
         if force {
             begin["force"] = json!(true);
         }
-        let begun = self.device.send(self.device.post("begin").json(&begin));
+        let begun = self.device.send(self.device.begin().json(&begin));
         begun.await.map_err(|e| self.begin_failed(e))?;
         self.start_progress();
         let mut file = self.open().await?;

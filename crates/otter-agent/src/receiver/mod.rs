@@ -41,6 +41,8 @@
 mod body;
 
 use std::io;
+
+use base64::Engine;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -68,6 +70,11 @@ use body::{ChunkBody, Params};
 /// How long a session may go without receiving data before it is aborted, unless configured.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The header that carries an image's signed release manifest (base64 of its DSSE envelope) on
+/// `begin` or `upload`: otter's extension of both variants, for devices that install only
+/// signed images.
+pub const MANIFEST_HEADER: &str = "x-ota-manifest";
+
 /// Begin and finalize parameters are a few short fields; anything larger is not one of them.
 const PARAMS_LIMIT: usize = 64 * 1024;
 
@@ -84,6 +91,8 @@ pub struct ReceiverConfig {
     pub staging: PathBuf,
     /// The largest image accepted, in bytes (the slot's size).
     pub capacity: u64,
+    /// Refuse a push that comes without its signed manifest ([`MANIFEST_HEADER`]).
+    pub signed_only: bool,
 }
 
 /// Keeps the token out of logs.
@@ -94,6 +103,7 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("staging", &self.staging)
             .field("capacity", &self.capacity)
+            .field("signed_only", &self.signed_only)
             .finish()
     }
 }
@@ -106,6 +116,7 @@ impl ReceiverConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             staging: staging.into(),
             capacity,
+            signed_only: false,
         }
     }
 }
@@ -122,7 +133,15 @@ pub struct Received {
     pub set_boot: bool,
     /// The pusher wants the device to restart into it afterwards.
     pub reboot: bool,
+    /// The signed release manifest (DSSE envelope JSON) that came with it, if any.
+    pub manifest: Option<String>,
 }
+
+/// An installer's refusal of the image itself (its signature, its counter…), as opposed to a
+/// failure to install it: the pusher hears why, with a 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 /// What an installer reports when it fails; it is logged, and the pusher hears a generic 500.
 pub type InstallError = Box<dyn std::error::Error + Send + Sync>;
@@ -169,6 +188,7 @@ struct Session {
     last_data: Instant,
     expected_size: Option<u64>,
     expected_sha256: Option<String>,
+    manifest: Option<String>,
     written: u64,
     file: File,
     hasher: Sha256,
@@ -181,6 +201,11 @@ struct Session {
 pub enum PushError {
     #[error("invalid ota token")]
     Unauthorized,
+    #[error(
+        "this device installs only signed images: send the release manifest in the \
+         X-OTA-Manifest header (otter push --manifest)"
+    )]
+    Unsigned,
     /// A malformed parameter or body, or a chunk that does not fit.
     #[error("{0}")]
     Invalid(String),
@@ -224,6 +249,7 @@ impl PushError {
     pub fn status(&self) -> StatusCode {
         match self {
             PushError::Unauthorized => StatusCode::UNAUTHORIZED,
+            PushError::Unsigned => StatusCode::FORBIDDEN,
             PushError::Invalid(_) | PushError::Interrupted(_) => StatusCode::BAD_REQUEST,
             PushError::AlreadyActive
             | PushError::Installing
@@ -323,6 +349,7 @@ async fn status(State(receiver): State<Arc<Receiver>>) -> Json<Value> {
 /// `POST /ota/begin` → the status snapshot, plus the new `session_id` (the docs' "session
 /// identifier").
 async fn begin(State(receiver): State<Arc<Receiver>>, request: Request) -> PushResult<Json<Value>> {
+    let manifest = manifest_header(&request)?;
     let (params, _) = Params::read(request, PARAMS_LIMIT).await?;
     // `size` is the documented variant's name for `expected_size`.
     let expected_size = match params.count("expected_size")? {
@@ -334,6 +361,7 @@ async fn begin(State(receiver): State<Arc<Receiver>>, request: Request) -> PushR
             expected_size,
             params.sha256("expected_sha256")?,
             params.flag("force", false),
+            manifest,
         )
         .await?;
     let mut body = receiver.snapshot(&*receiver.state.lock().await);
@@ -395,6 +423,7 @@ async fn upload(
 ) -> PushResult<Json<Value>> {
     let uri = request.uri().clone();
     let query = Params::query(&uri);
+    let manifest = manifest_header(&request)?;
     let body = ChunkBody::read(&receiver, request).await?;
     let params = body.params().unwrap_or(&query);
     let expected_sha256 = params.sha256("expected_sha256")?;
@@ -402,7 +431,9 @@ async fn upload(
     if body.len() == Some(0) {
         return Err(PushError::invalid("empty upload body"));
     }
-    let id = receiver.begin(body.len(), expected_sha256, true).await?;
+    let id = receiver
+        .begin(body.len(), expected_sha256, true, manifest)
+        .await?;
     let written = match receiver.write_chunk(id, None, body).await {
         Ok(0) => Err(PushError::invalid("empty upload body")),
         other => other,
@@ -432,6 +463,18 @@ async fn mark_valid(State(receiver): State<Arc<Receiver>>) -> PushResult<Json<Va
         return Err(PushError::MarkValid);
     }
     Ok(Json(json!({ "ok": true })))
+}
+
+/// The signed manifest of [`MANIFEST_HEADER`], decoded, if the request has one.
+fn manifest_header(request: &Request) -> PushResult<Option<String>> {
+    let Some(value) = request.headers().get(MANIFEST_HEADER) else {
+        return Ok(None);
+    };
+    let invalid = || PushError::invalid("X-OTA-Manifest is not the base64 of a manifest");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.as_bytes())
+        .map_err(|_| invalid())?;
+    String::from_utf8(bytes).map(Some).map_err(|_| invalid())
 }
 
 struct Finalize {
@@ -466,7 +509,11 @@ impl Receiver {
         expected_size: Option<u64>,
         expected_sha256: Option<String>,
         force: bool,
+        manifest: Option<String>,
     ) -> PushResult<u64> {
+        if self.config.signed_only && manifest.is_none() {
+            return Err(PushError::Unsigned);
+        }
         let mut state = self.state.lock().await;
         if state.installing {
             return Err(PushError::Installing);
@@ -498,6 +545,7 @@ impl Receiver {
             last_data: now,
             expected_size,
             expected_sha256,
+            manifest,
             written: 0,
             file,
             hasher: Sha256::new(),
@@ -753,6 +801,7 @@ impl Receiver {
             file,
             written,
             expected_size,
+            manifest,
             ..
         } = session;
         file.sync_all()
@@ -765,8 +814,15 @@ impl Receiver {
             sha256: sha256.clone(),
             set_boot: options.set_boot,
             reboot: options.reboot,
+            manifest,
         };
         if let Err(e) = self.installer.install(received).await {
+            if let Some(refused) = e.downcast_ref::<Refused>() {
+                tracing::warn!(session = id, error = %refused, "ota push: image refused");
+                return Err(PushError::invalid(format!(
+                    "the image is refused: {refused}"
+                )));
+            }
             tracing::error!(session = id, error = %e, "ota push: installing the image failed");
             return Err(PushError::Install);
         }

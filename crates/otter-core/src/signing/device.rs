@@ -121,18 +121,10 @@ impl TrustState {
                 "the manifest is not the one the response names (mix-and-match)".into(),
             ));
         }
-        if manifest.product != self.root.product
-            || Some(&manifest.version) != response.version.as_ref()
-        {
+        if Some(&manifest.version) != response.version.as_ref() {
             return Err(SigningError::Mismatch(
                 "the manifest is for another release".into(),
             ));
-        }
-        if !manifest.is_for_channel(&response.channel) {
-            return Err(SigningError::Mismatch(format!(
-                "the release is not signed for channel {:?}",
-                response.channel
-            )));
         }
         if is_older(&manifest.version, response.current.as_deref()) && response.downgrade.is_none()
         {
@@ -140,6 +132,46 @@ impl TrustState {
                 "{} is older than the running {}, and the response gives no reason to go back",
                 manifest.version,
                 response.current.as_deref().unwrap_or_default()
+            )));
+        }
+        self.check_release(&manifest, &response.channel, hw_id)?;
+        Ok(manifest)
+    }
+
+    /// Checks the manifest that came with an image pushed over the LAN, where there is no
+    /// server and so no signed answer: the release threshold of the newest root the device
+    /// has, expiry at `now` (or the trusted time), product, channel, hardware and counter. The
+    /// caller then checks the pushed bytes with [`ArtifactCheck`].
+    pub fn check_pushed_manifest(
+        &self,
+        envelope: &Envelope,
+        channel: &str,
+        hw_id: &str,
+        now: i64,
+    ) -> Result<ReleaseManifest, SigningError> {
+        let at = now.max(self.trusted_time);
+        self.root.check_fresh(at)?;
+        let (manifest, _) = ReleaseManifest::open(envelope, &self.root, at)?;
+        self.check_release(&manifest, channel, hw_id)?;
+        Ok(manifest)
+    }
+
+    /// What a release must be for this device, however it arrived: for its product, signed for
+    /// its channel and hardware, and not below its security counter.
+    fn check_release(
+        &self,
+        manifest: &ReleaseManifest,
+        channel: &str,
+        hw_id: &str,
+    ) -> Result<(), SigningError> {
+        if manifest.product != self.root.product {
+            return Err(SigningError::Mismatch(
+                "the manifest is for another product".into(),
+            ));
+        }
+        if !manifest.is_for_channel(channel) {
+            return Err(SigningError::Mismatch(format!(
+                "the release is not signed for channel {channel:?}"
             )));
         }
         if !manifest.hw_ids.is_empty() && !manifest.hw_ids.iter().any(|h| h == hw_id) {
@@ -153,7 +185,7 @@ impl TrustState {
                 got: manifest.security_counter,
             });
         }
-        Ok(manifest)
+        Ok(())
     }
 
     /// Records an installed release: its counter becomes the floor.
