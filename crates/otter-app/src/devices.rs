@@ -118,13 +118,8 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
         app.device_changed(&index, &report.device, Some(&report.version), &channel);
         app.seen
             .record_in_order(DeviceSeen {
-                product: product.to_owned(),
-                id: report.device,
                 current_version: Some(report.version),
-                current_hash: None,
-                channel,
-                at,
-                attributes: None,
+                ..DeviceSeen::new(product.to_owned(), report.device, channel, at)
             })
             .await;
     }

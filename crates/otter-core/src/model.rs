@@ -393,7 +393,8 @@ pub struct Device {
     pub attributes: serde_json::Value,
 }
 
-/// One sighting of a device, from a check-in or a report; written in batches.
+/// One sighting of a device, from a check-in or a report (or several sightings folded into one
+/// by [`DeviceSeen::absorb`]); written in batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSeen {
     pub product: String,
@@ -401,9 +402,51 @@ pub struct DeviceSeen {
     pub current_version: Option<String>,
     pub current_hash: Option<String>,
     pub channel: String,
+    /// When the device was seen (the newest of folded sightings).
     pub at: i64,
+    /// The oldest of folded sightings (`at` for one sighting): a new device's first-seen time.
+    pub first_at: i64,
     /// Replaces the device's attributes when given.
     pub attributes: Option<serde_json::Value>,
+}
+
+impl DeviceSeen {
+    /// One sighting of `id` at `at`, with nothing said about what it runs.
+    pub fn new(product: String, id: String, channel: String, at: i64) -> Self {
+        DeviceSeen {
+            product,
+            id,
+            current_version: None,
+            current_hash: None,
+            channel,
+            at,
+            first_at: at,
+            attributes: None,
+        }
+    }
+
+    /// Folds `later`, a sighting of the same device that came after this one, into this one,
+    /// leaving what writing both in turn would leave: the newer by `at` wins (on a tie, `later`),
+    /// and a sighting that does not say its version, hash or attributes keeps the ones before.
+    /// Lets a batch write a device once however often it was seen.
+    pub fn absorb(&mut self, later: DeviceSeen) {
+        debug_assert!(self.product == later.product && self.id == later.id);
+        self.first_at = self.first_at.min(later.first_at);
+        if later.at < self.at {
+            return;
+        }
+        self.at = later.at;
+        self.channel = later.channel;
+        if later.current_version.is_some() {
+            self.current_version = later.current_version;
+        }
+        if later.current_hash.is_some() {
+            self.current_hash = later.current_hash;
+        }
+        if later.attributes.is_some() {
+            self.attributes = later.attributes;
+        }
+    }
 }
 
 /// A device API key of a product (THiNX's `Authentication` header); the key itself is shown
