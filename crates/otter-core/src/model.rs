@@ -740,4 +740,24 @@ mod tests {
             assert_eq!(state.as_str().parse::<ReportState>(), Ok(state));
         }
     }
+
+    /// Folding sightings leaves what writing them in turn would: the newest wins (the later on
+    /// a tie), one that says nothing of its version keeps the one before, first_at is the oldest.
+    #[test]
+    fn absorb_keeps_what_writing_in_turn_would() {
+        let seen = |version: Option<&str>, channel: &str, at| DeviceSeen {
+            current_version: version.map(str::to_owned),
+            ..DeviceSeen::new("p".into(), "d".into(), channel.into(), at)
+        };
+        let mut folded = seen(Some("1.0.0"), "stable", 10);
+        folded.absorb(seen(None, "beta", 12));
+        assert_eq!(folded.current_version.as_deref(), Some("1.0.0"));
+        assert_eq!((folded.channel.as_str(), folded.at), ("beta", 12));
+        folded.absorb(seen(Some("2.0.0"), "beta", 12));
+        assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
+        // An older sighting, arriving late, changes nothing but the first-seen time.
+        folded.absorb(seen(Some("0.9.0"), "stable", 7));
+        assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
+        assert_eq!((folded.first_at, folded.at), (7, 12));
+    }
 }
