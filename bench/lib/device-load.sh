@@ -21,6 +21,7 @@ fi
 OTTER_PID=""
 WRK_PIDS=()
 PG_DATA=""
+PG_DIRS=()
 RUN_AS=()
 
 stop_pid() { # pid
@@ -48,10 +49,11 @@ stop_otter() {
 }
 
 cleanup() {
-  local rc=$? pid
+  local rc=$? pid dir
   trap - EXIT INT TERM
   for pid in "${WRK_PIDS[@]}"; do stop_pid "$pid"; done
   stop_otter
+  for dir in "${PG_DIRS[@]}"; do rm -rf "$dir"; done
   if [[ $OWN_TMP -eq 1 ]]; then rm -rf "$BENCH_TMP"; fi
   exit "$rc"
 }
@@ -76,9 +78,12 @@ free_port() {
 # A throwaway cluster on loopback, as crates/otter-testkit/src/postgres.rs starts one; prints
 # its URL. Durability is off (fsync, synchronous commit), as in the tests: the figures measure
 # otter and the database's CPU, not a shared disk.
+# The cluster lives in a directory of its own under /tmp, since as root it runs as the postgres
+# user, who cannot enter BENCH_TMP (0700).
 start_postgres() {
-  local dir="$BENCH_TMP/pg-$RANDOM" port
-  mkdir -p "$dir"
+  local dir port
+  dir="$(mktemp -d /tmp/otter-bench-pg.XXXXXX)"
+  PG_DIRS+=("$dir")
   if [[ "$(id -u)" -eq 0 ]]; then
     RUN_AS=(runuser -u postgres --)
     chown postgres "$dir"
@@ -110,13 +115,14 @@ start_otter() { # database [serve args...]
   fi
   port="$(free_port)"
   BASE="http://127.0.0.1:$port"
-  env -u OTTER_CONFIG -u OTTER_DATABASE_URL_FILE OTTER_DATABASE_URL="$url" \
-    OTTER_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn \
+  local env_args=(-u OTTER_CONFIG -u OTTER_DATABASE_URL -u OTTER_DATABASE_URL_FILE)
+  [[ -n "$url" ]] && env_args+=(OTTER_DATABASE_URL="$url")
+  env "${env_args[@]}" OTTER_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn \
     "$OTTER_BIN" serve --listen "127.0.0.1:$port" --data "$data" "$@" \
     >"$BENCH_TMP/otter.log" 2>&1 &
   OTTER_PID=$!
   for _ in $(seq 1 120); do
-    kill -0 "$OTTER_PID" 2>/dev/null || die "otter exited (see $BENCH_TMP/otter.log)"
+    kill -0 "$OTTER_PID" 2>/dev/null || die "otter exited: $(tail -n 5 "$BENCH_TMP/otter.log")"
     curl -sf -o /dev/null "$BASE/healthz" && break
     sleep 0.25
   done

@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub struct SeenQueue {
     wake: Notify,
     /// Wakes `record_in_order` callers waiting for room: the writer took what was pending.
     room: Notify,
+    /// Devices of the batch being written.
+    writing: AtomicUsize,
     dropped: AtomicU64,
     over_limit: AtomicU64,
 }
@@ -108,6 +110,7 @@ impl SeenQueue {
             max_devices,
             wake: Notify::new(),
             room: Notify::new(),
+            writing: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             over_limit: AtomicU64::new(0),
         });
@@ -174,9 +177,9 @@ impl SeenQueue {
         self.over_limit.load(Ordering::Relaxed)
     }
 
-    /// Devices waiting to be written.
+    /// Devices waiting to be written, the batch being written included.
     pub fn depth(&self) -> usize {
-        self.lock().devices.len()
+        self.lock().devices.len() + self.writing.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -189,7 +192,10 @@ async fn write_batches(queue: Arc<SeenQueue>, store: Arc<dyn Store>) {
     loop {
         let (batch, closed) = {
             let mut pending = queue.lock();
-            (std::mem::take(&mut pending.devices), pending.closed)
+            let batch = std::mem::take(&mut pending.devices);
+            // Under the lock, so depth() never misses the devices on their way to the writer.
+            queue.writing.store(batch.len(), Ordering::Relaxed);
+            (batch, pending.closed)
         };
         if batch.is_empty() {
             if closed {
@@ -212,6 +218,7 @@ async fn write_batches(queue: Arc<SeenQueue>, store: Arc<dyn Store>) {
                     tracing::warn!(error = %e, count = chunk.len(), "could not record device sightings");
                 }
             }
+            queue.writing.fetch_sub(chunk.len(), Ordering::Relaxed);
         }
     }
 }
