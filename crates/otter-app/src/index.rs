@@ -174,13 +174,14 @@ impl ProductIndex {
             None => (None, None),
         };
         DeviceSeen {
-            product: self.product.name.clone(),
-            id: device,
             current_version,
             current_hash,
-            channel: channel.to_owned(),
-            at: otter_store::now(),
-            attributes: None,
+            ..DeviceSeen::new(
+                self.product.name.clone(),
+                device,
+                channel.to_owned(),
+                otter_store::now(),
+            )
         }
     }
 }

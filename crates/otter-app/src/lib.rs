@@ -197,7 +197,11 @@ impl App {
 
         let index = CheckIndex::load(&*store).await?;
         let tokens = AdminTokens::load(&*store).await?;
-        let (seen, seen_writer) = SeenQueue::start(store.clone(), config.seen_queue);
+        let (seen, seen_writer) = SeenQueue::start(
+            store.clone(),
+            config.seen_queue,
+            (config.max_devices_per_product > 0).then_some(config.max_devices_per_product),
+        );
         let online_key = trust::load_online_key(data, config.online_key_file.as_deref())?;
         let app = App(Arc::new(Inner {
             address_limit: Limiter::new(config.rate_limit_address),

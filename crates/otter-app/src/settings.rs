@@ -292,6 +292,16 @@ pub struct Settings {
     )]
     pub rate_limit_device: RateLimit,
 
+    /// Most devices one product records (0: no limit); check-ins of further new devices are
+    /// answered but not recorded.
+    #[arg(
+        long,
+        env = "OTTER_MAX_DEVICES_PER_PRODUCT",
+        value_name = "COUNT",
+        default_value = "100000"
+    )]
+    pub max_devices_per_product: u64,
+
     /// Log format; the level is set with RUST_LOG (default info).
     #[arg(long, env = "OTTER_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -301,7 +311,7 @@ pub struct Settings {
     #[arg(skip = Duration::from_millis(500))]
     pub catalog_poll: Duration,
 
-    /// Capacity of the device-sighting queue (not a flag: tests shrink it).
+    /// Most devices whose sightings wait to be written at once (not a flag: tests shrink it).
     #[arg(skip = 65_536_usize)]
     pub seen_queue: usize,
 }

@@ -18,8 +18,8 @@ use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AccessStore, CatalogChanges, DeviceStore, NewReport, OttStore, PageRequest, ProductStore,
-    ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
+    AccessStore, CatalogChanges, DeviceStore, NewReport, OttStore, OverLimit, PageRequest,
+    ProductStore, ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
 };
 
 const PRODUCTS: usize = 50_000;
@@ -161,9 +161,13 @@ impl ReleaseStore for Counting {
 
 #[async_trait]
 impl DeviceStore for Counting {
-    async fn record_seen(&self, seen: &[DeviceSeen]) -> Result<()> {
+    async fn record_seen(
+        &self,
+        seen: &[DeviceSeen],
+        max_devices: Option<u64>,
+    ) -> Result<OverLimit> {
         self.count("record_seen");
-        self.inner.record_seen(seen).await
+        self.inner.record_seen(seen, max_devices).await
     }
     async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>> {
         self.count("list_devices");

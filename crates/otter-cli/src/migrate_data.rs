@@ -247,10 +247,12 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 current_hash: device.current_hash.clone(),
                 channel: device.channel.clone(),
                 at,
+                first_at: at,
                 attributes: Some(device.attributes.clone()),
             };
+            // No device cap: a migration copies every device there is.
             to.store
-                .record_seen(&[at(device.first_seen), at(device.last_seen)])
+                .record_seen(&[at(device.first_seen), at(device.last_seen)], None)
                 .await?;
             if device.auto_update {
                 to.store

@@ -393,7 +393,8 @@ pub struct Device {
     pub attributes: serde_json::Value,
 }
 
-/// One sighting of a device, from a check-in or a report; written in batches.
+/// One sighting of a device, from a check-in or a report (or several sightings folded into one
+/// by [`DeviceSeen::absorb`]); written in batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSeen {
     pub product: String,
@@ -401,9 +402,50 @@ pub struct DeviceSeen {
     pub current_version: Option<String>,
     pub current_hash: Option<String>,
     pub channel: String,
+    /// When the device was seen (the newest of folded sightings).
     pub at: i64,
+    /// The oldest of folded sightings (`at` for one sighting): a new device's first-seen time.
+    pub first_at: i64,
     /// Replaces the device's attributes when given.
     pub attributes: Option<serde_json::Value>,
+}
+
+impl DeviceSeen {
+    /// One sighting of `id` at `at`, with nothing said about what it runs.
+    pub fn new(product: String, id: String, channel: String, at: i64) -> Self {
+        DeviceSeen {
+            product,
+            id,
+            current_version: None,
+            current_hash: None,
+            channel,
+            at,
+            first_at: at,
+            attributes: None,
+        }
+    }
+
+    /// Folds `later`, a sighting of the same device that came after this one, into this one,
+    /// leaving what writing both in turn would leave: the newer by `at` wins (on a tie, `later`),
+    /// a sighting that says what it runs (version or hash) replaces both, and one that says
+    /// neither, or no attributes, keeps the ones before.
+    /// Lets a batch write a device once however often it was seen.
+    pub fn absorb(&mut self, later: DeviceSeen) {
+        debug_assert!(self.product == later.product && self.id == later.id);
+        self.first_at = self.first_at.min(later.first_at);
+        if later.at < self.at {
+            return;
+        }
+        self.at = later.at;
+        self.channel = later.channel;
+        if later.current_version.is_some() || later.current_hash.is_some() {
+            self.current_version = later.current_version;
+            self.current_hash = later.current_hash;
+        }
+        if later.attributes.is_some() {
+            self.attributes = later.attributes;
+        }
+    }
 }
 
 /// A device API key of a product (THiNX's `Authentication` header); the key itself is shown
@@ -696,5 +738,32 @@ mod tests {
         for state in ReportState::ALL {
             assert_eq!(state.as_str().parse::<ReportState>(), Ok(state));
         }
+    }
+
+    /// Folding sightings leaves what writing them in turn would: the newest wins (the later on
+    /// a tie), one that says nothing of its version keeps the one before, first_at is the oldest.
+    #[test]
+    fn absorb_keeps_what_writing_in_turn_would() {
+        let seen = |version: Option<&str>, channel: &str, at| DeviceSeen {
+            current_version: version.map(str::to_owned),
+            ..DeviceSeen::new("p".into(), "d".into(), channel.into(), at)
+        };
+        let mut folded = seen(Some("1.0.0"), "stable", 10);
+        folded.absorb(seen(None, "beta", 12));
+        assert_eq!(folded.current_version.as_deref(), Some("1.0.0"));
+        assert_eq!((folded.channel.as_str(), folded.at), ("beta", 12));
+        folded.absorb(seen(Some("2.0.0"), "beta", 12));
+        assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
+        // A hash alone (an image the server could not name) replaces the version too.
+        let mut unknown = seen(None, "beta", 12);
+        unknown.current_hash = Some("ab".repeat(32));
+        let mut hashed = folded.clone();
+        hashed.absorb(unknown);
+        assert_eq!(hashed.current_version, None);
+        assert_eq!(hashed.current_hash, Some("ab".repeat(32)));
+        // An older sighting, arriving late, changes nothing but the first-seen time.
+        folded.absorb(seen(Some("0.9.0"), "stable", 7));
+        assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
+        assert_eq!((folded.first_at, folded.at), (7, 12));
     }
 }

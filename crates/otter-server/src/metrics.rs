@@ -108,6 +108,7 @@ pub async fn render(State(app): State<App>) -> Response {
     let handle = handle();
     gauge!("otter_sighting_queue_depth").set(app.seen.depth() as f64);
     counter!("otter_sightings_dropped_total").absolute(app.seen.dropped());
+    counter!("otter_devices_over_limit_total").absolute(app.seen.over_limit());
     match app.store.all_uploads().await {
         Ok(sessions) => gauge!("otter_upload_sessions").set(sessions.len() as f64),
         Err(e) => return ApiError::from(e).into_response(),

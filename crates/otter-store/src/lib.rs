@@ -142,11 +142,19 @@ pub trait ReleaseStore: Send + Sync {
     ) -> Result<Release>;
 }
 
+/// New devices that a batch of sightings did not record because their product already had as
+/// many devices as it may, by product.
+pub type OverLimit = std::collections::BTreeMap<String, u64>;
+
 /// Devices and what they report.
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
-    /// Upserts a batch of sightings in one transaction; later sightings of a device win.
-    async fn record_seen(&self, seen: &[DeviceSeen]) -> Result<()>;
+    /// Upserts a batch of sightings in one transaction; later sightings of a device win (as
+    /// [`DeviceSeen::absorb`] folds them). With `max_devices`, a device its product has never
+    /// seen is recorded only while the product has fewer devices than that; the others are
+    /// counted in the answer, and devices already known are updated as always.
+    async fn record_seen(&self, seen: &[DeviceSeen], max_devices: Option<u64>)
+    -> Result<OverLimit>;
     /// A product's devices by id.
     async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>>;
     async fn get_device(&self, product: &str, id: &str) -> Result<Option<Device>>;

@@ -49,6 +49,7 @@ pub async fn status(_: Admin, State(app): State<App>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "seenQueueDepth": app.seen.depth(),
         "seenDropped": app.seen.dropped(),
+        "devicesOverLimit": app.seen.over_limit(),
         "expiringSignatures": otter_app::trust::expiring(&app, otter_store::now()),
     }))
 }

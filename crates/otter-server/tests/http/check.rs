@@ -490,6 +490,54 @@ async fn checks_record_devices() {
     expect_error(resp, 404, "product_not_found").await;
 }
 
+/// `--max-devices-per-product`: once a product has that many devices, a new device's check is
+/// answered as usual but the device is not recorded (counted in `otter_devices_over_limit_total`),
+/// while the devices it knows go on updating.
+#[tokio::test]
+async fn a_product_at_its_device_cap_records_no_new_device() {
+    let srv = TestServer::with_config(otter_server::Settings {
+        max_devices_per_product: 3,
+        ..test_config()
+    })
+    .await;
+    srv.create_product("door", "semver").await;
+    srv.release("door", "1.1.0", json!({})).await;
+    for id in ["d1", "d2", "d3"] {
+        srv.check("door", &format!("current=1.0.0&device={id}"))
+            .await;
+        wait_for_device(&srv, "door", id, "currentVersion", &json!("1.0.0")).await;
+    }
+
+    let answer = srv.check("door", "current=1.0.0&device=d4").await;
+    assert_eq!(answer["manifest"]["version"], "1.1.0", "{answer}");
+    eventually("one device over the cap", async || {
+        let status = srv.get_json("/api/v1/status").await;
+        match status["devicesOverLimit"].as_u64() {
+            Some(1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let metrics = srv.anon(Method::GET, "/metrics").send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("otter_devices_over_limit_total 1"),
+        "{metrics}"
+    );
+
+    for id in ["d1", "d2", "d3"] {
+        srv.check("door", &format!("current=1.1.0&device={id}"))
+            .await;
+        wait_for_device(&srv, "door", id, "currentVersion", &json!("1.1.0")).await;
+    }
+    let ids: Vec<Value> = devices(&srv, "door")
+        .await
+        .into_iter()
+        .map(|d| d["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("d1"), json!("d2"), json!("d3")]);
+}
+
 async fn report(srv: &TestServer, product: &str, body: Value) -> reqwest::Response {
     srv.anon(Method::POST, &format!("/api/v1/products/{product}/reports"))
         .json(&body)

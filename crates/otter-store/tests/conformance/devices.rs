@@ -14,17 +14,23 @@ pub async fn devices(store: &dyn Store) -> Vec<Device> {
 /// nothing, so last_seen never goes back and a stale check-in never overwrites a newer version.
 pub async fn older_sightings_never_win(store: &dyn Store) {
     store
-        .record_seen(&[seen("door-sensor", "dev-1", Some("1.1.0"), "beta", T0 + 10)])
+        .record_seen(
+            &[seen("door-sensor", "dev-1", Some("1.1.0"), "beta", T0 + 10)],
+            None,
+        )
         .await
         .unwrap();
     store
-        .record_seen(&[seen(
-            "door-sensor",
-            "dev-1",
-            Some("1.0.0"),
-            "stable",
-            T0 + 5,
-        )])
+        .record_seen(
+            &[seen(
+                "door-sensor",
+                "dev-1",
+                Some("1.0.0"),
+                "stable",
+                T0 + 5,
+            )],
+            None,
+        )
         .await
         .unwrap();
     let dev1 = devices(store).await.remove(0);
@@ -33,7 +39,10 @@ pub async fn older_sightings_never_win(store: &dyn Store) {
     assert_eq!((dev1.first_seen, dev1.last_seen), (T0 + 10, T0 + 10));
     // Within the same second the later write wins (one node's queue keeps its order).
     store
-        .record_seen(&[seen("door-sensor", "dev-1", Some("1.2.0"), "beta", T0 + 10)])
+        .record_seen(
+            &[seen("door-sensor", "dev-1", Some("1.2.0"), "beta", T0 + 10)],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -44,10 +53,13 @@ pub async fn older_sightings_never_win(store: &dyn Store) {
 
 pub async fn record_seen_upserts(store: &dyn Store) {
     store
-        .record_seen(&[
-            seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0),
-            seen("door-sensor", "dev-2", None, "beta", T0 + 1),
-        ])
+        .record_seen(
+            &[
+                seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0),
+                seen("door-sensor", "dev-2", None, "beta", T0 + 1),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let list = devices(store).await;
@@ -65,13 +77,16 @@ pub async fn record_seen_upserts(store: &dyn Store) {
     // One batch, dev-1 twice: a new version, then a sighting without one on another channel.
     // The later sighting wins, but does not forget the version; first_seen is kept.
     store
-        .record_seen(&[
-            seen("door-sensor", "dev-1", Some("1.1.0"), "stable", T0 + 10),
-            seen("door-sensor", "dev-3", Some("0.9.0"), "stable", T0 + 11),
-            seen("door-sensor", "dev-1", None, "beta", T0 + 20),
-            // Same id under another product is another device.
-            seen("gate", "dev-1", Some("5.0.0"), "stable", T0 + 30),
-        ])
+        .record_seen(
+            &[
+                seen("door-sensor", "dev-1", Some("1.1.0"), "stable", T0 + 10),
+                seen("door-sensor", "dev-3", Some("0.9.0"), "stable", T0 + 11),
+                seen("door-sensor", "dev-1", None, "beta", T0 + 20),
+                // Same id under another product is another device.
+                seen("gate", "dev-1", Some("5.0.0"), "stable", T0 + 30),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let list = devices(store).await;
@@ -95,13 +110,16 @@ pub async fn record_seen_upserts(store: &dyn Store) {
 
     // A device that had no version reports one later.
     store
-        .record_seen(&[seen(
-            "door-sensor",
-            "dev-2",
-            Some("2.0.0"),
-            "stable",
-            T0 + 40,
-        )])
+        .record_seen(
+            &[seen(
+                "door-sensor",
+                "dev-2",
+                Some("2.0.0"),
+                "stable",
+                T0 + 40,
+            )],
+            None,
+        )
         .await
         .unwrap();
     let dev2 = devices(store).await.remove(1);
@@ -110,26 +128,93 @@ pub async fn record_seen_upserts(store: &dyn Store) {
     assert_eq!((dev2.first_seen, dev2.last_seen), (T0 + 1, T0 + 40));
 
     // An empty batch is fine.
-    store.record_seen(&[]).await.unwrap();
+    store.record_seen(&[], None).await.unwrap();
     assert_eq!(devices(store).await.len(), 3);
+
+    // A new device seen twice in one batch (written once) keeps its first sighting's time and
+    // the version it said before a sighting that said none.
+    store
+        .record_seen(
+            &[
+                seen("door-sensor", "dev-4", Some("1.0.0"), "stable", T0 + 50),
+                seen("door-sensor", "dev-4", None, "beta", T0 + 55),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let dev4 = devices(store).await.remove(3);
+    assert_eq!(dev4.current_version.as_deref(), Some("1.0.0"));
+    assert_eq!(dev4.channel, "beta");
+    assert_eq!((dev4.first_seen, dev4.last_seen), (T0 + 50, T0 + 55));
+}
+
+/// `--max-devices-per-product`: a product at its cap records no new device, while the devices
+/// it knows go on updating and other products have their own room.
+pub async fn new_devices_beyond_the_cap_are_not_recorded(store: &dyn Store) {
+    let ids = |list: Vec<Device>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let batch: Vec<DeviceSeen> = ["e", "b", "d", "a", "c"]
+        .into_iter()
+        .map(|id| seen("door-sensor", id, Some("1.0.0"), "stable", T0))
+        .collect();
+    // Five new devices with room for three: three get in (the first by id), two are counted.
+    let over = store.record_seen(&batch, Some(3)).await.unwrap();
+    assert_eq!(over, OverLimit::from([("door-sensor".to_owned(), 2)]));
+    assert_eq!(ids(devices(store).await), ["a", "b", "c"]);
+
+    let over = store
+        .record_seen(
+            &[
+                seen("door-sensor", "a", Some("2.0.0"), "beta", T0 + 10),
+                seen("door-sensor", "z", Some("2.0.0"), "stable", T0 + 10),
+                seen("gate", "a", Some("5.0.0"), "stable", T0 + 10),
+            ],
+            Some(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(over, OverLimit::from([("door-sensor".to_owned(), 1)]));
+    let list = devices(store).await;
+    assert_eq!(list[0].current_version.as_deref(), Some("2.0.0"));
+    assert_eq!(
+        (list[0].channel.as_str(), list[0].last_seen),
+        ("beta", T0 + 10)
+    );
+    assert_eq!(ids(list), ["a", "b", "c"]);
+    let gate = store.list_devices("gate", &first(10)).await.unwrap().items;
+    assert_eq!(ids(gate), ["a"]);
+
+    // A raised cap lets the next one in.
+    let over = store
+        .record_seen(
+            &[seen("door-sensor", "z", None, "stable", T0 + 20)],
+            Some(4),
+        )
+        .await
+        .unwrap();
+    assert!(over.is_empty(), "{over:?}");
+    assert_eq!(ids(devices(store).await), ["a", "b", "c", "z"]);
 }
 
 pub async fn a_sighting_naming_what_runs_replaces_version_and_hash(store: &dyn Store) {
     store
-        .record_seen(&[seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0)])
+        .record_seen(
+            &[seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0)],
+            None,
+        )
         .await
         .unwrap();
     // An image the server could not name: known by its hash alone, not as 1.0.0 any more.
     let mut unknown = seen("door-sensor", "dev-1", None, "stable", T0 + 1);
     unknown.current_hash = Some("ab".repeat(32));
-    store.record_seen(&[unknown]).await.unwrap();
+    store.record_seen(&[unknown], None).await.unwrap();
     let dev = devices(store).await.remove(0);
     assert_eq!(dev.current_version, None);
     assert_eq!(dev.current_hash, Some("ab".repeat(32)));
     // A version alone (a device that reports versions): the old hash goes with the old image.
     let mut named = seen("door-sensor", "dev-1", Some("2.0.0"), "stable", T0 + 2);
     named.current_hash = None;
-    store.record_seen(&[named]).await.unwrap();
+    store.record_seen(&[named], None).await.unwrap();
     let dev = devices(store).await.remove(0);
     assert_eq!(dev.current_version.as_deref(), Some("2.0.0"));
     assert_eq!(dev.current_hash, None);
@@ -141,7 +226,7 @@ pub async fn devices_paginate_by_id(store: &dyn Store) {
         .map(|id| seen("door-sensor", id, Some("1.0.0"), "stable", T0))
         .chain([seen("gate", "aa", None, "stable", T0)])
         .collect();
-    store.record_seen(&batch).await.unwrap();
+    store.record_seen(&batch, None).await.unwrap();
     let ids = |page: &Page<Device>| page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
 
     let p1 = store.list_devices("door-sensor", &first(2)).await.unwrap();
@@ -300,7 +385,7 @@ pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
     ));
     let mut sighting = seen("door-sensor", "d1", Some("1.0.0"), "stable", T0);
     sighting.attributes = Some(json!({"mac": "5C:CF:7F:12:34:56", "alias": "hall"}));
-    store.record_seen(&[sighting]).await.unwrap();
+    store.record_seen(&[sighting], None).await.unwrap();
     let device = store
         .get_device("door-sensor", "d1")
         .await
@@ -317,7 +402,10 @@ pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
     // A sighting without attributes keeps them, and never touches auto-update; one with
     // attributes replaces them.
     store
-        .record_seen(&[seen("door-sensor", "d1", Some("1.1.0"), "stable", T0 + 10)])
+        .record_seen(
+            &[seen("door-sensor", "d1", Some("1.1.0"), "stable", T0 + 10)],
+            None,
+        )
         .await
         .unwrap();
     let device = store
@@ -330,7 +418,7 @@ pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
     assert_eq!(device.current_version.as_deref(), Some("1.1.0"));
     let mut renamed = seen("door-sensor", "d1", None, "stable", T0 + 20);
     renamed.attributes = Some(json!({"alias": "porch"}));
-    store.record_seen(&[renamed]).await.unwrap();
+    store.record_seen(&[renamed], None).await.unwrap();
     let listed = store.list_devices("door-sensor", &first(10)).await.unwrap();
     assert_eq!(listed.items[0].attributes, json!({"alias": "porch"}));
     assert!(listed.items[0].auto_update);

@@ -26,7 +26,9 @@ use otter_core::model::{
 use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
-use otter_store::{CatalogChanges, NewReport, PageRequest, ProductStore as _, Store, StoreError};
+use otter_store::{
+    CatalogChanges, NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
+};
 use serde_json::json;
 use sqlx::Row as _;
 use tempfile::TempDir;
@@ -243,6 +245,7 @@ conformance! {
         record_seen_upserts,
         a_sighting_naming_what_runs_replaces_version_and_hash,
         older_sightings_never_win,
+        new_devices_beyond_the_cap_are_not_recorded,
         devices_paginate_by_id,
         reports_list_newest_first_and_filter_by_device,
         reports_reject_invalid_cursors,
@@ -323,6 +326,7 @@ fn seen(product: &str, id: &str, version: Option<&str>, channel: &str, at: i64) 
         current_hash: version.map(|v| format!("hash-of-{v}")),
         channel: channel.to_owned(),
         at,
+        first_at: at,
         attributes: None,
     }
 }

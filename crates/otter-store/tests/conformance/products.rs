@@ -130,7 +130,7 @@ pub async fn lists_sort_byte_wise(store: &dyn Store) {
         .iter()
         .map(|id| seen("door-sensor", id, None, "stable", T0))
         .collect();
-    store.record_seen(&batch).await.unwrap();
+    store.record_seen(&batch, None).await.unwrap();
     let mut ids = Vec::new();
     let mut page = store.list_devices("door-sensor", &first(3)).await.unwrap();
     loop {

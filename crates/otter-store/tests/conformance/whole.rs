@@ -10,7 +10,10 @@ pub async fn data_survives_reconnect(db: &mut TestDb) {
         store.create_product(&door).await.unwrap();
         let release1 = publish(store, "door-sensor", &["1.0.0"]).await.remove(0);
         store
-            .record_seen(&[seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0)])
+            .record_seen(
+                &[seen("door-sensor", "dev-1", Some("1.0.0"), "stable", T0)],
+                None,
+            )
             .await
             .unwrap();
         let report1 = store
