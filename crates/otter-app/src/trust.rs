@@ -85,7 +85,7 @@ pub struct AddedRoot {
 /// Adds a root envelope to `product`: its first root (version 1, self-signed) or the next one
 /// (signed by the current and the new root keys).
 pub async fn add_root(app: &App, product: &str, body: &[u8]) -> AppResult<AddedRoot> {
-    let index = app.product(product)?;
+    let index = app.product(product).await?;
     let envelope = Envelope::parse(body).map_err(|e| refused("invalid_root", e))?;
     let root = match &index.root {
         None => Root::open_first(&envelope),
@@ -118,7 +118,7 @@ pub async fn add_root(app: &App, product: &str, body: &[u8]) -> AppResult<AddedR
 
 /// A root envelope exactly as uploaded: `file` is `{n}.json`, or `root.json` for the newest.
 pub async fn root_file(app: &App, product: &str, file: &str) -> AppResult<String> {
-    app.product(product)?;
+    app.product(product).await?;
     let chain = app.store.roots(product).await?;
     let wanted = match file.strip_suffix(".json") {
         Some("root") => chain.last(),
@@ -299,7 +299,7 @@ pub async fn attach_signature(
     version: &str,
     envelope: &Value,
 ) -> AppResult<Attached> {
-    let index = app.product(product)?;
+    let index = app.product(product).await?;
     let release = index
         .release(version)
         .ok_or_else(|| AppError::release_not_found(product, version))?;
@@ -372,7 +372,7 @@ pub fn signed_response(
 /// manifests of every product, for `/api/v1/status`, the log and `otter_signatures_expiring`.
 pub fn expiring(app: &App, now: i64) -> Vec<Value> {
     let mut out = Vec::new();
-    for index in app.index.all() {
+    for index in app.index.built_products() {
         let product = &index.product.name;
         if let Some(root) = &index.root
             && let Ok(expires) = otter_core::signing::unix("root expires", &root.expires)
@@ -427,7 +427,7 @@ pub async fn set_image_format(
     public_key: &str,
 ) -> AppResult<&'static str> {
     use otter_core::formats::Format;
-    app.product(product)?;
+    app.product(product).await?;
     let format: Format = format
         .parse()
         .ok()

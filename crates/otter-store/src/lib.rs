@@ -120,6 +120,9 @@ pub trait ProductStore: Send + Sync {
     /// after tick `after` (-1: every product, also those last bumped before the clock existed),
     /// for nodes to notice changes made elsewhere without reading every product.
     async fn catalog_changes(&self, after: i64) -> Result<CatalogChanges>;
+    /// One product's catalogue version now (0 if it was never bumped), read before the
+    /// product when the check index loads it.
+    async fn catalog_version(&self, product: &str) -> Result<i64>;
 }
 
 /// Releases of products.
@@ -211,6 +214,8 @@ pub trait AccessStore: Send + Sync {
     async fn api_keys(&self, product: &str) -> Result<Vec<ApiKey>>;
     /// The SHA-256 of every API key of a product, for the check index.
     async fn api_key_hashes(&self, product: &str) -> Result<Vec<String>>;
+    /// The product the device API key with this SHA-256 opens, if any.
+    async fn api_key_product(&self, key_sha256: &str) -> Result<Option<String>>;
     /// Deletes the key with this id; whether there was one.
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool>;
     /// Sets the public key (hex) a product's releases of `kind` must be signed with.
