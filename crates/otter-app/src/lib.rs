@@ -373,6 +373,6 @@ async fn janitor(app: App) {
         if let Err(e) = tokens::purge_expired_otts(&app).await {
             tracing::warn!(error = %e, "could not purge expired one-time tokens");
         }
-        trust::warn_expiring(&app);
+        trust::warn_expiring(&app).await;
     }
 }

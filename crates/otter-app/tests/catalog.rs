@@ -20,8 +20,8 @@ use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AccessStore, CatalogChanges, DeviceStore, NewReport, OttStore, PageRequest, ProductStore,
-    ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
+    AccessStore, CatalogChanges, DeviceStore, ExpiringSignature, NewReport, OttStore, PageRequest,
+    ProductStore, ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
 };
 
 const PRODUCTS: usize = 50_000;
@@ -137,13 +137,78 @@ async fn fifty_thousand_products_are_built_only_when_asked_for() {
     assert!(index.get(&store, "newcomer").await.unwrap().is_some());
 }
 
+#[tokio::test]
+async fn keys_and_artifacts_of_products_not_built_yet_are_found_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir).await;
+    store.inner.create_product(&product("keyed")).await.unwrap();
+    let key = "a-device-api-key";
+    store
+        .inner
+        .add_api_key(
+            &ApiKey {
+                id: String::new(),
+                product: "keyed".to_owned(),
+                label: "factory".to_owned(),
+                created_at: 0,
+            },
+            &otter_app::tokens::token_hash(key),
+        )
+        .await
+        .unwrap();
+    let artifact = store.inner.put_artifact(&tiny_artifact()).await.unwrap();
+    store
+        .inner
+        .create_release(&release("keyed", "1.0.0".to_owned(), &artifact))
+        .await
+        .unwrap();
+    let index = CheckIndex::load(&store).await.unwrap();
+    store.take();
+
+    // A key opens its product, built on the way; then memory answers.
+    for _ in 0..2 {
+        let opened = index.product_for_api_key(&store, key).await.unwrap();
+        assert_eq!(opened.unwrap().product.name, "keyed");
+    }
+    let (calls, _) = store.take();
+    assert_eq!(calls.get("api_key_product"), Some(&1));
+    assert_eq!(calls.get("get_product"), Some(&1));
+
+    // A wrong key asked again and again costs one store read.
+    for _ in 0..5 {
+        let none = index.product_for_api_key(&store, "wrong").await.unwrap();
+        assert!(none.is_none());
+    }
+    assert_eq!(store.take().0, HashMap::from([("api_key_product", 1)]));
+
+    // An artifact is found by SHA-256 before any product releasing it is built, once.
+    let fresh = CheckIndex::load(&store).await.unwrap();
+    store.take();
+    for _ in 0..3 {
+        let found = fresh.artifact(&store, &artifact.sha256).await.unwrap();
+        assert_eq!(found, Some(artifact.clone()));
+    }
+    assert_eq!(store.take().0, HashMap::from([("get_artifact", 1)]));
+}
+
 /// Releases published one after another into one product.
 const HISTORY: usize = 2_000;
 
-fn release(version: String, artifact: &Artifact) -> Release {
+fn tiny_artifact() -> Artifact {
+    Artifact {
+        sha256: "a".repeat(64),
+        sha1: "b".repeat(40),
+        md5: "c".repeat(32),
+        size: 1,
+        filename: "fw.bin".to_owned(),
+        created_at: 0,
+    }
+}
+
+fn release(product: &str, version: String, artifact: &Artifact) -> Release {
     Release {
         seq: 0,
-        product: "long".to_owned(),
+        product: product.to_owned(),
         version,
         artifact: artifact.clone(),
         channels: vec!["stable".to_owned()],
@@ -165,22 +230,11 @@ async fn publishing_into_a_long_history_reads_only_the_new_release() {
     let dir = tempfile::tempdir().unwrap();
     let store = counting_store(&dir).await;
     store.inner.create_product(&product("long")).await.unwrap();
-    let artifact = store
-        .inner
-        .put_artifact(&Artifact {
-            sha256: "a".repeat(64),
-            sha1: "b".repeat(40),
-            md5: "c".repeat(32),
-            size: 1,
-            filename: "fw.bin".to_owned(),
-            created_at: 0,
-        })
-        .await
-        .unwrap();
+    let artifact = store.inner.put_artifact(&tiny_artifact()).await.unwrap();
     for i in 0..HISTORY {
         store
             .inner
-            .create_release(&release(format!("1.{i}.0"), &artifact))
+            .create_release(&release("long", format!("1.{i}.0"), &artifact))
             .await
             .unwrap();
     }
@@ -199,7 +253,7 @@ async fn publishing_into_a_long_history_reads_only_the_new_release() {
     // Publish: the catalogue is bumped, and nothing else is read.
     let newest = store
         .inner
-        .create_release(&release(format!("1.{HISTORY}.0"), &artifact))
+        .create_release(&release("long", format!("1.{HISTORY}.0"), &artifact))
         .await
         .unwrap();
     index
@@ -233,7 +287,7 @@ async fn publishing_into_a_long_history_reads_only_the_new_release() {
     store.inner.bump_catalog("long").await.unwrap();
     let another = store
         .inner
-        .create_release(&release(format!("1.{}.0", HISTORY + 1), &artifact))
+        .create_release(&release("long", format!("1.{}.0", HISTORY + 1), &artifact))
         .await
         .unwrap();
     index.release_changed(&store, another, None).await.unwrap();
@@ -533,5 +587,9 @@ impl TrustStore for Counting {
     async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>> {
         self.count("release_signatures");
         self.inner.release_signatures(product).await
+    }
+    async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>> {
+        self.count("expiring_signatures");
+        self.inner.expiring_signatures(before).await
     }
 }

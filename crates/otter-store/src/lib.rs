@@ -100,6 +100,17 @@ pub struct CatalogChanges {
     pub changed: Vec<(String, i64)>,
 }
 
+/// A signature that expires soon (see [`TrustStore::expiring_signatures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringSignature {
+    pub product: String,
+    /// `None` for the product's newest root, else the release whose manifest it is.
+    pub release: Option<String>,
+    /// The root's version, or the release's.
+    pub version: String,
+    pub expires_at: i64,
+}
+
 /// Products and artifacts: the catalogue of what can be released.
 #[async_trait]
 pub trait ProductStore: Send + Sync {
@@ -275,6 +286,9 @@ pub trait TrustStore: Send + Sync {
     ) -> Result<()>;
     /// The signatures of every release of a product that has any.
     async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>>;
+    /// Across every product, the newest root and the manifests of releases not yanked that
+    /// expire before `before`, by product (roots first) and version.
+    async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>>;
 }
 
 /// Everything the server needs from a database.

@@ -44,11 +44,12 @@ impl ListQuery {
 }
 
 /// `GET /api/v1/status`: queue health, counters, and signatures that expire within 30 days.
-pub async fn status(_: Admin, State(app): State<App>) -> Json<Value> {
-    Json(json!({
+pub async fn status(_: Admin, State(app): State<App>) -> ApiResult<Json<Value>> {
+    let expiring = otter_app::trust::expiring(&app, otter_store::now()).await?;
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "seenQueueDepth": app.seen.depth(),
         "seenDropped": app.seen.dropped(),
-        "expiringSignatures": otter_app::trust::expiring(&app, otter_store::now()),
-    }))
+        "expiringSignatures": expiring,
+    })))
 }
