@@ -747,6 +747,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ten_thousand_releases_decide_as_the_plain_walk() {
+        // A CI pipeline's history: a release per build, some yanked, deprecated, on beta, or
+        // with a minimum; every device position asked about.
+        let releases: Vec<ReleaseFacts> = (0..10_000i64)
+            .map(|i| {
+                let min = (i % 97 == 0 && i > 0).then(|| format!("1.{}.0", i - 50));
+                let mut r = rel(Scheme::Semver, i, &format!("1.{i}.0"), min.as_deref());
+                r.yanked = i % 31 == 0;
+                r.deprecated = i % 17 == 0;
+                if i % 5 == 0 {
+                    r.channels.push("beta".into());
+                }
+                r
+            })
+            .collect();
+        let lineup = Lineup::new(Scheme::Semver, &releases);
+        let mut reports: Vec<String> = (0..10_050)
+            .step_by(229)
+            .map(|i| format!("1.{i}.0"))
+            .collect();
+        reports.extend(releases.iter().step_by(487).map(|r| r.sha256.clone()));
+        for channel in ["stable", "beta"] {
+            for id in &reports {
+                let current = Current::Reported(id);
+                assert_eq!(
+                    lineup.decide(&releases, channel, current),
+                    walk::decide(Scheme::Semver, &releases, channel, current),
+                    "{id} on {channel}"
+                );
+            }
+            assert_eq!(
+                lineup.decide(&releases, channel, Current::Unknown),
+                walk::decide(Scheme::Semver, &releases, channel, Current::Unknown)
+            );
+        }
+    }
+
     /// A random product line: (minor version, publish seq, min-source offset, deprecated, yanked).
     fn line() -> impl Strategy<Value = Vec<ReleaseFacts>> {
         proptest::collection::btree_set(0u64..40, 1..12).prop_flat_map(|minors| {
