@@ -102,7 +102,7 @@ impl AsRef<ReleaseFacts> for IndexedRelease {
 
 impl IndexedRelease {
     /// Indexes `release` of `product`.
-    pub fn new(
+    fn new(
         product: &Product,
         release: Release,
         signatures: Option<ReleaseSignatures>,
