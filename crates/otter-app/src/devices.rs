@@ -9,7 +9,7 @@ use otter_core::model::{
     DEFAULT_CHANNEL, Device, Page, ReportState, UpdateReport, validate_device_id, validate_name,
 };
 use otter_core::version::MAX_VERSION_LEN;
-use otter_core::{Current, Decision, Version, decide as decide_update};
+use otter_core::{Current, Decision, Version};
 use otter_store::{NewReport, PageRequest, StoreError, now};
 
 use crate::index::{ProductIndex, is_digest};
@@ -24,12 +24,7 @@ pub fn what_to_offer(
     channel: &str,
     current: Option<&str>,
 ) -> AppResult<Decision> {
-    Ok(decide_update(
-        index.product.scheme,
-        &index.releases,
-        channel,
-        current.map_or(Current::Unknown, Current::Reported),
-    )?)
+    Ok(index.decide(channel, current.map_or(Current::Unknown, Current::Reported))?)
 }
 
 /// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`. A
@@ -80,7 +75,7 @@ pub struct Report {
 /// `installed` report also records the device's new version, in order behind its earlier
 /// check-ins.
 pub async fn report(app: &App, product: &str, report: Report) -> AppResult<UpdateReport> {
-    let index = app.product(product)?;
+    let index = app.product(product).await?;
     validate_device_id("device", &report.device)?;
     admit(app, product, &report.device)?;
     if report.version.is_empty() || report.version.len() > MAX_VERSION_LEN {
@@ -129,7 +124,7 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
 
 /// The devices a product has seen.
 pub async fn list(app: &App, product: &str, page: &PageRequest) -> AppResult<Page<Device>> {
-    app.product(product)?;
+    app.product(product).await?;
     Ok(app.store.list_devices(product, page).await?)
 }
 
@@ -140,7 +135,7 @@ pub async fn get(app: &App, product: &str, id: &str) -> AppResult<Option<Device>
 
 /// Turns a device's automatic updates on or off (THiNX devices install only with it on).
 pub async fn set_auto_update(app: &App, product: &str, id: &str, on: bool) -> AppResult<Device> {
-    app.product(product)?;
+    app.product(product).await?;
     let device = app
         .store
         .set_auto_update(product, id, on)
@@ -164,7 +159,7 @@ pub async fn reports(
     device: Option<&str>,
     page: &PageRequest,
 ) -> AppResult<Page<UpdateReport>> {
-    app.product(product)?;
+    app.product(product).await?;
     Ok(app.store.list_reports(product, device, page).await?)
 }
 

@@ -31,7 +31,7 @@ pub fn public_key(index: &ProductIndex) -> Option<[u8; 32]> {
 /// Makes `product` an IotaWatt product whose release blobs must verify with `public_key` (64
 /// hex digits, or the C array `otter iotawatt keygen` prints); returns the key as hex.
 pub async fn set_public_key(app: &App, product: &str, public_key: &str) -> AppResult<String> {
-    app.product(product)?;
+    app.product(product).await?;
     let key = iotawatt::parse_public_key(public_key).ok_or_else(|| {
         AppError::invalid(
             "invalid_public_key",
@@ -48,8 +48,8 @@ pub async fn set_public_key(app: &App, product: &str, public_key: &str) -> AppRe
 }
 
 /// `product`'s IotaWatt public key, as hex; `not_iotawatt` for other products.
-pub fn public_key_hex(app: &App, product: &str) -> AppResult<String> {
-    let index = app.product(product)?;
+pub async fn public_key_hex(app: &App, product: &str) -> AppResult<String> {
+    let index = app.product(product).await?;
     public_key(&index)
         .map(hex::encode)
         .ok_or_else(|| not_iotawatt(product))

@@ -248,11 +248,20 @@ impl App {
         Ok(self.index.changed(&*self.store, product).await?)
     }
 
-    /// Records a change to `product`'s releases: [`App::reindex`], then tells the observers.
-    pub async fn catalogue_changed(&self, product: &str) -> AppResult<()> {
-        self.reindex(product).await?;
+    /// Records that this node published `release` or changed its flags, with the signatures it
+    /// carries: puts it in the check index (here at once, on other nodes at their next catalogue
+    /// poll), then tells the observers.
+    pub async fn release_changed(
+        &self,
+        release: otter_core::model::Release,
+        signatures: Option<otter_core::model::ReleaseSignatures>,
+    ) -> AppResult<()> {
+        let product = release.product.clone();
+        self.index
+            .release_changed(&*self.store, release, signatures)
+            .await?;
         for observer in self.observers() {
-            observer.product_changed(self, product);
+            observer.product_changed(self, &product);
         }
         Ok(())
     }
@@ -270,11 +279,26 @@ impl App {
         }
     }
 
-    /// The product's index entry, or `product_not_found`.
-    pub fn product(&self, name: &str) -> AppResult<Arc<ProductIndex>> {
-        self.index
-            .product(name)
+    /// The product's index entry (built now if this is its first use), or `product_not_found`.
+    pub async fn product(&self, name: &str) -> AppResult<Arc<ProductIndex>> {
+        self.find_product(name)
+            .await?
             .ok_or_else(|| AppError::product_not_found(name))
+    }
+
+    /// The product's index entry, if there is such a product.
+    pub async fn find_product(&self, name: &str) -> AppResult<Option<Arc<ProductIndex>>> {
+        Ok(self.index.get(&*self.store, name).await?)
+    }
+
+    /// The product a device API key opens, if any.
+    pub async fn product_for_api_key(&self, key: &str) -> AppResult<Option<Arc<ProductIndex>>> {
+        Ok(self.index.product_for_api_key(&*self.store, key).await?)
+    }
+
+    /// The artifact with this SHA-256 (released or only uploaded), if any.
+    pub async fn artifact(&self, sha256: &str) -> AppResult<Option<otter_core::model::Artifact>> {
+        Ok(self.index.artifact(&*self.store, sha256).await?)
     }
 
     /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
@@ -353,6 +377,6 @@ async fn janitor(app: App) {
         if let Err(e) = tokens::purge_expired_otts(&app).await {
             tracing::warn!(error = %e, "could not purge expired one-time tokens");
         }
-        trust::warn_expiring(&app);
+        trust::warn_expiring(&app).await;
     }
 }

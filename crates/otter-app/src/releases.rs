@@ -47,7 +47,7 @@ pub const CHECKS: &[&dyn PublishCheck] = &[
 
 /// Publishes a release of `product` and makes it live in the check index.
 pub async fn publish(app: &App, product: &str, mut new: NewRelease) -> AppResult<Release> {
-    let index = app.product(product)?;
+    let index = app.product(product).await?;
     let at = now();
     let version = new.validate(index.product.scheme, at)?;
     if let Some(twin) = index
@@ -97,6 +97,20 @@ pub async fn publish(app: &App, product: &str, mut new: NewRelease) -> AppResult
     for check in CHECKS {
         check.check(app, &candidate, &mut signatures).await?;
     }
+    // As the store keeps them (a manifest always with a counter and an expiry), which is what
+    // the check index holds.
+    let signatures = ReleaseSignatures {
+        version: new.version.clone(),
+        security_counter: signatures
+            .manifest
+            .as_ref()
+            .map(|_| signatures.security_counter.unwrap_or_default()),
+        expires_at: signatures
+            .manifest
+            .as_ref()
+            .map(|_| signatures.expires_at.unwrap_or_default()),
+        ..signatures
+    };
     // Signatures first: if the release insert fails they name nothing; the other way round a
     // crash would leave a signed product's release visible unsigned.
     if let Some(manifest) = &signatures.manifest {
@@ -147,20 +161,22 @@ pub async fn publish(app: &App, product: &str, mut new: NewRelease) -> AppResult
             ),
             other => other.into(),
         })?;
-    app.catalogue_changed(product).await?;
+    let signed = (signatures.manifest.is_some() || signatures.binary_signature.is_some())
+        .then_some(signatures);
+    app.release_changed(release.clone(), signed).await?;
     tracing::info!(product = %product, version = %release.version, "release published");
     Ok(release)
 }
 
 /// A product's releases, newest first.
 pub async fn list(app: &App, product: &str, page: &PageRequest) -> AppResult<Page<Release>> {
-    app.product(product)?;
+    app.product(product).await?;
     Ok(app.store.list_releases(product, page).await?)
 }
 
 /// One release.
 pub async fn get(app: &App, product: &str, version: &str) -> AppResult<Release> {
-    app.product(product)?;
+    app.product(product).await?;
     app.store
         .get_release(product, version)
         .await?
@@ -174,7 +190,11 @@ pub async fn patch(
     version: &str,
     patch: &ReleasePatch,
 ) -> AppResult<Release> {
-    app.product(product)?;
+    let signatures = app
+        .product(product)
+        .await?
+        .release(version)
+        .and_then(|r| r.signatures.clone());
     let release = app
         .store
         .patch_release(product, version, patch)
@@ -183,7 +203,7 @@ pub async fn patch(
             StoreError::NotFound => AppError::release_not_found(product, version),
             other => other.into(),
         })?;
-    app.catalogue_changed(product).await?;
+    app.release_changed(release.clone(), signatures).await?;
     tracing::info!(
         product = %product, version = %version,
         deprecated = release.deprecated, yanked = release.yanked, "release changed"

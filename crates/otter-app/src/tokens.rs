@@ -145,7 +145,7 @@ pub struct NewApiKey {
 
 /// Creates a device API key for `product` (THiNX devices send it in `Authentication`).
 pub async fn create_api_key(app: &App, product: &str, label: String) -> AppResult<NewApiKey> {
-    app.product(product)?;
+    app.product(product).await?;
     if label.chars().count() > 100 {
         return Err(AppError::invalid(
             "field_too_long",
@@ -169,13 +169,13 @@ pub async fn create_api_key(app: &App, product: &str, label: String) -> AppResul
 
 /// A product's device API keys: ids and labels, never the keys.
 pub async fn api_keys(app: &App, product: &str) -> AppResult<Vec<ApiKey>> {
-    app.product(product)?;
+    app.product(product).await?;
     Ok(app.store.api_keys(product).await?)
 }
 
 /// Revokes a device API key.
 pub async fn revoke_api_key(app: &App, product: &str, id: &str) -> AppResult<()> {
-    app.product(product)?;
+    app.product(product).await?;
     if !app.store.delete_api_key(product, id).await? {
         return Err(AppError::not_found(
             "api_key_not_found",
@@ -236,7 +236,7 @@ pub async fn use_ott(
     }
     // The token's image must still be a release devices may install: a yank after the token
     // was issued withdraws it too.
-    let Some(artifact) = app.index.product(&stored.product).and_then(|index| {
+    let Some(artifact) = app.find_product(&stored.product).await?.and_then(|index| {
         index
             .releases
             .iter()

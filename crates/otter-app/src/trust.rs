@@ -86,7 +86,7 @@ pub struct AddedRoot {
 /// Adds a root envelope to `product`: its first root (version 1, self-signed) or the next one
 /// (signed by the current and the new root keys).
 pub async fn add_root(app: &App, product: &str, body: &[u8]) -> AppResult<AddedRoot> {
-    let index = app.product(product)?;
+    let index = app.product(product).await?;
     let envelope = Envelope::parse(body).map_err(|e| refused("invalid_root", e))?;
     let root = match &index.root {
         None => Root::open_first(&envelope),
@@ -119,7 +119,7 @@ pub async fn add_root(app: &App, product: &str, body: &[u8]) -> AppResult<AddedR
 
 /// A root envelope exactly as uploaded: `file` is `{n}.json`, or `root.json` for the newest.
 pub async fn root_file(app: &App, product: &str, file: &str) -> AppResult<String> {
-    app.product(product)?;
+    app.product(product).await?;
     let chain = app.store.roots(product).await?;
     let wanted = match file.strip_suffix(".json") {
         Some("root") => chain.last(),
@@ -320,7 +320,7 @@ pub async fn attach_signature(
     version: &str,
     envelope: &Value,
 ) -> AppResult<Attached> {
-    let index = app.product(product)?;
+    let index = app.product(product).await?;
     let release = index
         .release(version)
         .ok_or_else(|| AppError::release_not_found(product, version))?;
@@ -403,32 +403,32 @@ pub fn signed_response(
         .map_err(AppError::internal)
 }
 
-/// Signatures that expire within [`WARN_BEFORE`] (or have expired): roots and release
-/// manifests of every product, for `/api/v1/status`, the log and `otter_signatures_expiring`.
-pub fn expiring(app: &App, now: i64) -> Vec<Value> {
-    let mut out = Vec::new();
-    for index in app.index.all() {
-        let product = &index.product.name;
-        if let Some(root) = &index.root
-            && let Ok(expires) = otter_core::signing::unix("root expires", &root.expires)
-            && expires - now < WARN_BEFORE
-        {
-            out.push(json!({"product": product, "what": "root", "version": root.version.to_string(), "expires": root.expires}));
-        }
-        for r in index.releases.iter().filter(|r| !r.facts.yanked) {
-            if let Some(expires) = r.signatures.as_ref().and_then(|s| s.expires_at)
-                && expires - now < WARN_BEFORE
-            {
-                out.push(json!({"product": product, "what": "release manifest", "version": r.release.version, "expires": format_rfc3339(expires)}));
-            }
-        }
-    }
-    out
+/// Signatures that expire within [`WARN_BEFORE`] (or have expired): each product's newest root
+/// and the manifests of releases not yanked, for `/api/v1/status`, the log and
+/// `otter_signatures_expiring`. Asked of the store, which knows every product (the check index
+/// holds only those used since start).
+pub async fn expiring(app: &App, now: i64) -> AppResult<Vec<Value>> {
+    Ok(app
+        .store
+        .expiring_signatures(now + WARN_BEFORE)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let what = if s.release.is_some() { "release manifest" } else { "root" };
+            json!({"product": s.product, "what": what, "version": s.version, "expires": format_rfc3339(s.expires_at)})
+        })
+        .collect())
 }
 
 /// Logs and counts what [`expiring`] finds (the janitor runs it).
-pub fn warn_expiring(app: &App) {
-    let soon = expiring(app, otter_store::now());
+pub async fn warn_expiring(app: &App) {
+    let soon = match expiring(app, otter_store::now()).await {
+        Ok(soon) => soon,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for expiring signatures");
+            return;
+        }
+    };
     metrics::gauge!("otter_signatures_expiring").set(soon.len() as f64);
     for item in &soon {
         tracing::warn!(product = %item["product"], what = %item["what"], version = %item["version"],
@@ -462,7 +462,7 @@ pub async fn set_image_format(
     public_key: &str,
 ) -> AppResult<&'static str> {
     use otter_core::formats::Format;
-    app.product(product)?;
+    app.product(product).await?;
     let format: Format = format
         .parse()
         .ok()

@@ -1,7 +1,8 @@
-//! The catalogue follow-up's cost does not grow with the number of products: with 50,000
-//! products in the catalogue, an idle poll asks the store for nothing product by product and
-//! reads no product's row. Asserted on what the store is asked (a counting wrapper around the
-//! real SQLite store), not on time.
+//! The check index's cost grows neither with the number of products nor with a product's
+//! history. With 50,000 products, start-up builds none of them, an idle poll reads no product
+//! and names that are no product never reach the store; publishing into a product with
+//! thousands of releases reads nothing of the others. Asserted on what the store is asked (a
+//! counting wrapper around the real SQLite store), not on time.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,10 +17,11 @@ use otter_core::model::{
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
+use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AccessStore, CatalogChanges, DeviceStore, NewReport, OttStore, OverLimit, PageRequest,
-    ProductStore, ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
+    AccessStore, CatalogChanges, DeviceStore, ExpiringSignature, NewReport, OttStore, OverLimit,
+    PageRequest, ProductStore, ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
 };
 
 const PRODUCTS: usize = 50_000;
@@ -45,37 +47,47 @@ impl Counting {
     }
 }
 
-#[tokio::test]
-async fn an_idle_poll_reads_no_product_among_50000() {
-    let dir = tempfile::tempdir().unwrap();
+async fn counting_store(dir: &tempfile::TempDir) -> Counting {
     let url = format!("sqlite://{}", dir.path().join("otter.db").display());
-    let store = Counting {
+    Counting {
         inner: SqlStore::connect(&url).await.unwrap(),
         calls: Mutex::default(),
         catalog_rows: AtomicUsize::new(0),
-    };
+    }
+}
+
+fn product(name: &str) -> Product {
+    Product {
+        name: name.to_owned(),
+        scheme: Scheme::Semver,
+        created_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn fifty_thousand_products_are_built_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir).await;
     // A product and its catalogue row each, as `/v1/create` makes them; a few at a time, as
     // separate requests would.
     let names: Vec<String> = (0..PRODUCTS).map(|i| format!("p{i:05}")).collect();
     for chunk in names.chunks(500) {
         futures_util::future::try_join_all(chunk.iter().map(|name| async {
-            store
-                .inner
-                .create_product(&Product {
-                    name: name.clone(),
-                    scheme: Scheme::Semver,
-                    created_at: 0,
-                })
-                .await?;
+            store.inner.create_product(&product(name)).await?;
             store.inner.bump_catalog(name).await
         }))
         .await
         .unwrap();
     }
 
+    // Start-up reads the clock and the names, and builds no product.
     let index = CheckIndex::load(&store).await.unwrap();
-    assert!(index.product("p49999").is_some());
-    store.take();
+    let (calls, _) = store.take();
+    assert_eq!(
+        calls,
+        HashMap::from([("catalog_changes", 1), ("all_products", 1)])
+    );
+    assert!(index.built_products().is_empty());
 
     // An idle poll: one question, no product's row read, nothing rebuilt.
     assert_eq!(index.sync(&store).await.unwrap(), 0);
@@ -83,12 +95,204 @@ async fn an_idle_poll_reads_no_product_among_50000() {
     assert_eq!(calls, HashMap::from([("catalog_changes", 1)]));
     assert_eq!(rows, 0, "an idle poll read catalogue rows");
 
-    // A change made through another node is still picked up, and only that product is read.
+    // Names that are no product (a flood of made-up ones, or one asked for again and again)
+    // are answered without the store.
+    for i in 0..1000 {
+        let made_up = format!("nope-{i}");
+        assert!(index.get(&store, &made_up).await.unwrap().is_none());
+        assert!(index.get(&store, "nope").await.unwrap().is_none());
+    }
+    assert_eq!(store.take().0, HashMap::new());
+
+    // The first use builds the product, once; after that it is answered from memory.
+    for _ in 0..3 {
+        let built = index.get(&store, "p49999").await.unwrap().unwrap();
+        assert_eq!(built.product.name, "p49999");
+    }
+    let (calls, _) = store.take();
+    assert_eq!(calls.get("get_product"), Some(&1));
+    assert_eq!(index.built_products().len(), 1);
+
+    // A change made through another node to a product nobody asked for is left for its first
+    // use; one to a built product is picked up, and only that product is read.
     store.inner.bump_catalog("p00042").await.unwrap();
+    assert_eq!(index.sync(&store).await.unwrap(), 0);
+    assert_eq!(store.take().0, HashMap::from([("catalog_changes", 1)]));
+    store.inner.bump_catalog("p49999").await.unwrap();
     assert_eq!(index.sync(&store).await.unwrap(), 1);
     let (calls, rows) = store.take();
     assert_eq!(rows, 1);
     assert_eq!(calls.get("get_product"), Some(&1));
+    assert_eq!(index.built_products().len(), 1);
+
+    // A product created through another node is known from the next poll on.
+    store
+        .inner
+        .create_product(&product("newcomer"))
+        .await
+        .unwrap();
+    store.inner.bump_catalog("newcomer").await.unwrap();
+    assert!(index.get(&store, "newcomer").await.unwrap().is_none());
+    index.sync(&store).await.unwrap();
+    assert!(index.get(&store, "newcomer").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn keys_and_artifacts_of_products_not_built_yet_are_found_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir).await;
+    store.inner.create_product(&product("keyed")).await.unwrap();
+    let key = "a-device-api-key";
+    store
+        .inner
+        .add_api_key(
+            &ApiKey {
+                id: String::new(),
+                product: "keyed".to_owned(),
+                label: "factory".to_owned(),
+                created_at: 0,
+            },
+            &otter_app::tokens::token_hash(key),
+        )
+        .await
+        .unwrap();
+    let artifact = store.inner.put_artifact(&tiny_artifact()).await.unwrap();
+    store
+        .inner
+        .create_release(&release("keyed", "1.0.0".to_owned(), &artifact))
+        .await
+        .unwrap();
+    let index = CheckIndex::load(&store).await.unwrap();
+    store.take();
+
+    // A key opens its product, built on the way; then memory answers.
+    for _ in 0..2 {
+        let opened = index.product_for_api_key(&store, key).await.unwrap();
+        assert_eq!(opened.unwrap().product.name, "keyed");
+    }
+    let (calls, _) = store.take();
+    assert_eq!(calls.get("api_key_product"), Some(&1));
+    assert_eq!(calls.get("get_product"), Some(&1));
+
+    // A wrong key asked again and again costs one store read.
+    for _ in 0..5 {
+        let none = index.product_for_api_key(&store, "wrong").await.unwrap();
+        assert!(none.is_none());
+    }
+    assert_eq!(store.take().0, HashMap::from([("api_key_product", 1)]));
+
+    // An artifact is found by SHA-256 before any product releasing it is built, once.
+    let fresh = CheckIndex::load(&store).await.unwrap();
+    store.take();
+    for _ in 0..3 {
+        let found = fresh.artifact(&store, &artifact.sha256).await.unwrap();
+        assert_eq!(found, Some(artifact.clone()));
+    }
+    assert_eq!(store.take().0, HashMap::from([("get_artifact", 1)]));
+}
+
+/// Releases published one after another into one product.
+const HISTORY: usize = 2_000;
+
+fn tiny_artifact() -> Artifact {
+    Artifact {
+        sha256: "a".repeat(64),
+        sha1: "b".repeat(40),
+        md5: "c".repeat(32),
+        size: 1,
+        filename: "fw.bin".to_owned(),
+        created_at: 0,
+    }
+}
+
+fn release(product: &str, version: String, artifact: &Artifact) -> Release {
+    Release {
+        seq: 0,
+        product: product.to_owned(),
+        version,
+        artifact: artifact.clone(),
+        channels: vec!["stable".to_owned()],
+        release_date: String::new(),
+        min_source_version: None,
+        mandatory: false,
+        deprecated: false,
+        yanked: false,
+        title: None,
+        summary: None,
+        release_notes_url: None,
+        metadata: serde_json::Value::Null,
+        created_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn publishing_into_a_long_history_reads_only_the_new_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir).await;
+    store.inner.create_product(&product("long")).await.unwrap();
+    let artifact = store.inner.put_artifact(&tiny_artifact()).await.unwrap();
+    for i in 0..HISTORY {
+        store
+            .inner
+            .create_release(&release("long", format!("1.{i}.0"), &artifact))
+            .await
+            .unwrap();
+    }
+    let index = CheckIndex::load(&store).await.unwrap();
+    let offered = |index: &otter_app::index::ProductIndex| match index
+        .decide("stable", Current::Reported("1.0.0"))
+        .unwrap()
+    {
+        Decision::Offer { index: i, .. } => index.releases[i].release.version.clone(),
+        other => panic!("{other:?}"),
+    };
+    let before = index.get(&store, "long").await.unwrap().unwrap();
+    assert_eq!(offered(&before), format!("1.{}.0", HISTORY - 1));
+    store.take();
+
+    // Publish: the catalogue is bumped, and nothing else is read.
+    let newest = store
+        .inner
+        .create_release(&release("long", format!("1.{HISTORY}.0"), &artifact))
+        .await
+        .unwrap();
+    index
+        .release_changed(&store, newest.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(store.take().0, HashMap::from([("bump_catalog", 1)]));
+    let after = index.get(&store, "long").await.unwrap().unwrap();
+    assert_eq!(after.releases.len(), HISTORY + 1);
+    assert_eq!(offered(&after), format!("1.{HISTORY}.0"));
+
+    // Yank it: the same, and devices are offered the release before it again.
+    let yanked = store
+        .inner
+        .patch_release(
+            "long",
+            &newest.version,
+            &ReleasePatch {
+                yanked: Some(true),
+                ..ReleasePatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    index.release_changed(&store, yanked, None).await.unwrap();
+    assert_eq!(store.take().0, HashMap::from([("bump_catalog", 1)]));
+    let after = index.get(&store, "long").await.unwrap().unwrap();
+    assert_eq!(offered(&after), format!("1.{}.0", HISTORY - 1));
+
+    // A change made elsewhere in between is not missed: the product is read again whole.
+    store.inner.bump_catalog("long").await.unwrap();
+    let another = store
+        .inner
+        .create_release(&release("long", format!("1.{}.0", HISTORY + 1), &artifact))
+        .await
+        .unwrap();
+    index.release_changed(&store, another, None).await.unwrap();
+    let (calls, _) = store.take();
+    assert_eq!(calls.get("all_releases"), Some(&1));
 }
 
 #[async_trait]
@@ -127,6 +331,10 @@ impl ProductStore for Counting {
         self.catalog_rows
             .fetch_add(changes.changed.len(), Ordering::Relaxed);
         Ok(changes)
+    }
+    async fn catalog_version(&self, product: &str) -> Result<i64> {
+        self.count("catalog_version");
+        self.inner.catalog_version(product).await
     }
 }
 
@@ -287,6 +495,10 @@ impl AccessStore for Counting {
         self.count("api_key_hashes");
         self.inner.api_key_hashes(product).await
     }
+    async fn api_key_product(&self, key_sha256: &str) -> Result<Option<String>> {
+        self.count("api_key_product");
+        self.inner.api_key_product(key_sha256).await
+    }
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool> {
         self.count("delete_api_key");
         self.inner.delete_api_key(product, id).await
@@ -379,5 +591,9 @@ impl TrustStore for Counting {
     async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>> {
         self.count("release_signatures");
         self.inner.release_signatures(product).await
+    }
+    async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>> {
+        self.count("expiring_signatures");
+        self.inner.expiring_signatures(before).await
     }
 }

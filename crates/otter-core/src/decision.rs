@@ -17,6 +17,7 @@
 //! products, where versions have no order and publish order decides what is newer).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use crate::version::{Scheme, Version, VersionError};
 
@@ -86,112 +87,221 @@ enum Position<'a> {
     Unpublished(Version),
 }
 
-/// Decides what to offer; see the module docs for the rules. `releases` may come in any order and
-/// include every channel.
-pub fn decide<R: AsRef<ReleaseFacts>>(
+/// A product's releases arranged for deciding again and again: each channel's releases newest
+/// first, and releases by version and by digest. Built once per catalogue change, it makes a
+/// decision look at the head of the channel only (the newest release the device can take is
+/// nearly always the first one newer than it), so a check costs the same with 10,000 releases
+/// as with one. It holds indices into the slice it was built from, which every method takes
+/// again.
+///
+/// Versions are unique within a product (the store refuses a second release of a version) and
+/// publish order is unique, so the order of a product's releases is total: the lists here hold
+/// exactly what the plain walk over every release would find (see the tests' `walk`).
+#[derive(Debug, Clone)]
+pub struct Lineup {
     scheme: Scheme,
-    releases: &[R],
-    channel: &str,
-    current: Current<'_>,
-) -> Result<Decision, DecisionError> {
-    let facts = |i: usize| releases[i].as_ref();
-    let position = match current {
-        Current::Unknown => Position::Unknown,
-        Current::Reported(id) => match identify(scheme, releases, id).map(facts) {
-            Some(release) => Position::Release(release),
-            // A digest otter never published (a local build, an image pushed over the LAN)
-            // says nothing about order: the device is treated as not having said.
-            None if is_digest(id) => Position::Unknown,
-            None if scheme.is_ordered() => Position::Unpublished(Version::parse(scheme, id)?),
-            None => Position::Unknown,
-        },
-    };
-    let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
+    /// Per channel, the releases on it that are not yanked, newest first.
+    channels: HashMap<String, Vec<usize>>,
+    /// The release of each version.
+    by_version: HashMap<String, usize>,
+    /// The newest release whose artifact has this SHA-256, SHA-1 or MD5 (lowercase hex).
+    by_digest: HashMap<String, usize>,
+}
 
-    // Newest first.
-    let mut on_channel: Vec<usize> = (0..releases.len())
-        .filter(|&i| !facts(i).yanked && facts(i).channels.iter().any(|c| c == channel))
-        .collect();
-    on_channel.sort_by(|&a, &b| newer_first(scheme, facts(a), facts(b)));
-    let Some(&head) = on_channel.first() else {
-        return Ok(Decision::UpToDate);
-    };
-
-    let candidates: Vec<usize> = on_channel
-        .into_iter()
-        .filter(|&i| {
-            let r = facts(i);
-            match &position {
-                Position::Unknown => true,
-                Position::Release(cur) if current_is_yanked => !std::ptr::eq(r, *cur),
-                Position::Release(cur) => order(scheme, r, cur) == Ordering::Greater,
-                Position::Unpublished(v) => r.version.compare(v) == Some(Ordering::Greater),
+impl Lineup {
+    /// Arranges `releases` (in any order, of every channel) of a product versioned by `scheme`.
+    pub fn new<R: AsRef<ReleaseFacts>>(scheme: Scheme, releases: &[R]) -> Self {
+        let facts = |i: usize| releases[i].as_ref();
+        let mut lineup = Lineup {
+            scheme,
+            channels: HashMap::new(),
+            by_version: HashMap::with_capacity(releases.len()),
+            by_digest: HashMap::with_capacity(3 * releases.len()),
+        };
+        // Where one key names several releases (an image published again), the newest wins;
+        // between equals the later one, as `max_by` picks.
+        let keep_newest = |slot: &mut usize, i: usize| {
+            if order(scheme, facts(i), facts(*slot)) != Ordering::Less {
+                *slot = i;
             }
-        })
-        .collect();
-    if candidates.is_empty() {
-        return Ok(Decision::UpToDate);
+        };
+        for (i, r) in releases.iter().map(AsRef::as_ref).enumerate() {
+            lineup
+                .by_version
+                .entry(r.version.as_str().to_owned())
+                .and_modify(|slot| keep_newest(slot, i))
+                .or_insert(i);
+            for digest in [&r.sha256, &r.sha1, &r.md5] {
+                lineup
+                    .by_digest
+                    .entry(digest.to_ascii_lowercase())
+                    .and_modify(|slot| keep_newest(slot, i))
+                    .or_insert(i);
+            }
+            if !r.yanked {
+                for channel in &r.channels {
+                    let list = lineup.channels.entry(channel.clone()).or_default();
+                    // A channel named twice on one release lists it once.
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+        for list in lineup.channels.values_mut() {
+            // Stable, so equals keep publish-list order, as the plain walk sorts them.
+            list.sort_by(|&a, &b| order(scheme, facts(b), facts(a)));
+        }
+        lineup
     }
 
-    let can_take = |i: usize| match &facts(i).min_source {
-        None => true,
-        Some(min) => meets_min_source(scheme, releases, &position, min),
-    };
-    let preferred = candidates
-        .iter()
-        .copied()
-        .find(|&i| (i == head || !facts(i).deprecated) && can_take(i));
-    let chosen = preferred.or_else(|| candidates.iter().copied().find(|&i| can_take(i)));
-    Ok(match chosen {
-        Some(index) => Decision::Offer {
-            index,
-            stepping_stone: index != candidates[0],
-        },
-        None => Decision::NoPath,
-    })
-}
+    /// The releases on `channel` that are not yanked, newest first.
+    fn on_channel(&self, channel: &str) -> &[usize] {
+        self.channels.get(channel).map_or(&[], Vec::as_slice)
+    }
 
-/// The release a device reporting `id` (a version string or a hex digest of its image) runs.
-/// When the same image was published more than once (re-uploaded after other releases), the
-/// newest of those releases is the one: the device already has its bytes.
-pub fn identify<R: AsRef<ReleaseFacts>>(scheme: Scheme, releases: &[R], id: &str) -> Option<usize> {
-    (0..releases.len())
-        .filter(|&i| releases[i].as_ref().is_identified_by(id))
-        .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
-}
+    /// Decides what to offer; see the module docs for the rules.
+    pub fn decide<R: AsRef<ReleaseFacts>>(
+        &self,
+        releases: &[R],
+        channel: &str,
+        current: Current<'_>,
+    ) -> Result<Decision, DecisionError> {
+        let scheme = self.scheme;
+        let facts = |i: usize| releases[i].as_ref();
+        let position = match current {
+            Current::Unknown => Position::Unknown,
+            Current::Reported(id) => match self.identify(releases, id).map(facts) {
+                Some(release) => Position::Release(release),
+                // A digest otter never published (a local build, an image pushed over the LAN)
+                // says nothing about order: the device is treated as not having said.
+                None if is_digest(id) => Position::Unknown,
+                None if scheme.is_ordered() => Position::Unpublished(Version::parse(scheme, id)?),
+                None => Position::Unknown,
+            },
+        };
+        let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
 
-/// The newest release on `channel` that is neither yanked nor deprecated: what a device that
-/// asks for "the latest firmware" without saying what it runs gets.
-pub fn latest<R: AsRef<ReleaseFacts>>(
-    scheme: Scheme,
-    releases: &[R],
-    channel: &str,
-) -> Option<usize> {
-    newest_where(scheme, releases, |r| {
-        !r.yanked && !r.deprecated && r.channels.iter().any(|c| c == channel)
-    })
-}
+        let on_channel = self.on_channel(channel);
+        let Some(&head) = on_channel.first() else {
+            return Ok(Decision::UpToDate);
+        };
+        // Releases newer than the device lead a newest-first list, so the candidates are the
+        // list's head up to the first one that is not: usually one or two releases are looked
+        // at, however long the history.
+        let candidates = || {
+            on_channel.iter().copied().take_while(|&i| {
+                let r = facts(i);
+                match &position {
+                    Position::Unknown => true,
+                    // A yanked release is on no channel's list: every release is a candidate.
+                    Position::Release(_) if current_is_yanked => true,
+                    Position::Release(cur) => order(scheme, r, cur) == Ordering::Greater,
+                    Position::Unpublished(v) => r.version.compare(v) == Some(Ordering::Greater),
+                }
+            })
+        };
+        let Some(first) = candidates().next() else {
+            return Ok(Decision::UpToDate);
+        };
 
-/// The newest release on `channel` that is not yanked, deprecated or not: the head of the
-/// channel, which devices are offered while nothing newer exists (rule 3).
-pub fn newest<R: AsRef<ReleaseFacts>>(
-    scheme: Scheme,
-    releases: &[R],
-    channel: &str,
-) -> Option<usize> {
-    newest_where(scheme, releases, |r| {
-        !r.yanked && r.channels.iter().any(|c| c == channel)
-    })
-}
+        let can_take = |i: usize| match &facts(i).min_source {
+            None => true,
+            Some(min) => self.meets_min_source(releases, &position, min),
+        };
+        let preferred = candidates().find(|&i| (i == head || !facts(i).deprecated) && can_take(i));
+        let chosen = preferred.or_else(|| candidates().find(|&i| can_take(i)));
+        Ok(match chosen {
+            Some(index) => Decision::Offer {
+                index,
+                stepping_stone: index != first,
+            },
+            None => Decision::NoPath,
+        })
+    }
 
-fn newest_where<R: AsRef<ReleaseFacts>>(
-    scheme: Scheme,
-    releases: &[R],
-    keep: impl Fn(&ReleaseFacts) -> bool,
-) -> Option<usize> {
-    (0..releases.len())
-        .filter(|&i| keep(releases[i].as_ref()))
-        .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
+    /// The release a device reporting `id` (a version string or a hex digest of its image)
+    /// runs. When the same image was published more than once (re-uploaded after other
+    /// releases), the newest of those releases is the one: the device already has its bytes.
+    pub fn identify<R: AsRef<ReleaseFacts>>(&self, releases: &[R], id: &str) -> Option<usize> {
+        let by_version = self.by_version.get(id).copied();
+        let by_digest = if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_digest.get(&id.to_ascii_lowercase())
+        } else {
+            self.by_digest.get(id)
+        }
+        .copied();
+        match (by_version, by_digest) {
+            (Some(a), Some(b)) => {
+                let (a, b) = (a.min(b), a.max(b));
+                let newer = order(self.scheme, releases[a].as_ref(), releases[b].as_ref());
+                Some(if newer == Ordering::Greater { a } else { b })
+            }
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The release of `version`.
+    pub fn release(&self, version: &str) -> Option<usize> {
+        self.by_version.get(version).copied()
+    }
+
+    /// The newest release on `channel` that is neither yanked nor deprecated: what a device
+    /// that asks for "the latest firmware" without saying what it runs gets.
+    pub fn latest<R: AsRef<ReleaseFacts>>(&self, releases: &[R], channel: &str) -> Option<usize> {
+        self.newest_where(releases, channel, |r| !r.deprecated)
+    }
+
+    /// The newest release on `channel` that is not yanked, deprecated or not: the head of the
+    /// channel, which devices are offered while nothing newer exists (rule 3).
+    pub fn newest<R: AsRef<ReleaseFacts>>(&self, releases: &[R], channel: &str) -> Option<usize> {
+        self.newest_where(releases, channel, |_| true)
+    }
+
+    /// The newest release on `channel` that `keep` keeps; between equals the later one in
+    /// `releases`, as `max_by` picks.
+    fn newest_where<R: AsRef<ReleaseFacts>>(
+        &self,
+        releases: &[R],
+        channel: &str,
+        keep: impl Fn(&ReleaseFacts) -> bool,
+    ) -> Option<usize> {
+        let facts = |i: usize| releases[i].as_ref();
+        let mut kept = self
+            .on_channel(channel)
+            .iter()
+            .copied()
+            .filter(|&i| keep(facts(i)));
+        let newest = kept.next()?;
+        Some(
+            kept.take_while(|&i| order(self.scheme, facts(i), facts(newest)) == Ordering::Equal)
+                .last()
+                .unwrap_or(newest),
+        )
+    }
+
+    /// Whether a device at `position` satisfies `min`. A device whose version is unknown is
+    /// assumed not to: a minSourceVersion exists to protect migrations, and guessing could
+    /// brick a device.
+    fn meets_min_source<R: AsRef<ReleaseFacts>>(
+        &self,
+        releases: &[R],
+        position: &Position<'_>,
+        min: &Version,
+    ) -> bool {
+        match position {
+            Position::Unknown => false,
+            Position::Unpublished(v) => v.compare(min) != Some(Ordering::Less),
+            Position::Release(cur) if self.scheme.is_ordered() => {
+                cur.version.compare(min) != Some(Ordering::Less)
+            }
+            // Opaque: compare publish order with the release that carries the minimum version;
+            // a minimum that names no release cannot be enforced.
+            Position::Release(cur) => self
+                .release(min.as_str())
+                .is_none_or(|m| cur.seq >= releases[m].as_ref().seq),
+        }
+    }
 }
 
 /// Whether `id` is a hex MD5, SHA-1 or SHA-256 rather than a version string.
@@ -201,11 +311,7 @@ pub fn is_digest(id: &str) -> bool {
         .any(|len| crate::digest::is_hex_digest(id, len))
 }
 
-/// Orders two releases newest first: by version for ordered schemes, by publish order otherwise.
-fn newer_first(scheme: Scheme, a: &ReleaseFacts, b: &ReleaseFacts) -> Ordering {
-    order(scheme, b, a)
-}
-
+/// Orders two releases: by version for ordered schemes, by publish order otherwise.
 fn order(scheme: Scheme, a: &ReleaseFacts, b: &ReleaseFacts) -> Ordering {
     match scheme {
         Scheme::Opaque => a.seq.cmp(&b.seq),
@@ -216,34 +322,183 @@ fn order(scheme: Scheme, a: &ReleaseFacts, b: &ReleaseFacts) -> Ordering {
     }
 }
 
-/// Whether a device at `position` satisfies `min`. A device whose version is unknown is assumed
-/// not to: a minSourceVersion exists to protect migrations, and guessing could brick a device.
-fn meets_min_source<R: AsRef<ReleaseFacts>>(
-    scheme: Scheme,
-    releases: &[R],
-    position: &Position<'_>,
-    min: &Version,
-) -> bool {
-    match position {
-        Position::Unknown => false,
-        Position::Unpublished(v) => v.compare(min) != Some(Ordering::Less),
-        Position::Release(cur) if scheme.is_ordered() => {
-            cur.version.compare(min) != Some(Ordering::Less)
-        }
-        // Opaque: compare publish order with the release that carries the minimum version; a
-        // minimum that names no release cannot be enforced.
-        Position::Release(cur) => releases
-            .iter()
-            .map(AsRef::as_ref)
-            .find(|r| r.version == *min)
-            .is_none_or(|m| cur.seq >= m.seq),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The rules as first written: a plain walk over every release per decision, kept as the
+    /// specification [`Lineup`] must agree with.
+    mod walk {
+        use super::super::{
+            Current, Decision, DecisionError, Ordering, Position, ReleaseFacts, Scheme, Version,
+            is_digest, order,
+        };
+
+        /// Decides what to offer; see the module docs for the rules. `releases` may come in any order and
+        /// include every channel.
+        pub fn decide<R: AsRef<ReleaseFacts>>(
+            scheme: Scheme,
+            releases: &[R],
+            channel: &str,
+            current: Current<'_>,
+        ) -> Result<Decision, DecisionError> {
+            let facts = |i: usize| releases[i].as_ref();
+            let position = match current {
+                Current::Unknown => Position::Unknown,
+                Current::Reported(id) => match identify(scheme, releases, id).map(facts) {
+                    Some(release) => Position::Release(release),
+                    // A digest otter never published (a local build, an image pushed over the LAN)
+                    // says nothing about order: the device is treated as not having said.
+                    None if is_digest(id) => Position::Unknown,
+                    None if scheme.is_ordered() => {
+                        Position::Unpublished(Version::parse(scheme, id)?)
+                    }
+                    None => Position::Unknown,
+                },
+            };
+            let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
+
+            // Newest first.
+            let mut on_channel: Vec<usize> = (0..releases.len())
+                .filter(|&i| !facts(i).yanked && facts(i).channels.iter().any(|c| c == channel))
+                .collect();
+            on_channel.sort_by(|&a, &b| newer_first(scheme, facts(a), facts(b)));
+            let Some(&head) = on_channel.first() else {
+                return Ok(Decision::UpToDate);
+            };
+
+            let candidates: Vec<usize> = on_channel
+                .into_iter()
+                .filter(|&i| {
+                    let r = facts(i);
+                    match &position {
+                        Position::Unknown => true,
+                        Position::Release(cur) if current_is_yanked => !std::ptr::eq(r, *cur),
+                        Position::Release(cur) => order(scheme, r, cur) == Ordering::Greater,
+                        Position::Unpublished(v) => r.version.compare(v) == Some(Ordering::Greater),
+                    }
+                })
+                .collect();
+            if candidates.is_empty() {
+                return Ok(Decision::UpToDate);
+            }
+
+            let can_take = |i: usize| match &facts(i).min_source {
+                None => true,
+                Some(min) => meets_min_source(scheme, releases, &position, min),
+            };
+            let preferred = candidates
+                .iter()
+                .copied()
+                .find(|&i| (i == head || !facts(i).deprecated) && can_take(i));
+            let chosen = preferred.or_else(|| candidates.iter().copied().find(|&i| can_take(i)));
+            Ok(match chosen {
+                Some(index) => Decision::Offer {
+                    index,
+                    stepping_stone: index != candidates[0],
+                },
+                None => Decision::NoPath,
+            })
+        }
+
+        /// The release a device reporting `id` (a version string or a hex digest of its image) runs.
+        /// When the same image was published more than once (re-uploaded after other releases), the
+        /// newest of those releases is the one: the device already has its bytes.
+        pub fn identify<R: AsRef<ReleaseFacts>>(
+            scheme: Scheme,
+            releases: &[R],
+            id: &str,
+        ) -> Option<usize> {
+            (0..releases.len())
+                .filter(|&i| releases[i].as_ref().is_identified_by(id))
+                .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
+        }
+
+        /// The newest release on `channel` that is neither yanked nor deprecated: what a device that
+        /// asks for "the latest firmware" without saying what it runs gets.
+        pub fn latest<R: AsRef<ReleaseFacts>>(
+            scheme: Scheme,
+            releases: &[R],
+            channel: &str,
+        ) -> Option<usize> {
+            newest_where(scheme, releases, |r| {
+                !r.yanked && !r.deprecated && r.channels.iter().any(|c| c == channel)
+            })
+        }
+
+        /// The newest release on `channel` that is not yanked, deprecated or not: the head of the
+        /// channel, which devices are offered while nothing newer exists (rule 3).
+        pub fn newest<R: AsRef<ReleaseFacts>>(
+            scheme: Scheme,
+            releases: &[R],
+            channel: &str,
+        ) -> Option<usize> {
+            newest_where(scheme, releases, |r| {
+                !r.yanked && r.channels.iter().any(|c| c == channel)
+            })
+        }
+
+        fn newest_where<R: AsRef<ReleaseFacts>>(
+            scheme: Scheme,
+            releases: &[R],
+            keep: impl Fn(&ReleaseFacts) -> bool,
+        ) -> Option<usize> {
+            (0..releases.len())
+                .filter(|&i| keep(releases[i].as_ref()))
+                .max_by(|&a, &b| order(scheme, releases[a].as_ref(), releases[b].as_ref()))
+        }
+
+        /// Orders two releases newest first: by version for ordered schemes, by publish order otherwise.
+        fn newer_first(scheme: Scheme, a: &ReleaseFacts, b: &ReleaseFacts) -> Ordering {
+            order(scheme, b, a)
+        }
+
+        /// Whether a device at `position` satisfies `min`. A device whose version is unknown is assumed
+        /// not to: a minSourceVersion exists to protect migrations, and guessing could brick a device.
+        fn meets_min_source<R: AsRef<ReleaseFacts>>(
+            scheme: Scheme,
+            releases: &[R],
+            position: &Position<'_>,
+            min: &Version,
+        ) -> bool {
+            match position {
+                Position::Unknown => false,
+                Position::Unpublished(v) => v.compare(min) != Some(Ordering::Less),
+                Position::Release(cur) if scheme.is_ordered() => {
+                    cur.version.compare(min) != Some(Ordering::Less)
+                }
+                // Opaque: compare publish order with the release that carries the minimum version; a
+                // minimum that names no release cannot be enforced.
+                Position::Release(cur) => releases
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .find(|r| r.version == *min)
+                    .is_none_or(|m| cur.seq >= m.seq),
+            }
+        }
+    }
+
+    fn decide(
+        scheme: Scheme,
+        releases: &[ReleaseFacts],
+        channel: &str,
+        current: Current<'_>,
+    ) -> Result<Decision, DecisionError> {
+        Lineup::new(scheme, releases).decide(releases, channel, current)
+    }
+
+    fn identify(scheme: Scheme, releases: &[ReleaseFacts], id: &str) -> Option<usize> {
+        Lineup::new(scheme, releases).identify(releases, id)
+    }
+
+    fn latest(scheme: Scheme, releases: &[ReleaseFacts], channel: &str) -> Option<usize> {
+        Lineup::new(scheme, releases).latest(releases, channel)
+    }
+
+    fn newest(scheme: Scheme, releases: &[ReleaseFacts], channel: &str) -> Option<usize> {
+        Lineup::new(scheme, releases).newest(releases, channel)
+    }
 
     fn rel(scheme: Scheme, seq: i64, version: &str, min: Option<&str>) -> ReleaseFacts {
         ReleaseFacts {
@@ -492,6 +747,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ten_thousand_releases_decide_as_the_plain_walk() {
+        // A CI pipeline's history: a release per build, some yanked, deprecated, on beta, or
+        // with a minimum; every device position asked about.
+        let releases: Vec<ReleaseFacts> = (0..10_000i64)
+            .map(|i| {
+                let min = (i % 97 == 0 && i > 0).then(|| format!("1.{}.0", i - 50));
+                let mut r = rel(Scheme::Semver, i, &format!("1.{i}.0"), min.as_deref());
+                r.yanked = i % 31 == 0;
+                r.deprecated = i % 17 == 0;
+                if i % 5 == 0 {
+                    r.channels.push("beta".into());
+                }
+                r
+            })
+            .collect();
+        let lineup = Lineup::new(Scheme::Semver, &releases);
+        let mut reports: Vec<String> = (0..10_050)
+            .step_by(229)
+            .map(|i| format!("1.{i}.0"))
+            .collect();
+        reports.extend(releases.iter().step_by(487).map(|r| r.sha256.clone()));
+        for channel in ["stable", "beta"] {
+            for id in &reports {
+                let current = Current::Reported(id);
+                assert_eq!(
+                    lineup.decide(&releases, channel, current),
+                    walk::decide(Scheme::Semver, &releases, channel, current),
+                    "{id} on {channel}"
+                );
+            }
+            assert_eq!(
+                lineup.decide(&releases, channel, Current::Unknown),
+                walk::decide(Scheme::Semver, &releases, channel, Current::Unknown)
+            );
+        }
+    }
+
     /// A random product line: (minor version, publish seq, min-source offset, deprecated, yanked).
     fn line() -> impl Strategy<Value = Vec<ReleaseFacts>> {
         proptest::collection::btree_set(0u64..40, 1..12).prop_flat_map(|minors| {
@@ -527,6 +820,71 @@ mod tests {
                         .collect()
                 })
         })
+    }
+
+    /// A random history of either scheme, with what the plain line above leaves out: releases
+    /// on several channels (or none, or one twice), images published again under a new
+    /// version, minimums that name releases or not.
+    fn history() -> impl Strategy<Value = (Scheme, Vec<ReleaseFacts>)> {
+        let scheme = prop_oneof![Just(Scheme::Semver), Just(Scheme::Opaque)];
+        let release = (
+            0u64..60,
+            proptest::sample::subsequence(vec!["stable", "beta", "stable"], 0..3),
+            proptest::option::of(0u64..60),
+            proptest::option::of(any::<proptest::sample::Index>()),
+            any::<bool>(),
+            any::<bool>(),
+        );
+        (
+            scheme,
+            proptest::collection::vec(release, 1..40),
+            proptest::collection::btree_set(0i64..10_000, 40),
+        )
+            .prop_map(|(scheme, releases, seqs)| {
+                let seqs: Vec<i64> = seqs.into_iter().collect();
+                let mut seen = std::collections::HashSet::new();
+                let mut out: Vec<ReleaseFacts> = Vec::new();
+                for (i, (minor, channels, min, again, deprecated, yanked)) in
+                    releases.into_iter().enumerate()
+                {
+                    // Versions are unique within a product.
+                    if !seen.insert(minor) {
+                        continue;
+                    }
+                    // Opaque versions may be any string, even another release's digest.
+                    let version = if scheme == Scheme::Opaque && minor % 4 == 0 {
+                        format!("{:032x}", seqs[minor as usize % seqs.len()])
+                    } else {
+                        format!("1.{minor}.0")
+                    };
+                    let min = min.map(|m| format!("1.{m}.0"));
+                    let mut r = rel(scheme, seqs[i], &version, min.as_deref());
+                    r.channels = channels.into_iter().map(String::from).collect();
+                    r.deprecated = deprecated;
+                    r.yanked = yanked && i % 3 == 0;
+                    if let Some(again) = again.filter(|_| !out.is_empty()) {
+                        let earlier = &out[again.index(out.len())];
+                        r.sha256 = earlier.sha256.clone();
+                        r.sha1 = earlier.sha1.clone();
+                        r.md5 = earlier.md5.clone();
+                    }
+                    out.push(r);
+                }
+                (scheme, out)
+            })
+    }
+
+    /// Everything a device might say it runs, against `releases`.
+    fn reports(releases: &[ReleaseFacts]) -> Vec<Option<String>> {
+        let mut all = vec![None, Some("ab".repeat(32))];
+        all.extend((0..62).map(|m| Some(format!("1.{m}.0"))));
+        for r in releases {
+            all.push(Some(r.version.to_string()));
+            all.push(Some(r.sha256.to_uppercase()));
+            all.push(Some(r.sha1.clone()));
+            all.push(Some(r.md5.clone()));
+        }
+        all
     }
 
     proptest! {
@@ -570,6 +928,35 @@ mod tests {
                 if reachable && hops > 0 {
                     prop_assert_ne!(cur.compare(&newest.version), Some(Ordering::Less), "stopped short of {}", newest.version);
                 }
+            }
+        }
+
+        #[test]
+        fn the_lineup_decides_as_the_plain_walk((scheme, releases) in history()) {
+            let lineup = Lineup::new(scheme, &releases);
+            for channel in ["stable", "beta", "nightly"] {
+                for current in reports(&releases) {
+                    let current = current.as_deref().map_or(Current::Unknown, Current::Reported);
+                    prop_assert_eq!(
+                        lineup.decide(&releases, channel, current),
+                        walk::decide(scheme, &releases, channel, current),
+                        "{:?} on {}", current, channel
+                    );
+                    if let Current::Reported(id) = current {
+                        prop_assert_eq!(
+                            lineup.identify(&releases, id),
+                            walk::identify(scheme, &releases, id)
+                        );
+                    }
+                }
+                prop_assert_eq!(
+                    lineup.latest(&releases, channel),
+                    walk::latest(scheme, &releases, channel)
+                );
+                prop_assert_eq!(
+                    lineup.newest(&releases, channel),
+                    walk::newest(scheme, &releases, channel)
+                );
             }
         }
     }

@@ -24,5 +24,5 @@ pub mod signing;
 pub mod units;
 pub mod version;
 
-pub use decision::{Current, Decision, DecisionError, ReleaseFacts, decide, identify};
+pub use decision::{Current, Decision, DecisionError, Lineup, ReleaseFacts};
 pub use version::{Scheme, Version, VersionError};

@@ -48,15 +48,7 @@ pub async fn by_hash(
         return Err(not_found());
     }
     let sha256 = sha256.to_ascii_lowercase();
-    let artifact = match app.index.artifact(&sha256) {
-        Some(a) => a,
-        // Uploaded but not (yet) released: rare, so the database may answer.
-        None => app
-            .store
-            .get_artifact(&sha256)
-            .await?
-            .ok_or_else(not_found)?,
-    };
+    let artifact = app.artifact(&sha256).await?.ok_or_else(not_found)?;
     serve(&app, &artifact, &method, &headers).await
 }
 
@@ -68,7 +60,7 @@ pub async fn by_release(
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = app.index.product(&product).ok_or_else(not_found)?;
+    let index = app.find_product(&product).await?.ok_or_else(not_found)?;
     let release = index.release(&version).ok_or_else(not_found)?;
     let artifact = release.release.artifact.clone();
     drop(index);

@@ -120,11 +120,10 @@ fn bytes(value: &Value) -> Bytes {
 
 impl Notifier {
     async fn publish_product(&self, app: &App, product: &str) -> AppResult<()> {
-        let Some(index) = app.index.product(product) else {
+        let Some(index) = app.find_product(product).await? else {
             return Ok(());
         };
         let publisher = &self.publisher;
-        let scheme = index.product.scheme;
 
         // One message per channel that has (or had) releases.
         let channels: BTreeSet<&str> = index
@@ -134,8 +133,8 @@ impl Notifier {
             .collect();
         for channel in channels {
             let topic = format!("otter/{product}/{channel}/latest");
-            let message = otter_core::decision::newest(scheme, &index.releases, channel).map(|i| {
-                let mut m = release_message(app, &index.releases[i].release);
+            let message = index.newest(channel).map(|r| {
+                let mut m = release_message(app, &r.release);
                 m["channel"] = json!(channel);
                 bytes(&m)
             });

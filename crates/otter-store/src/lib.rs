@@ -100,6 +100,17 @@ pub struct CatalogChanges {
     pub changed: Vec<(String, i64)>,
 }
 
+/// A signature that expires soon (see [`TrustStore::expiring_signatures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringSignature {
+    pub product: String,
+    /// `None` for the product's newest root, else the release whose manifest it is.
+    pub release: Option<String>,
+    /// The root's version, or the release's.
+    pub version: String,
+    pub expires_at: i64,
+}
+
 /// Products and artifacts: the catalogue of what can be released.
 #[async_trait]
 pub trait ProductStore: Send + Sync {
@@ -120,6 +131,9 @@ pub trait ProductStore: Send + Sync {
     /// after tick `after` (-1: every product, also those last bumped before the clock existed),
     /// for nodes to notice changes made elsewhere without reading every product.
     async fn catalog_changes(&self, after: i64) -> Result<CatalogChanges>;
+    /// One product's catalogue version now (0 if it was never bumped), read before the
+    /// product when the check index loads it.
+    async fn catalog_version(&self, product: &str) -> Result<i64>;
 }
 
 /// Releases of products.
@@ -219,6 +233,8 @@ pub trait AccessStore: Send + Sync {
     async fn api_keys(&self, product: &str) -> Result<Vec<ApiKey>>;
     /// The SHA-256 of every API key of a product, for the check index.
     async fn api_key_hashes(&self, product: &str) -> Result<Vec<String>>;
+    /// The product the device API key with this SHA-256 opens, if any.
+    async fn api_key_product(&self, key_sha256: &str) -> Result<Option<String>>;
     /// Deletes the key with this id; whether there was one.
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool>;
     /// Sets the public key (hex) a product's releases of `kind` must be signed with.
@@ -278,6 +294,9 @@ pub trait TrustStore: Send + Sync {
     ) -> Result<()>;
     /// The signatures of every release of a product that has any.
     async fn release_signatures(&self, product: &str) -> Result<Vec<ReleaseSignatures>>;
+    /// Across every product, the newest root and the manifests of releases not yanked that
+    /// expire before `before`, by product (roots first) and version.
+    async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>>;
 }
 
 /// Everything the server needs from a database.

@@ -25,7 +25,7 @@ pub async fn create(
     ApiPath(product): ApiPath<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    app.product(&product)?;
+    app.product(&product).await?;
     // The body is optional: no body, no label.
     let new: NewApiKey = if body.is_empty() {
         NewApiKey::default()

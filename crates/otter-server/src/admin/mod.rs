@@ -44,12 +44,13 @@ impl ListQuery {
 }
 
 /// `GET /api/v1/status`: queue health, counters, and signatures that expire within 30 days.
-pub async fn status(_: Admin, State(app): State<App>) -> Json<Value> {
-    Json(json!({
+pub async fn status(_: Admin, State(app): State<App>) -> ApiResult<Json<Value>> {
+    let expiring = otter_app::trust::expiring(&app, otter_store::now()).await?;
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "seenQueueDepth": app.seen.depth(),
         "seenDropped": app.seen.dropped(),
         "devicesOverLimit": app.seen.over_limit(),
-        "expiringSignatures": otter_app::trust::expiring(&app, otter_store::now()),
-    }))
+        "expiringSignatures": expiring,
+    })))
 }

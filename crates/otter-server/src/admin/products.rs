@@ -50,7 +50,7 @@ pub async fn get(
     State(app): State<App>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Product>> {
-    Ok(Json(app.product(&name)?.product.clone()))
+    Ok(Json(app.product(&name).await?.product.clone()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +78,6 @@ pub async fn iotawatt(
     State(app): State<App>,
     ApiPath(product): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let key = iotawatt::public_key_hex(&app, &product)?;
+    let key = iotawatt::public_key_hex(&app, &product).await?;
     Ok(Json(json!({ "product": product, "publicKey": key })))
 }

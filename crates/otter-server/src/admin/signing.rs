@@ -56,7 +56,7 @@ pub async fn attach_signature(
     ApiPath((product, version)): ApiPath<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    app.product(&product)?;
+    app.product(&product).await?;
     let envelope: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
     let signed = trust::attach_signature(&app, &product, &version, &envelope).await?;

@@ -33,7 +33,7 @@ pub async fn check(
     ApiQuery(query): ApiQuery<CheckQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = app.product(&name)?;
+    let index = app.product(&name).await?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     validate_name("channel", channel)?;
     let current = query.current.as_deref().filter(|c| !c.is_empty());

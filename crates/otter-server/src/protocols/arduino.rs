@@ -49,7 +49,7 @@ pub async fn update(
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = app.product(&name)?;
+    let index = app.product(&name).await?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     let version = esp_header(&headers, "version").or(query.version.as_deref());
     let md5 = esp_header(&headers, "sketch-md5").filter(|d| is_hex_digest(d, 32));

@@ -43,7 +43,7 @@ pub struct FilePath {
 }
 
 /// The IotaWatt product a request is for.
-fn resolve(app: &App, product: Option<&str>) -> ApiResult<Arc<ProductIndex>> {
+async fn resolve(app: &App, product: Option<&str>) -> ApiResult<Arc<ProductIndex>> {
     let name = match product {
         Some(name) => name,
         None => app.config.iotawatt_product.as_deref().ok_or_else(|| {
@@ -53,7 +53,7 @@ fn resolve(app: &App, product: Option<&str>) -> ApiResult<Arc<ProductIndex>> {
             )
         })?,
     };
-    let index = app.product(name)?;
+    let index = app.product(name).await?;
     public_key(&index).ok_or_else(|| not_iotawatt(name))?;
     Ok(index)
 }
@@ -63,11 +63,11 @@ pub async fn versions(
     State(app): State<App>,
     ApiPath(mount): ApiPath<Mount>,
 ) -> ApiResult<Response> {
-    let index = resolve(&app, mount.product.as_deref())?;
-    let scheme = index.product.scheme;
+    let index = resolve(&app, mount.product.as_deref()).await?;
     let newest = |channel: &str| {
-        otter_core::decision::newest(scheme, &index.releases, channel)
-            .map(|i| Value::String(index.releases[i].release.version.clone()))
+        index
+            .newest(channel)
+            .map(|r| Value::String(r.release.version.clone()))
     };
     let classes: Map<String, Value> = CLASSES
         .iter()
@@ -115,7 +115,7 @@ pub async fn binary(
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = resolve(&app, path.product.as_deref())?;
+    let index = resolve(&app, path.product.as_deref()).await?;
     let artifact = release_file(&index, &path.file, ".bin", &CLASSES)?;
     drop(index);
     serve_proxied(&app, &artifact, &method, &headers).await
@@ -128,7 +128,7 @@ pub async fn tables(
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let index = resolve(&app, path.product.as_deref())?;
+    let index = resolve(&app, path.product.as_deref()).await?;
     let artifact = release_file(&index, &path.file, ".txt", &[TABLES])?;
     drop(index);
     let mut response = serve_proxied(&app, &artifact, &method, &headers).await?;

@@ -77,7 +77,7 @@ pub struct Mount {
 }
 
 /// The product a request is about, and the prefix its `binaryUrl`s get.
-fn resolve(app: &App, mount: &Mount) -> ApiResult<(Arc<ProductIndex>, String)> {
+async fn resolve(app: &App, mount: &Mount) -> ApiResult<(Arc<ProductIndex>, String)> {
     let (name, prefix) = match &mount.product {
         Some(name) => (name.as_str(), format!("/m/{name}")),
         None => (
@@ -88,8 +88,8 @@ fn resolve(app: &App, mount: &Mount) -> ApiResult<(Arc<ProductIndex>, String)> {
         ),
     };
     let index = app
-        .index
-        .product(name)
+        .find_product(name)
+        .await?
         .ok_or_else(|| not_found(format!("No firmware product {name}")))?;
     Ok((index, prefix))
 }
@@ -126,13 +126,13 @@ pub async fn latest(
     ApiQuery(channel): ApiQuery<ChannelQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (index, prefix) = resolve(&app, &mount)?;
+    let (index, prefix) = resolve(&app, &mount).await?;
     let release = index
         .latest(channel.channel())
         .ok_or_else(|| not_found("No firmware has been released yet"))?;
     Ok(json_response(
         &app,
-        release.manifest.render(&base(&app, &headers, &prefix)),
+        release.manifest().render(&base(&app, &headers, &prefix)),
     ))
 }
 
@@ -160,7 +160,7 @@ pub async fn check(
     ApiQuery(query): ApiQuery<CheckQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (index, prefix) = resolve(&app, &mount)?;
+    let (index, prefix) = resolve(&app, &mount).await?;
     let current = query.current.as_deref().unwrap_or_default();
     validate_current(&index, current)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
@@ -168,7 +168,7 @@ pub async fn check(
     let body = match decision {
         Decision::Offer { index: i, .. } => {
             let manifest = index.releases[i]
-                .manifest
+                .manifest()
                 .render(&base(&app, &headers, &prefix));
             format!(r#"{{"hasUpdate":true,"manifest":{manifest}}}"#)
         }
@@ -235,11 +235,11 @@ pub async fn by_version(
     let mount = Mount {
         product: path.product,
     };
-    let (index, prefix) = resolve(&app, &mount)?;
+    let (index, prefix) = resolve(&app, &mount).await?;
     let release = published(&index, &path.version).ok_or_else(|| no_manifest(&path.version))?;
     Ok(json_response(
         &app,
-        release.manifest.render(&base(&app, &headers, &prefix)),
+        release.manifest().render(&base(&app, &headers, &prefix)),
     ))
 }
 
@@ -260,7 +260,7 @@ pub async fn binary(
     let mount = Mount {
         product: path.product,
     };
-    let (index, _) = resolve(&app, &mount)?;
+    let (index, _) = resolve(&app, &mount).await?;
     let version = path
         .file
         .strip_prefix(&index.product.name)

@@ -153,7 +153,10 @@ async fn firmware(app: &App, headers: &HeaderMap) -> OtaResult<Arc<ProductIndex>
     check_secret(app, headers)?;
     let id = header(headers, "x-ota-firmware-id")?;
     let key = header(headers, "x-ota-firmware-key")?;
-    let index = app.index.product(id).ok_or_else(OtaError::invalid_auth)?;
+    let index = app
+        .find_product(id)
+        .await?
+        .ok_or_else(OtaError::invalid_auth)?;
     if products::key_opens(app, id, key).await? {
         Ok(index)
     } else {
@@ -163,7 +166,7 @@ async fn firmware(app: &App, headers: &HeaderMap) -> OtaResult<Arc<ProductIndex>
 
 /// The firmware named by `x-ota-firmware-id` and the device of `x-ota-device-id`, if the
 /// firmware's firewall lets the device in. Answered from the check index.
-fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, String)> {
+async fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, String)> {
     check_secret(app, headers)?;
     let id = header(headers, "x-ota-firmware-id")?;
     let device = header(headers, "x-ota-device-id")?;
@@ -171,7 +174,10 @@ fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>, Strin
         message: e.to_string(),
         ..OtaError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST")
     })?;
-    let index = app.index.product(id).ok_or_else(OtaError::invalid_auth)?;
+    let index = app
+        .find_product(id)
+        .await?
+        .ok_or_else(OtaError::invalid_auth)?;
     if !index.firewall.admits(device) {
         return Err(OtaError::invalid_auth());
     }
@@ -297,7 +303,7 @@ pub async fn upload(
 
 /// `GET|POST /v1/check`: a device that does not say what it runs.
 pub async fn check_unknown(State(app): State<App>, headers: HeaderMap) -> OtaResult<Response> {
-    check(&app, &headers, None)
+    check(&app, &headers, None).await
 }
 
 /// `GET|POST /v1/check/{hash}`: a device running the image with that SHA-1.
@@ -306,12 +312,12 @@ pub async fn check_hash(
     headers: HeaderMap,
     ApiPath(hash): ApiPath<String>,
 ) -> OtaResult<Response> {
-    check(&app, &headers, Some(&hash))
+    check(&app, &headers, Some(&hash)).await
 }
 
 /// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
-fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
-    let (index, device) = device(app, headers)?;
+async fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
+    let (index, device) = device(app, headers).await?;
     let decision = devices::decide(
         app,
         &index,
@@ -322,11 +328,7 @@ fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Respon
     )?;
     app.seen
         .record(index.sighting(device, hash, DEFAULT_CHANNEL));
-    let uploaded = index
-        .releases
-        .iter()
-        .any(|r| !r.facts.yanked && r.facts.channels.iter().any(|c| c == DEFAULT_CHANNEL));
-    if !uploaded {
+    if index.newest(DEFAULT_CHANNEL).is_none() {
         return Err(OtaError::new(
             StatusCode::NOT_FOUND,
             "FIRMWARE_NOT_UPLOADED",
@@ -362,7 +364,7 @@ pub async fn download(
     method: Method,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
-    let (index, _) = device(&app, &headers)?;
+    let (index, _) = device(&app, &headers).await?;
     let artifact = index
         .identify(&hash)
         .filter(|r| !r.facts.yanked)

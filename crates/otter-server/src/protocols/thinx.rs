@@ -24,7 +24,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use otter_app::index::ProductIndex;
+use otter_app::index::{IndexedRelease, ProductIndex};
 use otter_app::tokens::{self, OttRefusal};
 use otter_app::{App, AppError, devices};
 use otter_core::Decision;
@@ -110,14 +110,21 @@ impl IntoResponse for ThinxError {
 
 /// The product whose API key is in `Authentication` (THiNX's header name; not
 /// `Authorization`).
-fn product_of_key(app: &App, headers: &HeaderMap, refusal: &str) -> ThinxResult<Arc<ProductIndex>> {
-    headers
+async fn product_of_key(
+    app: &App,
+    headers: &HeaderMap,
+    refusal: &str,
+) -> ThinxResult<Arc<ProductIndex>> {
+    let key = headers
         .get("authentication")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .and_then(|key| app.index.product_for_api_key(key))
-        .ok_or_else(|| ThinxError::new(StatusCode::UNAUTHORIZED, refusal))
+        .filter(|k| !k.is_empty());
+    let index = match key {
+        Some(key) => app.product_for_api_key(key).await?,
+        None => None,
+    };
+    index.ok_or_else(|| ThinxError::new(StatusCode::UNAUTHORIZED, refusal))
 }
 
 /// The fields of a registration (or a firmware request) otter uses; the rest is ignored.
@@ -273,19 +280,17 @@ fn current<'a>(index: &ProductIndex, reg: &'a Registration) -> Option<&'a str> {
 
 /// The release to install: the offer, or with `forced` the newest release even when the device
 /// runs it already.
-fn target(
+fn target<'a>(
     app: &App,
-    index: &ProductIndex,
+    index: &'a ProductIndex,
     udid: &str,
     current: Option<&str>,
     forced: bool,
-) -> ThinxResult<Option<usize>> {
+) -> ThinxResult<Option<&'a IndexedRelease>> {
     let decision = devices::decide(app, index, "thinx", Some(udid), DEFAULT_CHANNEL, current)?;
     Ok(match decision {
-        Decision::Offer { index: i, .. } => Some(i),
-        _ if forced => {
-            otter_core::decision::latest(index.product.scheme, &index.releases, DEFAULT_CHANNEL)
-        }
+        Decision::Offer { index: i, .. } => Some(&index.releases[i]),
+        _ if forced => index.latest(DEFAULT_CHANNEL),
         _ => None,
     })
 }
@@ -301,7 +306,7 @@ pub async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> ThinxResult<Response> {
     let reg = parse_body(body, true)?;
-    let index = product_of_key(&app, &headers, "authentication_error")?;
+    let index = product_of_key(&app, &headers, "authentication_error").await?;
     let product = index.product.name.clone();
     let udid = reg.udid(&product);
     validate_device_id("udid", &udid).map_err(ApiError::from)?;
@@ -318,8 +323,8 @@ pub async fn register(
     let target = target.filter(|_| auto_update || forced);
     let timestamp = now();
     let registration = match target {
-        Some(i) => {
-            let release = &index.releases[i].release;
+        Some(target) => {
+            let release = &target.release;
             let token = tokens::issue_ott(&app, &product, &udid, &release.artifact).await?;
             tracing::info!(product = %product, device = %udid, version = %release.version, "THiNX update offered");
             json!({
@@ -462,7 +467,7 @@ pub async fn firmware(
     if reg.mac().is_none() {
         return Err(ThinxError::new(StatusCode::BAD_REQUEST, "missing_mac"));
     }
-    let index = product_of_key(&app, &headers, "authentication")?;
+    let index = product_of_key(&app, &headers, "authentication").await?;
     let product = index.product.name.clone();
     let udid = reg.udid(&product);
     let device: Device = devices::get(&app, &product, &udid)
@@ -473,11 +478,11 @@ pub async fn firmware(
         .as_deref()
         .filter(|h| index.identify(h).is_some())
         .or(device.current_version.as_deref());
-    let Some(i) = target(&app, &index, &udid, current, reg.forced())? else {
+    let Some(target) = target(&app, &index, &udid, current, reg.forced())? else {
         // THiNX's "nothing to install" answer.
         return Ok(axum::Json(json!({"success": false, "status": "OK"})).into_response());
     };
-    let artifact = index.releases[i].release.artifact.clone();
+    let artifact = target.release.artifact.clone();
     drop(index);
     if reg.use_.as_deref() == Some("ott") {
         let token = tokens::issue_ott(&app, &product, &udid, &artifact).await?;

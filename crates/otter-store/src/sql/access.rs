@@ -150,6 +150,17 @@ impl AccessStore for SqlStore {
         .await
     }
 
+    async fn api_key_product(&self, key_sha256: &str) -> Result<Option<String>> {
+        timed("api_key_product", async {
+            let row = sqlx::query("SELECT product FROM api_keys WHERE key_sha256 = $1")
+                .bind(key_sha256)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| r.try_get("product")).transpose()?)
+        })
+        .await
+    }
+
     async fn delete_api_key(&self, product: &str, id: &str) -> Result<bool> {
         timed("delete_api_key", async {
             let done = sqlx::query(

@@ -184,4 +184,18 @@ impl ProductStore for SqlStore {
         })
         .await
     }
+
+    async fn catalog_version(&self, product: &str) -> Result<i64> {
+        timed("catalog_version", async {
+            let row = sqlx::query("SELECT version FROM catalog_versions WHERE product = $1")
+                .bind(product)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match row {
+                Some(row) => row.try_get("version")?,
+                None => 0,
+            })
+        })
+        .await
+    }
 }

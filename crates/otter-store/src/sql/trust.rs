@@ -6,7 +6,7 @@ use otter_core::model::ReleaseSignatures;
 use sqlx::Row;
 
 use super::{SqlStore, conflict, timed};
-use crate::{Result, StoreError, TrustStore};
+use crate::{ExpiringSignature, Result, StoreError, TrustStore};
 
 #[async_trait]
 impl TrustStore for SqlStore {
@@ -132,6 +132,56 @@ impl TrustStore for SqlStore {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>> {
+        timed("expiring_signatures", async {
+            let roots = sqlx::query(
+                "SELECT product, version, expires_at FROM product_roots r WHERE expires_at < $1 \
+                 AND version = (SELECT MAX(version) FROM product_roots n \
+                 WHERE n.product = r.product)",
+            )
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+            let manifests = sqlx::query(
+                "SELECT s.product, s.version, s.expires_at FROM release_signatures s \
+                 JOIN releases r ON r.product = s.product AND r.version = s.version \
+                 WHERE r.yanked = 0 AND s.manifest IS NOT NULL AND s.expires_at < $1",
+            )
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out = Vec::with_capacity(roots.len() + manifests.len());
+            for r in &roots {
+                let version: i64 = r.try_get("version")?;
+                out.push(ExpiringSignature {
+                    product: r.try_get("product")?,
+                    release: None,
+                    version: version.to_string(),
+                    expires_at: r.try_get("expires_at")?,
+                });
+            }
+            for r in &manifests {
+                let version: String = r.try_get("version")?;
+                out.push(ExpiringSignature {
+                    product: r.try_get("product")?,
+                    release: Some(version.clone()),
+                    version,
+                    expires_at: r.try_get("expires_at")?,
+                });
+            }
+            // Byte-wise, as every list of the store is: by product, its root first.
+            out.sort_by(|a, b| {
+                (&a.product, a.release.is_some(), &a.version).cmp(&(
+                    &b.product,
+                    b.release.is_some(),
+                    &b.version,
+                ))
+            });
+            Ok(out)
         })
         .await
     }

@@ -98,6 +98,16 @@ pub async fn api_keys_add_list_delete(store: &dyn Store) {
         ["a1".repeat(32), "b2".repeat(32)]
     );
     assert!(store.api_keys("other").await.unwrap().is_empty());
+    // A key names its product (the check index finds products it has not loaded yet by key).
+    assert_eq!(
+        store
+            .api_key_product(&"b2".repeat(32))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("door-sensor")
+    );
+    assert_eq!(store.api_key_product(&"c3".repeat(32)).await.unwrap(), None);
     assert!(
         store
             .delete_api_key("door-sensor", "a1a1a1a1a1a1a1a1")
@@ -120,6 +130,7 @@ pub async fn api_keys_add_list_delete(store: &dyn Store) {
         store.api_key_hashes("door-sensor").await.unwrap(),
         ["b2".repeat(32)]
     );
+    assert_eq!(store.api_key_product(&"a1".repeat(32)).await.unwrap(), None);
 }
 
 pub async fn signing_keys_are_set_per_kind(store: &dyn Store) {

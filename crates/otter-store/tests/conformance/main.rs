@@ -259,6 +259,7 @@ conformance! {
         one_time_tokens_are_used_once_and_spent_once,
         signing_keys_are_set_per_kind,
         roots_and_release_signatures,
+        expiring_signatures_across_products,
         conflicts_name_what_exists_not_the_database,
     ],
     db: [data_survives_reconnect],

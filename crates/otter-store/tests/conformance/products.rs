@@ -198,6 +198,10 @@ pub async fn catalog_versions_count_bumps_per_product(store: &dyn Store) {
     assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 2);
     assert_eq!(store.bump_catalog("gate").await.unwrap(), 1);
     assert_eq!(store.bump_catalog("door-sensor").await.unwrap(), 3);
+    // One product's version, read alone; 0 for one never bumped.
+    assert_eq!(store.catalog_version("door-sensor").await.unwrap(), 3);
+    assert_eq!(store.catalog_version("gate").await.unwrap(), 1);
+    assert_eq!(store.catalog_version("never").await.unwrap(), 0);
     assert_eq!(
         sorted_versions(store).await,
         [("door-sensor".to_owned(), 3), ("gate".to_owned(), 1)]

@@ -50,3 +50,69 @@ pub async fn roots_and_release_signatures(store: &dyn Store) {
         (Some(4), None)
     );
 }
+
+pub async fn expiring_signatures_across_products(store: &dyn Store) {
+    for name in ["door", "gate"] {
+        store
+            .create_product(&product(name, Scheme::Semver))
+            .await
+            .unwrap();
+    }
+    let a = store.put_artifact(&artifact(1, "fw.bin")).await.unwrap();
+    for (name, version) in [("door", "1.0.0"), ("door", "1.1.0"), ("gate", "2.0.0")] {
+        store
+            .create_release(&release(name, version, &a))
+            .await
+            .unwrap();
+        store
+            .set_release_manifest(name, version, "env", 1, T0 + 100)
+            .await
+            .unwrap();
+    }
+    // A binary signature alone never expires.
+    store
+        .set_binary_signature("gate", "2.1.0", "MEUC")
+        .await
+        .unwrap();
+    store
+        .patch_release(
+            "door",
+            "1.1.0",
+            &ReleasePatch {
+                yanked: Some(true),
+                ..ReleasePatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Only the newest root counts: door's root 2 is renewed for long.
+    store.add_root("door", 1, "r1", T0 + 50, T0).await.unwrap();
+    store
+        .add_root("door", 2, "r2", T0 + 9999, T0)
+        .await
+        .unwrap();
+    store.add_root("gate", 1, "r1", T0 + 50, T0).await.unwrap();
+
+    let soon = store.expiring_signatures(T0 + 101).await.unwrap();
+    let found: Vec<(&str, Option<&str>, &str, i64)> = soon
+        .iter()
+        .map(|s| {
+            (
+                s.product.as_str(),
+                s.release.as_deref(),
+                s.version.as_str(),
+                s.expires_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("door", Some("1.0.0"), "1.0.0", T0 + 100),
+            ("gate", None, "1", T0 + 50),
+            ("gate", Some("2.0.0"), "2.0.0", T0 + 100),
+        ],
+        "yanked releases and replaced roots are left out"
+    );
+    assert!(store.expiring_signatures(T0 + 50).await.unwrap().is_empty());
+}
