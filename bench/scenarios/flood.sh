@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Flood: does a client that --rate-limit-device refuses (429) slow down well-behaved devices?
 # Well-behaved devices (random ids out of FLOOD_DEVICES, 100,000) check in, paced at FLOOD_RATE
-# checks/s (10,000) and then at full speed, first alone, then while one device id floods the same
+# checks/s (10,000, 256 connections) and then at full speed (64 connections), first alone, then while one device id floods the same
 # endpoint from 64 connections as fast as it can. Follows the bench/scenarios interface
 # (OTTER_BIN, BENCH_TMP, BENCH_DURATION; one markdown section on stdout, progress on stderr):
 #
@@ -17,22 +17,24 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/device-load.sh"
 
 DEVICES="${FLOOD_DEVICES:-100000}"
 RATE="${FLOOD_RATE:-10000}"
-GOOD_CONNS=32
+# Paced, as in fleet.sh: many connections, so each one's wait is long beside its response time.
+PACED_CONNS=256
+FULL_CONNS=64
 FLOOD_CONNS=64
 
 start_otter sqlite
 write_lua "$BENCH_TMP/flood.lua" abuser- 1 0 "$FLOOD_CONNS"
 
 ROWS=()
-measure() { # load-label rate
-  local load="$1" rate="$2" alone="$BENCH_TMP/alone-$2.txt" with="$BENCH_TMP/with-$2.txt"
+measure() { # load-label rate connections
+  local load="$1" rate="$2" conns="$3" alone="$BENCH_TMP/alone-$2.txt" with="$BENCH_TMP/with-$2.txt"
   local flood="$BENCH_TMP/flood-$2.txt"
-  write_lua "$BENCH_TMP/good.lua" dev- "$DEVICES" "$rate" "$GOOD_CONNS"
+  write_lua "$BENCH_TMP/good.lua" dev- "$DEVICES" "$rate" "$conns"
   log "well-behaved devices $load, alone"
-  start_wrk "$alone" 1 "$GOOD_CONNS" -s "$BENCH_TMP/good.lua" "$BASE/"
+  start_wrk "$alone" 1 "$conns" -s "$BENCH_TMP/good.lua" "$BASE/"
   wait "${WRK_PIDS[-1]}" || die "wrk failed (see $alone)"
   log "well-behaved devices $load, with the flood"
-  start_wrk "$with" 1 "$GOOD_CONNS" -s "$BENCH_TMP/good.lua" "$BASE/"
+  start_wrk "$with" 1 "$conns" -s "$BENCH_TMP/good.lua" "$BASE/"
   start_wrk "$flood" 1 "$FLOOD_CONNS" -s "$BENCH_TMP/flood.lua" "$BASE/"
   wait "${WRK_PIDS[-2]}" || die "wrk failed (see $with)"
   wait "${WRK_PIDS[-1]}" || die "wrk failed (see $flood)"
@@ -40,17 +42,17 @@ measure() { # load-label rate
   read -r a_req a_err a_p99 a_rps a_st < <(wrk_result "$alone")
   read -r w_req w_err w_p99 w_rps w_st < <(wrk_result "$with")
   read -r f_req f_err f_p99 f_rps f_st < <(wrk_result "$flood")
-  ROWS+=("| $load | $a_rps | $a_p99 | $w_rps | $w_p99 | $(awk -v w="$w_rps" -v a="$a_rps" \
+  ROWS+=("| $load, $conns connections | $a_rps | $a_p99 | $w_rps | $w_p99 | $(awk -v w="$w_rps" -v a="$a_rps" \
     'BEGIN { printf "%.2f", a ? w / a : 0 }') | $f_rps | $f_st | $((a_err + a_st + w_err + w_st + f_err)) |")
 }
 
-measure "paced at $RATE/s" "$RATE"
-measure "full speed" 0
+measure "paced at $RATE/s" "$RATE" "$PACED_CONNS"
+measure "full speed" 0 "$FULL_CONNS"
 
 cat <<END
 ### Flood of a rate-limited client
 
-Well-behaved devices (random ids out of $DEVICES, $GOOD_CONNS connections) checking in for ${DURATION} s alone, then while one device id floods the check endpoint from $FLOOD_CONNS connections and is refused with 429 by --rate-limit-device (default 1/s:30); otter on SQLite.
+Well-behaved devices (random ids out of $DEVICES) checking in for ${DURATION} s alone, then while one device id floods the check endpoint from $FLOOD_CONNS connections and is refused with 429 by --rate-limit-device (default 1/s:30); otter on SQLite.
 
 | well-behaved load | alone checks/s | alone p99 ms | with flood checks/s | with flood p99 ms | with / alone | flood req/s | flood 429s | errors |
 |---|---|---|---|---|---|---|---|---|

@@ -116,8 +116,9 @@ fn upsert_sql(rows: usize) -> String {
 
 /// The devices of `devices` (coalesced, in product order) to write under a cap of `max` devices
 /// per product: every device the product knows, and new ones while there is room. The new ones
-/// left out are added to `over`. Costs a lookup of the batch's ids, and a count of the product's
-/// devices only when the batch has new ones (a count the cap keeps small).
+/// left out are added to `over`. Costs a count of the product's devices (which the cap keeps
+/// small), and a lookup of the batch's ids only when the batch could take the product past the
+/// cap.
 async fn within_limit<'a>(
     conn: &mut AnyConnection,
     devices: &'a [DeviceSeen],
@@ -127,6 +128,15 @@ async fn within_limit<'a>(
     let mut kept = Vec::with_capacity(devices.len());
     for group in devices.chunk_by(|a, b| a.product == b.product) {
         let product = &group[0].product;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE product = $1")
+            .bind(product)
+            .fetch_one(&mut *conn)
+            .await?;
+        let count = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+        if count + group.len() as u64 <= max {
+            kept.extend(group);
+            continue;
+        }
         let mut known = HashSet::new();
         for ids in group.chunks(ROWS_PER_STATEMENT) {
             // Safe: only numbered placeholders are interpolated; every value is bound.
@@ -143,15 +153,7 @@ async fn within_limit<'a>(
             }
         }
         let new = (group.len() - known.len()) as u64;
-        let room = if new == 0 {
-            0
-        } else {
-            let row = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE product = $1")
-                .bind(product)
-                .fetch_one(&mut *conn)
-                .await?;
-            max.saturating_sub(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
-        };
+        let room = max.saturating_sub(count);
         let mut admitted = 0;
         for s in group {
             if known.contains(&s.id) {
