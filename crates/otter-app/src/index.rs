@@ -121,6 +121,7 @@ impl IndexedRelease {
                 .transpose()?,
             deprecated: release.deprecated,
             yanked: release.yanked,
+            offer_until: signatures.as_ref().and_then(|s| s.expires_at),
         };
         Ok(IndexedRelease(Arc::new(ReleaseEntry {
             facts,
@@ -210,7 +211,8 @@ impl ProductIndex {
     /// What a device running `current` on `channel` is offered; an offer's index is into
     /// [`ProductIndex::releases`].
     pub fn decide(&self, channel: &str, current: Current<'_>) -> Result<Decision, DecisionError> {
-        self.lineup.decide(&self.releases, channel, current)
+        let now = otter_store::now();
+        self.lineup.decide(&self.releases, channel, current, now)
     }
 
     /// This product with `release` added, or put in place of the release of its version. The

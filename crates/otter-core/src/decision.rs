@@ -34,6 +34,9 @@ pub struct ReleaseFacts {
     pub min_source: Option<Version>,
     pub deprecated: bool,
     pub yanked: bool,
+    /// When its signed manifest expires: from then on it is offered to no one (devices would
+    /// refuse it), until it is signed again. Devices running it are not moved off it.
+    pub offer_until: Option<i64>,
 }
 
 impl AsRef<ReleaseFacts> for ReleaseFacts {
@@ -160,12 +163,13 @@ impl Lineup {
         self.channels.get(channel).map_or(&[], Vec::as_slice)
     }
 
-    /// Decides what to offer; see the module docs for the rules.
+    /// Decides what to offer at time `now` (Unix seconds); see the module docs for the rules.
     pub fn decide<R: AsRef<ReleaseFacts>>(
         &self,
         releases: &[R],
         channel: &str,
         current: Current<'_>,
+        now: i64,
     ) -> Result<Decision, DecisionError> {
         let scheme = self.scheme;
         let facts = |i: usize| releases[i].as_ref();
@@ -205,9 +209,12 @@ impl Lineup {
             return Ok(Decision::UpToDate);
         };
 
-        let can_take = |i: usize| match &facts(i).min_source {
-            None => true,
-            Some(min) => self.meets_min_source(releases, &position, min),
+        let can_take = |i: usize| {
+            facts(i).offer_until.is_none_or(|until| now < until)
+                && match &facts(i).min_source {
+                    None => true,
+                    Some(min) => self.meets_min_source(releases, &position, min),
+                }
         };
         let preferred = candidates().find(|&i| (i == head || !facts(i).deprecated) && can_take(i));
         let chosen = preferred.or_else(|| candidates().find(|&i| can_take(i)));
@@ -485,7 +492,7 @@ mod tests {
         channel: &str,
         current: Current<'_>,
     ) -> Result<Decision, DecisionError> {
-        Lineup::new(scheme, releases).decide(releases, channel, current)
+        Lineup::new(scheme, releases).decide(releases, channel, current, 0)
     }
 
     fn identify(scheme: Scheme, releases: &[ReleaseFacts], id: &str) -> Option<usize> {
@@ -511,6 +518,7 @@ mod tests {
             min_source: min.map(|m| Version::parse(scheme, m).unwrap()),
             deprecated: false,
             yanked: false,
+            offer_until: None,
         }
     }
 
@@ -622,6 +630,29 @@ mod tests {
             offered(Scheme::Semver, &rs, Some(&by_hash)).as_deref(),
             Some("1.1.0")
         );
+    }
+
+    #[test]
+    fn a_release_whose_signature_expired_is_offered_to_no_one() {
+        let mut releases = vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "1.1.0", None),
+            rel(Scheme::Semver, 3, "2.0.0", None),
+        ];
+        releases[2].offer_until = Some(1_000);
+        let lineup = Lineup::new(Scheme::Semver, &releases);
+        let offered = |current: &str, now| match lineup
+            .decide(&releases, "stable", Current::Reported(current), now)
+            .unwrap()
+        {
+            Decision::Offer { index, .. } => Some(releases[index].version.to_string()),
+            _ => None,
+        };
+        assert_eq!(offered("1.0.0", 999).as_deref(), Some("2.0.0"));
+        // Expired: the newest release still signed instead; a device running the expired
+        // release is not moved off it.
+        assert_eq!(offered("1.0.0", 1_000).as_deref(), Some("1.1.0"));
+        assert_eq!(offered("2.0.0", 1_000), None);
     }
 
     #[test]
@@ -773,13 +804,13 @@ mod tests {
             for id in &reports {
                 let current = Current::Reported(id);
                 assert_eq!(
-                    lineup.decide(&releases, channel, current),
+                    lineup.decide(&releases, channel, current, 0),
                     walk::decide(Scheme::Semver, &releases, channel, current),
                     "{id} on {channel}"
                 );
             }
             assert_eq!(
-                lineup.decide(&releases, channel, Current::Unknown),
+                lineup.decide(&releases, channel, Current::Unknown, 0),
                 walk::decide(Scheme::Semver, &releases, channel, Current::Unknown)
             );
         }
@@ -938,7 +969,7 @@ mod tests {
                 for current in reports(&releases) {
                     let current = current.as_deref().map_or(Current::Unknown, Current::Reported);
                     prop_assert_eq!(
-                        lineup.decide(&releases, channel, current),
+                        lineup.decide(&releases, channel, current, 0),
                         walk::decide(scheme, &releases, channel, current),
                         "{:?} on {}", current, channel
                     );

@@ -15,7 +15,7 @@ use otter_core::signing::keys::{Algorithm, PrivateKey, PublicKey};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, expect_error, firmware, json_body, sha256_hex};
+use crate::common::{TestServer, eventually, expect_error, firmware, json_body, sha256_hex};
 
 const DAY: i64 = 86_400;
 
@@ -523,4 +523,45 @@ async fn a_product_that_declares_its_image_format_gets_only_signed_images() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{format}");
     }
+}
+
+/// A release whose manifest has expired would be refused by every device: it is offered to no
+/// one (devices get the newest release still signed) until it is signed again.
+#[tokio::test]
+async fn a_release_whose_manifest_expired_is_not_offered() {
+    let (srv, owner, _) = signed_product().await;
+    publish_release_signed(&srv, &owner, "1.0.0", 1, &firmware(1, 10_000), 90 * DAY).await;
+    let image = firmware(2, 10_000);
+    publish_release_signed(&srv, &owner, "2.0.0", 1, &image, 2).await;
+    assert_eq!(
+        srv.offered("door", "current=0.9.0").await.as_deref(),
+        Some("2.0.0")
+    );
+    eventually("2.0.0's manifest expires", async || {
+        match srv.offered("door", "current=0.9.0").await {
+            Some(v) if v == "1.0.0" => Ok(()),
+            other => Err(format!("offered {other:?}")),
+        }
+    })
+    .await;
+    // Signed again: offered again.
+    let resigned = seal(
+        MANIFEST_TYPE,
+        &manifest("2.0.0", 1, &image, 90 * DAY),
+        &[&owner.release],
+    );
+    let resp = srv
+        .admin(
+            Method::PUT,
+            "/api/v1/products/door/releases/2.0.0/signature",
+        )
+        .json(&resigned)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        srv.offered("door", "current=0.9.0").await.as_deref(),
+        Some("2.0.0")
+    );
 }
