@@ -441,8 +441,8 @@ where
     error
 }
 
-/// The topic and payload of a PUBLISH packet.
-fn parse_publish(kind: u8, body: &[u8]) -> Option<(String, Bytes)> {
+/// The topic and payload of a PUBLISH packet (broker input: public so `fuzz/` checks it).
+pub fn parse_publish(kind: u8, body: &[u8]) -> Option<(String, Bytes)> {
     let len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
     let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?.to_owned();
     // QoS 1 and 2 carry a packet id before the payload.
@@ -516,8 +516,8 @@ fn publish_packet(topic: &str, payload: &[u8], id: u16) -> Vec<u8> {
     packet(PUBLISH_QOS1_RETAIN, &rest)
 }
 
-/// Reads one packet: its type byte and the rest.
-async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<(u8, Bytes)> {
+/// Reads one packet: its type byte and the rest (broker input: public so `fuzz/` checks it).
+pub async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<(u8, Bytes)> {
     let kind = reader.read_u8().await?;
     let mut len = 0usize;
     for shift in [0, 7, 14, 21] {
