@@ -441,8 +441,8 @@ where
     error
 }
 
-/// The topic and payload of a PUBLISH packet.
-fn parse_publish(kind: u8, body: &[u8]) -> Option<(String, Bytes)> {
+/// The topic and payload of a PUBLISH packet (broker input: public so `fuzz/` checks it).
+pub fn parse_publish(kind: u8, body: &[u8]) -> Option<(String, Bytes)> {
     let len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
     let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?.to_owned();
     // QoS 1 and 2 carry a packet id before the payload.
@@ -516,16 +516,27 @@ fn publish_packet(topic: &str, payload: &[u8], id: u16) -> Vec<u8> {
     packet(PUBLISH_QOS1_RETAIN, &rest)
 }
 
-/// Reads one packet: its type byte and the rest.
-async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<(u8, Bytes)> {
+/// What a packet body's buffer starts with before its bytes arrive.
+const READ_AHEAD: usize = 8 * 1024;
+
+/// Reads one packet: its type byte and the rest (broker input: public so `fuzz/` checks it).
+pub async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<(u8, Bytes)> {
     let kind = reader.read_u8().await?;
     let mut len = 0usize;
     for shift in [0, 7, 14, 21] {
         let byte = reader.read_u8().await?;
         len |= usize::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
-            let mut rest = vec![0; len];
-            reader.read_exact(&mut rest).await?;
+            // The body is read as it arrives: a header may claim up to 256 MiB, and memory is
+            // spent on the bytes a broker sends, not on what it says it will send.
+            let mut rest = Vec::with_capacity(len.min(READ_AHEAD));
+            (&mut *reader)
+                .take(len as u64)
+                .read_to_end(&mut rest)
+                .await?;
+            if rest.len() < len {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             return Ok((kind, Bytes::from(rest)));
         }
     }
@@ -587,6 +598,46 @@ mod tests {
             ))
         );
         assert_eq!(parse_publish(0x30, &[0, 9, b'a']), None);
+    }
+
+    /// Serves `data`, then the end of the stream, and remembers the largest buffer it was asked
+    /// to fill.
+    struct Watched<'a> {
+        data: &'a [u8],
+        largest: usize,
+    }
+
+    impl AsyncRead for Watched<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.largest = self.largest.max(buf.remaining());
+            let mut data = self.data;
+            let poll = std::pin::Pin::new(&mut data).poll_read(cx, buf);
+            self.data = data;
+            poll
+        }
+    }
+
+    /// Found by `fuzz/` (target `mqtt`): a broker's packet header claiming 256 MiB made the
+    /// reader allocate 256 MiB before a byte of the body had arrived.
+    #[tokio::test]
+    async fn a_claimed_length_is_not_allocated_before_the_bytes_arrive() {
+        let mut stream = vec![0x30, 0xFF, 0xFF, 0xFF, 0x7F];
+        stream.extend_from_slice(b"ten bytes!");
+        let mut reader = Watched {
+            data: &stream,
+            largest: 0,
+        };
+        let error = read_packet(&mut reader).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            reader.largest <= 64 * 1024,
+            "a 15-byte stream was offered a {}-byte buffer",
+            reader.largest
+        );
     }
 
     #[tokio::test]

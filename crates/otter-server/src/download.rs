@@ -13,6 +13,7 @@
 //! business. `HEAD` and requests answered with 304 never leave otter. Device protocols whose
 //! clients cannot follow redirects go through [`serve_proxied`].
 
+use std::net::Ipv6Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -98,16 +99,21 @@ pub async fn require_valid_host(request: Request, next: Next) -> Response {
 
 /// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets, and an optional
 /// decimal port.
-fn is_host_and_port(value: &str) -> bool {
+pub fn is_host_and_port(value: &str) -> bool {
     let (host_ok, port) = match value.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
-            Some((addr, port)) => (addr.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            Some((addr, port)) => (addr.parse::<Ipv6Addr>().is_ok(), port),
             None => return false,
         },
         None => {
             let (host, port) = value.find(':').map_or((value, ""), |i| value.split_at(i));
             let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
-            (!host.is_empty() && host.bytes().all(name), port)
+            // And a host the clients' URL parsers take (WHATWG URL, as the `url` crate
+            // implements it): found by `fuzz/` (target `host`), `12xamp0.1` (a name ending in
+            // a number is an IPv4 address to them, and this one is invalid) and `a.xn--g` (not
+            // punycode) were accepted, and became download URLs no client could parse.
+            let name_ok = !host.is_empty() && host.bytes().all(name);
+            (name_ok && url::Host::parse(host).is_ok(), port)
         }
     };
     host_ok
@@ -213,43 +219,30 @@ pub async fn serve_proxied(
         .header(ACCEPT_RANGES, "bytes")
         .header(CACHE_CONTROL, "public, max-age=31536000, immutable");
 
-    if precondition_failed(headers, &etag, modified) {
-        return Ok(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
-            format!("the image's ETag is {etag} and it was last modified {last_modified}"),
-        )
-        .into_response());
-    }
-    if not_modified(headers, &etag, modified) {
-        return response
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .map_err(ApiError::internal);
-    }
-
-    let range_applies = match headers.get(IF_RANGE).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(v) if v.starts_with('"') => v == etag,
-        Some(v) => httpdate::parse_http_date(v).is_ok_and(|d| d == modified),
-    };
-    let requested = headers
-        .get(RANGE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|_| range_applies)
-        .map(|v| parse_range(v, size))
-        .unwrap_or(RangeRequest::Whole);
-
-    let (status, range) = match requested {
-        RangeRequest::Whole => (StatusCode::OK, 0..size),
-        RangeRequest::Part(range) => {
+    let (status, range) = match answer(headers, &etag, modified, size) {
+        Answer::PreconditionFailed => {
+            return Ok(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("the image's ETag is {etag} and it was last modified {last_modified}"),
+            )
+            .into_response());
+        }
+        Answer::NotModified => {
+            return response
+                .status(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .map_err(ApiError::internal);
+        }
+        Answer::Whole => (StatusCode::OK, 0..size),
+        Answer::Part(range) => {
             response = response.header(
                 CONTENT_RANGE,
                 format!("bytes {}-{}/{size}", range.start, range.end - 1),
             );
             (StatusCode::PARTIAL_CONTENT, range)
         }
-        RangeRequest::Unsatisfiable => {
+        Answer::Unsatisfiable => {
             let mut refused = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
@@ -319,49 +312,80 @@ fn precondition_failed(headers: &HeaderMap, etag: &str, modified: SystemTime) ->
         .is_some_and(|since| modified > since)
 }
 
-/// What a `Range` header asks of an image of `size` bytes.
+/// What a download request's conditional and `Range` headers ask of an image of `size` bytes
+/// whose strong ETag is `etag` and that was last modified at `modified`.
 #[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
+pub enum Answer {
+    /// `If-Match` or `If-Unmodified-Since` failed: 412.
+    PreconditionFailed,
+    /// `If-None-Match` or `If-Modified-Since` matched: 304.
+    NotModified,
+    /// 200 with the whole image.
     Whole,
+    /// 206 with these bytes, never empty and never past the end.
     Part(std::ops::Range<u64>),
+    /// 416.
     Unsatisfiable,
+}
+
+/// The answer to a download's headers, before any byte is read: a pure function of what the
+/// client sent (outside input, so `fuzz/` checks it on its own). RFC 9110 §13.2.2's order:
+/// `If-Match`/`If-Unmodified-Since`, then `If-None-Match`/`If-Modified-Since`, then `Range` if
+/// `If-Range` (an ETag or a date) still holds.
+pub fn answer(headers: &HeaderMap, etag: &str, modified: SystemTime, size: u64) -> Answer {
+    if precondition_failed(headers, etag, modified) {
+        return Answer::PreconditionFailed;
+    }
+    if not_modified(headers, etag, modified) {
+        return Answer::NotModified;
+    }
+    let range_applies = match headers.get(IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) if v.starts_with('"') => v == etag,
+        Some(v) => httpdate::parse_http_date(v).is_ok_and(|d| d == modified),
+    };
+    headers
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| range_applies)
+        .map_or(Answer::Whole, |v| parse_range(v, size))
 }
 
 /// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` (the unit is case-insensitive, RFC 9110
 /// §14.1). Headers otter does not understand, and lists of several ranges, mean the whole image
 /// (a server may ignore `Range`). Positions too large for a `u64` are past any image's end.
-fn parse_range(header: &str, size: u64) -> RangeRequest {
+fn parse_range(header: &str, size: u64) -> Answer {
     let header = header.trim();
     let Some(spec) = header
         .get(..6)
         .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
         .map(|_| &header[6..])
     else {
-        return RangeRequest::Whole;
+        return Answer::Whole;
     };
     if spec.contains(',') {
-        return RangeRequest::Whole;
+        return Answer::Whole;
     }
     let Some((start, end)) = spec.trim().split_once('-') else {
-        return RangeRequest::Whole;
+        return Answer::Whole;
     };
     let (start, end) = (start.trim(), end.trim());
     let parsed = match (position(start), position(end)) {
         (Ok(s), Ok(e)) if s <= e => Some((s, e.saturating_add(1).min(size))),
-        (Ok(_), Ok(_)) => return RangeRequest::Whole,
+        (Ok(_), Ok(_)) => return Answer::Whole,
         (Ok(s), Err(_)) if end.is_empty() => Some((s, size)),
         (Err(_), Ok(n)) if start.is_empty() => {
             if n == 0 {
-                return RangeRequest::Unsatisfiable;
+                return Answer::Unsatisfiable;
             }
             Some((size.saturating_sub(n), size))
         }
         _ => None,
     };
     match parsed {
-        None => RangeRequest::Whole,
-        Some((s, _)) if s >= size => RangeRequest::Unsatisfiable,
-        Some((s, e)) => RangeRequest::Part(s..e),
+        None => Answer::Whole,
+        Some((s, _)) if s >= size => Answer::Unsatisfiable,
+        Some((s, e)) => Answer::Part(s..e),
     }
 }
 
@@ -380,7 +404,7 @@ mod tests {
 
     #[test]
     fn ranges() {
-        use RangeRequest::*;
+        use Answer::*;
         assert_eq!(parse_range("bytes=0-9", 100), Part(0..10));
         assert_eq!(parse_range("bytes=90-", 100), Part(90..100));
         assert_eq!(parse_range("bytes=-10", 100), Part(90..100));
@@ -412,6 +436,27 @@ mod tests {
             Part(0..100)
         );
         assert_eq!(parse_range("bytes=+5-", 100), Whole);
+    }
+
+    /// A host the clients' URL parsers refuse makes download URLs no client can use (`fuzz/`,
+    /// target `host`): a name ending in a number must be a valid IPv4 address, `xn--` labels
+    /// valid punycode.
+    #[test]
+    fn hosts_that_url_parsers_refuse_are_refused() {
+        for bad in [
+            "12xamp0.1",
+            "a.XN--G",
+            "xn--g:8080",
+            "1.2.3.999",
+            "example.0x1f",
+            "example.0X",
+            "example.1.",
+        ] {
+            assert!(!is_host_and_port(bad), "{bad}");
+        }
+        for ok in ["10.0.0.1:8080", "example.1a", "0x1f.example", "v1.example"] {
+            assert!(is_host_and_port(ok), "{ok}");
+        }
     }
 
     #[test]

@@ -41,6 +41,42 @@ fn esp_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// What a device says about itself in its `x-ESP8266-*`/`x-ESP32-*` headers, checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DeviceHeaders<'a> {
+    /// The version it runs (header, else `?version=`).
+    pub version: Option<&'a str>,
+    /// The sketch's MD5 and SHA-256, when they are well-formed hex digests.
+    pub md5: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    /// The STA MAC, a valid device id.
+    pub mac: Option<&'a str>,
+    /// Whether it asks for a sketch (not a filesystem image).
+    pub sketch_mode: bool,
+    /// Free sketch space, in bytes.
+    pub free: Option<u64>,
+}
+
+/// Reads a request's device headers (outside input, so `fuzz/` checks this on its own); an
+/// invalid MAC is a 400.
+pub fn device_headers<'a>(
+    headers: &'a HeaderMap,
+    query_version: Option<&'a str>,
+) -> ApiResult<DeviceHeaders<'a>> {
+    let mac = esp_header(headers, "STA-MAC");
+    if let Some(mac) = mac {
+        validate_device_id("STA-MAC", mac)?;
+    }
+    Ok(DeviceHeaders {
+        version: esp_header(headers, "version").or(query_version),
+        md5: esp_header(headers, "sketch-md5").filter(|d| is_hex_digest(d, 32)),
+        sha256: esp_header(headers, "sketch-sha256").filter(|d| is_hex_digest(d, 64)),
+        mac,
+        sketch_mode: esp_header(headers, "mode").is_none_or(|m| m == "sketch"),
+        free: esp_header(headers, "free-space").and_then(|f| f.parse::<u64>().ok()),
+    })
+}
+
 /// `GET /arduino/{product}/update`
 pub async fn update(
     State(app): State<App>,
@@ -51,19 +87,20 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let index = app.product(&name).await?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
-    let version = esp_header(&headers, "version").or(query.version.as_deref());
-    let md5 = esp_header(&headers, "sketch-md5").filter(|d| is_hex_digest(d, 32));
-    let sha256 = esp_header(&headers, "sketch-sha256").filter(|d| is_hex_digest(d, 64));
+    let device = device_headers(&headers, query.version.as_deref())?;
+    let DeviceHeaders {
+        version,
+        md5,
+        sha256,
+        mac,
+        ..
+    } = device;
     // The image's digest pins the release exactly; a version string is the sketch's own claim.
     let current = [md5, sha256]
         .into_iter()
         .flatten()
         .find(|digest| index.identify(digest).is_some())
         .or(version);
-    let mac = esp_header(&headers, "STA-MAC");
-    if let Some(mac) = mac {
-        validate_device_id("STA-MAC", mac)?;
-    }
     let decision = devices::decide(&app, &index, "arduino", mac, channel, current)?;
     if let Some(mac) = mac {
         let mut seen = index.sighting(mac.to_owned(), current, channel);
@@ -78,9 +115,10 @@ pub async fn update(
     };
     let artifact = index.releases[i].release.artifact.clone();
     drop(index);
-    let sketch_mode = esp_header(&headers, "mode").is_none_or(|m| m == "sketch");
-    let free = esp_header(&headers, "free-space").and_then(|f| f.parse::<u64>().ok());
-    if let Some(free) = free.filter(|&free| sketch_mode && artifact.size > free) {
+    if let Some(free) = device
+        .free
+        .filter(|&free| device.sketch_mode && artifact.size > free)
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "insufficient_space",

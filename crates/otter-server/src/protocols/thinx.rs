@@ -246,19 +246,25 @@ fn uuid(mut b: [u8; 16]) -> String {
 
 /// The request's fields inside `registration`, or (unless `wrapped` is required) bare.
 fn parse_body(body: Result<Bytes, BytesRejection>, wrapped: bool) -> ThinxResult<Registration> {
-    let invalid = || ThinxError::new(StatusCode::BAD_REQUEST, "request_invalid");
     // axum's own refusal (a body over its 2 MB limit) would be plain text; a THiNX client
     // reads JSON.
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ThinxError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
         }
-        _ => invalid(),
+        _ => ThinxError::new(StatusCode::BAD_REQUEST, "request_invalid"),
     })?;
+    parse_registration(&body, wrapped)
+}
+
+/// A registration (or firmware request) body as a device sent it, fields within otter's caps;
+/// the pure half of [`parse_body`], which `fuzz/` checks on its own.
+pub fn parse_registration(body: &[u8], wrapped: bool) -> ThinxResult<Registration> {
+    let invalid = || ThinxError::new(StatusCode::BAD_REQUEST, "request_invalid");
     if body.is_empty() {
         return Err(ThinxError::new(StatusCode::BAD_REQUEST, "no_body"));
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(body).map_err(|_| invalid())?;
     let fields = match value.get("registration") {
         Some(inner) if inner.as_object().is_some_and(|o| !o.is_empty()) => inner.clone(),
         _ if wrapped => return Err(invalid()),
