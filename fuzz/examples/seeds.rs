@@ -70,6 +70,7 @@ fn dsse() {
         product: "sensor".into(),
         version: "1.4.2".into(),
         channel: "stable".into(),
+        channels: vec!["beta".into()],
         hw_ids: vec!["hw".into()],
         security_counter: 2,
         artifact: ArtifactRef {
@@ -90,6 +91,8 @@ fn dsse() {
         product: "sensor".into(),
         device: "d1".into(),
         nonce: "nonce".into(),
+        current: Some("1.0.0".into()),
+        channel: "stable".into(),
         server_time: "2026-06-01T00:00:00Z".into(),
         expires: "2036-01-01T00:00:00Z".into(),
         root_version: 2,
@@ -97,6 +100,7 @@ fn dsse() {
         version: Some("1.4.2".into()),
         manifest_sha256: Some(hex(&Sha256::digest(&manifest_payload))),
         download_url: Some("http://otter.example/dl/x".into()),
+        downgrade: None,
     };
     write(
         "dsse",

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otter_core::signing::device::TrustState;
+use otter_core::signing::device::{CheckRequest, TrustState};
 use otter_core::signing::documents::{CheckResponse, ReleaseManifest, Root};
 use otter_core::signing::dsse::Envelope;
 use otter_fuzz::fields;
@@ -17,6 +17,14 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(byt
         assert_eq!(again, doc);
     }
 }
+
+/// The check-in the seed's signed response answers.
+const ASKED: CheckRequest<'static> = CheckRequest {
+    nonce: "nonce",
+    device: "d1",
+    current: Some("1.0.0"),
+    channel: "stable",
+};
 
 fuzz_target!(|data: &[u8]| {
     let [root, next, response, manifest] = fields::<4>(data);
@@ -47,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let Some(Ok(response)) = envelopes[2]
         .as_ref()
-        .map(|e| state.check_response(e, "nonce", 0))
+        .map(|e| state.check_response(e, &ASKED, 0))
     else {
         return;
     };
