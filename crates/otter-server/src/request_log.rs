@@ -61,11 +61,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get(REQUEST_ID)
         .and_then(usable)
         .unwrap_or_else(new_id);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    // A shared handle on the route template: copied only if the access line is written.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let span = tracing::info_span!("request", id = %id);
     let mut response = CURRENT
@@ -78,7 +75,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         target: "otter::access",
         request_id = %id,
         method = %method,
-        route = %route,
+        route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
     );

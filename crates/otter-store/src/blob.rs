@@ -11,12 +11,12 @@
 //!   directory too, unless the blobs are in an object store: then they live in the bucket
 //!   ([`ObjectSessions`]) so that any node can take any chunk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -331,8 +331,13 @@ async fn local_stream(path: PathBuf, range: Range<u64>) -> Result<ByteStream> {
 
     fn read_chunk(file: &mut std::fs::File, remaining: u64) -> std::io::Result<Bytes> {
         let len = remaining.min(LOCAL_READ_CHUNK as u64) as usize;
-        let mut buf = vec![0u8; len];
-        file.read_exact(&mut buf)?;
+        // `read_to_end` reads into the spare capacity as it is: no zeroing of a buffer that
+        // the read overwrites anyway.
+        let mut buf = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() < len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         Ok(Bytes::from(buf))
     }
 
@@ -410,6 +415,19 @@ pub struct Staging {
     dir: PathBuf,
     /// Set when sessions live in the object store.
     objects: Option<ObjectSessions>,
+    /// The digests of each local session's bytes so far, carried from chunk to chunk so that
+    /// sealing needs no second pass over the file. A session whose state is missing (otter
+    /// restarted) or out of step (a chunk failed mid-write) is hashed from its file instead.
+    hashed: Arc<SessionHashes>,
+}
+
+#[derive(Default)]
+struct SessionHashes(Mutex<HashMap<String, MultiHasher>>);
+
+impl std::fmt::Debug for SessionHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHashes").finish_non_exhaustive()
+    }
 }
 
 const TEMP_PREFIX: &str = "tmp-";
@@ -423,6 +441,7 @@ impl Staging {
         Ok(Staging {
             dir: dir.to_path_buf(),
             objects: None,
+            hashed: Arc::default(),
         })
     }
 
@@ -510,8 +529,16 @@ impl Staging {
             Ok(f) => f,
             Err(e) => return (offset, Err(e.into())),
         };
-        let mut counter = MultiHasher::new();
-        let result = write_stream(file, body, &mut counter, limit - offset).await;
+        // Continue the session's digests when they cover exactly the bytes before this chunk;
+        // otherwise the hasher only counts this chunk's bytes against the limit.
+        let carried = self.hashed_lock().remove(id).filter(|h| h.size() == offset);
+        let (mut hasher, chunk_limit) = match carried {
+            Some(hasher) => (hasher, limit),
+            None if offset == 0 => (MultiHasher::new(), limit),
+            None => (MultiHasher::new(), limit - offset),
+        };
+        let continues = hasher.size() == offset;
+        let result = write_stream(file, body, &mut hasher, chunk_limit).await;
         if let Err(IngestError::TooLarge { .. }) = result {
             let rollback = async {
                 let f = tokio::fs::OpenOptions::new()
@@ -527,9 +554,18 @@ impl Staging {
             return (offset, Err(IngestError::TooLarge { limit }));
         }
         match self.session_len(id).await {
-            Ok(len) => (len, result),
+            Ok(len) => {
+                if continues && hasher.size() == len {
+                    self.hashed_lock().insert(id.to_owned(), hasher);
+                }
+                (len, result)
+            }
             Err(e) => (offset, Err(e.into())),
         }
+    }
+
+    fn hashed_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MultiHasher>> {
+        self.hashed.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hashes a complete session and hands it over for committing; the session file moves to a
@@ -544,11 +580,18 @@ impl Staging {
             });
         }
         let sealed = self.dir.join(format!("{TEMP_PREFIX}{}", random_id()));
+        let carried = self.hashed_lock().remove(id);
         tokio::fs::rename(self.session_path(id), &sealed).await?;
-        let path = sealed.clone();
-        let digests = tokio::task::spawn_blocking(move || digest_file(&path))
-            .await
-            .map_err(|e| StoreError::Blob(e.to_string()))?;
+        let len = tokio::fs::metadata(&sealed).await?.len();
+        let digests = match carried.filter(|h| h.size() == len) {
+            Some(hasher) => Ok(hasher.finish()),
+            None => {
+                let path = sealed.clone();
+                tokio::task::spawn_blocking(move || digest_file(&path))
+                    .await
+                    .map_err(|e| StoreError::Blob(e.to_string()))?
+            }
+        };
         match digests {
             Ok(digests) => Ok(StagedFile {
                 at: StagedAt::File(sealed),
@@ -565,7 +608,10 @@ impl Staging {
     pub async fn remove_session(&self, id: &str) {
         match &self.objects {
             Some(objects) => objects.remove(id).await,
-            None => discard(&self.session_path(id)).await,
+            None => {
+                self.hashed_lock().remove(id);
+                discard(&self.session_path(id)).await
+            }
         }
     }
 
