@@ -18,10 +18,9 @@ use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 use metrics::{counter, gauge, histogram};
@@ -103,19 +102,14 @@ fn route_metrics(route: &str, method: &Method, status: StatusCode) -> RouteMetri
     made
 }
 
-/// Middleware counting requests and timing them by route template (never the raw path, which
+/// Counts an answered request and its latency by route template (never the raw path, which
 /// would make every device id its own series).
-pub async fn track(request: Request, next: Next) -> Response {
+pub fn record(route: Option<&MatchedPath>, method: &Method, status: StatusCode, started: Instant) {
     static UNMATCHED: &str = "unmatched";
-    let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    let (requests, latency) = route_metrics(route, &method, response.status());
+    let route = route.map_or(UNMATCHED, MatchedPath::as_str);
+    let (requests, latency) = route_metrics(route, method, status);
     latency.record(started.elapsed().as_secs_f64());
     requests.increment(1);
-    response
 }
 
 /// `GET /metrics` in the Prometheus text format. Gauges that are cheap to read are sampled here
