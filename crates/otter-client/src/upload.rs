@@ -259,6 +259,8 @@ mod tests {
         faults: VecDeque<Fault>,
         puts: usize,
         unauthorized: usize,
+        /// The SHA-256 finalize carried, if any.
+        finalized_with: Option<String>,
     }
 
     type Shared = Arc<Mutex<Fake>>;
@@ -354,6 +356,7 @@ mod tests {
         }
         if let Some(claimed) = body["sha256"].as_str() {
             fake.sha256 = claimed.to_owned();
+            fake.finalized_with = Some(claimed.to_owned());
         }
         if fake
             .faults
@@ -452,8 +455,12 @@ mod tests {
         let artifact = upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
             .await
             .unwrap();
-        assert_eq!(artifact.sha256, hex::encode(Sha256::digest(&bytes)));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(artifact.sha256, sha256);
         let fake = fake.lock().unwrap();
+        // One pass over the file: the session began before the image was hashed, and finalize
+        // brought the digest.
+        assert_eq!(fake.finalized_with.as_deref(), Some(sha256.as_str()));
         assert_eq!(fake.data, bytes);
         assert_eq!(fake.puts, 11);
         assert_eq!(fake.unauthorized, 0);
