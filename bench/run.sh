@@ -528,7 +528,7 @@ INGEST_ROWS=()
 seconds_of() { # command...; runs it and prints its wall-clock seconds
   local start end
   start="$(date +%s.%N)"
-  "$@" >/dev/null
+  "$@" >/dev/null || die "failed: $*"
   end="$(date +%s.%N)"
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
 }
@@ -546,8 +546,9 @@ bench_ingest() {
   sha256sum "$file" >/dev/null # warm the page cache for both sides
   log "ingest: sha256sum, raw PUT, otter release publish"
   sha_s="$(seconds_of sha256sum "$file")"
-  put_s="$(seconds_of api -X PUT -H 'Content-Type: application/octet-stream' -H 'Expect:' \
-    --data-binary "@$file" "${OTTER_BASES[ingest]}/api/v1/artifacts?filename=ingest.bin")"
+  # -T streams the file (--data-binary would read it all into memory first).
+  put_s="$(seconds_of api -T "$file" -H 'Content-Type: application/octet-stream' -H 'Expect:' \
+    "${OTTER_BASES[ingest]}/api/v1/artifacts?filename=ingest.bin")"
   # A fresh otter again, so publish cannot find the bytes already stored.
   stop_otter ingest
   rm -rf "$TMP/otter-ingest"
