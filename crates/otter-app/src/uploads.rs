@@ -1,8 +1,8 @@
 //! Resumable upload sessions for large images over bad links.
 //!
-//! Begin with the expected size and SHA-256, append chunks at the session's offset (strictly in
-//! order; the staged bytes are the authority on the offset), finalize to verify and keep the
-//! artifact atomically. A chunk cut off mid-way keeps what arrived. Idle sessions expire.
+//! Begin with the expected size and SHA-256 (or give the SHA-256 at finalize, so a client can hash
+//! while it sends), append chunks at the session's offset (strictly in order; the staged bytes are
+//! the authority on the offset), finalize to verify and keep the artifact atomically. A chunk cut off mid-way keeps what arrived. Idle sessions expire.
 //!
 //! With blobs in a local directory a session is a file in the staging directory. With blobs in
 //! an object store the chunks are objects in the bucket and the offset is derived by listing
@@ -82,28 +82,35 @@ pub async fn status(app: &App, id: &str) -> AppResult<UploadSession> {
     Ok(session)
 }
 
-/// Starts a session for an image of `size` bytes with this SHA-256.
-pub async fn begin(
-    app: &App,
-    size: u64,
-    sha256: &str,
-    filename: Option<&str>,
-) -> AppResult<UploadSession> {
-    if size > app.config.max_upload {
-        return Err(AppError::too_large(app.config.max_upload));
-    }
+/// The SHA-256 a client claims, checked and lowercased.
+fn claimed_sha256(sha256: &str) -> AppResult<String> {
     if !is_hex_digest(sha256, 64) {
         return Err(AppError::invalid(
             "invalid_field",
             "sha256 must be the image's SHA-256 as 64 hex characters",
         ));
     }
+    Ok(sha256.to_ascii_lowercase())
+}
+
+/// Starts a session for an image of `size` bytes with this SHA-256; without one (kept as an
+/// empty string) finalize must bring it.
+pub async fn begin(
+    app: &App,
+    size: u64,
+    sha256: Option<&str>,
+    filename: Option<&str>,
+) -> AppResult<UploadSession> {
+    if size > app.config.max_upload {
+        return Err(AppError::too_large(app.config.max_upload));
+    }
+    let sha256 = sha256.map(claimed_sha256).transpose()?.unwrap_or_default();
     let at = now();
     let session = UploadSession {
         id: random_id(),
         filename: sanitize_filename(filename.unwrap_or_default()),
         size,
-        sha256: sha256.to_ascii_lowercase(),
+        sha256,
         offset: 0,
         created_at: at,
         updated_at: at,
@@ -160,10 +167,32 @@ where
     }
 }
 
-/// Verifies a complete session against its SHA-256 and keeps it as an artifact.
-pub async fn finalize(app: &App, id: &str) -> AppResult<Kept> {
+/// Verifies a complete session against its SHA-256 (given at begin, or now as `sha256`) and keeps
+/// it as an artifact.
+pub async fn finalize(app: &App, id: &str, sha256: Option<&str>) -> AppResult<Kept> {
     let _claim = app.busy_uploads.claim(id)?;
-    let session = status(app, id).await?;
+    let mut session = status(app, id).await?;
+    let claimed = sha256.map(claimed_sha256).transpose()?;
+    match claimed {
+        Some(claimed) if session.sha256.is_empty() => session.sha256 = claimed,
+        Some(claimed) if claimed != session.sha256 => {
+            return Err(AppError::invalid(
+                "invalid_field",
+                format!(
+                    "the session began with SHA-256 {}, not {claimed}",
+                    session.sha256
+                ),
+            ));
+        }
+        Some(_) => {}
+        None if session.sha256.is_empty() => {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "the session began without a sha256: finalize with {\"sha256\": …}",
+            ));
+        }
+        None => {}
+    }
     if session.offset != session.size {
         return Err(AppError::conflict(
             "upload_incomplete",

@@ -4,13 +4,15 @@
 //! being sent again. `otter release publish` uses it; so can anything else holding a [`Client`].
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use indicatif::ProgressBar;
 use otter_core::model::{Artifact, UploadSession};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -40,48 +42,82 @@ impl Pacing {
     };
 }
 
-/// A local image, hashed and ready to upload.
+/// A local image, ready to upload.
 #[derive(Debug)]
 pub struct LocalImage {
     pub path: PathBuf,
     pub size: u64,
-    /// Lowercase hex SHA-256.
-    pub sha256: String,
     /// The name the server keeps, used in download URLs.
     pub filename: String,
+    /// When the file was last changed, to notice it changing while it is uploaded.
+    modified: Option<SystemTime>,
 }
 
-/// Hashes `path` (with progress) and names it as the server will keep it.
-pub async fn hash_image(path: &Path, progress: &ProgressBar) -> anyhow::Result<LocalImage> {
-    let file = crate::files::hash_file(path, progress).await?;
+/// Names `path` as the server will keep it and reads its size. The image is hashed while it
+/// is uploaded, not before: one pass over the file rather than two.
+pub fn local_image(path: &Path) -> anyhow::Result<LocalImage> {
+    let (size, modified) = stat(path)?;
     let filename = path
         .file_name()
         .with_context(|| format!("{} does not name a file", path.display()))?
         .to_string_lossy()
         .into_owned();
     Ok(LocalImage {
-        path: file.path,
-        size: file.size,
-        sha256: file.sha256,
+        path: path.to_owned(),
+        size,
         filename,
+        modified,
     })
 }
 
-/// Uploads `image` through a resumable upload session and returns the stored artifact.
+fn stat(path: &Path) -> anyhow::Result<(u64, Option<SystemTime>)> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+/// The SHA-256 of the file's bytes as they are read for sending. Resent bytes (a chunk retried
+/// from an earlier offset) are hashed once: only bytes past `upto` count.
+struct Hashing {
+    hasher: Sha256,
+    upto: u64,
+}
+
+impl Hashing {
+    /// Takes `bytes` read at file position `at`.
+    fn feed(&mut self, at: u64, bytes: &[u8]) {
+        let end = at + bytes.len() as u64;
+        if at <= self.upto && end > self.upto {
+            self.hasher.update(&bytes[(self.upto - at) as usize..]);
+            self.upto = end;
+        }
+    }
+}
+
+/// Uploads `image` through a resumable upload session, hashing it on the way, and returns the
+/// stored artifact. The session begins without a SHA-256 and finalize sends the one computed
+/// here: the server refuses the upload (`checksum_mismatch`) unless the bytes it received hash
+/// the same, so bytes damaged on the way never become an artifact. A file that changed while it
+/// was read (its size or modification time moved) is not finalized.
 pub async fn upload(
     client: &Client,
     image: &LocalImage,
     pacing: Pacing,
     progress: &ProgressBar,
 ) -> anyhow::Result<Artifact> {
-    let body = json!({ "size": image.size, "sha256": image.sha256, "filename": image.filename });
+    let body = json!({ "size": image.size, "filename": image.filename });
     let session: UploadSession = client
         .post(client.url(&["api", "v1", "uploads"]), &body)
         .await?;
     let session_url = client.url(&["api", "v1", "uploads", &session.id]);
+    let hashing = Arc::new(Mutex::new(Hashing {
+        hasher: Sha256::new(),
+        upto: 0,
+    }));
 
     progress.reset();
     progress.set_message("uploading");
+    progress.set_length(image.size);
     let mut offset = session.offset;
     let mut failures = 0;
     while offset < image.size {
@@ -90,7 +126,7 @@ pub async fn upload(
         let mut url = session_url.clone();
         url.query_pairs_mut()
             .append_pair("offset", &offset.to_string());
-        let body = chunk_body(&image.path, offset, len, progress).await?;
+        let body = chunk_body(&image.path, offset, len, &hashing, progress).await?;
         let err = match client.put::<UploadSession>(url, body, len).await {
             Ok(session) if session.offset > offset => {
                 offset = session.offset;
@@ -131,6 +167,19 @@ pub async fn upload(
             return Err(err.into());
         }
     }
+    let hashing = std::mem::replace(
+        &mut *hashing.lock().unwrap_or_else(|e| e.into_inner()),
+        Hashing {
+            hasher: Sha256::new(),
+            upto: 0,
+        },
+    );
+    anyhow::ensure!(
+        hashing.upto == image.size && stat(&image.path)? == (image.size, image.modified),
+        "{} changed while it was uploaded; nothing was published",
+        image.path.display(),
+    );
+    let sha256 = hex::encode(hashing.hasher.finalize());
     progress.set_position(image.size);
     progress.set_message("finishing");
     let mut finalize = session_url;
@@ -138,15 +187,16 @@ pub async fn upload(
         .path_segments_mut()
         .expect("session URL is built from segments")
         .push("finalize");
-    Ok(client.post_empty(finalize).await?)
+    Ok(client.post(finalize, &json!({ "sha256": sha256 })).await?)
 }
 
-/// A request body streaming `len` bytes of the file from `offset`, advancing the progress bar as
-/// bytes are handed to the connection.
+/// A request body streaming `len` bytes of the file from `offset` through `hashing`, advancing
+/// the progress bar as bytes are handed to the connection.
 async fn chunk_body(
     path: &Path,
     offset: u64,
     len: u64,
+    hashing: &Arc<Mutex<Hashing>>,
     progress: &ProgressBar,
 ) -> anyhow::Result<reqwest::Body> {
     let mut file = tokio::fs::File::open(path)
@@ -155,9 +205,16 @@ async fn chunk_body(
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let progress = progress.clone();
-    let stream = ReaderStream::with_capacity(file.take(len), READ_BUF)
-        .inspect_ok(move |bytes| progress.inc(bytes.len() as u64));
+    let (progress, hashing) = (progress.clone(), hashing.clone());
+    let mut at = offset;
+    let stream = ReaderStream::with_capacity(file.take(len), READ_BUF).inspect_ok(move |bytes| {
+        hashing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .feed(at, bytes);
+        at += bytes.len() as u64;
+        progress.inc(bytes.len() as u64);
+    });
     Ok(reqwest::Body::wrap_stream(stream))
 }
 
@@ -189,6 +246,8 @@ mod tests {
         CutOff(usize),
         /// The next session lookup fails with 503.
         LookupFails,
+        /// The stored bytes are damaged before finalize hashes them.
+        Damage,
     }
 
     /// An upload-session endpoint that behaves like the real one, with injectable faults.
@@ -200,6 +259,8 @@ mod tests {
         faults: VecDeque<Fault>,
         puts: usize,
         unauthorized: usize,
+        /// The SHA-256 finalize carried, if any.
+        finalized_with: Option<String>,
     }
 
     type Shared = Arc<Mutex<Fake>>;
@@ -238,7 +299,7 @@ mod tests {
         let mut fake = fake.lock().unwrap();
         check_auth(&mut fake, &headers);
         fake.size = body["size"].as_u64().unwrap();
-        fake.sha256 = body["sha256"].as_str().unwrap().to_owned();
+        fake.sha256 = body["sha256"].as_str().unwrap_or_default().to_owned();
         (StatusCode::CREATED, session(&fake)).into_response()
     }
 
@@ -288,10 +349,21 @@ mod tests {
         }
     }
 
-    async fn finalize(State(fake): State<Shared>) -> Response {
-        let fake = fake.lock().unwrap();
+    async fn finalize(State(fake): State<Shared>, Json(body): Json<Value>) -> Response {
+        let mut fake = fake.lock().unwrap();
         if fake.data.len() as u64 != fake.size {
             return api_error(StatusCode::CONFLICT, "upload_incomplete", json!({}));
+        }
+        if let Some(claimed) = body["sha256"].as_str() {
+            fake.sha256 = claimed.to_owned();
+            fake.finalized_with = Some(claimed.to_owned());
+        }
+        if fake
+            .faults
+            .front()
+            .is_some_and(|f| matches!(f, Fault::Damage))
+        {
+            fake.data[0] ^= 1;
         }
         let sha256 = hex::encode(Sha256::digest(&fake.data));
         if sha256 != fake.sha256 {
@@ -348,7 +420,7 @@ mod tests {
         let path = dir.path().join("fw.bin");
         let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let image = hash_image(&path, &ProgressBar::hidden()).await.unwrap();
+        let image = local_image(&path).unwrap();
         (dir, image, bytes)
     }
 
@@ -358,11 +430,22 @@ mod tests {
     };
 
     #[tokio::test]
-    async fn hashes_the_whole_file() {
-        let (_dir, image, bytes) = image(10_500).await;
+    async fn names_the_file() {
+        let (_dir, image, _) = image(10_500).await;
         assert_eq!(image.size, 10_500);
         assert_eq!(image.filename, "fw.bin");
-        assert_eq!(image.sha256, hex::encode(Sha256::digest(&bytes)));
+    }
+
+    #[tokio::test]
+    async fn bytes_damaged_on_the_way_are_refused() {
+        // The image is hashed while it is sent; the server's digest of what it received must
+        // match the one finalize carries.
+        let (client, _) = start(&[Fault::Damage]).await;
+        let (_dir, image, _) = image(2_500).await;
+        let err = upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("checksum_mismatch"), "{err:#}");
     }
 
     #[tokio::test]
@@ -372,8 +455,12 @@ mod tests {
         let artifact = upload(&client, &image, TEST_PACING, &ProgressBar::hidden())
             .await
             .unwrap();
-        assert_eq!(artifact.sha256, image.sha256);
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(artifact.sha256, sha256);
         let fake = fake.lock().unwrap();
+        // One pass over the file: the session began before the image was hashed, and finalize
+        // brought the digest.
+        assert_eq!(fake.finalized_with.as_deref(), Some(sha256.as_str()));
         assert_eq!(fake.data, bytes);
         assert_eq!(fake.puts, 11);
         assert_eq!(fake.unauthorized, 0);
@@ -405,6 +492,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(artifact.size, 4_200);
+        // Resent bytes were hashed once: finalize carried the file's own digest.
+        assert_eq!(artifact.sha256, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(fake.lock().unwrap().data, bytes);
     }
 

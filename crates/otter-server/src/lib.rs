@@ -47,6 +47,8 @@ pub struct Server {
     mqtt: Option<JoinHandle<()>>,
     /// Where `/metrics` is served when not on the main listener.
     metrics_listener: Option<TcpListener>,
+    /// Folds latency samples into their histograms ([`metrics::upkeep`]).
+    metrics_upkeep: JoinHandle<()>,
     /// What happened to the admin token at startup.
     pub bootstrap: Bootstrap,
 }
@@ -96,6 +98,7 @@ impl Server {
             background,
             mqtt,
             metrics_listener: None,
+            metrics_upkeep: metrics::upkeep(),
             bootstrap,
         })
     }
@@ -149,6 +152,7 @@ impl Server {
             () = bounded => {},
         }
         drop(self.background);
+        self.metrics_upkeep.abort();
         if let Some(mqtt) = &self.mqtt {
             mqtt.abort();
         }

@@ -5,28 +5,29 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use otter_app::App;
 
 use crate::auth::bearer;
 use crate::error::ApiError;
 
-pub async fn per_address(State(app): State<App>, req: Request, next: Next) -> Response {
+/// The refusal of a request over its address's budget, if it is one.
+pub fn per_address(app: &App, req: &Request) -> Option<Response> {
     if app.address_limit.is_off() || matches!(req.uri().path(), "/healthz" | "/metrics") {
-        return next.run(req).await;
+        return None;
     }
     // Without connection info (a router served in-process without it) there is no address.
-    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
-        return next.run(req).await;
-    };
+    let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied()?;
     // Admins (the CLI publishing, CI uploading chunks) are not devices; a wrong token is.
     let admin = bearer(req.headers()).is_some_and(|t| app.tokens.verify(t));
-    if !admin && let Err(wait) = app.address_limit.take(peer.ip()) {
-        metrics::counter!("otter_rate_limited_total", "scope" => "address").increment(1);
-        return ApiError::rate_limited(format!("too many requests from {}", peer.ip()), wait)
-            .into_response();
+    if admin {
+        return None;
     }
-    next.run(req).await
+    let wait = app.address_limit.take(peer.ip()).err()?;
+    metrics::counter!("otter_rate_limited_total", "scope" => "address").increment(1);
+    Some(
+        ApiError::rate_limited(format!("too many requests from {}", peer.ip()), wait)
+            .into_response(),
+    )
 }

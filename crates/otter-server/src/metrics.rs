@@ -16,12 +16,11 @@
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 use metrics::{counter, gauge, histogram};
@@ -51,6 +50,22 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder is installed; /metrics will stay empty");
         }
         handle
+    })
+}
+
+/// How often histogram samples are folded into their buckets. The recorder keeps every sample
+/// until then (or until `/metrics` is scraped): without upkeep a server nobody scrapes would
+/// grow by 16 bytes per request.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded samples into the histograms every [`UPKEEP_EVERY`] until the task is aborted.
+pub fn upkeep() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            tick.tick().await;
+            handle().run_upkeep();
+        }
     })
 }
 
@@ -87,19 +102,14 @@ fn route_metrics(route: &str, method: &Method, status: StatusCode) -> RouteMetri
     made
 }
 
-/// Middleware counting requests and timing them by route template (never the raw path, which
+/// Counts an answered request and its latency by route template (never the raw path, which
 /// would make every device id its own series).
-pub async fn track(request: Request, next: Next) -> Response {
+pub fn record(route: Option<&MatchedPath>, method: &Method, status: StatusCode, started: Instant) {
     static UNMATCHED: &str = "unmatched";
-    let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    let (requests, latency) = route_metrics(route, &method, response.status());
+    let route = route.map_or(UNMATCHED, MatchedPath::as_str);
+    let (requests, latency) = route_metrics(route, method, status);
     latency.record(started.elapsed().as_secs_f64());
     requests.increment(1);
-    response
 }
 
 /// `GET /metrics` in the Prometheus text format. Gauges that are cheap to read are sampled here

@@ -11,15 +11,15 @@
 //!   directory too, unless the blobs are in an object store: then they live in the bucket
 //!   ([`ObjectSessions`]) so that any node can take any chunk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
@@ -309,8 +309,16 @@ impl Blobs {
 }
 
 impl Blobs {
-    /// Reads a whole (small) blob for the hot cache.
+    /// Reads a whole (small) blob for the hot cache, into a buffer of its own (the cache keeps
+    /// it; a pooled read buffer would never come back).
     async fn read_whole(&self, sha256: &str, size: u64) -> Result<Bytes> {
+        if let Some(fs) = &self.local {
+            return match tokio::fs::read(fs.path_to_filesystem(&Self::key(sha256))?).await {
+                Ok(bytes) => Ok(Bytes::from(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
+                Err(e) => Err(e.into()),
+            };
+        }
         let parts: Vec<Bytes> = self
             .open_uncached(sha256, 0..size)
             .await?
@@ -323,17 +331,45 @@ impl Blobs {
     }
 }
 
+/// Read buffers of local downloads, reused once the socket is done with them. A fresh 1 MiB
+/// buffer per read is memory the allocator maps and the kernel zeroes page by page (about 60
+/// page faults per MiB sent), which cost more than the read itself. Each pooled buffer is kept
+/// through a handle on its allocation; the handle reclaims it when the last `Bytes` cut from it
+/// is dropped. Past [`POOLED_READ_BUFFERS`] buffers in flight, reads allocate.
+static READ_BUFFERS: std::sync::Mutex<Vec<BytesMut>> = std::sync::Mutex::new(Vec::new());
+const POOLED_READ_BUFFERS: usize = 16;
+
+/// Reads `len` bytes (at most [`LOCAL_READ_CHUNK`]) from `file` into a pooled buffer.
+fn read_pooled(file: &mut std::fs::File, len: usize) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    let mut buffers = READ_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+    let free = buffers
+        .iter_mut()
+        .position(|b| b.try_reclaim(LOCAL_READ_CHUNK));
+    let mut buf = match free {
+        Some(i) => buffers.swap_remove(i),
+        None => BytesMut::with_capacity(LOCAL_READ_CHUNK),
+    };
+    drop(buffers);
+    // Zeroing memory that is already mapped is cheap next to mapping it afresh.
+    buf.resize(len, 0);
+    let read = file.read_exact(&mut buf);
+    let chunk = buf.split().freeze();
+    let mut buffers = READ_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+    if buffers.len() < POOLED_READ_BUFFERS {
+        buffers.push(buf);
+    }
+    read.map(|()| chunk)
+}
+
 /// Streams `range` of a local file. Each step is one blocking-pool hop that reads a large chunk
-/// straight into the buffer handed to the socket: no second copy, few thread hops (the first hop
+/// straight into the (pooled) buffer handed to the socket: no second copy, few thread hops (the first hop
 /// also opens the file, so a 1 MiB image costs one).
 async fn local_stream(path: PathBuf, range: Range<u64>) -> Result<ByteStream> {
-    use std::io::{Read, Seek};
+    use std::io::Seek;
 
     fn read_chunk(file: &mut std::fs::File, remaining: u64) -> std::io::Result<Bytes> {
-        let len = remaining.min(LOCAL_READ_CHUNK as u64) as usize;
-        let mut buf = vec![0u8; len];
-        file.read_exact(&mut buf)?;
-        Ok(Bytes::from(buf))
+        read_pooled(file, remaining.min(LOCAL_READ_CHUNK as u64) as usize)
     }
 
     let len = range.end - range.start;
@@ -410,6 +446,19 @@ pub struct Staging {
     dir: PathBuf,
     /// Set when sessions live in the object store.
     objects: Option<ObjectSessions>,
+    /// The digests of each local session's bytes so far, carried from chunk to chunk so that
+    /// sealing needs no second pass over the file. A session whose state is missing (otter
+    /// restarted) or out of step (a chunk failed mid-write) is hashed from its file instead.
+    hashed: Arc<SessionHashes>,
+}
+
+#[derive(Default)]
+struct SessionHashes(Mutex<HashMap<String, MultiHasher>>);
+
+impl std::fmt::Debug for SessionHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHashes").finish_non_exhaustive()
+    }
 }
 
 const TEMP_PREFIX: &str = "tmp-";
@@ -423,6 +472,7 @@ impl Staging {
         Ok(Staging {
             dir: dir.to_path_buf(),
             objects: None,
+            hashed: Arc::default(),
         })
     }
 
@@ -510,8 +560,16 @@ impl Staging {
             Ok(f) => f,
             Err(e) => return (offset, Err(e.into())),
         };
-        let mut counter = MultiHasher::new();
-        let result = write_stream(file, body, &mut counter, limit - offset).await;
+        // Continue the session's digests when they cover exactly the bytes before this chunk;
+        // otherwise the hasher only counts this chunk's bytes against the limit.
+        let carried = self.hashed_lock().remove(id).filter(|h| h.size() == offset);
+        let (mut hasher, chunk_limit) = match carried {
+            Some(hasher) => (hasher, limit),
+            None if offset == 0 => (MultiHasher::new(), limit),
+            None => (MultiHasher::new(), limit - offset),
+        };
+        let continues = hasher.size() == offset;
+        let result = write_stream(file, body, &mut hasher, chunk_limit).await;
         if let Err(IngestError::TooLarge { .. }) = result {
             let rollback = async {
                 let f = tokio::fs::OpenOptions::new()
@@ -527,9 +585,18 @@ impl Staging {
             return (offset, Err(IngestError::TooLarge { limit }));
         }
         match self.session_len(id).await {
-            Ok(len) => (len, result),
+            Ok(len) => {
+                if continues && hasher.size() == len {
+                    self.hashed_lock().insert(id.to_owned(), hasher);
+                }
+                (len, result)
+            }
             Err(e) => (offset, Err(e.into())),
         }
+    }
+
+    fn hashed_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MultiHasher>> {
+        self.hashed.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hashes a complete session and hands it over for committing; the session file moves to a
@@ -544,11 +611,18 @@ impl Staging {
             });
         }
         let sealed = self.dir.join(format!("{TEMP_PREFIX}{}", random_id()));
+        let carried = self.hashed_lock().remove(id);
         tokio::fs::rename(self.session_path(id), &sealed).await?;
-        let path = sealed.clone();
-        let digests = tokio::task::spawn_blocking(move || digest_file(&path))
-            .await
-            .map_err(|e| StoreError::Blob(e.to_string()))?;
+        let len = tokio::fs::metadata(&sealed).await?.len();
+        let digests = match carried.filter(|h| h.size() == len) {
+            Some(hasher) => Ok(hasher.finish()),
+            None => {
+                let path = sealed.clone();
+                tokio::task::spawn_blocking(move || digest_file(&path))
+                    .await
+                    .map_err(|e| StoreError::Blob(e.to_string()))?
+            }
+        };
         match digests {
             Ok(digests) => Ok(StagedFile {
                 at: StagedAt::File(sealed),
@@ -565,7 +639,10 @@ impl Staging {
     pub async fn remove_session(&self, id: &str) {
         match &self.objects {
             Some(objects) => objects.remove(id).await,
-            None => discard(&self.session_path(id)).await,
+            None => {
+                self.hashed_lock().remove(id);
+                discard(&self.session_path(id)).await
+            }
         }
     }
 
@@ -703,6 +780,54 @@ mod tests {
         assert!(blobs.exists(&sha).await.unwrap());
         assert_eq!(read_all(&blobs, &sha, 0..11).await, b"hello world");
         assert_eq!(read_all(&blobs, &sha, 6..9).await, b"wor");
+    }
+
+    /// Downloads held open while others stream keep their own bytes: a pooled read buffer is
+    /// reused only once every chunk cut from it is gone.
+    #[tokio::test]
+    async fn chunks_held_by_slow_downloads_are_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(&dir.path().join("staging")).unwrap();
+        let blobs = Blobs::local(&dir.path().join("blobs")).unwrap();
+        let mut images = Vec::new();
+        for seed in 0..3u8 {
+            let image: Vec<u8> = (0..LOCAL_READ_CHUNK + 1000)
+                .map(|i| (i as u8).wrapping_mul(seed + 1).wrapping_add(seed))
+                .collect();
+            let body = futures_util::stream::iter([Ok::<_, String>(Bytes::from(image.clone()))]);
+            let staged = staging.ingest(body, u64::MAX).await.unwrap();
+            let sha = staged.digests.sha256.clone();
+            blobs.commit(staged).await.unwrap();
+            images.push((sha, image));
+        }
+        let size = images[0].1.len() as u64;
+        let mut held = Vec::new();
+        for round in 0..2 * POOLED_READ_BUFFERS {
+            let (sha, image) = &images[round % images.len()];
+            let from = (round * 37) as u64;
+            let mut stream = blobs.open(sha, size, from..size).await.unwrap();
+            let first = stream.next().await.unwrap().unwrap();
+            assert_eq!(
+                &first[..],
+                &image[from as usize..from as usize + first.len()]
+            );
+            // Every other download stalls with its first chunk; the rest finish.
+            if round % 2 == 0 {
+                held.push((first, image, from));
+            } else {
+                let rest: Vec<Bytes> = stream.try_collect().await.unwrap();
+                assert_eq!(
+                    [first].iter().chain(&rest).map(Bytes::len).sum::<usize>() as u64,
+                    size - from
+                );
+            }
+        }
+        for (chunk, image, from) in held {
+            assert_eq!(
+                &chunk[..],
+                &image[from as usize..from as usize + chunk.len()]
+            );
+        }
     }
 
     #[tokio::test]

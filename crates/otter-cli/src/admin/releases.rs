@@ -1,4 +1,4 @@
-//! `otter release`: publish (hash, resumable upload, publish), list, show, and flag releases.
+//! `otter release`: publish (resumable upload hashed on the way, publish), list, show, and flag releases.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +7,7 @@ use base64::Engine;
 use indicatif::HumanBytes;
 use otter_client::Client;
 use otter_client::files::progress_bar;
-use otter_client::upload::{Pacing, hash_image, upload};
+use otter_client::upload::{Pacing, local_image, upload};
 use otter_core::model::{NewRelease, Product, Release};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -19,8 +19,9 @@ use super::{list, or_dash, short_hash};
 pub enum ReleaseCommand {
     /// Upload a firmware image and publish it as a new release.
     ///
-    /// The image is hashed locally, then uploaded in 8 MiB chunks through a resumable upload
-    /// session: a chunk that fails on a network error or server fault is retried up to 5 times
+    /// The image is uploaded in 8 MiB chunks through a resumable upload session and hashed as it
+    /// is read (one pass over the file); the server refuses it unless the bytes it received have
+    /// the same SHA-256. A chunk that fails on a network error or server fault is retried up to 5 times
     /// with backoff, and the upload continues from wherever the server says it got to. An image
     /// the server already stores is not stored twice.
     #[command(
@@ -256,7 +257,7 @@ async fn publish(
     file: &Path,
     mut release: NewRelease,
 ) -> anyhow::Result<()> {
-    // Everything that can be refused without the image is checked before it is hashed and
+    // Everything that can be refused without the image is checked before it is
     // uploaded, so a typo costs a round trip rather than minutes of upload. The server checks
     // all of it again.
     let product: Product = client
@@ -288,7 +289,7 @@ async fn publish(
     }
 
     let progress = progress_bar();
-    let image = hash_image(file, &progress).await?;
+    let image = local_image(file)?;
     let artifact = upload(client, &image, Pacing::DEFAULT, &progress).await;
     progress.finish_and_clear();
     let artifact = artifact?;

@@ -2,7 +2,7 @@
 //! `?offset=N`, finalize, abort. Errors about the session's bytes carry its current `offset`.
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use otter_app::{App, uploads};
@@ -11,14 +11,23 @@ use serde::Deserialize;
 
 use crate::auth::Admin;
 use crate::body::reject_oversized;
-use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BeginUpload {
     size: u64,
-    sha256: String,
+    /// May wait for finalize, so a client can hash the image while sending it.
+    sha256: Option<String>,
     filename: Option<String>,
+}
+
+/// The optional body of a finalize: the SHA-256 the client computed while sending, when the
+/// session began without one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeUpload {
+    sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,7 +42,13 @@ pub async fn begin(
     State(app): State<App>,
     ApiJson(req): ApiJson<BeginUpload>,
 ) -> ApiResult<(StatusCode, Json<UploadSession>)> {
-    let session = uploads::begin(&app, req.size, &req.sha256, req.filename.as_deref()).await?;
+    let session = uploads::begin(
+        &app,
+        req.size,
+        req.sha256.as_deref(),
+        req.filename.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 
@@ -60,13 +75,20 @@ pub async fn chunk(
     Ok(Json(session))
 }
 
-/// `POST /api/v1/uploads/{id}/finalize`
+/// `POST /api/v1/uploads/{id}/finalize`, with no body or `{"sha256": …}`.
 pub async fn finalize(
     _: Admin,
     State(app): State<App>,
     ApiPath(id): ApiPath<String>,
+    body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Artifact>)> {
-    let kept = uploads::finalize(&app, &id).await?;
+    let req: FinalizeUpload = if body.is_empty() {
+        FinalizeUpload::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+    };
+    let kept = uploads::finalize(&app, &id, req.sha256.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(kept.artifact)))
 }
 

@@ -1,9 +1,9 @@
 //! `GET /api/v1/products/{product}/check`: the hot path. Answered from the in-memory index with a
 //! pre-serialised body; the device's sighting is queued, never written inline.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use otter_app::index::ProductIndex;
 use otter_app::{App, devices};
@@ -31,8 +31,10 @@ pub async fn check(
     State(app): State<App>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<CheckQuery>,
-    headers: HeaderMap,
+    // The request rather than a `HeaderMap`, which would be a copy of every header.
+    request: Request,
 ) -> ApiResult<Response> {
+    let headers = request.headers();
     let index = app.product(&name).await?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     validate_name("channel", channel)?;
@@ -55,7 +57,7 @@ pub async fn check(
     };
     let mut body = match offered {
         Some((i, stepping_stone)) => {
-            index.releases[i].offer_body(&url_base(&app, &headers), stepping_stone)
+            index.releases[i].offer_body(&url_base(&app, headers), stepping_stone)
         }
         None => NO_UPDATE.to_owned(),
     };

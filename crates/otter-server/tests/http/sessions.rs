@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::{
     TestServer, eventually, expect_error, firmware, json_body, sha256_hex, test_config, unix_time,
@@ -178,6 +178,67 @@ async fn checksum_mismatch_discards_the_session() {
         .await
         .unwrap();
     expect_error(resp, 404, "artifact_not_found").await;
+    staging_is_clean(&srv).await;
+}
+
+/// A session that begins without a SHA-256 (the client hashes while sending) is checked against
+/// the one finalize brings: a wrong one is refused and leaves nothing, the right one keeps the
+/// artifact.
+#[tokio::test]
+async fn sha256_given_at_finalize_is_checked() {
+    let srv = TestServer::start().await;
+    let image = firmware(13, 30_000);
+    let sha = sha256_hex(&image);
+    let begin = |srv: &TestServer| {
+        srv.admin(Method::POST, "/api/v1/uploads")
+            .json(&json!({"size": image.len(), "filename": "fw.bin"}))
+            .send()
+    };
+    let finalize = |srv: &TestServer, id: &str, body: Option<Value>| {
+        let request = srv.admin(Method::POST, &format!("/api/v1/uploads/{id}/finalize"));
+        match body {
+            Some(body) => request.json(&body).send(),
+            None => request.send(),
+        }
+    };
+
+    let session = json_body(begin(&srv).await.unwrap(), StatusCode::CREATED).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    assert_eq!(session["sha256"], "");
+    srv.send_chunk(&id, 0, &image[..10_000]).await;
+    srv.send_chunk(&id, 10_000, &image[10_000..]).await;
+    // Without a SHA-256 from either side there is nothing to check against: refused, kept.
+    let resp = finalize(&srv, &id, None).await.unwrap();
+    expect_error(resp, 400, "invalid_field").await;
+    assert_eq!(srv.upload_offset(&id).await, image.len() as u64);
+    let wrong = sha256_hex(b"something else");
+    let resp = finalize(&srv, &id, Some(json!({ "sha256": wrong })))
+        .await
+        .unwrap();
+    let e = expect_error(resp, 400, "checksum_mismatch").await;
+    assert!(e["message"].as_str().unwrap().contains(&sha), "{e}");
+    let resp = srv
+        .admin(Method::GET, &format!("/api/v1/artifacts/{sha}"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 404, "artifact_not_found").await;
+    staging_is_clean(&srv).await;
+
+    let session = json_body(begin(&srv).await.unwrap(), StatusCode::CREATED).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    srv.send_chunk(&id, 0, &image).await;
+    let resp = finalize(&srv, &id, Some(json!({ "sha256": sha.to_uppercase() })))
+        .await
+        .unwrap();
+    let artifact = json_body(resp, StatusCode::CREATED).await;
+    assert_eq!(artifact["sha256"], sha);
+    // The digests were carried from chunk to chunk; they are those of the whole image.
+    let mut whole = otter_core::digest::MultiHasher::new();
+    whole.update(&image);
+    let whole = whole.finish();
+    assert_eq!(artifact["sha1"], whole.sha1);
+    assert_eq!(artifact["md5"], whole.md5);
     staging_is_clean(&srv).await;
 }
 
