@@ -975,3 +975,52 @@ fn listening_for_pushes_needs_a_token() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--push-token"), "{stderr}");
 }
+
+/// Hole: the publish-time counter floor looked only at the manifest's channel. A release on
+/// `stable` and `lowc`, signed with counter 0 while stable stands at 2, would be refused forever
+/// by every stable device; now it is refused at publish, as is a manifest that does not name
+/// every channel the release goes to.
+#[test]
+fn the_counter_floor_covers_every_channel_of_a_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = SignedGateway::start(tmp.path());
+    gateway.release("1.0.0", 1, "stable", &[]);
+    let fw = gateway.path("fw-1.1.0.bin");
+    std::fs::write(&fw, image(2, 60_000)).unwrap();
+    let publish = |manifest: &str| {
+        command(OTTER)
+            .args(["release", "publish", "gateway", &fw, "--version", "1.1.0"])
+            .args([
+                "--channel",
+                "stable",
+                "--channel",
+                "lowc",
+                "--signature",
+                manifest,
+            ])
+            .envs(gateway.server.admin_env())
+            .output()
+            .unwrap()
+    };
+    for (name, channels, refusal) in [
+        ("lowc-only.json", &["lowc"][..], "signature_mismatch"),
+        ("both.json", &["lowc", "stable"][..], "rollback"),
+    ] {
+        let manifest = gateway.path(name);
+        let mut args = vec!["release", "sign", "gateway", &fw, "--version", "1.1.0"];
+        args.extend(["--counter", "0", "--key"]);
+        let key = gateway.path("rel.key");
+        args.push(&key);
+        for channel in channels {
+            args.extend(["--channel", channel]);
+        }
+        args.extend(["-o", &manifest]);
+        gateway.offline(&args);
+        let out = publish(&manifest);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(refusal),
+            "{name}: {stderr}"
+        );
+    }
+}
