@@ -309,13 +309,10 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 /// without network time), so signed server times are trusted step by step instead.
 fn unix_now() -> i64 {
     const UNSET_BEFORE: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z
-    std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-        .max(0)
-        .checked_sub(UNSET_BEFORE)
-        .filter(|&since| since > 0)
-        .map_or(0, |since| since + UNSET_BEFORE)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if now < UNSET_BEFORE { 0 } else { now }
 }
 
 /// The most a check answer or a root document may be: metadata, read into memory to be
