@@ -21,35 +21,50 @@ use crate::{App, AppError, AppResult};
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
 
-/// What a device running `current` on `channel` would be offered now, by otter's update rules.
+/// What a device running `current` on `channel` would be offered now by otter's release rules
+/// alone: no device, rollout or window holds anything back (what a notice about a new release
+/// is based on).
 pub fn what_to_offer(
     index: &ProductIndex,
     channel: &str,
     current: Option<&str>,
 ) -> AppResult<Decision> {
-    Ok(index.decide(channel, current.map_or(Current::Unknown, Current::Reported))?)
+    Ok(index.decide(channel, current_of(current), now(), |_| false)?)
 }
 
-/// A device's check: [`what_to_offer`], counted under `protocol` in `otter_checks_total`. A
-/// `device` that named itself is held to `--rate-limit-device` first.
-pub fn decide(
-    app: &App,
-    index: &ProductIndex,
-    protocol: &'static str,
-    device: Option<&str>,
-    channel: &str,
-    current: Option<&str>,
-) -> AppResult<Decision> {
-    if let Some(device) = device {
+fn current_of(current: Option<&str>) -> Current<'_> {
+    current.map_or(Current::Unknown, Current::Reported)
+}
+
+/// One device's check, as whichever protocol it speaks put it.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckIn<'a> {
+    /// The protocol, as `otter_checks_total{protocol}` names it.
+    pub protocol: &'static str,
+    /// The device's id, when its protocol names it (the manifest contract and IotaWatt do not).
+    pub device: Option<&'a str>,
+    /// The channel the device asked for.
+    pub channel: &'a str,
+    /// What it runs: a version, or a hex digest of its image.
+    pub current: Option<&'a str>,
+}
+
+/// A device's check, whatever protocol it speaks: the one decision path. A `device` that named
+/// itself is held to `--rate-limit-device` first; then the release rules decide, with the
+/// releases this device may not have now held back; the result is counted under the protocol in
+/// `otter_checks_total`.
+pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppResult<Decision> {
+    if let Some(device) = check.device {
         admit(app, &index.product.name, device)?;
     }
-    let decision = what_to_offer(index, channel, current)?;
+    let now = now();
+    let decision = index.decide(check.channel, current_of(check.current), now, |_| false)?;
     let result = match decision {
         Decision::Offer { .. } => "offered",
         Decision::UpToDate => "up_to_date",
         Decision::NoPath => "no_path",
     };
-    count_check(protocol, result);
+    count_check(check.protocol, result);
     Ok(decision)
 }
 

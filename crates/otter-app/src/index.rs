@@ -208,11 +208,20 @@ impl ProductIndex {
             .map(|i| &self.releases[i])
     }
 
-    /// What a device running `current` on `channel` is offered; an offer's index is into
+    /// What a device running `current` on `channel` is offered at `now`, the releases
+    /// `withheld` holds back being as if never published; an offer's index is into
     /// [`ProductIndex::releases`].
-    pub fn decide(&self, channel: &str, current: Current<'_>) -> Result<Decision, DecisionError> {
-        let now = otter_store::now();
-        self.lineup.decide(&self.releases, channel, current, now)
+    pub fn decide(
+        &self,
+        channel: &str,
+        current: Current<'_>,
+        now: i64,
+        withheld: impl Fn(&IndexedRelease) -> bool,
+    ) -> Result<Decision, DecisionError> {
+        self.lineup
+            .decide_withholding(&self.releases, channel, current, now, |i| {
+                withheld(&self.releases[i])
+            })
     }
 
     /// This product with `release` added, or put in place of the release of its version. The

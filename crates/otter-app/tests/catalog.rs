@@ -240,7 +240,7 @@ async fn publishing_into_a_long_history_reads_only_the_new_release() {
     }
     let index = CheckIndex::load(&store).await.unwrap();
     let offered = |index: &otter_app::index::ProductIndex| match index
-        .decide("stable", Current::Reported("1.0.0"))
+        .decide("stable", Current::Reported("1.0.0"), 0, |_| false)
         .unwrap()
     {
         Decision::Offer { index: i, .. } => index.releases[i].release.version.clone(),

@@ -171,6 +171,21 @@ impl Lineup {
         current: Current<'_>,
         now: i64,
     ) -> Result<Decision, DecisionError> {
+        self.decide_withholding(releases, channel, current, now, |_| false)
+    }
+
+    /// [`Lineup::decide`] for a device that may not have the releases `withheld` holds back
+    /// (outside a rollout's stage, outside a maintenance window…): for this device they are as
+    /// if never published, so it is offered what it would have been offered before them and
+    /// never a downgrade.
+    pub fn decide_withholding<R: AsRef<ReleaseFacts>>(
+        &self,
+        releases: &[R],
+        channel: &str,
+        current: Current<'_>,
+        now: i64,
+        withheld: impl Fn(usize) -> bool,
+    ) -> Result<Decision, DecisionError> {
         let scheme = self.scheme;
         let facts = |i: usize| releases[i].as_ref();
         let position = match current {
@@ -186,15 +201,20 @@ impl Lineup {
         };
         let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
 
-        let on_channel = self.on_channel(channel);
-        let Some(&head) = on_channel.first() else {
+        let on_channel = || {
+            self.on_channel(channel)
+                .iter()
+                .copied()
+                .filter(|&i| !withheld(i))
+        };
+        let Some(head) = on_channel().next() else {
             return Ok(Decision::UpToDate);
         };
         // Releases newer than the device lead a newest-first list, so the candidates are the
         // list's head up to the first one that is not: usually one or two releases are looked
         // at, however long the history.
         let candidates = || {
-            on_channel.iter().copied().take_while(|&i| {
+            on_channel().take_while(|&i| {
                 let r = facts(i);
                 match &position {
                     Position::Unknown => true,
@@ -630,6 +650,36 @@ mod tests {
             offered(Scheme::Semver, &rs, Some(&by_hash)).as_deref(),
             Some("1.1.0")
         );
+    }
+
+    #[test]
+    fn a_withheld_release_is_as_if_never_published() {
+        let releases = vec![
+            rel(Scheme::Semver, 1, "1.0.0", None),
+            rel(Scheme::Semver, 2, "1.1.0", None),
+            rel(Scheme::Semver, 3, "2.0.0", None),
+        ];
+        let lineup = Lineup::new(Scheme::Semver, &releases);
+        let offer = |current, withheld: &[usize]| {
+            lineup
+                .decide_withholding(&releases, "stable", current, 0, |i| withheld.contains(&i))
+                .unwrap()
+        };
+        let direct = |index| Decision::Offer {
+            index,
+            stepping_stone: false,
+        };
+        // The release before the withheld one, offered directly (not as a stepping stone).
+        assert_eq!(offer(Current::Reported("1.0.0"), &[2]), direct(1));
+        assert_eq!(offer(Current::Unknown, &[2]), direct(1));
+        // Never a downgrade: a device on the withheld release keeps it.
+        assert_eq!(offer(Current::Reported("2.0.0"), &[2]), Decision::UpToDate);
+        assert_eq!(offer(Current::Reported("1.1.0"), &[2]), Decision::UpToDate);
+        assert_eq!(
+            offer(Current::Reported("1.0.0"), &[1, 2]),
+            Decision::UpToDate
+        );
+        assert_eq!(offer(Current::Reported("1.0.0"), &[]), direct(2));
     }
 
     #[test]

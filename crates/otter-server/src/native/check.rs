@@ -5,6 +5,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use otter_app::devices::CheckIn;
 use otter_app::index::ProductIndex;
 use otter_app::{App, devices};
 use otter_core::Decision;
@@ -43,7 +44,13 @@ pub async fn check(
         validate_device_id("device", device)?;
     }
     let device = query.device.as_deref();
-    let decision = devices::decide(&app, &index, "native", device, channel, current)?;
+    let check = CheckIn {
+        protocol: "native",
+        device,
+        channel,
+        current,
+    };
+    let decision = devices::decide(&app, &index, check).await?;
     if let Some(device) = device {
         app.seen
             .record(index.sighting(device.to_owned(), current, channel));

@@ -16,6 +16,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use otter_app::devices::CheckIn;
 use otter_app::{App, devices};
 use otter_core::Decision;
 use otter_core::digest::is_hex_digest;
@@ -101,7 +102,13 @@ pub async fn update(
         .flatten()
         .find(|digest| index.identify(digest).is_some())
         .or(version);
-    let decision = devices::decide(&app, &index, "arduino", mac, channel, current)?;
+    let check = CheckIn {
+        protocol: "arduino",
+        device: mac,
+        channel,
+        current,
+    };
+    let decision = devices::decide(&app, &index, check).await?;
     if let Some(mac) = mac {
         let mut seen = index.sighting(mac.to_owned(), current, channel);
         if seen.current_version.is_none() {

@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use otter_app::devices::CheckIn;
 use otter_app::index::{IndexedRelease, ProductIndex};
 use otter_app::{App, devices};
 use otter_core::model::DEFAULT_CHANNEL;
@@ -164,7 +165,13 @@ pub async fn check(
     let current = query.current.as_deref().unwrap_or_default();
     validate_current(&index, current)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
-    let decision = devices::decide(&app, &index, "manifest", None, channel, Some(current))?;
+    let check = CheckIn {
+        protocol: "manifest",
+        device: None,
+        channel,
+        current: Some(current),
+    };
+    let decision = devices::decide(&app, &index, check).await?;
     let body = match decision {
         Decision::Offer { index: i, .. } => {
             let manifest = index.releases[i]

@@ -21,6 +21,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use otter_app::devices::CheckIn;
 use otter_app::index::ProductIndex;
 use otter_app::settings::OtaCreate;
 use otter_app::tokens::{matches_hash, token_hash};
@@ -318,14 +319,13 @@ pub async fn check_hash(
 /// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
 async fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
     let (index, device) = device(app, headers).await?;
-    let decision = devices::decide(
-        app,
-        &index,
-        "ota_backend",
-        Some(&device),
-        DEFAULT_CHANNEL,
-        hash,
-    )?;
+    let check = CheckIn {
+        protocol: "ota_backend",
+        device: Some(&device),
+        channel: DEFAULT_CHANNEL,
+        current: hash,
+    };
+    let decision = devices::decide(app, &index, check).await?;
     app.seen
         .record(index.sighting(device, hash, DEFAULT_CHANNEL));
     if index.newest(DEFAULT_CHANNEL).is_none() {

@@ -24,6 +24,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use otter_app::devices::CheckIn;
 use otter_app::index::{IndexedRelease, ProductIndex};
 use otter_app::tokens::{self, OttRefusal};
 use otter_app::{App, AppError, devices};
@@ -286,14 +287,20 @@ fn current<'a>(index: &ProductIndex, reg: &'a Registration) -> Option<&'a str> {
 
 /// The release to install: the offer, or with `forced` the newest release even when the device
 /// runs it already.
-fn target<'a>(
+async fn target<'a>(
     app: &App,
     index: &'a ProductIndex,
     udid: &str,
     current: Option<&str>,
     forced: bool,
 ) -> ThinxResult<Option<&'a IndexedRelease>> {
-    let decision = devices::decide(app, index, "thinx", Some(udid), DEFAULT_CHANNEL, current)?;
+    let check = CheckIn {
+        protocol: "thinx",
+        device: Some(udid),
+        channel: DEFAULT_CHANNEL,
+        current,
+    };
+    let decision = devices::decide(app, index, check).await?;
     Ok(match decision {
         Decision::Offer { index: i, .. } => Some(&index.releases[i]),
         _ if forced => index.latest(DEFAULT_CHANNEL),
@@ -318,7 +325,7 @@ pub async fn register(
     validate_device_id("udid", &udid).map_err(ApiError::from)?;
     let current = current(&index, &reg);
     let forced = reg.forced();
-    let target = target(&app, &index, &udid, current, forced)?;
+    let target = target(&app, &index, &udid, current, forced).await?;
     let device = devices::get(&app, &product, &udid).await?;
     let auto_update = device.as_ref().is_some_and(|d| d.auto_update);
     app.device_changed(&index, &udid, current, DEFAULT_CHANNEL);
@@ -484,7 +491,7 @@ pub async fn firmware(
         .as_deref()
         .filter(|h| index.identify(h).is_some())
         .or(device.current_version.as_deref());
-    let Some(target) = target(&app, &index, &udid, current, reg.forced())? else {
+    let Some(target) = target(&app, &index, &udid, current, reg.forced()).await? else {
         // THiNX's "nothing to install" answer.
         return Ok(axum::Json(json!({"success": false, "status": "OK"})).into_response());
     };
