@@ -19,6 +19,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request clashes with the current state (exists already, busy, out of order).
     Conflict,
+    /// Who asks may not do this (a device the product keeps out, a role too low).
+    Forbidden,
     /// More bytes than allowed.
     TooLarge,
     /// Too many requests: a rate limit or a cap ([`AppError::retry_after`] says when to retry).
@@ -64,6 +66,10 @@ impl AppError {
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, code, message)
     }
 
     /// Adds the upload offset the client should resume from.
