@@ -15,8 +15,8 @@ use otter_core::version::MAX_VERSION_LEN;
 use otter_core::{Current, Decision, Version};
 use otter_store::{NewReport, PageRequest, StoreError, now};
 
-use crate::index::{ProductIndex, is_digest};
-use crate::{App, AppError, AppResult};
+use crate::index::{IndexedRelease, ProductIndex, is_digest};
+use crate::{App, AppError, AppResult, schedules};
 
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
@@ -51,14 +51,17 @@ pub struct CheckIn<'a> {
 
 /// A device's check, whatever protocol it speaks: the one decision path. A `device` that named
 /// itself is held to `--rate-limit-device` first; then the release rules decide, with the
-/// releases this device may not have now held back; the result is counted under the protocol in
+/// releases this device may not have now held back (outside its channel's maintenance window,
+/// those that are not mandatory); the result is counted under the protocol in
 /// `otter_checks_total`.
 pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppResult<Decision> {
     if let Some(device) = check.device {
         admit(app, &index.product.name, device)?;
     }
     let now = now();
-    let decision = index.decide(check.channel, current_of(check.current), now, |_| false)?;
+    let outside_window = schedules::withheld(index, check.channel, now);
+    let withheld = |release: &IndexedRelease| outside_window.as_ref().is_some_and(|w| w(release));
+    let decision = index.decide(check.channel, current_of(check.current), now, withheld)?;
     let result = match decision {
         Decision::Offer { .. } => "offered",
         Decision::UpToDate => "up_to_date",

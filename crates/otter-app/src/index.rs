@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use otter_core::access::Firewall;
 use otter_core::model::{Artifact, DeviceSeen, Product, Release, ReleaseSignatures};
+use otter_core::schedule::{MaintenanceWindow, PollHint};
 use otter_core::signing::documents::Root;
 use otter_core::{Current, Decision, DecisionError, Lineup, ReleaseFacts, Version};
 use otter_store::{Result, Store};
@@ -180,6 +181,10 @@ pub struct ProductIndex {
     /// The newest root of trust, verified along the whole chain; with one, releases must be
     /// signed.
     pub root: Option<Root>,
+    /// Maintenance windows by channel ([`crate::schedules`]).
+    pub windows: HashMap<String, MaintenanceWindow>,
+    /// What the native check answers as `nextCheckSeconds`, if the product has a hint.
+    pub poll_hint: Option<PollHint>,
 }
 
 impl ProductIndex {
@@ -239,6 +244,8 @@ impl ProductIndex {
             firewall: self.firewall.clone(),
             signing_keys: self.signing_keys.clone(),
             root: self.root.clone(),
+            windows: self.windows.clone(),
+            poll_hint: self.poll_hint,
         }
     }
 
@@ -557,6 +564,8 @@ impl CheckIndex {
         }
         let signing_keys = store.signing_keys(name).await?;
         let root = crate::trust::verified_root(name, &store.roots(name).await?);
+        let windows = crate::schedules::load_windows(name, store.windows(name).await?);
+        let poll_hint = store.poll_hint(name).await?;
         self.insert(
             name,
             ProductIndex {
@@ -566,6 +575,8 @@ impl CheckIndex {
                 firewall,
                 signing_keys,
                 root,
+                windows,
+                poll_hint,
             },
         );
         self.names

@@ -21,6 +21,7 @@ pub mod iotawatt;
 pub mod limits;
 pub mod products;
 pub mod releases;
+pub mod schedules;
 pub mod seen;
 pub mod settings;
 pub mod tokens;

@@ -11,6 +11,7 @@
 //!   minisign, IotaWatt) made and checked byte-for-byte as the vendor tools do,
 //! - [`signing`]: keys, DSSE envelopes, roots of trust, release manifests, signed check responses
 //!   and the device-side checks,
+//! - [`schedule`]: maintenance windows and poll hints,
 //! - [`units`]: sizes and durations as flags and config files spell them.
 
 pub mod access;
@@ -20,6 +21,7 @@ pub mod formats;
 pub mod iotawatt;
 pub mod model;
 pub mod ott;
+pub mod schedule;
 pub mod signing;
 pub mod units;
 pub mod version;

@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, patch, post, put};
 use otter_app::App;
 
-use crate::admin::{apikeys, artifacts, fleet, products, releases, signing, uploads};
+use crate::admin::{apikeys, artifacts, fleet, products, releases, schedules, signing, uploads};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
@@ -68,6 +68,21 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         .route(
             "/api/v1/products/{product}/apikeys/{id}",
             delete(apikeys::revoke),
+        )
+        // Maintenance windows and poll hints (roles: GET viewer, the rest publisher).
+        .route(
+            "/api/v1/products/{product}/windows",
+            get(schedules::list_windows),
+        )
+        .route(
+            "/api/v1/products/{product}/windows/{channel}",
+            put(schedules::set_window).delete(schedules::delete_window),
+        )
+        .route(
+            "/api/v1/products/{product}/poll-hint",
+            get(schedules::poll_hint)
+                .put(schedules::set_poll_hint)
+                .delete(schedules::delete_poll_hint),
         )
         .route(
             "/api/v1/products/{product}/reports",

@@ -1,7 +1,7 @@
 //! otter's storage layer.
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
-//!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], gathered in [`Store`]) are all the server knows about the database.
+//!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`ScheduleStore`], gathered in [`Store`]) are all the server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -16,6 +16,7 @@ use otter_core::model::{
     ReportState, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
+use otter_core::schedule::{PollHint, WindowSpec};
 
 pub mod blob;
 pub mod hot;
@@ -299,6 +300,30 @@ pub trait TrustStore: Send + Sync {
     async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>>;
 }
 
+/// When devices update and when they ask: maintenance windows per channel and poll hints per
+/// product, kept as [`otter_core::schedule`] checked them.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Sets (`Some`, replacing) or removes (`None`) a channel's maintenance window.
+    async fn set_window(
+        &self,
+        product: &str,
+        channel: &str,
+        window: Option<&WindowSpec>,
+        updated_at: i64,
+    ) -> Result<()>;
+    /// A product's windows as `(channel, window)`, by channel.
+    async fn windows(&self, product: &str) -> Result<Vec<(String, WindowSpec)>>;
+    /// Sets (`Some`, replacing) or removes (`None`) a product's poll hint.
+    async fn set_poll_hint(
+        &self,
+        product: &str,
+        hint: Option<&PollHint>,
+        updated_at: i64,
+    ) -> Result<()>;
+    async fn poll_hint(&self, product: &str) -> Result<Option<PollHint>>;
+}
+
 /// Everything the server needs from a database.
 pub trait Store:
     ProductStore
@@ -309,6 +334,7 @@ pub trait Store:
     + AccessStore
     + OttStore
     + TrustStore
+    + ScheduleStore
 {
 }
 
@@ -321,6 +347,7 @@ impl<T> Store for T where
         + AccessStore
         + OttStore
         + TrustStore
+        + ScheduleStore
 {
 }
 

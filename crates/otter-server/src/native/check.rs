@@ -7,7 +7,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use otter_app::devices::CheckIn;
 use otter_app::index::ProductIndex;
-use otter_app::{App, devices};
+use otter_app::{App, devices, schedules};
 use otter_core::Decision;
 use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
 use otter_core::signing::device::CheckRequest;
@@ -68,6 +68,11 @@ pub async fn check(
         }
         None => NO_UPDATE.to_owned(),
     };
+    if let Some(seconds) = schedules::next_check_seconds(&index) {
+        // Every answer is a JSON object: the hint goes in before its closing brace.
+        body.pop();
+        body.push_str(&format!(",\"nextCheckSeconds\":{seconds}}}"));
+    }
     if let Some(nonce) = &query.nonce {
         body = sign_answer(&app, &index, &query, nonce, offered.map(|(i, _)| i), body)?;
     }

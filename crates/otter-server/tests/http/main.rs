@@ -27,3 +27,4 @@ mod sessions;
 mod signing;
 mod thinx;
 mod uploads;
+mod windows;

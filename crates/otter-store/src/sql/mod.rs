@@ -29,6 +29,7 @@ mod access;
 mod devices;
 mod products;
 mod releases;
+mod schedules;
 mod schema;
 mod tokens;
 mod trust;

@@ -12,7 +12,7 @@
 //! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
-//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`), plus `whole` (the store as a
+//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `schedules`), plus `whole` (the store as a
 //! whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
@@ -37,6 +37,7 @@ mod access;
 mod devices;
 mod products;
 mod releases;
+mod schedules;
 mod schema;
 mod tokens;
 mod trust;
@@ -47,6 +48,7 @@ use access::*;
 use devices::*;
 use products::*;
 use releases::*;
+use schedules::*;
 use schema::*;
 use tokens::*;
 use trust::*;
@@ -228,6 +230,7 @@ macro_rules! conformance {
 
 conformance! {
     store: [
+        windows_and_poll_hints_are_set_replaced_and_removed,
         products_create_get_list,
         products_are_unique,
         products_paginate,
