@@ -75,7 +75,8 @@ pub struct AgentArgs {
     /// Failed boots of a new slot before rolling back.
     #[arg(long, default_value_t = 3)]
     max_boot_failures: u32,
-    /// Seconds between checks (a random ±10% jitter spreads a fleet).
+    /// Seconds between checks (a random ±10% jitter spreads a fleet). A server that answers
+    /// `nextCheckSeconds` (a product's poll hint) sets the next wait instead.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     interval: Duration,
     /// Check once (after the boot checks) and exit: for cron, or tests.
@@ -151,6 +152,9 @@ struct Agent {
     state: State,
     /// `None` on a push-only device (`--listen` without `--server`).
     upstream: Option<Upstream>,
+    /// The wait the server asked for in its last check answer (`nextCheckSeconds`), which
+    /// replaces `--interval` for the next wait.
+    next_check: Option<Duration>,
 }
 
 impl AgentArgs {
@@ -178,6 +182,7 @@ impl AgentArgs {
             http,
             state,
             upstream,
+            next_check: None,
         };
         agent.boot().await?;
         let mut pushes = match agent.args.listen {
@@ -222,7 +227,11 @@ impl AgentArgs {
                     return Ok(());
                 }
             }
-            let wait = tokio::time::sleep(jittered(agent.args.interval));
+            let wait = agent
+                .next_check
+                .take()
+                .unwrap_or_else(|| jittered(agent.args.interval));
+            let wait = tokio::time::sleep(wait);
             tokio::select! {
                 () = wait => {}
                 // A notice (or the broker's retained state after a reconnection) checks now.
@@ -289,6 +298,15 @@ impl Installer for PushInstaller {
     fn mark_valid(&self) -> BoxFuture<'_, Result<(), InstallError>> {
         Box::pin(self.ask(PushRequest::MarkValid))
     }
+}
+
+/// The wait a check answer asks for (`nextCheckSeconds`, already jittered by the server), at
+/// most a week as the server's own bound. It is not signed: a man in the middle could stretch it
+/// to that week, which is no more than dropping the check would do.
+fn next_check(answer: &Value) -> Option<Duration> {
+    let seconds = answer["nextCheckSeconds"].as_u64()?;
+    let max = u64::from(otter_core::schedule::PollHint::MAX_INTERVAL);
+    Some(Duration::from_secs(seconds.clamp(1, max)))
 }
 
 /// `interval` ± 10%, so a fleet started together does not check together.
@@ -483,6 +501,7 @@ impl Agent {
         let response = self.http.get(url).send().await?.error_for_status()?;
         let answer: Value = serde_json::from_slice(&read_metadata(response, "check answer").await?)
             .context("the check answer is not JSON")?;
+        self.next_check = next_check(&answer);
         let channel = self.args.channel.clone();
         let request = CheckRequest {
             nonce: &nonce,

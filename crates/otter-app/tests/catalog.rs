@@ -16,12 +16,14 @@ use otter_core::model::{
     UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
+use otter_core::schedule::{PollHint, WindowSpec};
 use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
     AccessStore, CatalogChanges, DeviceStore, ExpiringSignature, NewReport, OttStore, OverLimit,
-    PageRequest, ProductStore, ReleaseStore, Result, TokenStore, TrustStore, UploadStore,
+    PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, TokenStore, TrustStore,
+    UploadStore,
 };
 
 const PRODUCTS: usize = 50_000;
@@ -595,5 +597,38 @@ impl TrustStore for Counting {
     async fn expiring_signatures(&self, before: i64) -> Result<Vec<ExpiringSignature>> {
         self.count("expiring_signatures");
         self.inner.expiring_signatures(before).await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for Counting {
+    async fn set_window(
+        &self,
+        product: &str,
+        channel: &str,
+        window: Option<&WindowSpec>,
+        updated_at: i64,
+    ) -> Result<()> {
+        self.count("set_window");
+        self.inner
+            .set_window(product, channel, window, updated_at)
+            .await
+    }
+    async fn windows(&self, product: &str) -> Result<Vec<(String, WindowSpec)>> {
+        self.count("windows");
+        self.inner.windows(product).await
+    }
+    async fn set_poll_hint(
+        &self,
+        product: &str,
+        hint: Option<&PollHint>,
+        updated_at: i64,
+    ) -> Result<()> {
+        self.count("set_poll_hint");
+        self.inner.set_poll_hint(product, hint, updated_at).await
+    }
+    async fn poll_hint(&self, product: &str) -> Result<Option<PollHint>> {
+        self.count("poll_hint");
+        self.inner.poll_hint(product).await
     }
 }

@@ -354,6 +354,67 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
 }
 
+#[test]
+fn the_agent_waits_as_long_as_the_server_asks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = serve(dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
+    let shown = admin(
+        &server,
+        &[
+            "product",
+            "poll-hint",
+            "gateway",
+            "--every",
+            "1s",
+            "--jitter",
+            "0",
+        ],
+    );
+    assert!(shown.contains("after 1 s ± 0 %"), "{shown}");
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    // A daemon whose own schedule would not check again for an hour.
+    let mut command = Command::new(OTTER);
+    command
+        .args([
+            "agent",
+            "--server",
+            server.url(),
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+            "--interval",
+            "1h",
+            "--slots",
+            &slots,
+            "--state",
+        ])
+        .arg(dir.join("agent-state"));
+    let mut agent = Watched::spawn(command);
+    otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
+        let devices = admin(&server, &["device", "list", "gateway", "--json"]);
+        if devices.contains("\"gw-1\"") {
+            Ok(())
+        } else {
+            Err(format!("devices: {devices}; agent: {}", agent.output()))
+        }
+    });
+    let v1 = image(9, 50_000);
+    publish(&server, dir, "1.0.0", &v1);
+    // The server said to check again in a second: the agent finds the release and installs it
+    // long before its own hour is up.
+    let status = agent.wait(PATIENCE);
+    assert!(status.success(), "{}", agent.output());
+    assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let tmp = tempfile::tempdir().unwrap();

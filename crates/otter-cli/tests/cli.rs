@@ -2039,3 +2039,61 @@ fn metadata_files_are_capped_before_parsing() {
         );
     }
 }
+
+#[test]
+fn maintenance_windows_and_poll_hints_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(tmp.path());
+    admin(&server, &["product", "create", "door"]).ok();
+    let set = admin(
+        &server,
+        &[
+            "product",
+            "window",
+            "door",
+            "stable",
+            "--timezone",
+            "Europe/Berlin",
+            "--slot",
+            "daily 00:00-24:00",
+        ],
+    )
+    .ok();
+    assert!(set.contains("open now"), "{set}");
+    let listed = admin(&server, &["product", "windows", "door"]).ok();
+    assert!(
+        listed.contains("CHANNEL") && listed.contains("Europe/Berlin"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("daily 00:00-24:00") && listed.contains("yes"),
+        "{listed}"
+    );
+    let refused = admin(
+        &server,
+        &[
+            "product",
+            "window",
+            "door",
+            "stable",
+            "--slot",
+            "someday 01:00-02:00",
+        ],
+    )
+    .fails();
+    assert!(refused.contains("unknown day"), "{refused}");
+    admin(
+        &server,
+        &["product", "window", "door", "stable", "--remove"],
+    )
+    .ok();
+    let none = admin(&server, &["product", "windows", "door"]);
+    assert!(none.stderr.contains("no windows"), "{}", none.stderr);
+
+    let hint = admin(&server, &["product", "poll-hint", "door", "--every", "6h"]).ok();
+    assert!(hint.contains("after 21600 s ± 10 %"), "{hint}");
+    let shown = admin(&server, &["product", "poll-hint", "door"]).ok();
+    assert_eq!(shown, hint);
+    let removed = admin(&server, &["product", "poll-hint", "door", "--remove"]).ok();
+    assert!(removed.contains("no poll hint"), "{removed}");
+}

@@ -1,4 +1,4 @@
-//! `otter product`: create, list and show products.
+//! `otter product`: create, list and show products, their maintenance windows and poll hints.
 
 use std::path::PathBuf;
 
@@ -6,9 +6,10 @@ use anyhow::Context;
 use otter_client::Client;
 use otter_core::Scheme;
 use otter_core::model::{Product, format_rfc3339};
+use otter_core::schedule::{PollHint, WindowSpec};
 use serde_json::{Value, json};
 
-use super::list;
+use super::{Row, list};
 
 /// Manage products: the firmware lines releases are published to.
 #[derive(clap::Subcommand, Debug)]
@@ -41,6 +42,51 @@ pub enum ProductCommand {
         #[arg(long, value_name = "PUB")]
         pubkey: PathBuf,
     },
+    /// Set or remove the maintenance window of a product's channel: outside it, devices on
+    /// the channel are offered only mandatory releases (docs/windows.md).
+    #[command(after_help = "Examples:
+  otter product window door stable --timezone Europe/Berlin --slot 'mon-fri 02:00-05:00'
+  otter product window door stable --slot 'sat 22:00-04:00' --slot 'sun 22:00-04:00'
+  otter product window door stable --remove")]
+    Window {
+        product: String,
+        channel: String,
+        /// A weekly slot: DAYS HH:MM-HH:MM, DAYS being daily, mon…sun, a range (mon-fri) or a
+        /// comma list; a slot ending before it starts runs past midnight. Repeatable.
+        #[arg(long, value_name = "SLOT", required_unless_present = "remove")]
+        slot: Vec<String>,
+        /// The IANA time zone the slots are in.
+        #[arg(long, value_name = "ZONE", default_value = "UTC")]
+        timezone: String,
+        /// Remove the window: the channel is open at all times.
+        #[arg(long, conflicts_with = "slot")]
+        remove: bool,
+    },
+    /// List a product's maintenance windows and whether each is open now.
+    Windows {
+        product: String,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, set or remove the poll hint: how long the native check tells devices to wait
+    /// before checking again (`nextCheckSeconds`, jittered per answer; the agent honours it).
+    #[command(after_help = "Examples:
+  otter product poll-hint door                          # show it
+  otter product poll-hint door --every 6h --jitter 20   # 4.8 h to 7.2 h
+  otter product poll-hint door --remove")]
+    PollHint {
+        product: String,
+        /// The interval (e.g. 90s, 15m, 6h; at most 7 days).
+        #[arg(long, value_name = "DURATION", value_parser = otter_core::units::parse_duration)]
+        every: Option<std::time::Duration>,
+        /// How far each answer moves it at random, in percent either way.
+        #[arg(long, value_name = "PERCENT", requires = "every", default_value_t = PollHint::DEFAULT_JITTER)]
+        jitter: u8,
+        /// Remove the hint: checks answer no nextCheckSeconds.
+        #[arg(long, conflicts_with = "every")]
+        remove: bool,
+    },
     /// List all products.
     #[command(after_help = "Examples:
   otter product list
@@ -50,6 +96,20 @@ pub enum ProductCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A channel's maintenance window as `otter product windows` lists it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WindowRow {
+    channel: String,
+    timezone: String,
+    slots: Vec<String>,
+    open_now: bool,
+}
+
+impl Row for WindowRow {
+    const HEADER: &'static [&'static str] = &["CHANNEL", "TIMEZONE", "SLOTS", "OPEN NOW"];
 }
 
 /// A product's version scheme, as accepted on the command line.
@@ -99,6 +159,77 @@ impl ProductCommand {
                     .put_json(url, &json!({ "format": format, "publicKey": public_key }))
                     .await?;
                 println!("{product}: images must carry a valid {format} signature");
+                Ok(())
+            }
+            ProductCommand::Window {
+                product,
+                channel,
+                slot,
+                timezone,
+                remove,
+            } => {
+                let url = client.url(&["api", "v1", "products", &product, "windows", &channel]);
+                if remove {
+                    client.delete(url).await?;
+                    println!("{product}/{channel}: no maintenance window, open at all times");
+                    return Ok(());
+                }
+                let window = WindowSpec {
+                    timezone,
+                    slots: slot,
+                };
+                let set: Value = client.put_json(url, &window).await?;
+                let now = if set["openNow"] == true {
+                    "open"
+                } else {
+                    "closed"
+                };
+                println!(
+                    "{product}/{channel}: window {} ({}), {now} now",
+                    window.slots.join(", "),
+                    window.timezone
+                );
+                Ok(())
+            }
+            ProductCommand::Windows { product, json } => {
+                let url = client.url(&["api", "v1", "products", &product, "windows"]);
+                list(client, url, json, "windows", |w: WindowRow| {
+                    vec![
+                        w.channel,
+                        w.timezone,
+                        w.slots.join(", "),
+                        if w.open_now { "yes" } else { "no" }.to_owned(),
+                    ]
+                })
+                .await
+            }
+            ProductCommand::PollHint {
+                product,
+                every,
+                jitter,
+                remove,
+            } => {
+                let url = client.url(&["api", "v1", "products", &product, "poll-hint"]);
+                let hint: Option<PollHint> = if remove {
+                    client.delete(url).await?;
+                    None
+                } else if let Some(every) = every {
+                    let hint = PollHint {
+                        interval_seconds: u32::try_from(every.as_secs())
+                            .context("--every is too long")?,
+                        jitter_percent: jitter,
+                    };
+                    client.put_json(url, &hint).await?
+                } else {
+                    client.get(url).await?
+                };
+                match hint {
+                    Some(h) => println!(
+                        "{product}: devices check again after {} s ± {} %",
+                        h.interval_seconds, h.jitter_percent
+                    ),
+                    None => println!("{product}: no poll hint (devices keep their own schedule)"),
+                }
                 Ok(())
             }
             ProductCommand::List { json } => {
