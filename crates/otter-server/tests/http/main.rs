@@ -7,6 +7,7 @@ mod common;
 
 mod admin;
 mod arduino;
+mod audit;
 mod check;
 mod connections;
 mod downloads;
@@ -22,6 +23,7 @@ mod ota_backend;
 mod pagination;
 mod persistence;
 mod request_ids;
+mod roles;
 mod s3;
 mod sessions;
 mod signing;
