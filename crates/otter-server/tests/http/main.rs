@@ -28,4 +28,5 @@ mod s3;
 mod sessions;
 mod signing;
 mod thinx;
+mod tokens;
 mod uploads;
