@@ -60,12 +60,28 @@ impl FromRequestParts<App> for Admin {
     }
 }
 
-/// The request's admin actor, or the 401 that refuses it.
+/// Why a request is not authenticated: answered 401 with `WWW-Authenticate`.
+#[derive(Debug)]
+pub struct Unauthorized(&'static str);
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let mut refused =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", self.0).into_response();
+        refused.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"otter\""),
+        );
+        refused
+    }
+}
+
+/// The request's admin actor, or why it has none.
 pub fn authenticate(
     app: &App,
     headers: &HeaderMap,
     remote: Option<SocketAddr>,
-) -> Result<Actor, Response> {
+) -> Result<Actor, Unauthorized> {
     let message = match bearer(headers) {
         Some(token) => match app.tokens.authenticate(token, otter_store::now()) {
             Ok(actor) => return Ok(actor),
@@ -81,13 +97,7 @@ pub fn authenticate(
         },
         None => "this endpoint needs `Authorization: Bearer <admin token>`",
     };
-    let mut refused =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    refused.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"otter\""),
-    );
-    Err(refused)
+    Err(Unauthorized(message))
 }
 
 /// What the routes table declares of one admin route, for its [`guard`].
@@ -113,7 +123,7 @@ pub async fn guard(
         .map(|ConnectInfo(addr)| *addr);
     let actor = match authenticate(&rule.app, request.headers(), remote) {
         Ok(actor) => actor,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if actor.role < rule.role {
         return ApiError::new(
