@@ -24,6 +24,9 @@ use crate::{App, AppError, AppResult};
 /// admin request costs no database write.
 pub const LAST_USE_EVERY: Duration = Duration::from_secs(60);
 
+/// The longest lifetime a token may be given (any longer, and leave the expiry out).
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Names a bootstrap token has: nobody may create a token under them.
 const BOOTSTRAP_NAMES: [&str; 2] = ["configured", "generated"];
 
@@ -179,13 +182,14 @@ pub async fn create_token(
     }
     let created_at = now();
     let expires_at = match expires_in {
-        Some(d) if d.is_zero() => {
+        Some(d) if d.is_zero() || d > MAX_LIFETIME => {
             return Err(AppError::invalid(
                 "invalid_field",
-                "expires must be longer than 0 seconds",
+                "expires must be between 1 second and 100 years (leave it out for a token that \
+                 does not expire)",
             ));
         }
-        Some(d) => Some(created_at.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        Some(d) => Some(created_at + d.as_secs() as i64),
         None => None,
     };
     let token = format!("otter_{}{}", random_id(), random_id());

@@ -1,5 +1,7 @@
 //! Admin API tokens: create (the token is shown once), list, revoke.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,8 +21,16 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 pub struct NewToken {
     name: String,
     role: Role,
-    /// How long the token is valid: `90d`, `12h`, seconds; none: until revoked.
-    expires: Option<String>,
+    /// How long the token is valid; none: until revoked.
+    expires: Option<Lifetime>,
+}
+
+/// A token's lifetime as sent: `"90d"`, `"12h"`, or a number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Lifetime {
+    Seconds(u64),
+    Text(String),
 }
 
 /// `POST /api/v1/tokens` with `{"name","role","expires"}` → the token, once.
@@ -29,12 +39,14 @@ pub async fn create(
     State(app): State<App>,
     ApiJson(new): ApiJson<NewToken>,
 ) -> ApiResult<(StatusCode, AuditNote, Json<Value>)> {
-    let expires_in = new
-        .expires
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|why| ApiError::bad_request("invalid_field", format!("expires: {why}")))?;
+    let expires_in = match new.expires {
+        None => None,
+        Some(Lifetime::Seconds(seconds)) => Some(Duration::from_secs(seconds)),
+        Some(Lifetime::Text(text)) => Some(
+            parse_duration(&text)
+                .map_err(|why| ApiError::bad_request("invalid_field", format!("expires: {why}")))?,
+        ),
+    };
     let created = tokens::create_token(&app, &new.name, new.role, expires_in).await?;
     let mut summary = format!("role {}", created.info.role);
     if let Some(at) = created.info.expires_at {

@@ -66,6 +66,20 @@ async fn tokens_are_created_with_a_role_listed_and_revoked() {
     let lifetime = unix_time(&created["expiresAt"]) - unix_time(&created["createdAt"]);
     assert_eq!(lifetime, 90 * 86_400);
     assert_eq!(created["revokedAt"], Value::Null);
+    // A lifetime may be given in seconds too.
+    let hour = json_body(
+        create(
+            &srv,
+            json!({"name": "hour", "role": "viewer", "expires": 3600}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(
+        unix_time(&hour["expiresAt"]) - unix_time(&hour["createdAt"]),
+        3600
+    );
 
     // Refusals.
     let resp = create(&srv, json!({"name": "ci", "role": "viewer"})).await;
@@ -85,6 +99,10 @@ async fn tokens_are_created_with_a_role_listed_and_revoked() {
             "invalid_field",
         ),
         (json!({"name": "x", "role": "root"}), "invalid_json"),
+        (
+            json!({"name": "x", "role": "viewer", "expires": -5}),
+            "invalid_json",
+        ),
     ] {
         expect_error(create(&srv, body.clone()).await, 400, code).await;
     }
