@@ -208,4 +208,33 @@ mod tests {
         assert_eq!(log.record(at(1000)), Some(3));
         assert_eq!(log.record(at(5000)), Some(1));
     }
+
+    /// A handler taking [`Admin`] mounted outside the routes table is a bug: it answers 500
+    /// even to the bootstrap admin, never lets a request through unchecked.
+    #[tokio::test]
+    async fn an_admin_handler_outside_the_routes_table_fails_closed() {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::routing::get;
+        use tower_service::Service as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = "a-bootstrap-token-0123456789abcdef0123";
+        let opened = App::open(otter_app::Settings {
+            data_dir: dir.path().to_path_buf(),
+            admin_token: Some(otter_app::settings::Secret::from(token)),
+            ..otter_app::Settings::default()
+        })
+        .await
+        .unwrap();
+        let mut router: Router = Router::new()
+            .route("/undeclared", get(|_: Admin| async { "let in" }))
+            .with_state(opened.app.clone());
+        let request = Request::get("/undeclared")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = router.call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
