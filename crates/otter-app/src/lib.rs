@@ -5,7 +5,8 @@
 //! - [`App`]: the opened installation (store, blobs, check index, queues), cheap to clone.
 //! - Use cases: [`artifacts`] and [`uploads`] (ingest), [`releases`] (publish with its
 //!   [`releases::PublishCheck`] hooks, flags), [`products`], [`devices`] (check-in, reports,
-//!   access rules), [`tokens`] (admin tokens, device API keys, one-time tokens), [`trust`]
+//!   access rules), [`tokens`] (admin tokens and their roles, device API keys, one-time tokens),
+//!   [`audit`] (the audit log), [`trust`]
 //!   (roots of trust, signed releases and answers), [`iotawatt`] (IotaWatt products).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
 //!   answers); [`seen`]: batched device sightings.
@@ -14,6 +15,7 @@
 
 pub mod answers;
 pub mod artifacts;
+pub mod audit;
 pub mod devices;
 pub mod error;
 pub mod index;
@@ -303,13 +305,14 @@ impl App {
     }
 
     /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
-    /// for signatures, following catalogue changes made through other nodes, and keeping a
-    /// SQLite WAL small.
+    /// for signatures, following catalogue and token changes made through other nodes, writing
+    /// when admin tokens were last used, and keeping a SQLite WAL small.
     pub fn start_background(&self) -> Background {
         Background {
             tasks: vec![
                 tokio::spawn(janitor(self.clone())),
                 tokio::spawn(follow_catalog(self.clone())),
+                tokio::spawn(write_token_use(self.clone())),
                 tokio::spawn(checkpoint_wal(self.sql.clone())),
             ],
         }
@@ -329,7 +332,8 @@ impl Drop for Background {
     }
 }
 
-/// Keeps the check index in step with changes made through other nodes sharing the database.
+/// Keeps the check index and the admin tokens in step with changes made through other nodes
+/// sharing the database (a revoked token is refused everywhere within one poll).
 async fn follow_catalog(app: App) {
     let mut tick = tokio::time::interval(app.config.catalog_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -339,6 +343,23 @@ async fn follow_catalog(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(products = n, "check index caught up with other nodes"),
             Err(e) => tracing::warn!(error = %e, "could not poll catalogue versions"),
+        }
+        match app.tokens.sync(&*app.store).await {
+            Ok(false) => {}
+            Ok(true) => tracing::debug!("admin tokens caught up with other nodes"),
+            Err(e) => tracing::warn!(error = %e, "could not poll the token clock"),
+        }
+    }
+}
+
+/// Writes when admin tokens were last used, every [`tokens::LAST_USE_EVERY`].
+async fn write_token_use(app: App) {
+    let mut tick = tokio::time::interval(tokens::LAST_USE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.tokens.write_last_use(&*app.store).await {
+            tracing::warn!(error = %e, "could not record when admin tokens were last used");
         }
     }
 }

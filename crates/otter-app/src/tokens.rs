@@ -1,49 +1,244 @@
-//! Credentials: admin tokens, device API keys (THiNX devices) and one-time download tokens.
+//! Credentials: admin tokens (with their roles), device API keys (THiNX devices) and one-time
+//! download tokens.
 //!
 //! Every secret otter hands out is a random 256-bit value of which only the SHA-256 is stored.
 //! A presented admin token is hashed and compared against every known hash in constant time, so
-//! timing reveals nothing about them.
+//! timing reveals nothing about them. Admin tokens are held in memory ([`AdminTokens`]): an admin
+//! request reads no database, and their last use is written at most once a minute.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
 
-use otter_core::model::{ApiKey, Artifact};
+use otter_core::model::{Actor, ActorKind, ApiKey, ApiToken, Artifact, Page, Role, validate_name};
 use otter_core::ott::{OneTimeToken, Refusal};
-use otter_store::{Store, now, random_id};
+use otter_store::{PageRequest, Store, StoreError, now, random_id};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{App, AppError, AppResult};
 
-/// The hashes of the tokens that may use the admin API.
+/// How often the last use of admin tokens is written: at most once a minute per token, so an
+/// admin request costs no database write.
+pub const LAST_USE_EVERY: Duration = Duration::from_secs(60);
+
+/// The longest lifetime a token may be given (any longer, and leave the expiry out).
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Names a bootstrap token has: nobody may create a token under them.
+const BOOTSTRAP_NAMES: [&str; 2] = ["configured", "generated"];
+
+/// One admin token as a node holds it.
+struct Known {
+    hash: [u8; 32],
+    name: String,
+    role: Role,
+    expires_at: Option<i64>,
+    revoked: bool,
+}
+
+/// Why a presented admin token opens nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a token of ours.
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+/// When tokens were last used, here, and what of that is in the database already.
+#[derive(Default)]
+struct LastUse {
+    at: i64,
+    written: i64,
+}
+
+/// The admin tokens, in memory: authenticating a request reads no database. They are reloaded
+/// when the token clock moves (a change on this node at once, a change on another at the next
+/// catalogue poll).
 #[derive(Default)]
 pub struct AdminTokens {
-    hashes: RwLock<Vec<[u8; 32]>>,
+    known: RwLock<Vec<Known>>,
+    /// The token clock when `known` was read.
+    version: AtomicI64,
+    used: Mutex<HashMap<String, LastUse>>,
 }
 
 impl AdminTokens {
     pub async fn load(store: &dyn Store) -> otter_store::Result<Self> {
-        let hashes = store
-            .token_hashes()
+        let tokens = AdminTokens::default();
+        tokens.reload(store).await?;
+        Ok(tokens)
+    }
+
+    /// Reads every token again (the clock first, so a change made meanwhile is seen next time).
+    async fn reload(&self, store: &dyn Store) -> otter_store::Result<()> {
+        let version = store.token_version().await?;
+        let known = store
+            .all_tokens()
             .await?
-            .iter()
-            .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+            .into_iter()
+            .filter_map(|t| {
+                Some(Known {
+                    hash: hex::decode(&t.sha256).ok()?.try_into().ok()?,
+                    name: t.token.name,
+                    role: t.token.role,
+                    expires_at: t.token.expires_at,
+                    revoked: t.token.revoked_at.is_some(),
+                })
+            })
             .collect();
-        Ok(AdminTokens {
-            hashes: RwLock::new(hashes),
+        *self.known.write().unwrap_or_else(|e| e.into_inner()) = known;
+        self.version.store(version, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reloads the tokens when the token clock moved since they were read; whether it did.
+    pub async fn sync(&self, store: &dyn Store) -> otter_store::Result<bool> {
+        if store.token_version().await? == self.version.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.reload(store).await?;
+        Ok(true)
+    }
+
+    /// Who `token` is at `now`, and notes the use.
+    pub fn authenticate(&self, token: &str, now: i64) -> Result<Actor, Refused> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        // Every hash is compared, in constant time each, whatever matches.
+        let mut found = None;
+        for k in known.iter() {
+            if bool::from(k.hash.ct_eq(&presented)) {
+                found = Some(k);
+            }
+        }
+        let k = found.ok_or(Refused::Unknown)?;
+        if k.revoked {
+            return Err(Refused::Revoked);
+        }
+        if k.expires_at.is_some_and(|at| at <= now) {
+            return Err(Refused::Expired);
+        }
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        used.entry(k.name.clone()).or_default().at = now;
+        Ok(Actor {
+            kind: ActorKind::Token,
+            name: k.name.clone(),
+            role: k.role,
         })
     }
 
-    /// Whether `token` is one of ours.
-    pub fn verify(&self, token: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let hashes = self.hashes.read().unwrap_or_else(|e| e.into_inner());
-        // Fold without short-circuit: every hash is compared whatever matches.
-        hashes
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, h| acc | h.ct_eq(&presented))
-            .into()
+    /// When this node last saw `name` used, if it has.
+    fn last_used(&self, name: &str) -> Option<i64> {
+        let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        used.get(name).map(|u| u.at)
     }
+
+    /// Writes the last uses not yet written (see [`LAST_USE_EVERY`]).
+    pub async fn write_last_use(&self, store: &dyn Store) -> otter_store::Result<()> {
+        let due: Vec<(String, i64)> = {
+            let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            used.iter()
+                .filter(|(_, u)| u.at > u.written)
+                .map(|(name, u)| (name.clone(), u.at))
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        store.touch_tokens(&due).await?;
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, at) in due {
+            if let Some(u) = used.get_mut(&name) {
+                u.written = u.written.max(at);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An admin token just created: the token itself is shown this once.
+pub struct NewToken {
+    pub token: String,
+    pub info: ApiToken,
+}
+
+/// Creates an admin token `name` with `role`, valid for `expires_in` when given.
+pub async fn create_token(
+    app: &App,
+    name: &str,
+    role: Role,
+    expires_in: Option<Duration>,
+) -> AppResult<NewToken> {
+    validate_name("name", name)?;
+    if BOOTSTRAP_NAMES.contains(&name) {
+        return Err(AppError::invalid(
+            "invalid_field",
+            format!("the token name {name:?} is kept for the bootstrap admin token"),
+        ));
+    }
+    let created_at = now();
+    let expires_at = match expires_in {
+        Some(d) if d.is_zero() || d > MAX_LIFETIME => {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "expires must be between 1 second and 100 years (leave it out for a token that \
+                 does not expire)",
+            ));
+        }
+        Some(d) => Some(created_at + d.as_secs() as i64),
+        None => None,
+    };
+    let token = format!("otter_{}{}", random_id(), random_id());
+    let info = ApiToken {
+        name: name.to_owned(),
+        role,
+        created_at,
+        last_used_at: None,
+        expires_at,
+        revoked_at: None,
+    };
+    match app.store.add_token(&token_hash(&token), &info).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(AppError::conflict(
+                "token_exists",
+                format!("there is a token named {name:?} already (names are never reused)"),
+            ));
+        }
+        other => other?,
+    }
+    app.tokens.reload(&*app.store).await?;
+    tracing::info!(name = %name, role = %role, "admin token created");
+    Ok(NewToken { token, info })
+}
+
+/// The admin tokens by name, revoked ones too, with the last use this node knows of.
+pub async fn list_tokens(app: &App, page: &PageRequest) -> AppResult<Page<ApiToken>> {
+    let mut tokens = app.store.list_tokens(page).await?;
+    for token in &mut tokens.items {
+        token.last_used_at = token.last_used_at.max(app.tokens.last_used(&token.name));
+    }
+    Ok(tokens)
+}
+
+/// Revokes the admin token `name`: refused from then on (on other nodes within a catalogue
+/// poll). Revoking a revoked token changes nothing.
+pub async fn revoke_token(app: &App, name: &str) -> AppResult<ApiToken> {
+    let revoked = match app.store.revoke_token(name, now()).await {
+        Err(StoreError::NotFound) => {
+            return Err(AppError::not_found(
+                "token_not_found",
+                format!("no token named {name:?}"),
+            ));
+        }
+        other => other?,
+    };
+    app.tokens.reload(&*app.store).await?;
+    tracing::info!(name = %name, "admin token revoked");
+    Ok(revoked)
 }
 
 /// Whether `presented` is the secret whose SHA-256 hex is `stored_sha256`, compared in constant
@@ -103,15 +298,21 @@ pub async fn ensure_admin_token(
             .await?;
         return Ok(Bootstrap::Configured);
     }
-    if !store.token_hashes().await?.is_empty() {
+    if !store.all_tokens().await?.is_empty() {
         return Ok(Bootstrap::Existing);
     }
     let token = format!("otter_{}{}", random_id(), random_id());
     let path = data_dir.join("admin-token");
     write_secret(&path, &token)?;
-    store
-        .add_token(&token_hash(&token), "generated", now())
-        .await?;
+    let generated = ApiToken {
+        name: "generated".to_owned(),
+        role: Role::Admin,
+        created_at: now(),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+    };
+    store.add_token(&token_hash(&token), &generated).await?;
     Ok(Bootstrap::Generated { token, path })
 }
 

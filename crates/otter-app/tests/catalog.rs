@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use otter_app::index::CheckIndex;
 use otter_core::access::Access;
 use otter_core::model::{
-    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReleaseSignatures,
-    UpdateReport, UploadSession,
+    ApiKey, ApiToken, Artifact, AuditEntry, Device, DeviceSeen, Page, Product, Release,
+    ReleasePatch, ReleaseSignatures, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::schedule::{PollHint, WindowSpec};
@@ -21,9 +21,9 @@ use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AccessStore, CatalogChanges, DeviceStore, ExpiringSignature, NewReport, OttStore, OverLimit,
-    PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, TokenStore, TrustStore,
-    UploadStore,
+    AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceStore, ExpiringSignature,
+    NewAuditEntry, NewReport, OttStore, OverLimit, PageRequest, ProductStore, ReleaseStore, Result,
+    ScheduleStore, StoredToken, TokenStore, TrustStore, UploadStore,
 };
 
 const PRODUCTS: usize = 50_000;
@@ -436,19 +436,51 @@ impl UploadStore for Counting {
 
 #[async_trait]
 impl TokenStore for Counting {
-    async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
+    async fn add_token(&self, token_sha256: &str, token: &ApiToken) -> Result<()> {
         self.count("add_token");
-        self.inner.add_token(token_sha256, label, created_at).await
+        self.inner.add_token(token_sha256, token).await
     }
-    async fn replace_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
+    async fn replace_token(&self, token_sha256: &str, name: &str, created_at: i64) -> Result<()> {
         self.count("replace_token");
         self.inner
-            .replace_token(token_sha256, label, created_at)
+            .replace_token(token_sha256, name, created_at)
             .await
     }
-    async fn token_hashes(&self) -> Result<Vec<String>> {
-        self.count("token_hashes");
-        self.inner.token_hashes().await
+    async fn all_tokens(&self) -> Result<Vec<StoredToken>> {
+        self.count("all_tokens");
+        self.inner.all_tokens().await
+    }
+    async fn list_tokens(&self, page: &PageRequest) -> Result<Page<ApiToken>> {
+        self.count("list_tokens");
+        self.inner.list_tokens(page).await
+    }
+    async fn revoke_token(&self, name: &str, at: i64) -> Result<ApiToken> {
+        self.count("revoke_token");
+        self.inner.revoke_token(name, at).await
+    }
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
+        self.count("touch_tokens");
+        self.inner.touch_tokens(used).await
+    }
+    async fn token_version(&self) -> Result<i64> {
+        self.count("token_version");
+        self.inner.token_version().await
+    }
+}
+
+#[async_trait]
+impl AuditStore for Counting {
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry> {
+        self.count("append_audit");
+        self.inner.append_audit(entry).await
+    }
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>> {
+        self.count("list_audit");
+        self.inner.list_audit(filter, page).await
     }
 }
 

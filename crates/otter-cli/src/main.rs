@@ -13,7 +13,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::admin::{ApiKeyCommand, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand};
+use crate::admin::{
+    ApiKeyCommand, AuditArgs, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand,
+    TokenCommand,
+};
 use otter_client::{Client, ClientArgs};
 
 /// otter: a self-hosted firmware OTA update server, and its admin client.
@@ -95,6 +98,20 @@ enum Command {
         #[command(subcommand)]
         cmd: ApiKeyCommand,
     },
+    /// Create, list and revoke admin API tokens with roles (admin, publisher, viewer).
+    Token {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: TokenCommand,
+    },
+    /// Show the audit log: who changed what through the admin API (needs an admin token).
+    Audit {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: AuditArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +145,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::Token { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::Audit { client, args } => args.run(&Client::new(&client)?).await,
         Command::Iotawatt(cmd) => cmd.run().await,
         Command::Keys(cmd) => cmd.run(),
         Command::Sign(args) => args.run(),

@@ -4,7 +4,8 @@
 //! Everything goes through the store traits and the blob store, so any pair of backends works.
 //! The copy keeps what devices and operators see: products, releases (in publish order, with
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
-//! last seen, auto-update, attributes), update reports (in order), admin tokens, the keys and
+//! last seen, auto-update, attributes), update reports (in order), admin tokens (with their
+//! roles, expiry and revocation) and the audit log (in order), the keys and
 //! device rules of ota-backend firmwares, device API keys, signing keys, roots of trust and
 //! release signatures. The online key is a file in the data directory (or `--online-key`):
 //! copy it, or give the new installation the same `--online-key`, or devices will not trust
@@ -25,7 +26,7 @@ use otter_core::signing::dsse::Envelope;
 use otter_store::blob::{BlobLocation, Blobs, Staging};
 use otter_store::objects::S3Settings;
 use otter_store::sql::{SqlStore, redact_url};
-use otter_store::{NewReport, PageRequest, Store};
+use otter_store::{AuditFilter, NewAuditEntry, NewReport, PageRequest, Store, StoreError};
 
 /// Copy an installation (database and firmware) into another, e.g. SQLite + files → PostgreSQL + S3.
 ///
@@ -282,14 +283,25 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
         }
         to.store.bump_catalog(&product.name).await?;
     }
-    for hash in from.store.token_hashes().await? {
-        to.store
-            .add_token(&hash, "migrated", otter_store::now())
-            .await?;
+    // A destination that `otter serve` opened has its own bootstrap token, which stays.
+    let mut kept_tokens = Vec::new();
+    for stored in from.store.all_tokens().await? {
+        match to.store.add_token(&stored.sha256, &stored.token).await {
+            Err(StoreError::Conflict(_)) => kept_tokens.push(stored.token.name),
+            other => other?,
+        }
     }
+    if !kept_tokens.is_empty() {
+        println!(
+            "not copied: admin tokens {} (the destination has its own by those names)",
+            kept_tokens.join(", ")
+        );
+    }
+    let audit = copy_audit_log(&*from.store, &*to.store).await?;
     let open_uploads = from.store.all_uploads().await?.len();
     println!(
-        "copied {} products, {} releases, {} artifacts ({}), {devices} devices, {reports} reports",
+        "copied {} products, {} releases, {} artifacts ({}), {devices} devices, {reports} reports, \
+         {audit} audit entries",
         products.len(),
         releases.len(),
         artifacts.len(),
@@ -350,4 +362,39 @@ fn progress(total: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Appends the source's audit log to the destination's, oldest first; returns how many entries.
+async fn copy_audit_log(from: &dyn Store, to: &dyn Store) -> anyhow::Result<usize> {
+    let mut entries = Vec::new();
+    let mut page = PageRequest {
+        limit: 500,
+        cursor: None,
+    };
+    loop {
+        let listed = from.list_audit(&AuditFilter::default(), &page).await?;
+        entries.extend(listed.items);
+        match listed.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let copied = entries.len();
+    for e in entries.into_iter().rev() {
+        to.append_audit(&NewAuditEntry {
+            at: e.at,
+            actor: otter_core::model::Actor {
+                kind: e.actor_kind,
+                name: e.actor,
+                role: e.role,
+            },
+            remote: e.remote,
+            request_id: e.request_id,
+            action: e.action,
+            target: e.target,
+            summary: e.summary,
+        })
+        .await?;
+    }
+    Ok(copied)
 }

@@ -738,7 +738,7 @@ fn sigterm_stops_cleanly_and_data_survives_a_restart() {
 fn help_names_the_commands_and_flags() {
     let help = otter(&["--help"], &[]).ok();
     for word in [
-        "serve", "product", "release", "device", "report", "apikey", "iotawatt",
+        "serve", "product", "release", "device", "report", "apikey", "iotawatt", "token", "audit",
     ] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
@@ -764,6 +764,97 @@ fn help_names_the_commands_and_flags() {
     // A typo is a usage error (exit 2), not a crash.
     let run = otter(&["relase", "list"], &[]);
     assert_eq!(run.output.status.code(), Some(2), "{}", run.stderr);
+}
+
+/// Tokens with roles and the audit log from the command line: the first-start token is the
+/// bootstrap admin, a publisher publishes but may not create products, a revoked token is
+/// refused, and `otter audit` shows who did what.
+#[test]
+fn tokens_roles_and_the_audit_log_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("otter-data");
+    let server = serve(&data);
+    let tokens = admin(&server, &["token", "list"]).ok();
+    let generated: Vec<&str> = tokens.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(generated[..2], ["generated", "admin"], "{tokens}");
+
+    let run = admin(
+        &server,
+        &[
+            "token",
+            "create",
+            "ci",
+            "--role",
+            "publisher",
+            "--expires",
+            "90d",
+        ],
+    );
+    assert!(
+        run.stderr.contains("publisher token ci (expires "),
+        "{}",
+        run.stderr
+    );
+    let ci = run.ok().trim().to_owned();
+    assert!(ci.starts_with("otter_"), "only the token on stdout: {ci:?}");
+    let as_ci = |args: &[&str]| {
+        otter(
+            args,
+            &[("OTTER_SERVER", server.url()), ("OTTER_TOKEN", ci.as_str())],
+        )
+    };
+    admin(&server, &["product", "create", "demo"]).ok();
+    let (file, _) = random_file(tmp.path(), "fw.bin", 4096);
+    as_ci(&[
+        "release",
+        "publish",
+        "demo",
+        path(&file),
+        "--version",
+        "1.0.0",
+    ])
+    .ok();
+    let err = as_ci(&["product", "create", "other"]).fails();
+    assert_eq!(
+        err,
+        "error: this endpoint needs the admin role; the token \"ci\" has publisher (forbidden)\n"
+    );
+    let err = as_ci(&["audit"]).fails();
+    assert!(err.contains("needs the admin role"), "{err}");
+
+    let log = admin(&server, &["audit", "--actor", "ci", "--since", "1h"]).ok();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines[0].starts_with("TIME"), "{log}");
+    let publishes: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("release.publish"))
+        .collect();
+    assert_eq!(publishes.len(), 1, "{log}");
+    assert!(publishes[0].contains("ci (publisher)"), "{log}");
+    assert!(publishes[0].contains("demo/1.0.0"), "{log}");
+    let json: Value = serde_json::from_str(
+        &admin(&server, &["audit", "--action", "token.create", "--json"]).ok(),
+    )
+    .unwrap();
+    assert_eq!(json[0]["target"], "ci");
+    assert_eq!(json[0]["actor"], "generated");
+
+    let out = admin(&server, &["token", "revoke", "ci"]).ok();
+    assert_eq!(out, "revoked token ci\n");
+    let err = as_ci(&["release", "list", "demo"]).fails();
+    assert_eq!(
+        err,
+        "error: the admin token has been revoked (unauthorized)\n"
+    );
+    let listed = admin(&server, &["token", "list"]).ok();
+    let row = listed.lines().find(|l| l.starts_with("ci ")).unwrap();
+    assert_eq!(
+        row.split_whitespace().count(),
+        6,
+        "revoked, with a time: {listed}"
+    );
+    let err = admin(&server, &["token", "create", "x", "--role", "root"]);
+    assert_eq!(err.output.status.code(), Some(2), "{}", err.stderr);
 }
 
 /// Device API keys and auto-update from the command line, with a THiNX device checking in.

@@ -461,6 +461,126 @@ pub struct ApiKey {
     pub created_at: i64,
 }
 
+/// What an admin API credential may do; each role may do everything the roles below it may.
+/// Ordered: `Viewer < Publisher < Admin`. Lowercase in JSON and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads admin data (products, releases, devices, reports).
+    Viewer,
+    /// Also uploads, publishes and flags releases, signs them, manages devices and rollouts.
+    Publisher,
+    /// Also manages tokens, products and their keys, device admission, and reads the audit log.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Publisher, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Publisher => "publisher",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (admin, publisher or viewer)"))
+    }
+}
+
+/// What kind of principal acted. Only API tokens exist today; the admin UI's user accounts will
+/// be `user`, so the audit log keeps the kind beside the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorKind {
+    Token,
+    User,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Token => "token",
+            ActorKind::User => "user",
+        }
+    }
+}
+
+impl FromStr for ActorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "token" => Ok(ActorKind::Token),
+            "user" => Ok(ActorKind::User),
+            _ => Err(format!("unknown actor kind {s:?}")),
+        }
+    }
+}
+
+/// Who makes an admin request: a name (unique per kind) and the role it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub name: String,
+    pub role: Role,
+}
+
+/// An admin API token as listed: never the token itself, which is shown once and kept only as
+/// its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    #[serde(with = "rfc3339")]
+    pub created_at: i64,
+    /// Known to within a minute (it is written at most once a minute per token).
+    #[serde(default, with = "rfc3339::option")]
+    pub last_used_at: Option<i64>,
+    #[serde(default, with = "rfc3339::option")]
+    pub expires_at: Option<i64>,
+    #[serde(default, with = "rfc3339::option")]
+    pub revoked_at: Option<i64>,
+}
+
+/// One entry of the audit log: a successful admin change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "rfc3339")]
+    pub at: i64,
+    pub actor: String,
+    pub actor_kind: ActorKind,
+    pub role: Role,
+    /// The client's address as otter saw it (a proxy's, behind one).
+    pub remote: Option<String>,
+    pub request_id: Option<String>,
+    /// What was done, e.g. `release.publish`.
+    pub action: String,
+    /// What it was done to, e.g. `door-sensor/1.1.0`.
+    pub target: String,
+    /// What changed, in a few words, when the route says.
+    pub summary: Option<String>,
+}
+
 /// The signatures a release carries (signed releases).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -765,5 +885,18 @@ mod tests {
         folded.absorb(seen(Some("0.9.0"), "stable", 7));
         assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
         assert_eq!((folded.first_at, folded.at), (7, 12));
+    }
+
+    #[test]
+    fn roles_are_ordered_and_lowercase() {
+        assert!(Role::Viewer < Role::Publisher && Role::Publisher < Role::Admin);
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(
+                serde_json::to_value(role).unwrap(),
+                serde_json::json!(role.as_str())
+            );
+        }
+        assert!("Admin".parse::<Role>().is_err());
     }
 }

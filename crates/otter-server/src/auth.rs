@@ -1,7 +1,14 @@
-//! Admin authentication: `Authorization: Bearer <token>`, checked against the application's
-//! admin tokens (see `otter_app::tokens`).
+//! Admin authentication and roles: `Authorization: Bearer <token>`, checked against the
+//! application's admin tokens (see `otter_app::tokens`), and the role each admin route declares
+//! in the routes table ([`crate::router::admin_routes`]).
 //!
-//! A refusal is a 401 with `WWW-Authenticate: Bearer` (RFC 6750). A token that is not valid is
+//! [`guard`] runs in front of every admin route, and only there: it authenticates, refuses a
+//! role below the route's, hands the handler the [`Actor`] (through the [`Admin`] extractor) and,
+//! for a change that succeeded, writes the audit entry ([`crate::audit`]). A handler cannot skip
+//! any of it, and a handler taking [`Admin`] that is mounted outside the table fails closed.
+//!
+//! A refusal is a 401 with `WWW-Authenticate: Bearer` (RFC 6750) for a missing, unknown, revoked
+//! or expired token, and a 403 `forbidden` for a role too low. A token that is not ours is
 //! logged with the client's address, at most one line a second with the count since the last
 //! line, so that guessing shows in the log without flooding it. A missing token is not logged:
 //! ota-backend's `/v1/create` takes one only optionally.
@@ -10,12 +17,15 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use otter_app::App;
+use otter_app::tokens::Refused;
+use otter_core::model::{Actor, Role};
 
 use crate::error::ApiError;
 
@@ -31,36 +41,122 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Extractor that admits only requests carrying a valid admin token.
-pub struct Admin;
+/// Proof that the routes table's [`guard`] let the request in, with who made it.
+pub struct Admin(pub Actor);
 
 impl FromRequestParts<App> for Admin {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
-        let message = match bearer(&parts.headers) {
-            Some(t) if app.tokens.verify(t) => return Ok(Admin),
-            Some(_) => {
-                let remote = parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(addr)| *addr);
+    async fn from_request_parts(parts: &mut Parts, _: &App) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Actor>() {
+            Some(actor) => Ok(Admin(actor.clone())),
+            // Fail closed: a route nobody declared a role for is a bug, not an open door.
+            None => Err(ApiError::internal(format!(
+                "{} reached an admin handler without the role check: declare it in \
+                 router::admin_routes",
+                parts.uri.path()
+            ))),
+        }
+    }
+}
+
+/// Why a request is not authenticated: answered 401 with `WWW-Authenticate`.
+#[derive(Debug)]
+pub struct Unauthorized(&'static str);
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let mut refused =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", self.0).into_response();
+        refused.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"otter\""),
+        );
+        refused
+    }
+}
+
+/// The request's admin actor, or why it has none.
+pub fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    remote: Option<SocketAddr>,
+) -> Result<Actor, Unauthorized> {
+    let message = match bearer(headers) {
+        Some(token) => match app.tokens.authenticate(token, otter_store::now()) {
+            Ok(actor) => return Ok(actor),
+            Err(Refused::Revoked) => "the admin token has been revoked",
+            Err(Refused::Expired) => "the admin token has expired",
+            Err(Refused::Unknown) => {
                 if let Some(failures) = FAILURES.record(Instant::now()) {
                     let remote = remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
                     tracing::warn!(%remote, failures, "admin authentication failed");
                 }
                 "the admin token is not valid"
             }
-            None => "this endpoint needs `Authorization: Bearer <admin token>`",
-        };
-        let mut refused =
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-        refused.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"otter\""),
-        );
-        Err(refused)
+        },
+        None => "this endpoint needs `Authorization: Bearer <admin token>`",
+    };
+    Err(Unauthorized(message))
+}
+
+/// What the routes table declares of one admin route, for its [`guard`].
+#[derive(Clone)]
+pub struct Rule {
+    pub app: App,
+    pub role: Role,
+    /// The audit action of a change; `None` for a read.
+    pub action: Option<&'static str>,
+}
+
+/// In front of every admin route: authentication, the role check, and the audit entry of a
+/// change that succeeded.
+pub async fn guard(
+    State(rule): State<Rule>,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let actor = match authenticate(&rule.app, request.headers(), remote) {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
+    if actor.role < rule.role {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this endpoint needs the {} role; the token {:?} has {}",
+                rule.role, actor.name, actor.role
+            ),
+        )
+        .into_response();
     }
+    // The default target: the path's parameters, e.g. `door-sensor/1.1.0`.
+    let target: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+    let target = target.join("/");
+    request.extensions_mut().insert(actor.clone());
+    let mut response = next.run(request).await;
+    if let Some(action) = rule.action
+        && response.status().is_success()
+    {
+        crate::audit::record(
+            &rule.app,
+            crate::audit::Change {
+                actor,
+                action,
+                target,
+                remote,
+            },
+            &mut response,
+        )
+        .await;
+    }
+    response
 }
 
 /// Failed admin authentications since the last log line.
@@ -111,5 +207,34 @@ mod tests {
         assert_eq!(log.record(at(999)), None);
         assert_eq!(log.record(at(1000)), Some(3));
         assert_eq!(log.record(at(5000)), Some(1));
+    }
+
+    /// A handler taking [`Admin`] mounted outside the routes table is a bug: it answers 500
+    /// even to the bootstrap admin, never lets a request through unchecked.
+    #[tokio::test]
+    async fn an_admin_handler_outside_the_routes_table_fails_closed() {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::routing::get;
+        use tower_service::Service as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = "a-bootstrap-token-0123456789abcdef0123";
+        let opened = App::open(otter_app::Settings {
+            data_dir: dir.path().to_path_buf(),
+            admin_token: Some(otter_app::settings::Secret::from(token)),
+            ..otter_app::Settings::default()
+        })
+        .await
+        .unwrap();
+        let mut router: Router = Router::new()
+            .route("/undeclared", get(|_: Admin| async { "let in" }))
+            .with_state(opened.app.clone());
+        let request = Request::get("/undeclared")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = router.call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

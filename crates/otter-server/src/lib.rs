@@ -4,7 +4,8 @@
 //! - [`router`]: every route otter serves, in one table.
 //! - [`admin`]: the admin API; [`native`]: otter's own device API; [`protocols`]: one module per
 //!   device protocol; [`notify`]: MQTT update notifications (over `otter-mqtt`). None of them imports another.
-//! - Shared HTTP pieces: [`error`] (the house error format), [`auth`] (the admin extractor),
+//! - Shared HTTP pieces: [`error`] (the house error format), [`auth`] (admin authentication,
+//!   roles, the admin extractor), [`audit`] (audit entries of admin changes),
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
 //!   [`metrics`], [`request_log`] (request ids, the access log), [`limits`] (the per-address
 //!   rate limit).
@@ -12,6 +13,7 @@
 //! - [`Server`]: opens the application and serves it until shut down.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 mod connections;
@@ -152,6 +154,9 @@ impl Server {
             () = bounded => {},
         }
         drop(self.background);
+        if let Err(e) = self.app.tokens.write_last_use(&*self.app.store).await {
+            tracing::warn!(error = %e, "could not record when admin tokens were last used");
+        }
         self.metrics_upkeep.abort();
         if let Some(mqtt) = &self.mqtt {
             mqtt.abort();

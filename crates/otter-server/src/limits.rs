@@ -1,5 +1,6 @@
-//! `--rate-limit-address`: requests from one remote address without an admin token, held to a
-//! token bucket ([`otter_app::limits`]) in front of every route but `/healthz` and `/metrics`
+//! `--rate-limit-address`: requests from one remote address without a valid admin token (of any
+//! role), held to a token bucket ([`otter_app::limits`]) in front of every route but `/healthz`
+//! and `/metrics`
 //! (a load balancer's probes and a scraper come from one address). Refusals are 429
 //! `rate_limited` with `Retry-After`, counted in `otter_rate_limited_total{scope="address"}`.
 
@@ -20,7 +21,8 @@ pub fn per_address(app: &App, req: &Request) -> Option<Response> {
     // Without connection info (a router served in-process without it) there is no address.
     let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied()?;
     // Admins (the CLI publishing, CI uploading chunks) are not devices; a wrong token is.
-    let admin = bearer(req.headers()).is_some_and(|t| app.tokens.verify(t));
+    let now = otter_store::now();
+    let admin = bearer(req.headers()).is_some_and(|t| app.tokens.authenticate(t, now).is_ok());
     if admin {
         return None;
     }

@@ -1,19 +1,283 @@
-//! Every route otter serves, in one place.
+//! Every route otter serves, in one place: the admin routes in [`admin_routes`], each with the
+//! role it needs and the audit action of a change, and the device, download and protocol routes
+//! in [`router`].
 
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use otter_app::App;
+use otter_core::model::Role;
 
-use crate::admin::{apikeys, artifacts, fleet, products, releases, schedules, signing, uploads};
+use crate::admin::{
+    apikeys, artifacts, audit, fleet, products, releases, schedules, signing, tokens, uploads,
+};
+use crate::auth::{Rule, guard};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
 use crate::{download, limits, metrics, request_log};
+
+/// One admin route as the table declares it: method and path, the least [`Role`] that may call
+/// it, and, for a change, the action its audit entries name. [`router`] puts
+/// [`crate::auth::guard`] in front of each, so none can skip authentication, its role check or
+/// its audit entry.
+pub struct AdminRoute {
+    pub method: Method,
+    pub path: &'static str,
+    pub role: Role,
+    /// The audit action of a change (`release.publish`); `None` for a read.
+    pub action: Option<&'static str>,
+    handler: MethodRouter<App>,
+}
+
+impl AdminRoute {
+    /// A read: no audit entry.
+    fn get<H: Handler<T, App>, T: 'static>(path: &'static str, role: Role, handler: H) -> Self {
+        Self::declare(Method::GET, path, role, None, get(handler))
+    }
+
+    fn post<H: Handler<T, App>, T: 'static>(
+        path: &'static str,
+        role: Role,
+        action: &'static str,
+        handler: H,
+    ) -> Self {
+        Self::declare(Method::POST, path, role, Some(action), post(handler))
+    }
+
+    fn put<H: Handler<T, App>, T: 'static>(
+        path: &'static str,
+        role: Role,
+        action: &'static str,
+        handler: H,
+    ) -> Self {
+        Self::declare(Method::PUT, path, role, Some(action), put(handler))
+    }
+
+    fn patch<H: Handler<T, App>, T: 'static>(
+        path: &'static str,
+        role: Role,
+        action: &'static str,
+        handler: H,
+    ) -> Self {
+        Self::declare(Method::PATCH, path, role, Some(action), patch(handler))
+    }
+
+    fn delete<H: Handler<T, App>, T: 'static>(
+        path: &'static str,
+        role: Role,
+        action: &'static str,
+        handler: H,
+    ) -> Self {
+        Self::declare(Method::DELETE, path, role, Some(action), delete(handler))
+    }
+
+    fn declare(
+        method: Method,
+        path: &'static str,
+        role: Role,
+        action: Option<&'static str>,
+        handler: MethodRouter<App>,
+    ) -> Self {
+        AdminRoute {
+            method,
+            path,
+            role,
+            action,
+            handler,
+        }
+    }
+
+    /// For uploads: otter enforces its own limit while streaming; axum's 2 MB default would
+    /// cut images off.
+    fn unlimited(mut self) -> Self {
+        self.handler = self.handler.layer(DefaultBodyLimit::disable());
+        self
+    }
+}
+
+/// Every admin route, with its role and audit action: the one place they are declared (see
+/// docs/tokens.md for the table in prose). Admin handlers take [`crate::auth::Admin`], which
+/// only this table's guard provides.
+pub fn admin_routes() -> Vec<AdminRoute> {
+    use Role::{Admin, Publisher, Viewer};
+    vec![
+        AdminRoute::get("/api/v1/status", Viewer, crate::admin::status),
+        // Products
+        AdminRoute::get("/api/v1/products", Viewer, products::list),
+        AdminRoute::post(
+            "/api/v1/products",
+            Admin,
+            "product.create",
+            products::create,
+        ),
+        AdminRoute::get("/api/v1/products/{product}", Viewer, products::get),
+        AdminRoute::get(
+            "/api/v1/products/{product}/iotawatt",
+            Viewer,
+            products::iotawatt,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/iotawatt",
+            Admin,
+            "product.iotawatt_key",
+            products::set_iotawatt,
+        ),
+        // Releases
+        AdminRoute::get(
+            "/api/v1/products/{product}/releases",
+            Viewer,
+            releases::list,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/releases",
+            Publisher,
+            "release.publish",
+            releases::publish,
+        ),
+        AdminRoute::get(
+            "/api/v1/products/{product}/releases/{version}",
+            Viewer,
+            releases::get,
+        ),
+        AdminRoute::patch(
+            "/api/v1/products/{product}/releases/{version}",
+            Publisher,
+            "release.flags",
+            releases::patch,
+        ),
+        // Signing
+        AdminRoute::post(
+            "/api/v1/products/{product}/roots",
+            Admin,
+            "product.root",
+            signing::add_root,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/releases/{version}/signature",
+            Publisher,
+            "release.sign",
+            signing::attach_signature,
+        ),
+        AdminRoute::get("/api/v1/online-key", Viewer, signing::online_key),
+        AdminRoute::put(
+            "/api/v1/products/{product}/image-format",
+            Admin,
+            "product.image_format",
+            signing::set_image_format,
+        ),
+        // Devices, reports, device API keys
+        AdminRoute::get("/api/v1/products/{product}/devices", Viewer, fleet::devices),
+        AdminRoute::patch(
+            "/api/v1/products/{product}/devices/{device}",
+            Publisher,
+            "device.update",
+            fleet::patch_device,
+        ),
+        AdminRoute::get("/api/v1/products/{product}/reports", Viewer, fleet::reports),
+        AdminRoute::get("/api/v1/products/{product}/apikeys", Viewer, apikeys::list),
+        AdminRoute::post(
+            "/api/v1/products/{product}/apikeys",
+            Admin,
+            "apikey.create",
+            apikeys::create,
+        ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/apikeys/{id}",
+            Admin,
+            "apikey.revoke",
+            apikeys::revoke,
+        ),
+        // Artifacts and resumable uploads
+        AdminRoute::put(
+            "/api/v1/artifacts",
+            Publisher,
+            "artifact.upload",
+            artifacts::put_raw,
+        )
+        .unlimited(),
+        AdminRoute::post(
+            "/api/v1/artifacts",
+            Publisher,
+            "artifact.upload",
+            artifacts::post_multipart,
+        )
+        .unlimited(),
+        AdminRoute::get("/api/v1/artifacts/{sha256}", Viewer, artifacts::get),
+        AdminRoute::post("/api/v1/uploads", Publisher, "upload.begin", uploads::begin),
+        AdminRoute::get("/api/v1/uploads/{id}", Viewer, uploads::status),
+        AdminRoute::put(
+            "/api/v1/uploads/{id}",
+            Publisher,
+            "upload.chunk",
+            uploads::chunk,
+        )
+        .unlimited(),
+        AdminRoute::delete(
+            "/api/v1/uploads/{id}",
+            Publisher,
+            "upload.abort",
+            uploads::abort,
+        ),
+        AdminRoute::post(
+            "/api/v1/uploads/{id}/finalize",
+            Publisher,
+            "upload.finalize",
+            uploads::finalize,
+        ),
+        // Maintenance windows and poll hints
+        AdminRoute::get(
+            "/api/v1/products/{product}/windows",
+            Viewer,
+            schedules::list_windows,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/windows/{channel}",
+            Publisher,
+            "window.set",
+            schedules::set_window,
+        ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/windows/{channel}",
+            Publisher,
+            "window.remove",
+            schedules::delete_window,
+        ),
+        AdminRoute::get(
+            "/api/v1/products/{product}/poll-hint",
+            Viewer,
+            schedules::poll_hint,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/poll-hint",
+            Publisher,
+            "poll_hint.set",
+            schedules::set_poll_hint,
+        ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/poll-hint",
+            Publisher,
+            "poll_hint.remove",
+            schedules::delete_poll_hint,
+        ),
+        // Tokens and the audit log
+        AdminRoute::get("/api/v1/tokens", Admin, tokens::list),
+        AdminRoute::post("/api/v1/tokens", Admin, "token.create", tokens::create),
+        AdminRoute::delete(
+            "/api/v1/tokens/{name}",
+            Admin,
+            "token.revoke",
+            tokens::revoke,
+        ),
+        AdminRoute::get("/api/v1/audit", Admin, audit::list),
+    ]
+}
 
 /// The application. `with_metrics` puts `/metrics` on it (unless metrics have their own
 /// listener).
@@ -21,89 +285,27 @@ pub fn router(app: App, with_metrics: bool) -> Router {
     // Upload routes enforce otter's own limit while streaming; axum's 2 MB default would cut
     // images off.
     let unlimited = DefaultBodyLimit::disable();
-    let router = Router::new()
+    let mut router = Router::new();
+    for route in admin_routes() {
+        let rule = Rule {
+            app: app.clone(),
+            role: route.role,
+            action: route.action,
+        };
+        // A route layer: only requests this route matched pay for it, so device routes never do.
+        let guarded = route
+            .handler
+            .route_layer(middleware::from_fn_with_state(rule, guard));
+        router = router.route(route.path, guarded);
+    }
+    let router = router
         .route("/healthz", get(|| async { "ok" }))
-        .route("/api/v1/status", get(crate::admin::status))
-        .route(
-            "/api/v1/products",
-            get(products::list).post(products::create),
-        )
-        .route("/api/v1/products/{product}", get(products::get))
         .route("/api/v1/products/{product}/check", get(check::check))
-        .route(
-            "/api/v1/products/{product}/releases",
-            get(releases::list).post(releases::publish),
-        )
-        .route(
-            "/api/v1/products/{product}/releases/{version}",
-            get(releases::get).patch(releases::patch),
-        )
-        .route(
-            "/api/v1/products/{product}/iotawatt",
-            get(products::iotawatt).put(products::set_iotawatt),
-        )
-        .route("/api/v1/products/{product}/devices", get(fleet::devices))
-        .route("/api/v1/products/{product}/roots", post(signing::add_root))
         .route(
             "/api/v1/products/{product}/root/{file}",
             get(signing::get_root),
         )
-        .route(
-            "/api/v1/products/{product}/releases/{version}/signature",
-            put(signing::attach_signature),
-        )
-        .route("/api/v1/online-key", get(signing::online_key))
-        .route(
-            "/api/v1/products/{product}/image-format",
-            put(signing::set_image_format),
-        )
-        .route(
-            "/api/v1/products/{product}/devices/{device}",
-            patch(fleet::patch_device),
-        )
-        .route(
-            "/api/v1/products/{product}/apikeys",
-            get(apikeys::list).post(apikeys::create),
-        )
-        .route(
-            "/api/v1/products/{product}/apikeys/{id}",
-            delete(apikeys::revoke),
-        )
-        // Maintenance windows and poll hints (roles: GET viewer, the rest publisher).
-        .route(
-            "/api/v1/products/{product}/windows",
-            get(schedules::list_windows),
-        )
-        .route(
-            "/api/v1/products/{product}/windows/{channel}",
-            put(schedules::set_window).delete(schedules::delete_window),
-        )
-        .route(
-            "/api/v1/products/{product}/poll-hint",
-            get(schedules::poll_hint)
-                .put(schedules::set_poll_hint)
-                .delete(schedules::delete_poll_hint),
-        )
-        .route(
-            "/api/v1/products/{product}/reports",
-            get(fleet::reports).post(reports::create),
-        )
-        .route(
-            "/api/v1/artifacts",
-            put(artifacts::put_raw)
-                .post(artifacts::post_multipart)
-                .layer(unlimited),
-        )
-        .route("/api/v1/artifacts/{sha256}", get(artifacts::get))
-        .route("/api/v1/uploads", post(uploads::begin))
-        .route(
-            "/api/v1/uploads/{id}",
-            get(uploads::status)
-                .put(uploads::chunk)
-                .delete(uploads::abort)
-                .layer(unlimited),
-        )
-        .route("/api/v1/uploads/{id}/finalize", post(uploads::finalize))
+        .route("/api/v1/products/{product}/reports", post(reports::create))
         .route("/dl/{sha256}", get(download::by_hash))
         .route(
             "/dl/{product}/{version}/{filename}",

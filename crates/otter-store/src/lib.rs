@@ -1,7 +1,8 @@
 //! otter's storage layer.
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
-//!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`ScheduleStore`], gathered in [`Store`]) are all the server knows about the database.
+//!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`AuditStore`],
+//!   [`ScheduleStore`], gathered in [`Store`]) are all the server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -12,8 +13,8 @@
 use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
-    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReleaseSignatures,
-    ReportState, UpdateReport, UploadSession,
+    Actor, ApiKey, ApiToken, Artifact, AuditEntry, Device, DeviceSeen, Page, Product, Release,
+    ReleasePatch, ReleaseSignatures, ReportState, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::schedule::{PollHint, WindowSpec};
@@ -199,15 +200,74 @@ pub trait UploadStore: Send + Sync {
     async fn all_uploads(&self) -> Result<Vec<String>>;
 }
 
-/// Admin API tokens, kept as SHA-256 hex of the token.
+/// An admin API token as stored: its record and the SHA-256 hex of the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub sha256: String,
+    pub token: ApiToken,
+}
+
+/// Admin API tokens, kept as SHA-256 hex of the token. Every change but last use also bumps the
+/// token clock ([`TokenStore::token_version`]) in the same transaction.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Adds a token hash; adding one that exists is not an error.
-    async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()>;
-    /// Makes this token the only one under `label` (a configured token replaces the one
-    /// configured before), atomically.
-    async fn replace_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()>;
-    async fn token_hashes(&self) -> Result<Vec<String>>;
+    /// Adds a token; [`StoreError::Conflict`] (`"token"`) if its name or hash is taken.
+    async fn add_token(&self, token_sha256: &str, token: &ApiToken) -> Result<()>;
+    /// Makes this token the only one named `name`, an admin token that neither expires nor is
+    /// revoked (a configured bootstrap token replaces the one configured before, and configuring
+    /// a revoked one again restores it), atomically.
+    async fn replace_token(&self, token_sha256: &str, name: &str, created_at: i64) -> Result<()>;
+    /// Every token with its hash, for authenticating in memory.
+    async fn all_tokens(&self) -> Result<Vec<StoredToken>>;
+    /// Tokens by name, revoked ones too.
+    async fn list_tokens(&self, page: &PageRequest) -> Result<Page<ApiToken>>;
+    /// Revokes the token named `name` at `at` (one revoked before keeps its time) and returns
+    /// it; [`StoreError::NotFound`] if there is none.
+    async fn revoke_token(&self, name: &str, at: i64) -> Result<ApiToken>;
+    /// Records when tokens were last used, as `(name, at)`; a time never moves backwards. Does
+    /// not bump the token clock: nothing a node authenticates with changed.
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
+    /// The token clock: changes whenever a token is added, replaced or revoked.
+    async fn token_version(&self) -> Result<i64>;
+}
+
+/// An audit entry before the store gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub at: i64,
+    pub actor: Actor,
+    pub remote: Option<String>,
+    pub request_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub summary: Option<String>,
+}
+
+/// Which audit entries to list; every field left `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The actor's name.
+    pub actor: Option<String>,
+    /// The action, exactly (`release.publish`).
+    pub action: Option<String>,
+    /// The target, or anything under it: `door-sensor` matches `door-sensor/1.1.0`.
+    pub target: Option<String>,
+    /// Entries at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Entries before this time.
+    pub until: Option<i64>,
+}
+
+/// The audit log: append-only, so there is no method to change or delete an entry.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry>;
+    /// Entries matching `filter`, newest first.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>>;
 }
 
 /// Keys of products that devices reach through a keyed protocol (ota-backend's firmware id and
@@ -334,6 +394,7 @@ pub trait Store:
     + AccessStore
     + OttStore
     + TrustStore
+    + AuditStore
     + ScheduleStore
 {
 }
@@ -347,6 +408,7 @@ impl<T> Store for T where
         + AccessStore
         + OttStore
         + TrustStore
+        + AuditStore
         + ScheduleStore
 {
 }

@@ -1,5 +1,5 @@
-//! The admin subcommands: `otter product`, `otter release`, `otter device`, `otter report` and
-//! `otter apikey`.
+//! The admin subcommands: `otter product`, `otter release`, `otter device`, `otter report`,
+//! `otter apikey`, `otter token` and `otter audit`.
 //!
 //! Each is a thin layer over the admin API (docs/api.md) through [`Client`]; `release publish`
 //! sends the image with otter-client's resumable uploader. This module holds what they share:
@@ -8,16 +8,18 @@
 mod fleet;
 mod products;
 mod releases;
+mod tokens;
 
 pub use fleet::{ApiKeyCommand, DeviceCommand, ReportCommand};
 pub use products::ProductCommand;
 pub use releases::ReleaseCommand;
+pub use tokens::{AuditArgs, TokenCommand};
 
 use std::io::Write;
 
 use anyhow::Context;
 use otter_client::Client;
-use otter_core::model::{ApiKey, Device, Product, Release, UpdateReport};
+use otter_core::model::{ApiKey, ApiToken, AuditEntry, Device, Product, Release, UpdateReport};
 use serde::de::DeserializeOwned;
 
 /// A row type that knows its table header, so `list` can stay generic.
@@ -48,6 +50,16 @@ impl Row for Device {
 
 impl Row for ApiKey {
     const HEADER: &'static [&'static str] = &["ID", "CREATED", "LABEL"];
+}
+
+impl Row for ApiToken {
+    const HEADER: &'static [&'static str] =
+        &["NAME", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"];
+}
+
+impl Row for AuditEntry {
+    const HEADER: &'static [&'static str] =
+        &["TIME", "ACTOR", "ACTION", "TARGET", "REMOTE", "SUMMARY"];
 }
 
 impl Row for UpdateReport {

@@ -9,6 +9,7 @@ use otter_app::{App, tokens};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiPath, ApiResult};
 
@@ -24,7 +25,7 @@ pub async fn create(
     State(app): State<App>,
     ApiPath(product): ApiPath<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, AuditNote, Json<Value>)> {
     app.product(&product).await?;
     // The body is optional: no body, no label.
     let new: NewApiKey = if body.is_empty() {
@@ -36,7 +37,8 @@ pub async fn create(
     let created = tokens::create_api_key(&app, &product, new.label.unwrap_or_default()).await?;
     let mut body = serde_json::to_value(&created.api_key).map_err(ApiError::internal)?;
     body["key"] = json!(created.key);
-    Ok((StatusCode::CREATED, Json(body)))
+    let note = AuditNote::target(format!("{product}/{}", created.api_key.id));
+    Ok((StatusCode::CREATED, note, Json(body)))
 }
 
 /// `GET /api/v1/products/{product}/apikeys`: ids and labels, never the keys.

@@ -11,6 +11,7 @@ use otter_app::artifacts::{self, Kept};
 use otter_core::model::Artifact;
 use serde::Deserialize;
 
+use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::body::{reject_oversized, stage_first_file};
 use crate::error::{ApiPath, ApiQuery, ApiResult};
@@ -22,7 +23,7 @@ pub struct PutQuery {
 }
 
 /// 201 for a new artifact, 200 when the same bytes were stored before.
-type Stored = (StatusCode, Json<Artifact>);
+type Stored = (StatusCode, AuditNote, Json<Artifact>);
 
 fn stored(kept: Kept) -> Stored {
     let status = if kept.new {
@@ -30,7 +31,13 @@ fn stored(kept: Kept) -> Stored {
     } else {
         StatusCode::OK
     };
-    (status, Json(kept.artifact))
+    let note = AuditNote::target(&kept.artifact.sha256).with_summary(format!(
+        "{} ({} bytes){}",
+        kept.artifact.filename,
+        kept.artifact.size,
+        if kept.new { "" } else { ", stored before" }
+    ));
+    (status, note, Json(kept.artifact))
 }
 
 /// `PUT /api/v1/artifacts?filename=fw.bin` with the image as the body.

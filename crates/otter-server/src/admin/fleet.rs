@@ -7,6 +7,7 @@ use otter_core::model::{Device, Page, UpdateReport};
 use serde::Deserialize;
 
 use super::ListQuery;
+use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
@@ -33,9 +34,10 @@ pub async fn patch_device(
     State(app): State<App>,
     ApiPath((product, device)): ApiPath<(String, String)>,
     ApiJson(patch): ApiJson<DevicePatch>,
-) -> ApiResult<Json<Device>> {
+) -> ApiResult<(AuditNote, Json<Device>)> {
     let device = devices::set_auto_update(&app, &product, &device, patch.auto_update).await?;
-    Ok(Json(device))
+    let note = AuditNote::summary(format!("autoUpdate={}", patch.auto_update));
+    Ok((note, Json(device)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,12 +1,15 @@
-//! The admin API under `/api/v1`: every handler here takes the [`crate::auth::Admin`] extractor.
+//! The admin API under `/api/v1`: every handler here takes the [`crate::auth::Admin`] extractor,
+//! and every route is declared with its role in [`crate::router::admin_routes`].
 
 pub mod apikeys;
 pub mod artifacts;
+pub mod audit;
 pub mod fleet;
 pub mod products;
 pub mod releases;
 pub mod schedules;
 pub mod signing;
+pub mod tokens;
 pub mod uploads;
 
 use axum::Json;

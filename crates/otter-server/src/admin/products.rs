@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ListQuery;
+use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
@@ -30,9 +31,10 @@ pub async fn create(
     _: Admin,
     State(app): State<App>,
     ApiJson(new): ApiJson<NewProduct>,
-) -> ApiResult<(StatusCode, Json<Product>)> {
+) -> ApiResult<(StatusCode, AuditNote, Json<Product>)> {
     let product = products::create(&app, new.name, new.scheme).await?;
-    Ok((StatusCode::CREATED, Json(product)))
+    let note = AuditNote::target(&product.name).with_summary(format!("scheme {}", product.scheme));
+    Ok((StatusCode::CREATED, note, Json(product)))
 }
 
 /// `GET /api/v1/products`

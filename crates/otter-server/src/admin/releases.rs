@@ -7,6 +7,7 @@ use otter_app::{App, releases};
 use otter_core::model::{NewRelease, Page, Release, ReleasePatch};
 
 use super::ListQuery;
+use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
@@ -16,9 +17,19 @@ pub async fn publish(
     State(app): State<App>,
     ApiPath(product): ApiPath<String>,
     ApiJson(new): ApiJson<NewRelease>,
-) -> ApiResult<(StatusCode, Json<Release>)> {
+) -> ApiResult<(StatusCode, AuditNote, Json<Release>)> {
     let release = releases::publish(&app, &product, new).await?;
-    Ok((StatusCode::CREATED, Json(release)))
+    let mut summary = format!(
+        "published {} on {}, artifact {}",
+        release.version,
+        release.channels.join(", "),
+        &release.artifact.sha256[..12.min(release.artifact.sha256.len())]
+    );
+    if release.mandatory {
+        summary.push_str(", mandatory");
+    }
+    let note = AuditNote::target(format!("{product}/{}", release.version)).with_summary(summary);
+    Ok((StatusCode::CREATED, note, Json(release)))
 }
 
 /// `GET /api/v1/products/{product}/releases`, newest first.
@@ -47,8 +58,15 @@ pub async fn patch(
     State(app): State<App>,
     ApiPath((product, version)): ApiPath<(String, String)>,
     ApiJson(patch): ApiJson<ReleasePatch>,
-) -> ApiResult<Json<Release>> {
-    Ok(Json(
-        releases::patch(&app, &product, &version, &patch).await?,
-    ))
+) -> ApiResult<(AuditNote, Json<Release>)> {
+    let release = releases::patch(&app, &product, &version, &patch).await?;
+    let flags: Vec<String> = [
+        ("deprecated", patch.deprecated),
+        ("yanked", patch.yanked),
+        ("mandatory", patch.mandatory),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value)| Some(format!("{flag}={}", value?)))
+    .collect();
+    Ok((AuditNote::summary(flags.join(", ")), Json(release)))
 }

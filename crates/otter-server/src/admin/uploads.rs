@@ -9,6 +9,7 @@ use otter_app::{App, uploads};
 use otter_core::model::{Artifact, UploadSession};
 use serde::Deserialize;
 
+use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::body::reject_oversized;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
@@ -41,7 +42,7 @@ pub async fn begin(
     _: Admin,
     State(app): State<App>,
     ApiJson(req): ApiJson<BeginUpload>,
-) -> ApiResult<(StatusCode, Json<UploadSession>)> {
+) -> ApiResult<(StatusCode, AuditNote, Json<UploadSession>)> {
     let session = uploads::begin(
         &app,
         req.size,
@@ -49,7 +50,9 @@ pub async fn begin(
         req.filename.as_deref(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(session)))
+    let note = AuditNote::target(&session.id)
+        .with_summary(format!("{} ({} bytes)", session.filename, session.size));
+    Ok((StatusCode::CREATED, note, Json(session)))
 }
 
 /// `GET /api/v1/uploads/{id}`

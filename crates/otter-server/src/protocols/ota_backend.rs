@@ -14,10 +14,11 @@
 //! bytes is harmless, an upload over `--max-upload` is refused with 413 instead of being
 //! truncated, and an unsatisfiable `Range` gets 416.
 
+use axum::Extension;
 use axum::Form;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,12 +29,13 @@ use otter_app::tokens::{matches_hash, token_hash};
 use otter_app::{App, AppError, artifacts, devices, products, releases};
 use otter_core::Decision;
 use otter_core::access::Access;
-use otter_core::model::{DEFAULT_CHANNEL, NewRelease, validate_device_id};
+use otter_core::model::{DEFAULT_CHANNEL, NewRelease, Role, validate_device_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::auth::Admin;
+use crate::auth::authenticate;
 use crate::body::{reject_oversized, stage_first_file};
 use crate::download::serve_proxied;
 use crate::error::{ApiError, ApiPath};
@@ -189,10 +191,13 @@ async fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>,
 /// is needed; without, an admin token unless `--ota-create open` lets anyone in.
 pub async fn create(
     State(app): State<App>,
-    admin: Result<Admin, Response>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> OtaResult<Response> {
-    if admin.is_err() {
+    // Creating a firmware creates a product: an admin token may, a lesser one counts as none.
+    let remote = remote.map(|Extension(ConnectInfo(addr))| addr);
+    let admin = authenticate(&app, &headers, remote).is_ok_and(|actor| actor.role == Role::Admin);
+    if !admin {
         if app.config.ota_secret.is_none() && app.config.ota_create == OtaCreate::Admin {
             return Err(OtaError {
                 message: "creating a firmware needs an admin token (Authorization: Bearer …), \

@@ -210,6 +210,25 @@ impl TestServer {
             .bearer_auth(&self.token)
     }
 
+    /// A request carrying another admin token than the bootstrap one.
+    pub fn as_token(&self, token: &str, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Creates an admin API token `name` with `role` through the API; returns the token.
+    pub async fn create_token(&self, name: &str, role: &str) -> String {
+        let resp = self
+            .admin(Method::POST, "/api/v1/tokens")
+            .json(&json!({"name": name, "role": role}))
+            .send()
+            .await
+            .expect("create token");
+        let created = json_body(resp, StatusCode::CREATED).await;
+        created["token"].as_str().expect("token").to_owned()
+    }
+
     /// A request without credentials (device endpoints, downloads).
     pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, self.url(path))

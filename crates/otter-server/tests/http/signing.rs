@@ -19,25 +19,25 @@ use crate::common::{TestServer, eventually, expect_error, firmware, json_body, s
 
 const DAY: i64 = 86_400;
 
-fn key(alg: Algorithm) -> PrivateKey {
+pub(crate) fn key(alg: Algorithm) -> PrivateKey {
     PrivateKey::generate(alg).unwrap().0
 }
 
 /// The keys a product's owner holds offline, and the server's online key.
-struct Owner {
-    root: PrivateKey,
-    release: PrivateKey,
+pub(crate) struct Owner {
+    pub(crate) root: PrivateKey,
+    pub(crate) release: PrivateKey,
     /// A P-256 release key, for binary signatures.
-    release_p256: PrivateKey,
-    online: PublicKey,
+    pub(crate) release_p256: PrivateKey,
+    pub(crate) online: PublicKey,
 }
 
-async fn online_key(srv: &TestServer) -> PublicKey {
+pub(crate) async fn online_key(srv: &TestServer) -> PublicKey {
     let body = srv.get_json("/api/v1/online-key").await;
     PublicKey::parse(body["pem"].as_str().unwrap()).unwrap()
 }
 
-fn root_doc(
+pub(crate) fn root_doc(
     owner: &Owner,
     version: u32,
     root_keys: &[&PrivateKey],
@@ -78,7 +78,11 @@ fn root_doc(
     }
 }
 
-fn seal(payload_type: &str, value: &impl serde::Serialize, signers: &[&PrivateKey]) -> Envelope {
+pub(crate) fn seal(
+    payload_type: &str,
+    value: &impl serde::Serialize,
+    signers: &[&PrivateKey],
+) -> Envelope {
     let mut envelope = Envelope::new(payload_type, &serde_json::to_vec(value).unwrap());
     for k in signers {
         envelope.sign(k).unwrap();
@@ -86,7 +90,12 @@ fn seal(payload_type: &str, value: &impl serde::Serialize, signers: &[&PrivateKe
     envelope
 }
 
-fn manifest(version: &str, counter: u32, image: &[u8], expires_in: i64) -> ReleaseManifest {
+pub(crate) fn manifest(
+    version: &str,
+    counter: u32,
+    image: &[u8],
+    expires_in: i64,
+) -> ReleaseManifest {
     let now = otter_store::now();
     ReleaseManifest {
         product: "door".into(),

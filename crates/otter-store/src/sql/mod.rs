@@ -11,10 +11,10 @@
 //! One private module per store trait holds its statements and row decoding: `products`
 //! (products, artifacts, catalogue versions), `releases`, `devices` (sightings, auto-update,
 //! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
-//! device rules, signing keys), `trust` (roots, release signatures); `schema` holds the
-//! migrations. What they share is here: connecting per backend, `timed` (which every store
-//! method runs its queries through, recording `otter_store_duration_seconds{op}`), error
-//! mapping, pagination and column conversions.
+//! device rules, signing keys), `trust` (roots, release signatures), `audit` (the audit log);
+//! `schema` holds the migrations. What they share is here: connecting per backend, `timed`
+//! (which every store method runs its queries through, recording
+//! `otter_store_duration_seconds{op}`), error mapping, pagination and column conversions.
 
 use std::future::Future;
 use std::time::Instant;
@@ -26,6 +26,7 @@ use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
 use crate::{PageRequest, Result, StoreError};
 
 mod access;
+mod audit;
 mod devices;
 mod products;
 mod releases;

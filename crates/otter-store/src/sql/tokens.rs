@@ -1,13 +1,16 @@
-//! [`TokenStore`] and [`OttStore`] in SQL: admin API tokens and one-time download tokens, both
-//! kept as the SHA-256 of the token.
+//! [`TokenStore`] and [`OttStore`] in SQL: admin API tokens (with their names, roles, expiry,
+//! revocation and the token clock) and one-time download tokens, both kept as the SHA-256 of the
+//! token.
 
 use async_trait::async_trait;
 use otter_core::ott::OneTimeToken;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{SqlStore, conflict, timed};
-use crate::{OttStore, Result, TokenStore};
+use otter_core::model::{ApiToken, Page};
+
+use super::{SqlStore, conflict, limit, paginate, timed};
+use crate::{OttStore, PageRequest, Result, StoreError, StoredToken, TokenStore};
 
 fn ott_from(row: &AnyRow) -> Result<OneTimeToken> {
     Ok(OneTimeToken {
@@ -22,53 +25,158 @@ fn ott_from(row: &AnyRow) -> Result<OneTimeToken> {
     })
 }
 
-/// Adds an admin token; one that exists (under any label) stays as it is.
-const INSERT_TOKEN: &str = "INSERT INTO admin_tokens (token_sha256, label, created_at) \
-     VALUES ($1, $2, $3) ON CONFLICT (token_sha256) DO NOTHING";
+const TOKEN_COLUMNS: &str =
+    "token_sha256, name, role, created_at, last_used_at, expires_at, revoked_at";
+
+fn token_from(row: &AnyRow) -> Result<StoredToken> {
+    let role: String = row.try_get("role")?;
+    Ok(StoredToken {
+        sha256: row.try_get("token_sha256")?,
+        token: ApiToken {
+            name: row.try_get("name")?,
+            role: role.parse().map_err(StoreError::Corrupt)?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        },
+    })
+}
+
+/// Moves the token clock on, inside the transaction that changes a token.
+async fn bump_token_clock(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE token_clock SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl TokenStore for SqlStore {
-    async fn add_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
+    async fn add_token(&self, token_sha256: &str, token: &ApiToken) -> Result<()> {
         timed("add_token", async {
-            sqlx::query(INSERT_TOKEN)
-                .bind(token_sha256)
-                .bind(label)
-                .bind(created_at)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn replace_token(&self, token_sha256: &str, label: &str, created_at: i64) -> Result<()> {
-        timed("replace_token", async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM admin_tokens WHERE label = $1 AND token_sha256 <> $2")
-                .bind(label)
-                .bind(token_sha256)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(INSERT_TOKEN)
-                .bind(token_sha256)
-                .bind(label)
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO admin_tokens (token_sha256, name, role, created_at, last_used_at, \
+                 expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(token_sha256)
+            .bind(&token.name)
+            .bind(token.role.as_str())
+            .bind(token.created_at)
+            .bind(token.last_used_at)
+            .bind(token.expires_at)
+            .bind(token.revoked_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict("token"))?;
+            bump_token_clock(&mut tx).await?;
             tx.commit().await?;
             Ok(())
         })
         .await
     }
 
-    async fn token_hashes(&self) -> Result<Vec<String>> {
-        timed("token_hashes", async {
-            let rows = sqlx::query("SELECT token_sha256 FROM admin_tokens")
-                .fetch_all(&self.pool)
+    async fn replace_token(&self, token_sha256: &str, name: &str, created_at: i64) -> Result<()> {
+        timed("replace_token", async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM admin_tokens WHERE name = $1 AND token_sha256 <> $2")
+                .bind(name)
+                .bind(token_sha256)
+                .execute(&mut *tx)
                 .await?;
-            rows.iter()
-                .map(|r| Ok(r.try_get("token_sha256")?))
-                .collect()
+            sqlx::query(
+                "INSERT INTO admin_tokens (token_sha256, name, role, created_at) \
+                 VALUES ($1, $2, 'admin', $3) ON CONFLICT (token_sha256) DO UPDATE \
+                 SET name = excluded.name, role = 'admin', expires_at = NULL, revoked_at = NULL",
+            )
+            .bind(token_sha256)
+            .bind(name)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict("token"))?;
+            bump_token_clock(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn all_tokens(&self) -> Result<Vec<StoredToken>> {
+        timed("all_tokens", async {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {TOKEN_COLUMNS} FROM admin_tokens ORDER BY name"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(token_from).collect()
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, page: &PageRequest) -> Result<Page<ApiToken>> {
+        timed("list_tokens", async {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {TOKEN_COLUMNS} FROM admin_tokens WHERE name > $1 ORDER BY name LIMIT $2"
+            )))
+            .bind(page.cursor.as_deref().unwrap_or(""))
+            .bind(limit(page) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+            let items = rows
+                .iter()
+                .map(|r| token_from(r).map(|t| t.token))
+                .collect::<Result<_>>()?;
+            Ok(paginate(items, page, |t: &ApiToken| t.name.clone()))
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, name: &str, at: i64) -> Result<ApiToken> {
+        timed("revoke_token", async {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE admin_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1 \
+                 RETURNING {TOKEN_COLUMNS}"
+            )))
+            .bind(name)
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            bump_token_clock(&mut tx).await?;
+            tx.commit().await?;
+            Ok(token_from(&row)?.token)
+        })
+        .await
+    }
+
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
+        timed("touch_tokens", async {
+            let mut tx = self.pool.begin().await?;
+            for (name, at) in used {
+                sqlx::query(
+                    "UPDATE admin_tokens SET last_used_at = $2 WHERE name = $1 \
+                     AND (last_used_at IS NULL OR last_used_at < $2)",
+                )
+                .bind(name)
+                .bind(*at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_version(&self) -> Result<i64> {
+        timed("token_version", async {
+            let row = sqlx::query("SELECT version FROM token_clock WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get("version")?)
         })
         .await
     }

@@ -12,7 +12,8 @@
 //! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
-//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `schedules`), plus `whole` (the store as a
+//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`), plus
+//! `whole` (the store as a
 //! whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
@@ -20,20 +21,22 @@ use std::path::Path;
 
 use otter_core::access::Access;
 use otter_core::model::{
-    ApiKey, Artifact, Device, DeviceSeen, Page, Product, Release, ReleasePatch, ReportState,
-    UploadSession,
+    Actor, ActorKind, ApiKey, ApiToken, Artifact, Device, DeviceSeen, Page, Product, Release,
+    ReleasePatch, ReportState, Role, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{
-    CatalogChanges, NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
+    AuditFilter, CatalogChanges, NewAuditEntry, NewReport, OverLimit, PageRequest,
+    ProductStore as _, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Row as _;
 use tempfile::TempDir;
 
 mod access;
+mod audit;
 mod devices;
 mod products;
 mod releases;
@@ -45,6 +48,7 @@ mod uploads;
 mod whole;
 
 use access::*;
+use audit::*;
 use devices::*;
 use products::*;
 use releases::*;
@@ -253,8 +257,11 @@ conformance! {
         reports_list_newest_first_and_filter_by_device,
         reports_reject_invalid_cursors,
         upload_sessions_lifecycle,
-        tokens_are_idempotent,
-        a_replaced_token_is_the_only_one_under_its_label,
+        tokens_have_unique_names_and_hashes,
+        a_replaced_token_is_the_only_one_under_its_name,
+        revoked_tokens_stay_listed_and_last_use_only_moves_on,
+        audit_entries_round_trip_newest_first,
+        audit_filters_combine_and_paginate,
         product_keys_round_trip,
         device_access_rules_set_replace_and_delete,
         devices_keep_attributes_and_auto_update,
@@ -272,6 +279,7 @@ conformance! {
         migrate_finishes_a_partly_migrated_database,
         concurrent_migrations_take_turns,
         schema_from_another_otter_is_refused,
+        existing_tokens_become_admin_tokens,
     ],
 }
 

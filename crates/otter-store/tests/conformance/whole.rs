@@ -24,7 +24,15 @@ pub async fn data_survives_reconnect(db: &mut TestDb) {
         store.create_upload(&session).await.unwrap();
         store.set_upload_offset("up-1", 10, 150).await.unwrap();
         let hash = "ab".repeat(32);
-        store.add_token(&hash, "ci", T0).await.unwrap();
+        let ci = ApiToken {
+            name: "ci".to_owned(),
+            role: Role::Publisher,
+            created_at: T0,
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+        };
+        store.add_token(&hash, &ci).await.unwrap();
         store.bump_catalog("door-sensor").await.unwrap();
         store.bump_catalog("door-sensor").await.unwrap();
         (release1, session, report1, hash)
@@ -65,7 +73,15 @@ pub async fn data_survives_reconnect(db: &mut TestDb) {
             ..session
         })
     );
-    assert_eq!(store.token_hashes().await.unwrap(), [hash]);
+    let tokens = store.all_tokens().await.unwrap();
+    assert_eq!(
+        (
+            tokens.len(),
+            tokens[0].sha256.as_str(),
+            tokens[0].token.role
+        ),
+        (1, hash.as_str(), Role::Publisher)
+    );
     assert_eq!(
         store.catalog_changes(-1).await.unwrap().changed,
         [("door-sensor".to_owned(), 2)]
