@@ -12,8 +12,8 @@
 //! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
-//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`), plus `whole` (the store as a
-//! whole) and `schema` (migrations). They take the harness and fixtures below with
+//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`), plus `registry` (what
+//! operators set on devices), `whole` (the store as a whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
 use std::path::Path;
@@ -27,7 +27,8 @@ use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{
-    CatalogChanges, NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
+    CatalogChanges, DeviceChange, DeviceControls, DeviceFilter, NewReport, OverLimit, PageRequest,
+    ProductStore as _, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Row as _;
@@ -36,6 +37,7 @@ use tempfile::TempDir;
 mod access;
 mod devices;
 mod products;
+mod registry;
 mod releases;
 mod schema;
 mod tokens;
@@ -46,6 +48,7 @@ mod whole;
 use access::*;
 use devices::*;
 use products::*;
+use registry::*;
 use releases::*;
 use schema::*;
 use tokens::*;
@@ -255,6 +258,12 @@ conformance! {
         product_keys_round_trip,
         device_access_rules_set_replace_and_delete,
         devices_keep_attributes_and_auto_update,
+        devices_filter_by_tag_version_channel_protocol_and_last_seen,
+        tagging_by_filter_is_counted_and_idempotent,
+        assigned_channel_and_pin_are_set_and_cleared,
+        deleting_a_device_forgets_its_row_and_tags,
+        device_controls_hold_only_devices_with_something_set,
+        sightings_record_protocol_and_address,
         api_keys_add_list_delete,
         one_time_tokens_are_used_once_and_spent_once,
         signing_keys_are_set_per_kind,
@@ -329,6 +338,16 @@ fn seen(product: &str, id: &str, version: Option<&str>, channel: &str, at: i64) 
         at,
         first_at: at,
         attributes: None,
+        protocol: None,
+        remote_addr: None,
+    }
+}
+
+/// A change turning auto-update on or off, and nothing else.
+fn auto_update(on: bool) -> DeviceChange {
+    DeviceChange {
+        auto_update: Some(on),
+        ..DeviceChange::default()
     }
 }
 
