@@ -20,6 +20,7 @@ pub mod index;
 pub mod iotawatt;
 pub mod limits;
 pub mod products;
+pub mod registry;
 pub mod releases;
 pub mod seen;
 pub mod settings;

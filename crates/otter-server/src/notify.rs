@@ -149,7 +149,10 @@ impl Notifier {
             cursor: None,
         };
         loop {
-            let devices = app.store.list_devices(product, &page).await?;
+            let devices = app
+                .store
+                .list_devices(product, &Default::default(), &page)
+                .await?;
             for device in &devices.items {
                 let current = device
                     .current_hash

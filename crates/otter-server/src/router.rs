@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{delete, get, post, put};
 use otter_app::App;
 
 use crate::admin::{apikeys, artifacts, fleet, products, releases, signing, uploads};
@@ -42,7 +42,6 @@ pub fn router(app: App, with_metrics: bool) -> Router {
             "/api/v1/products/{product}/iotawatt",
             get(products::iotawatt).put(products::set_iotawatt),
         )
-        .route("/api/v1/products/{product}/devices", get(fleet::devices))
         .route("/api/v1/products/{product}/roots", post(signing::add_root))
         .route(
             "/api/v1/products/{product}/root/{file}",
@@ -57,10 +56,29 @@ pub fn router(app: App, with_metrics: bool) -> Router {
             "/api/v1/products/{product}/image-format",
             put(signing::set_image_format),
         )
+        // The device registry and admission (issue 14, helper B). Roles for the route table:
+        // GETs viewer; tags, PATCH (auto-update, channel, pin) publisher; device DELETE and
+        // everything under admission admin.
+        .route("/api/v1/products/{product}/devices", get(fleet::devices))
         .route(
             "/api/v1/products/{product}/devices/{device}",
-            patch(fleet::patch_device),
+            get(fleet::device)
+                .patch(fleet::patch_device)
+                .delete(fleet::delete_device),
         )
+        .route(
+            "/api/v1/products/{product}/tags/{tag}",
+            post(fleet::tag).delete(fleet::untag),
+        )
+        .route(
+            "/api/v1/products/{product}/admission",
+            get(fleet::admission).put(fleet::set_admission),
+        )
+        .route(
+            "/api/v1/products/{product}/admission/{device}",
+            put(fleet::set_device_access).delete(fleet::clear_device_access),
+        )
+        // End of the device registry's block.
         .route(
             "/api/v1/products/{product}/apikeys",
             get(apikeys::list).post(apikeys::create),
