@@ -21,6 +21,7 @@ mod nodes;
 mod ota_backend;
 mod pagination;
 mod persistence;
+mod registry;
 mod request_ids;
 mod s3;
 mod sessions;
