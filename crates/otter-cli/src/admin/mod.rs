@@ -41,6 +41,9 @@ impl Row for Device {
         "CHANNEL",
         "VERSION",
         "HASH",
+        "TAGS",
+        "PINNED",
+        "PROTOCOL",
         "LAST SEEN",
         "FIRST SEEN",
     ];

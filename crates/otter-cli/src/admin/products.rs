@@ -41,6 +41,16 @@ pub enum ProductCommand {
         #[arg(long, value_name = "PUB")]
         pubkey: PathBuf,
     },
+    /// Show who a product admits, or set it: `open` (every device not denied by name, the
+    /// default) or `allowlist` (only devices allowed with `otter device allow`).
+    #[command(after_help = "Examples:
+  otter product admission door-sensor
+  otter product admission door-sensor allowlist")]
+    Admission {
+        product: String,
+        #[arg(value_enum)]
+        mode: Option<AdmissionArg>,
+    },
     /// List all products.
     #[command(after_help = "Examples:
   otter product list
@@ -50,6 +60,15 @@ pub enum ProductCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A product's admission mode, as accepted on the command line.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum AdmissionArg {
+    /// Every device that is not denied by name.
+    Open,
+    /// Only devices allowed by name.
+    Allowlist,
 }
 
 /// A product's version scheme, as accepted on the command line.
@@ -99,6 +118,36 @@ impl ProductCommand {
                     .put_json(url, &json!({ "format": format, "publicKey": public_key }))
                     .await?;
                 println!("{product}: images must carry a valid {format} signature");
+                Ok(())
+            }
+            ProductCommand::Admission { product, mode } => {
+                let url = client.url(&["api", "v1", "products", &product, "admission"]);
+                let rules: Value = match mode {
+                    Some(mode) => {
+                        let mode = match mode {
+                            AdmissionArg::Open => "open",
+                            AdmissionArg::Allowlist => "allowlist",
+                        };
+                        client.put_json(url, &json!({ "mode": mode })).await?
+                    }
+                    None => client.get(url).await?,
+                };
+                let names = |key: &str| {
+                    let names: Vec<&str> = rules[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    if names.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                };
+                println!("admission: {}", rules["mode"].as_str().unwrap_or_default());
+                println!("allowed:   {}", names("allowed"));
+                println!("denied:    {}", names("denied"));
                 Ok(())
             }
             ProductCommand::List { json } => {
