@@ -21,15 +21,25 @@ use crate::{App, AppError, AppResult};
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
 
-/// What a device running `current` on `channel` would be offered now by otter's release rules
-/// alone: no device, rollout or window holds anything back (what a notice about a new release
-/// is based on).
+/// What `device` running `current` on `channel` would be offered now by the registry (admission,
+/// pin, assigned channel) and otter's release rules alone: no rollout or window holds anything
+/// back (what a notice about a new release is based on).
 pub fn what_to_offer(
     index: &ProductIndex,
+    device: &str,
     channel: &str,
     current: Option<&str>,
 ) -> AppResult<Decision> {
-    Ok(index.decide(channel, current_of(current), now(), |_| false)?)
+    let check = CheckIn {
+        protocol: "notify",
+        device: Some(device),
+        channel,
+        current,
+    };
+    Ok(match registry::route(index, &check)? {
+        Route::Pinned(decision) => decision,
+        Route::Channel(channel) => index.decide(channel, current_of(current), now(), |_| false)?,
+    })
 }
 
 fn current_of(current: Option<&str>) -> Current<'_> {

@@ -249,6 +249,17 @@ impl App {
         Ok(self.index.changed(&*self.store, product).await?)
     }
 
+    /// Records a change this node made to what `product`'s devices are offered without a release
+    /// changing (a pin, a channel move, an admission rule): rebuilds the index like
+    /// [`App::reindex`], then tells the observers, so pushed notices follow.
+    pub async fn devices_changed(&self, product: &str) -> AppResult<()> {
+        self.reindex(product).await?;
+        for observer in self.observers() {
+            observer.product_changed(self, product);
+        }
+        Ok(())
+    }
+
     /// Records that this node published `release` or changed its flags, with the signatures it
     /// carries: puts it in the check index (here at once, on other nodes at their next catalogue
     /// poll), then tells the observers.

@@ -5,7 +5,9 @@
 //! The check path never reads the registry from the database: [`DeviceDirectory`], part of the
 //! product's check index, holds only the devices with something set plus the admission rules,
 //! and every change here rebuilds it through [`App::reindex`] (other nodes follow at their next
-//! catalogue poll). [`route`] is the registry's step in [`crate::devices::decide`].
+//! catalogue poll); a change to what devices are offered also tells the observers
+//! ([`App::devices_changed`]), so MQTT notices follow. [`route`] is the registry's step in
+//! [`crate::devices::decide`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -180,7 +182,7 @@ pub async fn update(app: &App, product: &str, id: &str, change: DeviceChange) ->
             other => other.into(),
         })?;
     if change.assigned_channel.is_some() || change.pinned_version.is_some() {
-        app.reindex(product).await?;
+        app.devices_changed(product).await?;
     }
     tracing::info!(product = %product, device = %id, auto_update = device.auto_update,
         assigned_channel = ?device.assigned_channel, pinned_version = ?device.pinned_version,
@@ -219,7 +221,7 @@ pub async fn delete(app: &App, product: &str, id: &str) -> AppResult<()> {
     if !app.store.delete_device(product, id).await? {
         return Err(device_not_found(product, id));
     }
-    app.reindex(product).await?;
+    app.devices_changed(product).await?;
     tracing::info!(product = %product, device = %id, "device deleted");
     Ok(())
 }
@@ -291,7 +293,7 @@ pub async fn set_rule(
     app.store
         .set_device_access(product, device, access, now())
         .await?;
-    app.reindex(product).await?;
+    app.devices_changed(product).await?;
     tracing::info!(product = %product, device = %device, access = ?access, "device access changed");
     Ok(())
 }

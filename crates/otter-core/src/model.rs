@@ -798,5 +798,13 @@ mod tests {
         folded.absorb(seen(Some("0.9.0"), "stable", 7));
         assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
         assert_eq!((folded.first_at, folded.at), (7, 12));
+        // The protocol and address of the last check-in that named them win; a report's
+        // sighting (no protocol) keeps them.
+        let address = Some("192.0.2.1".parse().unwrap());
+        folded.absorb(seen(None, "beta", 13).via("arduino", address));
+        folded.absorb(seen(None, "beta", 14));
+        assert_eq!((folded.protocol, folded.remote_addr), (Some("arduino"), address));
+        folded.absorb(seen(None, "beta", 15).via("native", None));
+        assert_eq!((folded.protocol, folded.remote_addr), (Some("native"), None));
     }
 }

@@ -188,7 +188,7 @@ impl Notifier {
         channel: &str,
     ) -> (String, Option<usize>) {
         let topic = format!("otter/{}/devices/{device}/update", index.product.name);
-        let decision = devices::what_to_offer(index, channel, current);
+        let decision = devices::what_to_offer(index, device, channel, current);
         match decision {
             Ok(Decision::Offer {
                 index: i,
