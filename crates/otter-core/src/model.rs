@@ -803,8 +803,14 @@ mod tests {
         let address = Some("192.0.2.1".parse().unwrap());
         folded.absorb(seen(None, "beta", 13).via("arduino", address));
         folded.absorb(seen(None, "beta", 14));
-        assert_eq!((folded.protocol, folded.remote_addr), (Some("arduino"), address));
+        assert_eq!(
+            (folded.protocol, folded.remote_addr),
+            (Some("arduino"), address)
+        );
         folded.absorb(seen(None, "beta", 15).via("native", None));
-        assert_eq!((folded.protocol, folded.remote_addr), (Some("native"), None));
+        assert_eq!(
+            (folded.protocol, folded.remote_addr),
+            (Some("native"), None)
+        );
     }
 }
