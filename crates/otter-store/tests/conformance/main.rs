@@ -278,6 +278,7 @@ conformance! {
         migrate_finishes_a_partly_migrated_database,
         concurrent_migrations_take_turns,
         schema_from_another_otter_is_refused,
+        migration_0009_keeps_closed_firmwares_closed,
     ],
 }
 

@@ -399,3 +399,48 @@ pub async fn sightings_record_protocol_and_address(store: &dyn Store) {
     assert_eq!(d.protocol.as_deref(), Some("native"));
     assert_eq!(d.remote_address.as_deref(), Some("2001:db8::1"));
 }
+
+/// Before the registry, an ota-backend firmware without an `all` rule let no device in; now no
+/// `all` rule means open, so migration 0009 writes the closed firmwares' rule. Firmwares opened
+/// with `allow all` and products without a key are left as they were, and devices keep their
+/// rows.
+pub async fn migration_0009_keeps_closed_firmwares_closed(fresh: Fresh) {
+    let migrator = sqlx::migrate::Migrator::new(migrations_dir(fresh.backend))
+        .await
+        .unwrap();
+    let pool = raw_pool(&fresh.url).await;
+    // Everything before the registry (0008 is another area's, when it exists).
+    migrator.run_to(8, &pool).await.unwrap();
+    for statement in [
+        "INSERT INTO product_keys (product, key_sha256, created_at) VALUES ('closed', 'h1', 1)",
+        "INSERT INTO product_keys (product, key_sha256, created_at) VALUES ('opened', 'h2', 1)",
+        "INSERT INTO device_access (product, device, access, updated_at) \
+         VALUES ('opened', 'all', 'allow', 2)",
+        "INSERT INTO device_access (product, device, access, updated_at) \
+         VALUES ('closed', 'dev-1', 'allow', 2)",
+        "INSERT INTO devices (product, id, channel, first_seen, last_seen) \
+         VALUES ('plain', 'd1', 'stable', 1, 1)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    SqlStore::migrate(&fresh.url).await.unwrap();
+    let store: &dyn Store = &SqlStore::connect(&fresh.url).await.unwrap();
+    let rules = |rules: &[(&str, Access)]| -> Vec<(String, Access)> {
+        rules.iter().map(|(d, a)| ((*d).to_owned(), *a)).collect()
+    };
+    assert_eq!(
+        store.device_access("closed").await.unwrap(),
+        rules(&[("all", Access::Deny), ("dev-1", Access::Allow)])
+    );
+    assert_eq!(
+        store.device_access("opened").await.unwrap(),
+        rules(&[("all", Access::Allow)])
+    );
+    assert!(store.device_access("plain").await.unwrap().is_empty());
+    let d1 = store.get_device("plain", "d1").await.unwrap().unwrap();
+    assert_eq!(
+        (d1.protocol, d1.tags, d1.pinned_version, d1.assigned_channel),
+        (None, vec![], None, None)
+    );
+}
