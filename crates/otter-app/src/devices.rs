@@ -1,5 +1,5 @@
-//! Devices: the update decision at check-in, update reports, what the fleet runs, and which
-//! devices a keyed product lets in.
+//! Devices: the update decision at check-in, update reports, and what the fleet runs (what
+//! operators set on devices is [`crate::registry`]'s).
 //!
 //! Every protocol's check goes through [`decide`], so a rule about who gets what (and the
 //! metrics of it) lives here once, whatever the device speaks.
@@ -7,29 +7,39 @@
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
-use otter_core::access::{Access, rule_for};
 use otter_core::model::{
     DEFAULT_CHANNEL, Device, Page, ReportState, UpdateReport, validate_device_id, validate_name,
 };
 use otter_core::version::MAX_VERSION_LEN;
 use otter_core::{Current, Decision, Version};
-use otter_store::{NewReport, PageRequest, StoreError, now};
+use otter_store::{NewReport, PageRequest, now};
 
 use crate::index::{IndexedRelease, ProductIndex, is_digest};
+use crate::registry::{self, Route};
 use crate::{App, AppError, AppResult, schedules};
 
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
 
-/// What a device running `current` on `channel` would be offered now by otter's release rules
-/// alone: no device, rollout or window holds anything back (what a notice about a new release
-/// is based on).
+/// What `device` running `current` on `channel` would be offered now by the registry (admission,
+/// pin, assigned channel) and otter's release rules alone: no rollout or window holds anything
+/// back (what a notice about a new release is based on).
 pub fn what_to_offer(
     index: &ProductIndex,
+    device: &str,
     channel: &str,
     current: Option<&str>,
 ) -> AppResult<Decision> {
-    Ok(index.decide(channel, current_of(current), now(), |_| false)?)
+    let check = CheckIn {
+        protocol: "notify",
+        device: Some(device),
+        channel,
+        current,
+    };
+    Ok(match registry::route(index, &check)? {
+        Route::Pinned(decision) => decision,
+        Route::Channel(channel) => index.decide(channel, current_of(current), now(), |_| false)?,
+    })
 }
 
 fn current_of(current: Option<&str>) -> Current<'_> {
@@ -50,18 +60,25 @@ pub struct CheckIn<'a> {
 }
 
 /// A device's check, whatever protocol it speaks: the one decision path. A `device` that named
-/// itself is held to `--rate-limit-device` first; then the release rules decide, with the
-/// releases this device may not have now held back (outside its channel's maintenance window,
-/// those that are not mandatory); the result is counted under the protocol in
-/// `otter_checks_total`.
+/// itself is held to `--rate-limit-device` first; the registry then refuses it if the product
+/// does not admit it, answers it if it is pinned, or moves it to its assigned channel
+/// ([`registry::route`]); then the release rules decide, with the releases this device may not
+/// have now held back (outside its channel's maintenance window, those that are not mandatory);
+/// the result is counted under the protocol in `otter_checks_total`.
 pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppResult<Decision> {
     if let Some(device) = check.device {
         admit(app, &index.product.name, device)?;
     }
     let now = now();
-    let outside_window = schedules::withheld(index, check.channel, now);
-    let withheld = |release: &IndexedRelease| outside_window.as_ref().is_some_and(|w| w(release));
-    let decision = index.decide(check.channel, current_of(check.current), now, withheld)?;
+    let decision = match registry::route(index, &check)? {
+        Route::Pinned(decision) => decision,
+        Route::Channel(channel) => {
+            let outside_window = schedules::withheld(index, channel, now);
+            let withheld =
+                |release: &IndexedRelease| outside_window.as_ref().is_some_and(|w| w(release));
+            index.decide(channel, current_of(check.current), now, withheld)?
+        }
+    };
     let result = match decision {
         Decision::Offer { .. } => "offered",
         Decision::UpToDate => "up_to_date",
@@ -122,6 +139,7 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
     let index = app.product(product).await?;
     validate_device_id("device", &report.device)?;
     admit(app, product, &report.device)?;
+    registry::admit(&index, &report.device)?;
     if report.version.is_empty() || report.version.len() > MAX_VERSION_LEN {
         return Err(AppError::invalid(
             "invalid_version",
@@ -166,34 +184,9 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
     Ok(stored)
 }
 
-/// The devices a product has seen.
-pub async fn list(app: &App, product: &str, page: &PageRequest) -> AppResult<Page<Device>> {
-    app.product(product).await?;
-    Ok(app.store.list_devices(product, page).await?)
-}
-
 /// One device, if the product has seen it.
 pub async fn get(app: &App, product: &str, id: &str) -> AppResult<Option<Device>> {
     Ok(app.store.get_device(product, id).await?)
-}
-
-/// Turns a device's automatic updates on or off (THiNX devices install only with it on).
-pub async fn set_auto_update(app: &App, product: &str, id: &str, on: bool) -> AppResult<Device> {
-    app.product(product).await?;
-    let device = app
-        .store
-        .set_auto_update(product, id, on)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AppError::not_found(
-                "device_not_found",
-                format!("product {product:?} has never seen device {id:?}"),
-            ),
-            other => other.into(),
-        })?;
-    tracing::info!(product = %product, device = %device.id, auto_update = device.auto_update,
-        "device changed");
-    Ok(device)
 }
 
 /// A product's update reports, newest first, optionally of one device.
@@ -205,14 +198,4 @@ pub async fn reports(
 ) -> AppResult<Page<UpdateReport>> {
     app.product(product).await?;
     Ok(app.store.list_reports(product, device, page).await?)
-}
-
-/// Lets a device into a keyed product, or keeps it out (`all`: the rule for any device).
-pub async fn set_access(app: &App, product: &str, device: &str, access: Access) -> AppResult<()> {
-    app.store
-        .set_device_access(product, device, rule_for(device, access), now())
-        .await?;
-    app.reindex(product).await?;
-    tracing::info!(product = %product, device = %device, %access, "device access changed");
-    Ok(())
 }

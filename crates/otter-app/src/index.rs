@@ -27,6 +27,7 @@ use otter_core::{Current, Decision, DecisionError, Lineup, ReleaseFacts, Version
 use otter_store::{Result, Store};
 
 use crate::answers;
+use crate::registry::DeviceDirectory;
 
 /// A JSON answer serialised once, split around the one string that depends on the request: the
 /// scheme and host of download URLs, unknown until a request arrives when no public URL is
@@ -168,14 +169,15 @@ pub fn download_path(product: &str, version: &str, filename: &str) -> String {
     format!("/dl/{product}/{version}/{filename}")
 }
 
-/// One product's releases, and which devices may use it through keyed protocols.
+/// One product's releases, and what the registry says about its devices.
 pub struct ProductIndex {
     pub product: Product,
     /// Every release, in publish order.
     pub releases: Vec<IndexedRelease>,
     /// `releases` arranged for the decision.
     lineup: Lineup,
-    pub firewall: Firewall,
+    /// Devices with tags, an assigned channel or a pin, and who the product admits.
+    pub devices: DeviceDirectory,
     /// Public keys the product's releases must be signed with, as `(kind, key)`.
     pub signing_keys: Vec<(String, String)>,
     /// The newest root of trust, verified along the whole chain; with one, releases must be
@@ -190,6 +192,11 @@ pub struct ProductIndex {
 impl ProductIndex {
     pub fn release(&self, version: &str) -> Option<&IndexedRelease> {
         self.lineup.release(version).map(|i| &self.releases[i])
+    }
+
+    /// The index into [`ProductIndex::releases`] of the release of `version`.
+    pub fn position(&self, version: &str) -> Option<usize> {
+        self.lineup.release(version)
     }
 
     /// The release a device's `current` names (version or artifact digest), if any.
@@ -241,7 +248,7 @@ impl ProductIndex {
             product: self.product.clone(),
             lineup: Lineup::new(self.product.scheme, &releases),
             releases,
-            firewall: self.firewall.clone(),
+            devices: self.devices.clone(),
             signing_keys: self.signing_keys.clone(),
             root: self.root.clone(),
             windows: self.windows.clone(),
@@ -555,7 +562,10 @@ impl CheckIndex {
             }
         }
         self.remember_artifacts(&releases);
-        let firewall = Firewall::new(store.device_access(name).await?);
+        let devices = DeviceDirectory::new(
+            store.device_controls(name).await?,
+            Firewall::new(store.device_access(name).await?),
+        );
         let key_hashes = store.api_key_hashes(name).await?;
         {
             let mut keys = self.api_keys.write().unwrap_or_else(|e| e.into_inner());
@@ -572,7 +582,7 @@ impl CheckIndex {
                 lineup: Lineup::new(product.scheme, &releases),
                 product,
                 releases,
-                firewall,
+                devices,
                 signing_keys,
                 root,
                 windows,

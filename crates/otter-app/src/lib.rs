@@ -22,6 +22,7 @@ pub mod index;
 pub mod iotawatt;
 pub mod limits;
 pub mod products;
+pub mod registry;
 pub mod releases;
 pub mod schedules;
 pub mod seen;
@@ -249,6 +250,17 @@ impl App {
     /// rules): rebuilds it here at once, and on other nodes at their next catalogue poll.
     pub async fn reindex(&self, product: &str) -> AppResult<()> {
         Ok(self.index.changed(&*self.store, product).await?)
+    }
+
+    /// Records a change this node made to what `product`'s devices are offered without a release
+    /// changing (a pin, a channel move, an admission rule): rebuilds the index like
+    /// [`App::reindex`], then tells the observers, so pushed notices follow.
+    pub async fn devices_changed(&self, product: &str) -> AppResult<()> {
+        self.reindex(product).await?;
+        for observer in self.observers() {
+            observer.product_changed(self, product);
+        }
+        Ok(())
     }
 
     /// Records that this node published `release` or changed its flags, with the signatures it

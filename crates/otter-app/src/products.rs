@@ -2,6 +2,7 @@
 //! firmwares).
 
 use otter_core::Scheme;
+use otter_core::access::{ALL, Admission};
 use otter_core::model::{Page, Product, validate_name};
 use otter_store::{PageRequest, StoreError, now};
 
@@ -39,10 +40,14 @@ pub async fn list(app: &App, page: &PageRequest) -> AppResult<Page<Product>> {
 /// Creates an `opaque` product that `key` opens (only its hash is stored).
 pub async fn create_keyed(app: &App, name: &str, key: &str) -> AppResult<()> {
     let at = now();
-    // The key first: a crash in between leaves a key for no product, never a product no key
-    // opens.
+    // The key and the admission first: a crash in between leaves a key for no product, never a
+    // product no key opens or one open to any device (ota-backend firmwares let in only the
+    // devices their firewall allows).
     app.store
         .set_product_key(name, &token_hash(key), at)
+        .await?;
+    app.store
+        .set_device_access(name, ALL, Some(Admission::Allowlist.rule()), at)
         .await?;
     app.store
         .create_product(&Product {

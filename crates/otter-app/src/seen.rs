@@ -271,7 +271,11 @@ mod tests {
             limit: 10,
             cursor: None,
         };
-        let devices = store.list_devices("p", &page).await.unwrap().items;
+        let devices = store
+            .list_devices("p", &Default::default(), &page)
+            .await
+            .unwrap()
+            .items;
         devices
             .into_iter()
             .map(|d| (d.id, d.current_version.unwrap_or_default()))

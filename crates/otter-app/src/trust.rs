@@ -368,8 +368,9 @@ pub fn signed_response(
         .and_then(|r| r.signatures.as_ref()?.manifest.as_deref())
         .and_then(|text| Envelope::parse(text.as_bytes()).ok()?.payload_bytes().ok())
         .map(|payload| otter_core::digest::sha256_hex(&payload));
-    // The decision goes back only to move a device off a yanked release; say so, or the
-    // device refuses the older release.
+    // The decision goes back only to move a device off a yanked release, or to the release an
+    // operator pinned it to; say which, or the device refuses the older release.
+    let pinned = index.devices.pinned(request.device).is_some();
     let downgrade = release
         .zip(request.current.and_then(|c| index.identify(c)))
         .filter(|(offered, running)| {
@@ -379,7 +380,7 @@ pub fn signed_response(
                 .compare(&running.facts.version)
                 .is_some_and(|o| o.is_lt())
         })
-        .map(|_| "yanked".to_owned());
+        .map(|_| if pinned { "pinned" } else { "yanked" }.to_owned());
     let response = CheckResponse {
         product: index.product.name.clone(),
         device: request.device.to_owned(),

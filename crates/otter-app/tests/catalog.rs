@@ -21,9 +21,10 @@ use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceStore, ExpiringSignature,
-    NewAuditEntry, NewReport, OttStore, OverLimit, PageRequest, ProductStore, ReleaseStore, Result,
-    ScheduleStore, StoredToken, TokenStore, TrustStore, UploadStore,
+    AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceChange, DeviceControls,
+    DeviceFilter, DeviceStore, ExpiringSignature, NewAuditEntry, NewReport, OttStore, OverLimit,
+    PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredToken, TokenStore,
+    TrustStore, UploadStore,
 };
 
 const PRODUCTS: usize = 50_000;
@@ -379,17 +380,43 @@ impl DeviceStore for Counting {
         self.count("record_seen");
         self.inner.record_seen(seen, max_devices).await
     }
-    async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>> {
+    async fn list_devices(
+        &self,
+        product: &str,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Device>> {
         self.count("list_devices");
-        self.inner.list_devices(product, page).await
+        self.inner.list_devices(product, filter, page).await
     }
     async fn get_device(&self, product: &str, id: &str) -> Result<Option<Device>> {
         self.count("get_device");
         self.inner.get_device(product, id).await
     }
-    async fn set_auto_update(&self, product: &str, id: &str, on: bool) -> Result<Device> {
-        self.count("set_auto_update");
-        self.inner.set_auto_update(product, id, on).await
+    async fn update_device(
+        &self,
+        product: &str,
+        id: &str,
+        change: &DeviceChange,
+    ) -> Result<Device> {
+        self.count("update_device");
+        self.inner.update_device(product, id, change).await
+    }
+    async fn tag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64> {
+        self.count("tag_devices");
+        self.inner.tag_devices(product, filter, tag).await
+    }
+    async fn untag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64> {
+        self.count("untag_devices");
+        self.inner.untag_devices(product, filter, tag).await
+    }
+    async fn delete_device(&self, product: &str, id: &str) -> Result<bool> {
+        self.count("delete_device");
+        self.inner.delete_device(product, id).await
+    }
+    async fn device_controls(&self, product: &str) -> Result<Vec<DeviceControls>> {
+        self.count("device_controls");
+        self.inner.device_controls(product).await
     }
     async fn insert_report(&self, report: &NewReport) -> Result<UpdateReport> {
         self.count("insert_report");

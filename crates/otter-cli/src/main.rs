@@ -50,7 +50,7 @@ enum Command {
         #[command(subcommand)]
         cmd: ReleaseCommand,
     },
-    /// List devices and change their auto-update setting.
+    /// The device registry: list, tag, pin, move, delete, allow and deny devices.
     Device {
         #[command(flatten)]
         client: ClientArgs,

@@ -26,7 +26,10 @@ use otter_core::signing::dsse::Envelope;
 use otter_store::blob::{BlobLocation, Blobs, Staging};
 use otter_store::objects::S3Settings;
 use otter_store::sql::{SqlStore, redact_url};
-use otter_store::{AuditFilter, NewAuditEntry, NewReport, PageRequest, Store, StoreError};
+use otter_store::{
+    AuditFilter, DeviceChange, DeviceFilter, NewAuditEntry, NewReport, PageRequest, Store,
+    StoreError,
+};
 
 /// Copy an installation (database and firmware) into another, e.g. SQLite + files → PostgreSQL + S3.
 ///
@@ -235,7 +238,7 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
         let store = from.store.clone();
         for device in all_pages(|page| {
             let (store, name) = (store.clone(), name.clone());
-            async move { store.list_devices(&name, &page).await }
+            async move { store.list_devices(&name, &Default::default(), &page).await }
         })
         .await?
         {
@@ -250,15 +253,36 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 at,
                 first_at: at,
                 attributes: Some(device.attributes.clone()),
+                // The protocols whose check-ins record one (a name otter wrote itself).
+                protocol: device.protocol.as_deref().and_then(|p| {
+                    ["native", "arduino", "thinx", "ota_backend"]
+                        .into_iter()
+                        .find(|known| *known == p)
+                }),
+                remote_addr: device
+                    .remote_address
+                    .as_deref()
+                    .and_then(|a| a.parse().ok()),
             };
             // No device cap: a migration copies every device there is.
             to.store
                 .record_seen(&[at(device.first_seen), at(device.last_seen)], None)
                 .await?;
-            if device.auto_update {
-                to.store
-                    .set_auto_update(&device.product, &device.id, true)
-                    .await?;
+            // What operators set: auto-update, assigned channel, pin, tags.
+            let change = DeviceChange {
+                auto_update: Some(device.auto_update),
+                assigned_channel: Some(device.assigned_channel.clone()),
+                pinned_version: Some(device.pinned_version.clone()),
+            };
+            to.store
+                .update_device(&device.product, &device.id, &change)
+                .await?;
+            let this = DeviceFilter {
+                device: Some(device.id.clone()),
+                ..DeviceFilter::default()
+            };
+            for tag in &device.tags {
+                to.store.tag_devices(&device.product, &this, tag).await?;
             }
             devices += 1;
         }

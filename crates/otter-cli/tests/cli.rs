@@ -859,6 +859,96 @@ fn tokens_roles_and_the_audit_log_from_the_cli() {
 
 /// Device API keys and auto-update from the command line, with a THiNX device checking in.
 #[tokio::test]
+async fn device_list_tag_pin_and_admission_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let otter = |args: &[&str]| admin(&server, args);
+    otter(&["product", "create", "demo"]).ok();
+    for (version, size) in [("1.0.0", 1000), ("1.1.0", 1001)] {
+        let (file, _) = random_file(tmp.path(), &format!("{version}.bin"), size);
+        otter(&[
+            "release",
+            "publish",
+            "demo",
+            path(&file),
+            "--version",
+            version,
+        ])
+        .ok();
+    }
+    let http = reqwest::Client::new();
+    let check = async |device: &str| {
+        let url = format!(
+            "{}/api/v1/products/demo/check?device={device}&current=1.1.0",
+            server.url()
+        );
+        let resp = http.get(url).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        (
+            status,
+            body["manifest"]["version"].as_str().map(str::to_owned),
+        )
+    };
+    assert_eq!(check("d1").await, (200, None));
+    assert_eq!(check("d2").await, (200, None));
+    wait_until(SIGHTING, "both devices are listed", || {
+        let out = otter(&["device", "list", "demo", "--json"]).ok();
+        let devices: Value = serde_json::from_str(&out).unwrap();
+        (devices.as_array().unwrap().len() == 2)
+            .then_some(())
+            .ok_or(out)
+    });
+
+    // Tag one device; a tagging of everyone must say so.
+    let out = otter(&["device", "tag", "demo", "canary", "d1"]).ok();
+    assert_eq!(out, "tagged 1 device(s) of demo canary\n");
+    let err = otter(&["device", "tag", "demo", "canary"]).fails();
+    assert!(err.contains("--all"), "{err}");
+    let out = otter(&["device", "tag", "demo", "wave-1", "--version", "1.1.0"]).ok();
+    assert_eq!(out, "tagged 2 device(s) of demo wave-1\n");
+    let listed: Value =
+        serde_json::from_str(&otter(&["device", "list", "demo", "--tag", "canary", "--json"]).ok())
+            .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], "d1");
+    assert_eq!(listed[0]["tags"], serde_json::json!(["canary", "wave-1"]));
+    assert_eq!(listed[0]["protocol"], "native");
+
+    // Pinned to the older release: offered it, and the table shows the pin and the tags.
+    let out = otter(&["device", "pin", "demo", "d1", "1.0.0"]).ok();
+    assert_eq!(out, "demo d1: pinned to 1.0.0\n");
+    assert_eq!(check("d1").await, (200, Some("1.0.0".to_owned())));
+    let table = otter(&["device", "list", "demo", "--tag", "canary"]).ok();
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header[..7],
+        [
+            "ID", "CHANNEL", "VERSION", "HASH", "TAGS", "PINNED", "PROTOCOL"
+        ]
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..2], ["d1", "stable"], "{table}");
+    assert_eq!(row[4..7], ["canary,wave-1", "1.0.0", "native"], "{table}");
+    let err = otter(&["device", "pin", "demo", "d1", "9.9.9"]).fails();
+    assert!(err.contains("release_not_found"), "{err}");
+    otter(&["device", "unpin", "demo", "d1"]).ok();
+    assert_eq!(check("d1").await, (200, None));
+
+    // Denied, d2 is refused; the product stays open to others.
+    otter(&["device", "deny", "demo", "d2"]).ok();
+    assert_eq!(check("d2").await.0, 403);
+    assert_eq!(check("d3").await.0, 200);
+    let out = otter(&["product", "admission", "demo", "allowlist"]).ok();
+    assert_eq!(out, "admission: allowlist\nallowed:   -\ndenied:    d2\n");
+    assert_eq!(check("d3").await.0, 403);
+    otter(&["device", "allow", "demo", "d3"]).ok();
+    assert_eq!(check("d3").await.0, 200);
+    let out = otter(&["device", "delete", "demo", "d1"]).ok();
+    assert_eq!(out, "deleted device d1 of demo\n");
+}
+
+#[tokio::test]
 async fn apikeys_and_auto_update_from_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("otter-data");

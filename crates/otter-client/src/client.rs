@@ -264,6 +264,11 @@ impl Client {
 
     /// `DELETE url`.
     pub async fn delete(&self, url: Url) -> Result<(), Error> {
+        self.delete_json(url).await
+    }
+
+    /// `DELETE url`, decoding the JSON answer (what is left, how many changed).
+    pub async fn delete_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, Error> {
         self.send(Method::DELETE, url, |request| request).await
     }
 

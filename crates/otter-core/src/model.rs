@@ -391,6 +391,22 @@ pub struct Device {
     /// What the device says about itself through its protocol (a THiNX device's MAC, alias,
     /// platform…), a JSON object.
     pub attributes: serde_json::Value,
+    /// The protocol of its last check-in (`native`, `arduino`, `thinx`, `ota_backend`), as
+    /// `otter_checks_total{protocol}` names it; `None` before otter recorded it.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// The address its last check-in came from.
+    #[serde(default)]
+    pub remote_address: Option<String>,
+    /// An operator's labels, sorted (rollout stages and filters select by them).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The channel an operator moved it to; it replaces the channel the device asks for.
+    #[serde(default)]
+    pub assigned_channel: Option<String>,
+    /// The only release it is offered, when an operator pinned it (older releases included).
+    #[serde(default)]
+    pub pinned_version: Option<String>,
 }
 
 /// One sighting of a device, from a check-in or a report (or several sightings folded into one
@@ -408,6 +424,10 @@ pub struct DeviceSeen {
     pub first_at: i64,
     /// Replaces the device's attributes when given.
     pub attributes: Option<serde_json::Value>,
+    /// The protocol it spoke (`otter_checks_total{protocol}`'s name), replacing the one before.
+    pub protocol: Option<&'static str>,
+    /// The address it spoke from, replacing the one before.
+    pub remote_addr: Option<std::net::IpAddr>,
 }
 
 impl DeviceSeen {
@@ -422,13 +442,22 @@ impl DeviceSeen {
             at,
             first_at: at,
             attributes: None,
+            protocol: None,
+            remote_addr: None,
         }
+    }
+
+    /// This sighting, saying which protocol the device spoke and from where.
+    pub fn via(mut self, protocol: &'static str, remote_addr: Option<std::net::IpAddr>) -> Self {
+        self.protocol = Some(protocol);
+        self.remote_addr = remote_addr;
+        self
     }
 
     /// Folds `later`, a sighting of the same device that came after this one, into this one,
     /// leaving what writing both in turn would leave: the newer by `at` wins (on a tie, `later`),
     /// a sighting that says what it runs (version or hash) replaces both, and one that says
-    /// neither, or no attributes, keeps the ones before.
+    /// neither, or no attributes (or no protocol), keeps the ones before.
     /// Lets a batch write a device once however often it was seen.
     pub fn absorb(&mut self, later: DeviceSeen) {
         debug_assert!(self.product == later.product && self.id == later.id);
@@ -444,6 +473,10 @@ impl DeviceSeen {
         }
         if later.attributes.is_some() {
             self.attributes = later.attributes;
+        }
+        if later.protocol.is_some() {
+            self.protocol = later.protocol;
+            self.remote_addr = later.remote_addr;
         }
     }
 }
@@ -885,6 +918,20 @@ mod tests {
         folded.absorb(seen(Some("0.9.0"), "stable", 7));
         assert_eq!(folded.current_version.as_deref(), Some("2.0.0"));
         assert_eq!((folded.first_at, folded.at), (7, 12));
+        // The protocol and address of the last check-in that named them win; a report's
+        // sighting (no protocol) keeps them.
+        let address = Some("192.0.2.1".parse().unwrap());
+        folded.absorb(seen(None, "beta", 13).via("arduino", address));
+        folded.absorb(seen(None, "beta", 14));
+        assert_eq!(
+            (folded.protocol, folded.remote_addr),
+            (Some("arduino"), address)
+        );
+        folded.absorb(seen(None, "beta", 15).via("native", None));
+        assert_eq!(
+            (folded.protocol, folded.remote_addr),
+            (Some("native"), None)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   roles, the admin extractor), [`audit`] (audit entries of admin changes),
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
 //!   [`metrics`], [`request_log`] (request ids, the access log), [`limits`] (the per-address
-//!   rate limit).
+//!   rate limit), [`peer`] (the client's address, for the device registry).
 //! - `connections`: the accept loop (connection cap, header, idle and minimum-rate deadlines).
 //! - [`Server`]: opens the application and serves it until shut down.
 
@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod notify;
+pub mod peer;
 pub mod protocols;
 pub mod request_log;
 pub mod router;

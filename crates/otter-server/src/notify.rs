@@ -149,7 +149,10 @@ impl Notifier {
             cursor: None,
         };
         loop {
-            let devices = app.store.list_devices(product, &page).await?;
+            let devices = app
+                .store
+                .list_devices(product, &Default::default(), &page)
+                .await?;
             for device in &devices.items {
                 let current = device
                     .current_hash
@@ -185,7 +188,7 @@ impl Notifier {
         channel: &str,
     ) -> (String, Option<usize>) {
         let topic = format!("otter/{}/devices/{device}/update", index.product.name);
-        let decision = devices::what_to_offer(index, channel, current);
+        let decision = devices::what_to_offer(index, device, channel, current);
         match decision {
             Ok(Decision::Offer {
                 index: i,

@@ -172,14 +172,61 @@ pub fn admin_routes() -> Vec<AdminRoute> {
             "product.image_format",
             signing::set_image_format,
         ),
-        // Devices, reports, device API keys
+        // The device registry and admission
         AdminRoute::get("/api/v1/products/{product}/devices", Viewer, fleet::devices),
+        AdminRoute::get(
+            "/api/v1/products/{product}/devices/{device}",
+            Viewer,
+            fleet::device,
+        ),
         AdminRoute::patch(
             "/api/v1/products/{product}/devices/{device}",
             Publisher,
             "device.update",
             fleet::patch_device,
         ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/devices/{device}",
+            Admin,
+            "device.delete",
+            fleet::delete_device,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/tags/{tag}",
+            Publisher,
+            "device.tag",
+            fleet::tag,
+        ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/tags/{tag}",
+            Publisher,
+            "device.untag",
+            fleet::untag,
+        ),
+        AdminRoute::get(
+            "/api/v1/products/{product}/admission",
+            Viewer,
+            fleet::admission,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/admission",
+            Admin,
+            "admission.set",
+            fleet::set_admission,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/admission/{device}",
+            Admin,
+            "admission.device",
+            fleet::set_device_access,
+        ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/admission/{device}",
+            Admin,
+            "admission.clear",
+            fleet::clear_device_access,
+        ),
+        // Reports, device API keys
         AdminRoute::get("/api/v1/products/{product}/reports", Viewer, fleet::reports),
         AdminRoute::get("/api/v1/products/{product}/apikeys", Viewer, apikeys::list),
         AdminRoute::post(

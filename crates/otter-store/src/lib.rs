@@ -82,6 +82,46 @@ pub struct PageRequest {
     pub cursor: Option<String>,
 }
 
+/// Which devices of a product an admin request means: those matching every field set (no field
+/// set: every device).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Exactly this device.
+    pub device: Option<String>,
+    /// Devices carrying this tag.
+    pub tag: Option<String>,
+    /// Devices last known to run this version.
+    pub version: Option<String>,
+    /// Devices on this channel: the one an operator assigned, else the one they ask for.
+    pub channel: Option<String>,
+    /// Devices whose last check-in spoke this protocol.
+    pub protocol: Option<String>,
+    /// Devices last seen before this time (Unix seconds).
+    pub seen_before: Option<i64>,
+    /// Devices last seen at or after this time (Unix seconds).
+    pub seen_after: Option<i64>,
+}
+
+/// What an operator changes about one device; a `None` field stays as it is (`Some(None)`
+/// clears an assigned channel or a pin).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceChange {
+    pub auto_update: Option<bool>,
+    pub assigned_channel: Option<Option<String>>,
+    pub pinned_version: Option<Option<String>>,
+}
+
+/// What an operator set on one device that the check path obeys (the check index holds one per
+/// device that has any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceControls {
+    pub device: String,
+    /// Sorted.
+    pub tags: Vec<String>,
+    pub assigned_channel: Option<String>,
+    pub pinned_version: Option<String>,
+}
+
 /// A report before the store gives it an id.
 #[derive(Debug, Clone)]
 pub struct NewReport {
@@ -171,11 +211,28 @@ pub trait DeviceStore: Send + Sync {
     /// counted in the answer, and devices already known are updated as always.
     async fn record_seen(&self, seen: &[DeviceSeen], max_devices: Option<u64>)
     -> Result<OverLimit>;
-    /// A product's devices by id.
-    async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>>;
+    /// A product's devices matching `filter`, by id.
+    async fn list_devices(
+        &self,
+        product: &str,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Device>>;
     async fn get_device(&self, product: &str, id: &str) -> Result<Option<Device>>;
-    /// Turns a device's auto-update on or off; [`StoreError::NotFound`] if it was never seen.
-    async fn set_auto_update(&self, product: &str, id: &str, on: bool) -> Result<Device>;
+    /// Changes what an operator sets on a device (auto-update, assigned channel, pin);
+    /// [`StoreError::NotFound`] if it was never seen.
+    async fn update_device(&self, product: &str, id: &str, change: &DeviceChange)
+    -> Result<Device>;
+    /// Adds `tag` to every device matching `filter`, in one statement; how many devices did not
+    /// have it.
+    async fn tag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64>;
+    /// Removes `tag` from every device matching `filter`, in one statement; how many had it.
+    async fn untag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64>;
+    /// Forgets a device: its row and its tags (its reports and access rule stay); whether it
+    /// existed.
+    async fn delete_device(&self, product: &str, id: &str) -> Result<bool>;
+    /// Every device of a product with a tag, an assigned channel or a pin, for the check index.
+    async fn device_controls(&self, product: &str) -> Result<Vec<DeviceControls>>;
     async fn insert_report(&self, report: &NewReport) -> Result<UpdateReport>;
     /// A product's reports, newest first, optionally for one device.
     async fn list_reports(

@@ -1,4 +1,5 @@
-//! `otter device`, `otter report` and `otter apikey`: what the fleet runs and says, and the keys THiNX devices use.
+//! `otter device`, `otter report` and `otter apikey`: the device registry (filters, tags, pins,
+//! channel moves, admission rules), what devices say, and the keys THiNX devices use.
 
 use otter_client::Client;
 use otter_core::model::{ApiKey, Device, UpdateReport, format_rfc3339};
@@ -6,20 +7,65 @@ use serde_json::{Value, json};
 
 use super::{list, or_dash, short_hash};
 
-/// Inspect the devices that have checked in.
+/// The device registry: list and filter devices, tag them, move, pin, delete, and let them in
+/// or keep them out.
 #[derive(clap::Subcommand, Debug)]
 pub enum DeviceCommand {
-    /// List the devices of a product, with what they last said they run.
+    /// List the devices of a product (those matching every filter given), with what they last
+    /// said they run.
     #[command(after_help = "Examples:
   otter device list door-sensor
-  otter device list door-sensor --json | jq -r '.[] | [.id, .currentVersion] | @tsv'")]
+  otter device list door-sensor --tag canary --version 1.4.2
+  otter device list door-sensor --seen-before 2026-11-01T00:00:00Z --json | jq -r '.[].id'")]
     List {
         /// Product whose devices to list.
         product: String,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// Print the devices as a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Tag one device, or every device matching the filters (`--all`: every device).
+    #[command(after_help = "Examples:
+  otter device tag door-sensor canary sensor-0042
+  otter device tag door-sensor wave-1 --channel stable --version 1.4.2
+  otter device tag door-sensor everyone --all")]
+    Tag(TagArgs),
+    /// Remove a tag from one device, or from every device matching the filters.
+    #[command(after_help = "Examples:
+  otter device untag door-sensor canary sensor-0042
+  otter device untag door-sensor canary --all")]
+    Untag(TagArgs),
+    /// Pin a device to a release: it is offered exactly that one (an older one too) until
+    /// unpinned, whatever newer releases, rollouts or windows say.
+    #[command(after_help = "Example:
+  otter device pin door-sensor sensor-0042 1.4.1")]
+    Pin {
+        product: String,
+        device: String,
+        version: String,
+    },
+    /// Unpin a device: the release rules decide again.
+    Unpin { product: String, device: String },
+    /// Move a device to a channel, whatever channel it asks for; without CHANNEL it goes back
+    /// to the one it asks for.
+    #[command(after_help = "Examples:
+  otter device move door-sensor sensor-0042 beta
+  otter device move door-sensor sensor-0042")]
+    Move {
+        product: String,
+        device: String,
+        channel: Option<String>,
+    },
+    /// Forget a device: its entry, tags, pin and channel (its reports and access rule stay).
+    Delete { product: String, device: String },
+    /// Let a device in, also while the product admits only its allowlist.
+    Allow { product: String, device: String },
+    /// Keep a device out, whatever the product's admission mode: its checks are refused (403).
+    Deny { product: String, device: String },
+    /// Remove a device's allow or deny rule: the product's admission mode decides again.
+    ClearAccess { product: String, device: String },
     /// Change a device: whether it installs updates as soon as a check-in offers one (THiNX
     /// devices; off for a new device, as in THiNX).
     #[command(after_help = "Example:
@@ -31,6 +77,94 @@ pub enum DeviceCommand {
         #[arg(long, value_enum, value_name = "on|off")]
         auto_update: OnOff,
     },
+}
+
+/// Which devices a list or a tagging means: every filter given must match.
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Devices carrying this tag.
+    #[arg(long = "tag", value_name = "TAG")]
+    has_tag: Option<String>,
+    /// Devices last known to run this version.
+    #[arg(long)]
+    version: Option<String>,
+    /// Devices on this channel (the assigned one, else the one they ask for).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Devices whose last check-in spoke this protocol (native, arduino, thinx, ota_backend).
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Devices last seen before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    seen_before: Option<String>,
+    /// Devices last seen at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    seen_after: Option<String>,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.pairs().next().is_none()
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("tag", &self.has_tag),
+            ("version", &self.version),
+            ("channel", &self.channel),
+            ("protocol", &self.protocol),
+            ("seenBefore", &self.seen_before),
+            ("seenAfter", &self.seen_after),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+    }
+
+    /// `url` with the filters as query parameters.
+    fn apply(&self, mut url: reqwest::Url) -> reqwest::Url {
+        url.query_pairs_mut().extend_pairs(self.pairs());
+        url
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TagArgs {
+    product: String,
+    /// The tag: 1-128 characters from A-Z a-z 0-9 . _ - (not starting with a dot).
+    tag: String,
+    /// One device; leave out to change every device matching the filters.
+    device: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Every device of the product (needed when neither a device nor a filter is given).
+    #[arg(long)]
+    all: bool,
+}
+
+impl TagArgs {
+    async fn run(self, client: &Client, on: bool) -> anyhow::Result<()> {
+        let everyone = self.device.is_none() && self.filter.is_empty();
+        if everyone && !self.all {
+            anyhow::bail!("name a device, give filters, or say --all to change every device");
+        }
+        let url = client.url(&["api", "v1", "products", &self.product, "tags", &self.tag]);
+        let mut url = self.filter.apply(url);
+        if let Some(device) = &self.device {
+            url.query_pairs_mut().append_pair("device", device);
+        }
+        let answer: Value = if on {
+            client.post_empty(url).await?
+        } else {
+            client.delete_json(url).await?
+        };
+        let changed = answer["changed"].as_u64().unwrap_or_default();
+        let verb = if on { "tagged" } else { "untagged" };
+        println!(
+            "{verb} {changed} device(s) of {} {}",
+            self.product, self.tag
+        );
+        Ok(())
+    }
 }
 
 /// Device API keys: what THiNX devices send in `Authentication`.
@@ -103,15 +237,20 @@ pub enum OnOff {
 
 impl DeviceCommand {
     pub async fn run(self, client: &Client) -> anyhow::Result<()> {
+        let device_url = |product: &str, device: &str| {
+            client.url(&["api", "v1", "products", product, "devices", device])
+        };
+        let access_url = |product: &str, device: &str| {
+            client.url(&["api", "v1", "products", product, "admission", device])
+        };
         match self {
             DeviceCommand::Set {
                 product,
                 device,
                 auto_update,
             } => {
-                let url = client.url(&["api", "v1", "products", &product, "devices", &device]);
                 let body = json!({ "autoUpdate": auto_update == OnOff::On });
-                let device: Device = client.patch(url, &body).await?;
+                let device: Device = client.patch(device_url(&product, &device), &body).await?;
                 println!(
                     "{} {}: auto-update {}",
                     product,
@@ -120,22 +259,94 @@ impl DeviceCommand {
                 );
                 Ok(())
             }
-            DeviceCommand::List { product, json } => {
+            DeviceCommand::List {
+                product,
+                filter,
+                json,
+            } => {
                 let url = client.url(&["api", "v1", "products", &product, "devices"]);
-                list(client, url, json, "devices", |device: Device| {
-                    vec![
-                        device.id,
-                        device.channel,
-                        or_dash(device.current_version),
-                        or_dash(device.current_hash.as_deref().map(short_hash)),
-                        format_rfc3339(device.last_seen),
-                        format_rfc3339(device.first_seen),
-                    ]
-                })
+                list(
+                    client,
+                    filter.apply(url),
+                    json,
+                    "devices",
+                    |device: Device| {
+                        vec![
+                            device.id,
+                            device.assigned_channel.unwrap_or(device.channel),
+                            or_dash(device.current_version),
+                            or_dash(device.current_hash.as_deref().map(short_hash)),
+                            or_dash(Some(device.tags.join(",")).filter(|t| !t.is_empty())),
+                            or_dash(device.pinned_version),
+                            or_dash(device.protocol),
+                            format_rfc3339(device.last_seen),
+                            format_rfc3339(device.first_seen),
+                        ]
+                    },
+                )
                 .await
+            }
+            DeviceCommand::Tag(args) => args.run(client, true).await,
+            DeviceCommand::Untag(args) => args.run(client, false).await,
+            DeviceCommand::Pin {
+                product,
+                device,
+                version,
+            } => {
+                let body = json!({ "pinnedVersion": version });
+                let device: Device = client.patch(device_url(&product, &device), &body).await?;
+                println!("{product} {}: pinned to {version}", device.id);
+                Ok(())
+            }
+            DeviceCommand::Unpin { product, device } => {
+                let body = json!({ "pinnedVersion": null });
+                let device: Device = client.patch(device_url(&product, &device), &body).await?;
+                println!("{product} {}: unpinned", device.id);
+                Ok(())
+            }
+            DeviceCommand::Move {
+                product,
+                device,
+                channel,
+            } => {
+                let body = json!({ "assignedChannel": channel });
+                let device: Device = client.patch(device_url(&product, &device), &body).await?;
+                match device.assigned_channel {
+                    Some(channel) => println!("{product} {}: moved to {channel}", device.id),
+                    None => println!(
+                        "{product} {}: back on the channel it asks for ({})",
+                        device.id, device.channel
+                    ),
+                }
+                Ok(())
+            }
+            DeviceCommand::Delete { product, device } => {
+                client.delete(device_url(&product, &device)).await?;
+                println!("deleted device {device} of {product}");
+                Ok(())
+            }
+            DeviceCommand::Allow { product, device } => {
+                set_access(client, access_url(&product, &device), "allow").await?;
+                println!("{product} {device}: allowed");
+                Ok(())
+            }
+            DeviceCommand::Deny { product, device } => {
+                set_access(client, access_url(&product, &device), "deny").await?;
+                println!("{product} {device}: denied (its checks are refused)");
+                Ok(())
+            }
+            DeviceCommand::ClearAccess { product, device } => {
+                let _: Value = client.delete_json(access_url(&product, &device)).await?;
+                println!("{product} {device}: no rule of its own, the admission mode decides");
+                Ok(())
             }
         }
     }
+}
+
+async fn set_access(client: &Client, url: reqwest::Url, access: &str) -> anyhow::Result<()> {
+    let _: Value = client.put_json(url, &json!({ "access": access })).await?;
+    Ok(())
 }
 
 /// Inspect what devices reported about installing updates.

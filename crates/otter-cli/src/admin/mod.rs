@@ -43,6 +43,9 @@ impl Row for Device {
         "CHANNEL",
         "VERSION",
         "HASH",
+        "TAGS",
+        "PINNED",
+        "PROTOCOL",
         "LAST SEEN",
         "FIRST SEEN",
     ];

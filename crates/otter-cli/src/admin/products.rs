@@ -87,6 +87,16 @@ pub enum ProductCommand {
         #[arg(long, conflicts_with = "every")]
         remove: bool,
     },
+    /// Show who a product admits, or set it: `open` (every device not denied by name, the
+    /// default) or `allowlist` (only devices allowed with `otter device allow`).
+    #[command(after_help = "Examples:
+  otter product admission door-sensor
+  otter product admission door-sensor allowlist")]
+    Admission {
+        product: String,
+        #[arg(value_enum)]
+        mode: Option<AdmissionArg>,
+    },
     /// List all products.
     #[command(after_help = "Examples:
   otter product list
@@ -110,6 +120,15 @@ struct WindowRow {
 
 impl Row for WindowRow {
     const HEADER: &'static [&'static str] = &["CHANNEL", "TIMEZONE", "SLOTS", "OPEN NOW"];
+}
+
+/// A product's admission mode, as accepted on the command line.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum AdmissionArg {
+    /// Every device that is not denied by name.
+    Open,
+    /// Only devices allowed by name.
+    Allowlist,
 }
 
 /// A product's version scheme, as accepted on the command line.
@@ -230,6 +249,36 @@ impl ProductCommand {
                     ),
                     None => println!("{product}: no poll hint (devices keep their own schedule)"),
                 }
+                Ok(())
+            }
+            ProductCommand::Admission { product, mode } => {
+                let url = client.url(&["api", "v1", "products", &product, "admission"]);
+                let rules: Value = match mode {
+                    Some(mode) => {
+                        let mode = match mode {
+                            AdmissionArg::Open => "open",
+                            AdmissionArg::Allowlist => "allowlist",
+                        };
+                        client.put_json(url, &json!({ "mode": mode })).await?
+                    }
+                    None => client.get(url).await?,
+                };
+                let names = |key: &str| {
+                    let names: Vec<&str> = rules[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    if names.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                };
+                println!("admission: {}", rules["mode"].as_str().unwrap_or_default());
+                println!("allowed:   {}", names("allowed"));
+                println!("denied:    {}", names("denied"));
                 Ok(())
             }
             ProductCommand::List { json } => {

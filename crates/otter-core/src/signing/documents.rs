@@ -231,7 +231,8 @@ pub struct CheckResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
     /// Why the offered release is older than `current`, when it is: `yanked` (what the device
-    /// runs was withdrawn). A device refuses an older release without it.
+    /// runs was withdrawn) or `pinned` (an operator pinned the device to the offered release).
+    /// A device refuses an older release without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downgrade: Option<String>,
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::download::url_base;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::peer::Peer;
 
 #[derive(Debug, Deserialize)]
 pub struct CheckQuery {
@@ -32,6 +33,7 @@ pub async fn check(
     State(app): State<App>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<CheckQuery>,
+    Peer(peer): Peer,
     // The request rather than a `HeaderMap`, which would be a copy of every header.
     request: Request,
 ) -> ApiResult<Response> {
@@ -52,8 +54,11 @@ pub async fn check(
     };
     let decision = devices::decide(&app, &index, check).await?;
     if let Some(device) = device {
-        app.seen
-            .record(index.sighting(device.to_owned(), current, channel));
+        app.seen.record(
+            index
+                .sighting(device.to_owned(), current, channel)
+                .via("native", peer),
+        );
     }
     let offered = match decision {
         Decision::Offer {

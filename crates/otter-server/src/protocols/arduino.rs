@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::download::serve_proxied;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::peer::Peer;
 
 #[derive(Debug, Deserialize)]
 pub struct UpdateQuery {
@@ -84,6 +85,7 @@ pub async fn update(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<UpdateQuery>,
     method: Method,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let index = app.product(&name).await?;
@@ -110,7 +112,9 @@ pub async fn update(
     };
     let decision = devices::decide(&app, &index, check).await?;
     if let Some(mac) = mac {
-        let mut seen = index.sighting(mac.to_owned(), current, channel);
+        let mut seen = index
+            .sighting(mac.to_owned(), current, channel)
+            .via("arduino", peer);
         if seen.current_version.is_none() {
             seen.current_version = version.map(str::to_owned);
         }

@@ -4,7 +4,9 @@
 //! is stored hashed. Each upload becomes the product's newest release; devices name what they run
 //! by the SHA-1 of the image, and the update decision is otter's own (so yanking a release
 //! through the admin API also moves ota-backend devices off it). Device access is the product's
-//! [`Firewall`](otter_core::access::Firewall), kept in the check index.
+//! admission rules ([`otter_core::access`]), kept in the check index: `/v1/firewall/allow all`
+//! makes the product `open`, `/v1/firewall/deny all` puts it back in the `allowlist` mode a new
+//! firmware starts in.
 //!
 //! Compatibility follows the real server's code where it differs from its README
 //! (`docs/protocols/ota-backend.md`): `GET` and `POST` both work for check and download,
@@ -26,19 +28,20 @@ use otter_app::devices::CheckIn;
 use otter_app::index::ProductIndex;
 use otter_app::settings::OtaCreate;
 use otter_app::tokens::{matches_hash, token_hash};
-use otter_app::{App, AppError, artifacts, devices, products, releases};
+use otter_app::{App, AppError, artifacts, devices, products, registry, releases};
 use otter_core::Decision;
 use otter_core::access::Access;
 use otter_core::model::{DEFAULT_CHANNEL, NewRelease, Role, validate_device_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::auth::authenticate;
 use crate::body::{reject_oversized, stage_first_file};
 use crate::download::serve_proxied;
 use crate::error::{ApiError, ApiPath};
+use crate::peer::Peer;
 
 /// An error in tiny-error-http's format.
 #[derive(Debug)]
@@ -181,7 +184,7 @@ async fn device(app: &App, headers: &HeaderMap) -> OtaResult<(Arc<ProductIndex>,
         .find_product(id)
         .await?
         .ok_or_else(OtaError::invalid_auth)?;
-    if !index.firewall.admits(device) {
+    if !index.devices.admits(device) {
         return Err(OtaError::invalid_auth());
     }
     Ok((index, device.to_owned()))
@@ -250,7 +253,7 @@ async fn set_access(
         message: e.to_string(),
         ..OtaError::required("device_id")
     })?;
-    devices::set_access(&app, &index.product.name, &device, access).await?;
+    registry::set_rule(&app, &index.product.name, &device, Some(access)).await?;
     Ok(pretty(&Value::Null))
 }
 
@@ -308,21 +311,31 @@ pub async fn upload(
 }
 
 /// `GET|POST /v1/check`: a device that does not say what it runs.
-pub async fn check_unknown(State(app): State<App>, headers: HeaderMap) -> OtaResult<Response> {
-    check(&app, &headers, None).await
+pub async fn check_unknown(
+    State(app): State<App>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> OtaResult<Response> {
+    check(&app, &headers, None, peer).await
 }
 
 /// `GET|POST /v1/check/{hash}`: a device running the image with that SHA-1.
 pub async fn check_hash(
     State(app): State<App>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     ApiPath(hash): ApiPath<String>,
 ) -> OtaResult<Response> {
-    check(&app, &headers, Some(&hash)).await
+    check(&app, &headers, Some(&hash), peer).await
 }
 
 /// 200 with the hash to install, 204 when the device runs it, 404 before any upload.
-async fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<Response> {
+async fn check(
+    app: &App,
+    headers: &HeaderMap,
+    hash: Option<&str>,
+    peer: Option<IpAddr>,
+) -> OtaResult<Response> {
     let (index, device) = device(app, headers).await?;
     let check = CheckIn {
         protocol: "ota_backend",
@@ -331,8 +344,11 @@ async fn check(app: &App, headers: &HeaderMap, hash: Option<&str>) -> OtaResult<
         current: hash,
     };
     let decision = devices::decide(app, &index, check).await?;
-    app.seen
-        .record(index.sighting(device, hash, DEFAULT_CHANNEL));
+    app.seen.record(
+        index
+            .sighting(device, hash, DEFAULT_CHANNEL)
+            .via("ota_backend", peer),
+    );
     if index.newest(DEFAULT_CHANNEL).is_none() {
         return Err(OtaError::new(
             StatusCode::NOT_FOUND,

@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use crate::download::{serve_proxied, url_base};
 use crate::error::{ApiError, ApiQuery};
+use crate::peer::Peer;
 
 /// A THiNX error: `{"success":false,"response":"<string>"}`, or the bare string where THiNX
 /// sends one (its own tests assert those bodies).
@@ -315,6 +316,7 @@ fn token_url(app: &App, headers: &HeaderMap, token: &str) -> String {
 /// `POST /device/register`
 pub async fn register(
     State(app): State<App>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ThinxResult<Response> {
@@ -329,7 +331,9 @@ pub async fn register(
     let device = devices::get(&app, &product, &udid).await?;
     let auto_update = device.as_ref().is_some_and(|d| d.auto_update);
     app.device_changed(&index, &udid, current, DEFAULT_CHANNEL);
-    let mut seen = index.sighting(udid.clone(), current, DEFAULT_CHANNEL);
+    let mut seen = index
+        .sighting(udid.clone(), current, DEFAULT_CHANNEL)
+        .via("thinx", peer);
     seen.attributes = Some(reg.attributes());
     app.seen.record(seen);
 

@@ -225,6 +225,47 @@ async fn every_change_in_the_routes_table_writes_exactly_one_entry() {
         (&entry["target"], &entry["summary"]),
         (&json!("p/d1"), &json!("autoUpdate=true"))
     );
+    let (_, entry) = a
+        .change(
+            Method::POST,
+            "/api/v1/products/{product}/tags/{tag}",
+            admin(Method::POST, "/api/v1/products/p/tags/canary?device=d1"),
+        )
+        .await;
+    assert_eq!(
+        (&entry["target"], &entry["summary"]),
+        (&json!("p/canary"), &json!("tagged 1 devices"))
+    );
+    a.change(
+        Method::DELETE,
+        "/api/v1/products/{product}/tags/{tag}",
+        admin(Method::DELETE, "/api/v1/products/p/tags/canary"),
+    )
+    .await;
+    a.change(
+        Method::PUT,
+        "/api/v1/products/{product}/admission",
+        admin(Method::PUT, "/api/v1/products/p/admission").json(&json!({"mode": "open"})),
+    )
+    .await;
+    a.change(
+        Method::PUT,
+        "/api/v1/products/{product}/admission/{device}",
+        admin(Method::PUT, "/api/v1/products/p/admission/d1").json(&json!({"access": "allow"})),
+    )
+    .await;
+    a.change(
+        Method::DELETE,
+        "/api/v1/products/{product}/admission/{device}",
+        admin(Method::DELETE, "/api/v1/products/p/admission/d1"),
+    )
+    .await;
+    a.change(
+        Method::DELETE,
+        "/api/v1/products/{product}/devices/{device}",
+        admin(Method::DELETE, "/api/v1/products/p/devices/d1"),
+    )
+    .await;
     let (key_body, entry) = a
         .change(
             Method::POST,

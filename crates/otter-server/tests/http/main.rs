@@ -22,6 +22,7 @@ mod nodes;
 mod ota_backend;
 mod pagination;
 mod persistence;
+mod registry;
 mod request_ids;
 mod roles;
 mod s3;

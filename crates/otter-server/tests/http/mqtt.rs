@@ -195,6 +195,41 @@ async fn releases_are_announced_and_survive_a_broker_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_device_hears_of_its_pinned_release() {
+    let Some(broker) = otter_testkit::mosquitto::start() else {
+        return;
+    };
+    let reader = broker.reader();
+    let srv = TestServer::with_config(otter_server::Settings {
+        mqtt_url: Some(Secret::url(&broker.url())),
+        ..test_config()
+    })
+    .await;
+    srv.create_product("door", "semver").await;
+    srv.release("door", "1.0.0", json!({})).await;
+    srv.release("door", "1.1.0", json!({})).await;
+    srv.check("door", "current=1.1.0&device=d1").await;
+    until_device(&srv, "door", "id", json!("d1")).await;
+    let resp = srv
+        .admin(Method::PATCH, "/api/v1/products/door/devices/d1")
+        .json(&json!({"pinnedVersion": "1.0.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Pinned back to 1.0.0: its topic says so at once, not at the next release.
+    let update = until(
+        &reader,
+        "otter/door/devices/d1/update",
+        "version",
+        json!("1.0.0"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(update["current"], "1.1.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thinx_devices_get_firmware_update_with_a_token_on_their_topic() {
     let Some(broker) = otter_testkit::mosquitto::start() else {
         return;

@@ -574,3 +574,47 @@ async fn a_release_whose_manifest_expired_is_not_offered() {
         Some("2.0.0")
     );
 }
+
+#[tokio::test]
+async fn a_pin_to_an_older_release_verifies_on_the_device() {
+    let (srv, owner, root1) = signed_product().await;
+    publish_release_signed(&srv, &owner, "1.0.0", 3, &firmware(1, 4_000), 90 * DAY).await;
+    publish_release_signed(&srv, &owner, "2.0.0", 3, &firmware(2, 4_000), 90 * DAY).await;
+    srv.check("door", "current=2.0.0&device=d1").await;
+    eventually("d1 is registered", async || {
+        let resp = srv
+            .admin(Method::PATCH, "/api/v1/products/door/devices/d1")
+            .json(&json!({"pinnedVersion": "1.0.0"}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status() == StatusCode::OK)
+            .then_some(())
+            .ok_or(resp.status().to_string())
+    })
+    .await;
+
+    let mut device = TrustState::new(Root::open_first(&root1).unwrap(), 3);
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let answer = srv
+        .check("door", &format!("current=2.0.0&device=d1&nonce={nonce}"))
+        .await;
+    let env: Envelope = serde_json::from_value(answer["signedResponse"].clone()).unwrap();
+    let asked = CheckRequest {
+        nonce,
+        device: "d1",
+        current: Some("2.0.0"),
+        channel: "stable",
+    };
+    let response = device.check_response(&env, &asked, 0).unwrap();
+    assert_eq!(
+        (response.version.as_deref(), response.downgrade.as_deref()),
+        (Some("1.0.0"), Some("pinned")),
+        "the signed answer says why it goes back"
+    );
+    let manifest: Envelope = serde_json::from_value(answer["releaseManifest"].clone()).unwrap();
+    let verified = device
+        .check_manifest(&manifest, &response, "esp32-c3")
+        .unwrap();
+    assert_eq!(verified.version, "1.0.0");
+}

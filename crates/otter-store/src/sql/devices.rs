@@ -1,21 +1,28 @@
 //! [`DeviceStore`] in SQL: devices (upserted from batches of sightings, one multi-row statement
-//! per few hundred devices, within a cap per product; auto-update flag) and their update reports.
+//! per few hundred devices, within a cap per product), what operators set on them (auto-update,
+//! assigned channel, pin, tags: tagging by filter is one statement however many devices match)
+//! and their update reports.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use otter_core::model::{Device, DeviceSeen, Page, UpdateReport};
+use sqlx::any::AnyArguments;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
 use super::{Backend, SqlStore, bool_col, int_cursor, limit, paginate, timed};
-use crate::{DeviceStore, NewReport, OverLimit, PageRequest, Result, StoreError};
+use crate::{
+    DeviceChange, DeviceControls, DeviceFilter, DeviceStore, NewReport, OverLimit, PageRequest,
+    Result, StoreError,
+};
 
 /// The columns of a device; a macro so `concat!` can build `'static` queries with it.
 macro_rules! device_select {
     () => {
         "SELECT product, id, current_version, current_hash, channel, first_seen, last_seen, \
-         auto_update, attributes FROM devices"
+         auto_update, attributes, protocol, remote_addr, assigned_channel, pinned_version \
+         FROM devices d"
     };
 }
 
@@ -37,6 +44,12 @@ fn device_from(row: &AnyRow) -> Result<Device> {
         last_seen: row.try_get("last_seen")?,
         auto_update: bool_col(row, "auto_update")?,
         attributes,
+        protocol: row.try_get("protocol")?,
+        remote_address: row.try_get("remote_addr")?,
+        // Filled in by `with_tags`.
+        tags: Vec::new(),
+        assigned_channel: row.try_get("assigned_channel")?,
+        pinned_version: row.try_get("pinned_version")?,
     })
 }
 
@@ -53,7 +66,7 @@ fn report_from(row: &AnyRow) -> Result<UpdateReport> {
     })
 }
 
-/// Rows per upsert statement (and ids per lookup): with 8 parameters a row, far below SQLite's
+/// Rows per upsert statement (and ids per lookup): with 10 parameters a row, far below SQLite's
 /// 32,766 and PostgreSQL's 65,535 parameters a statement, while a large batch still takes few
 /// round trips.
 const ROWS_PER_STATEMENT: usize = 512;
@@ -83,21 +96,27 @@ fn params(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// One statement upserting `rows` devices (8 parameters each).
+/// One statement upserting `rows` devices (10 parameters each).
 fn upsert_sql(rows: usize) -> String {
     let values = (0..rows)
-        .map(|row| format!("({})", params(row * 8 + 1, 8)))
+        .map(|row| format!("({})", params(row * 10 + 1, 10)))
         .collect::<Vec<_>>()
         .join(", ");
     // A check-in without `current` keeps what the device said before; one with it replaces both
     // version and hash, so an image the server cannot name (a hash alone) never keeps the
     // version of the image before it. A sighting older than the stored one (a batch from a
     // slower node) changes nothing: last_seen never goes back and an older version never
-    // overwrites a newer report.
+    // overwrites a newer report. A sighting that names no protocol (a report) keeps the protocol
+    // and address of the check-in before.
     format!(
         "INSERT INTO devices (product, id, current_version, current_hash, channel, first_seen, \
-         last_seen, attributes) VALUES {values} \
+         last_seen, attributes, protocol, remote_addr) VALUES {values} \
          ON CONFLICT (product, id) DO UPDATE SET \
+         protocol = CASE WHEN excluded.last_seen >= devices.last_seen \
+           AND excluded.protocol IS NOT NULL THEN excluded.protocol ELSE devices.protocol END, \
+         remote_addr = CASE WHEN excluded.last_seen >= devices.last_seen \
+           AND excluded.protocol IS NOT NULL THEN excluded.remote_addr \
+           ELSE devices.remote_addr END, \
          attributes = CASE WHEN excluded.last_seen >= devices.last_seen \
            THEN COALESCE(excluded.attributes, devices.attributes) \
            ELSE devices.attributes END, \
@@ -173,14 +192,98 @@ async fn within_limit<'a>(
 /// One device (shared by `get_device` and `set_auto_update`, which reads back what it changed
 /// without timing a second operation).
 async fn fetch_device(pool: &AnyPool, product: &str, id: &str) -> Result<Option<Device>> {
-    sqlx::query(concat!(device_select!(), " WHERE product = $1 AND id = $2"))
+    let device = sqlx::query(concat!(device_select!(), " WHERE product = $1 AND id = $2"))
         .bind(product)
         .bind(id)
         .fetch_optional(pool)
         .await?
         .as_ref()
         .map(device_from)
-        .transpose()
+        .transpose()?;
+    match device {
+        Some(device) => Ok(with_tags(pool, product, vec![device]).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+/// `devices` (of `product`) with their tags, read in one statement.
+async fn with_tags(pool: &AnyPool, product: &str, mut devices: Vec<Device>) -> Result<Vec<Device>> {
+    if devices.is_empty() {
+        return Ok(devices);
+    }
+    // Safe: only numbered placeholders are interpolated; every value is bound.
+    let sql = format!(
+        "SELECT device, tag FROM device_tags WHERE product = $1 AND device IN ({}) ORDER BY tag",
+        params(2, devices.len())
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(product);
+    for d in &devices {
+        query = query.bind(&d.id);
+    }
+    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    for row in query.fetch_all(pool).await? {
+        tags.entry(row.try_get("device")?)
+            .or_default()
+            .push(row.try_get("tag")?);
+    }
+    for d in &mut devices {
+        d.tags = tags.remove(&d.id).unwrap_or_default();
+    }
+    Ok(devices)
+}
+
+/// A value bound to a filter's placeholder.
+enum Bound {
+    Text(String),
+    Int(i64),
+}
+
+/// `filter` as SQL conditions on `devices d` (each starting with ` AND `), numbered from
+/// `$first`, and the values to bind to them in order.
+fn filter_sql(filter: &DeviceFilter, first: usize) -> (String, Vec<Bound>) {
+    let text = |v: &Option<String>| v.clone().map(Bound::Text);
+    // `?` marks where each condition's placeholder goes.
+    let conditions = [
+        ("d.id = ?", text(&filter.device)),
+        (
+            "EXISTS (SELECT 1 FROM device_tags t WHERE t.product = d.product \
+             AND t.device = d.id AND t.tag = ?)",
+            text(&filter.tag),
+        ),
+        ("d.current_version = ?", text(&filter.version)),
+        (
+            "COALESCE(d.assigned_channel, d.channel) = ?",
+            text(&filter.channel),
+        ),
+        ("d.protocol = ?", text(&filter.protocol)),
+        ("d.last_seen < ?", filter.seen_before.map(Bound::Int)),
+        ("d.last_seen >= ?", filter.seen_after.map(Bound::Int)),
+    ];
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (condition, value) in conditions {
+        if let Some(value) = value {
+            let placeholder = format!("${}", first + values.len());
+            sql.push_str(" AND ");
+            sql.push_str(&condition.replace('?', &placeholder));
+            values.push(value);
+        }
+    }
+    (sql, values)
+}
+
+/// Binds a filter's values (from [`filter_sql`]) to `query`, in order.
+fn bind_filter<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, AnyArguments>,
+    values: Vec<Bound>,
+) -> sqlx::query::Query<'q, sqlx::Any, AnyArguments> {
+    for value in values {
+        query = match value {
+            Bound::Text(v) => query.bind(v),
+            Bound::Int(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 #[async_trait]
@@ -216,7 +319,9 @@ impl DeviceStore for SqlStore {
                         .bind(&s.channel)
                         .bind(s.first_at)
                         .bind(s.at)
-                        .bind(s.attributes.as_ref().map(|a| a.to_string()));
+                        .bind(s.attributes.as_ref().map(|a| a.to_string()))
+                        .bind(s.protocol)
+                        .bind(s.remote_addr.map(|a| a.to_string()));
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -226,27 +331,39 @@ impl DeviceStore for SqlStore {
         .await
     }
 
-    async fn list_devices(&self, product: &str, page: &PageRequest) -> Result<Page<Device>> {
+    async fn list_devices(
+        &self,
+        product: &str,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Device>> {
         timed("list_devices", async {
-            let rows = match &page.cursor {
-                Some(after) => sqlx::query(concat!(
-                    device_select!(),
-                    " WHERE product = $1 AND id > $2 ORDER BY id LIMIT $3"
-                ))
-                .bind(product)
-                .bind(after)
-                .bind(limit(page) + 1),
-                None => sqlx::query(concat!(
-                    device_select!(),
-                    " WHERE product = $1 ORDER BY id LIMIT $2"
-                ))
-                .bind(product)
-                .bind(limit(page) + 1),
+            let (conditions, values) = filter_sql(filter, 2);
+            let mut n = 2 + values.len();
+            let after = match &page.cursor {
+                Some(_) => {
+                    n += 1;
+                    format!(" AND d.id > ${}", n - 1)
+                }
+                None => String::new(),
+            };
+            // Safe: only the filter's fixed conditions and numbered placeholders are
+            // interpolated; every value is bound.
+            let sql = format!(
+                "{} WHERE d.product = $1{conditions}{after} ORDER BY d.id LIMIT ${n}",
+                device_select!()
+            );
+            let mut query = bind_filter(sqlx::query(AssertSqlSafe(sql)).bind(product), values);
+            if let Some(cursor) = &page.cursor {
+                query = query.bind(cursor);
             }
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = query.bind(limit(page) + 1).fetch_all(&self.pool).await?;
             let items = rows.iter().map(device_from).collect::<Result<_>>()?;
-            Ok(paginate(items, page, |d: &Device| d.id.clone()))
+            let page = paginate(items, page, |d: &Device| d.id.clone());
+            Ok(Page {
+                items: with_tags(&self.pool, product, page.items).await?,
+                next_cursor: page.next_cursor,
+            })
         })
         .await
     }
@@ -255,21 +372,132 @@ impl DeviceStore for SqlStore {
         timed("get_device", fetch_device(&self.pool, product, id)).await
     }
 
-    async fn set_auto_update(&self, product: &str, id: &str, on: bool) -> Result<Device> {
-        timed("set_auto_update", async {
-            let done =
-                sqlx::query("UPDATE devices SET auto_update = $3 WHERE product = $1 AND id = $2")
-                    .bind(product)
-                    .bind(id)
-                    .bind(i64::from(on))
-                    .execute(&self.pool)
-                    .await?;
+    async fn update_device(
+        &self,
+        product: &str,
+        id: &str,
+        change: &DeviceChange,
+    ) -> Result<Device> {
+        timed("update_device", async {
+            // One statement whatever changes: a field left out is written back as it was.
+            let done = sqlx::query(
+                "UPDATE devices SET auto_update = COALESCE($3, auto_update), \
+                 assigned_channel = CASE WHEN $4 = 1 THEN $5 ELSE assigned_channel END, \
+                 pinned_version = CASE WHEN $6 = 1 THEN $7 ELSE pinned_version END \
+                 WHERE product = $1 AND id = $2",
+            )
+            .bind(product)
+            .bind(id)
+            .bind(change.auto_update.map(i64::from))
+            .bind(i64::from(change.assigned_channel.is_some()))
+            .bind(change.assigned_channel.clone().flatten())
+            .bind(i64::from(change.pinned_version.is_some()))
+            .bind(change.pinned_version.clone().flatten())
+            .execute(&self.pool)
+            .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
             fetch_device(&self.pool, product, id)
                 .await?
                 .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn tag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64> {
+        timed("tag_devices", async {
+            let (conditions, values) = filter_sql(filter, 3);
+            // Safe: only the filter's fixed conditions and numbered placeholders are
+            // interpolated; every value is bound. (SQLite needs the WHERE to tell the upsert's
+            // ON CONFLICT from a join's ON.)
+            let sql = format!(
+                "INSERT INTO device_tags (product, device, tag) \
+                 SELECT d.product, d.id, $2 FROM devices d WHERE d.product = $1{conditions} \
+                 ON CONFLICT (product, device, tag) DO NOTHING"
+            );
+            let query = sqlx::query(AssertSqlSafe(sql)).bind(product).bind(tag);
+            let done = bind_filter(query, values).execute(&self.pool).await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn untag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64> {
+        timed("untag_devices", async {
+            let (conditions, values) = filter_sql(filter, 3);
+            // Safe: as in `tag_devices`.
+            let sql = format!(
+                "DELETE FROM device_tags WHERE product = $1 AND tag = $2 AND device IN \
+                 (SELECT d.id FROM devices d WHERE d.product = device_tags.product{conditions})"
+            );
+            let query = sqlx::query(AssertSqlSafe(sql)).bind(product).bind(tag);
+            let done = bind_filter(query, values).execute(&self.pool).await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn delete_device(&self, product: &str, id: &str) -> Result<bool> {
+        timed("delete_device", async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM device_tags WHERE product = $1 AND device = $2")
+                .bind(product)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("DELETE FROM devices WHERE product = $1 AND id = $2")
+                .bind(product)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn device_controls(&self, product: &str) -> Result<Vec<DeviceControls>> {
+        timed("device_controls", async {
+            let mut controls: std::collections::BTreeMap<String, DeviceControls> =
+                Default::default();
+            let rows = sqlx::query(
+                "SELECT id, assigned_channel, pinned_version FROM devices WHERE product = $1 \
+                 AND (assigned_channel IS NOT NULL OR pinned_version IS NOT NULL)",
+            )
+            .bind(product)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                let device: String = row.try_get("id")?;
+                controls.insert(
+                    device.clone(),
+                    DeviceControls {
+                        device,
+                        assigned_channel: row.try_get("assigned_channel")?,
+                        pinned_version: row.try_get("pinned_version")?,
+                        tags: Vec::new(),
+                    },
+                );
+            }
+            let rows = sqlx::query(
+                "SELECT device, tag FROM device_tags WHERE product = $1 ORDER BY device, tag",
+            )
+            .bind(product)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                let device: String = row.try_get("device")?;
+                controls
+                    .entry(device.clone())
+                    .or_insert_with(|| DeviceControls {
+                        device,
+                        ..Default::default()
+                    })
+                    .tags
+                    .push(row.try_get("tag")?);
+            }
+            Ok(controls.into_values().collect())
         })
         .await
     }

@@ -4,7 +4,7 @@ use super::*;
 
 pub async fn devices(store: &dyn Store) -> Vec<Device> {
     store
-        .list_devices("door-sensor", &first(100))
+        .list_devices("door-sensor", &DeviceFilter::default(), &first(100))
         .await
         .unwrap()
         .items
@@ -103,7 +103,11 @@ pub async fn record_seen_upserts(store: &dyn Store) {
     assert_eq!(list[1].last_seen, T0 + 1);
     assert_eq!(list[1].channel, "beta");
 
-    let gate = store.list_devices("gate", &first(100)).await.unwrap().items;
+    let gate = store
+        .list_devices("gate", &DeviceFilter::default(), &first(100))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(gate.len(), 1);
     assert_eq!(gate[0].current_version.as_deref(), Some("5.0.0"));
     assert_eq!((gate[0].first_seen, gate[0].last_seen), (T0 + 30, T0 + 30));
@@ -181,7 +185,11 @@ pub async fn new_devices_beyond_the_cap_are_not_recorded(store: &dyn Store) {
         ("beta", T0 + 10)
     );
     assert_eq!(ids(list), ["a", "b", "c"]);
-    let gate = store.list_devices("gate", &first(10)).await.unwrap().items;
+    let gate = store
+        .list_devices("gate", &DeviceFilter::default(), &first(10))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(ids(gate), ["a"]);
 
     // A raised cap lets the next one in.
@@ -229,15 +237,26 @@ pub async fn devices_paginate_by_id(store: &dyn Store) {
     store.record_seen(&batch, None).await.unwrap();
     let ids = |page: &Page<Device>| page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
 
-    let p1 = store.list_devices("door-sensor", &first(2)).await.unwrap();
+    let p1 = store
+        .list_devices("door-sensor", &DeviceFilter::default(), &first(2))
+        .await
+        .unwrap();
     assert_eq!(ids(&p1), ["a", "b"]);
     let p2 = store
-        .list_devices("door-sensor", &after(2, &p1.next_cursor))
+        .list_devices(
+            "door-sensor",
+            &DeviceFilter::default(),
+            &after(2, &p1.next_cursor),
+        )
         .await
         .unwrap();
     assert_eq!(ids(&p2), ["c", "d"]);
     let p3 = store
-        .list_devices("door-sensor", &after(2, &p2.next_cursor))
+        .list_devices(
+            "door-sensor",
+            &DeviceFilter::default(),
+            &after(2, &p2.next_cursor),
+        )
         .await
         .unwrap();
     assert_eq!(ids(&p3), ["e"]);
@@ -380,7 +399,9 @@ pub async fn reports_reject_invalid_cursors(store: &dyn Store) {
 pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
     assert_eq!(store.get_device("door-sensor", "d1").await.unwrap(), None);
     assert!(matches!(
-        store.set_auto_update("door-sensor", "d1", true).await,
+        store
+            .update_device("door-sensor", "d1", &auto_update(true))
+            .await,
         Err(StoreError::NotFound)
     ));
     let mut sighting = seen("door-sensor", "d1", Some("1.0.0"), "stable", T0);
@@ -395,7 +416,7 @@ pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
     assert!(!device.auto_update, "auto-update is off until turned on");
 
     let on = store
-        .set_auto_update("door-sensor", "d1", true)
+        .update_device("door-sensor", "d1", &auto_update(true))
         .await
         .unwrap();
     assert!(on.auto_update);
@@ -419,12 +440,15 @@ pub async fn devices_keep_attributes_and_auto_update(store: &dyn Store) {
     let mut renamed = seen("door-sensor", "d1", None, "stable", T0 + 20);
     renamed.attributes = Some(json!({"alias": "porch"}));
     store.record_seen(&[renamed], None).await.unwrap();
-    let listed = store.list_devices("door-sensor", &first(10)).await.unwrap();
+    let listed = store
+        .list_devices("door-sensor", &DeviceFilter::default(), &first(10))
+        .await
+        .unwrap();
     assert_eq!(listed.items[0].attributes, json!({"alias": "porch"}));
     assert!(listed.items[0].auto_update);
     assert!(
         !store
-            .set_auto_update("door-sensor", "d1", false)
+            .update_device("door-sensor", "d1", &auto_update(false))
             .await
             .unwrap()
             .auto_update

@@ -13,8 +13,8 @@
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
 //! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`), plus
-//! `whole` (the store as a
-//! whole) and `schema` (migrations). They take the harness and fixtures below with
+//! `registry` (what operators set on devices), `whole` (the store as a whole) and `schema`
+//! (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
 use std::path::Path;
@@ -28,8 +28,8 @@ use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AuditFilter, CatalogChanges, NewAuditEntry, NewReport, OverLimit, PageRequest,
-    ProductStore as _, Store, StoreError,
+    AuditFilter, CatalogChanges, DeviceChange, DeviceControls, DeviceFilter, NewAuditEntry,
+    NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Row as _;
@@ -39,6 +39,7 @@ mod access;
 mod audit;
 mod devices;
 mod products;
+mod registry;
 mod releases;
 mod schedules;
 mod schema;
@@ -51,6 +52,7 @@ use access::*;
 use audit::*;
 use devices::*;
 use products::*;
+use registry::*;
 use releases::*;
 use schedules::*;
 use schema::*;
@@ -265,6 +267,12 @@ conformance! {
         product_keys_round_trip,
         device_access_rules_set_replace_and_delete,
         devices_keep_attributes_and_auto_update,
+        devices_filter_by_tag_version_channel_protocol_and_last_seen,
+        tagging_by_filter_is_counted_and_idempotent,
+        assigned_channel_and_pin_are_set_and_cleared,
+        deleting_a_device_forgets_its_row_and_tags,
+        device_controls_hold_only_devices_with_something_set,
+        sightings_record_protocol_and_address,
         api_keys_add_list_delete,
         one_time_tokens_are_used_once_and_spent_once,
         signing_keys_are_set_per_kind,
@@ -280,6 +288,7 @@ conformance! {
         concurrent_migrations_take_turns,
         schema_from_another_otter_is_refused,
         existing_tokens_become_admin_tokens,
+        migration_0009_keeps_closed_firmwares_closed,
     ],
 }
 
@@ -340,6 +349,16 @@ fn seen(product: &str, id: &str, version: Option<&str>, channel: &str, at: i64) 
         at,
         first_at: at,
         attributes: None,
+        protocol: None,
+        remote_addr: None,
+    }
+}
+
+/// A change turning auto-update on or off, and nothing else.
+fn auto_update(on: bool) -> DeviceChange {
+    DeviceChange {
+        auto_update: Some(on),
+        ..DeviceChange::default()
     }
 }
 

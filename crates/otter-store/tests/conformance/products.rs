@@ -132,14 +132,21 @@ pub async fn lists_sort_byte_wise(store: &dyn Store) {
         .collect();
     store.record_seen(&batch, None).await.unwrap();
     let mut ids = Vec::new();
-    let mut page = store.list_devices("door-sensor", &first(3)).await.unwrap();
+    let mut page = store
+        .list_devices("door-sensor", &DeviceFilter::default(), &first(3))
+        .await
+        .unwrap();
     loop {
         ids.extend(page.items.iter().map(|d| d.id.clone()));
         if page.next_cursor.is_none() {
             break;
         }
         page = store
-            .list_devices("door-sensor", &after(3, &page.next_cursor))
+            .list_devices(
+                "door-sensor",
+                &DeviceFilter::default(),
+                &after(3, &page.next_cursor),
+            )
             .await
             .unwrap();
     }

@@ -51,7 +51,7 @@ pub async fn data_survives_reconnect(db: &mut TestDb) {
         Some(release1.clone())
     );
     let devices = store
-        .list_devices("door-sensor", &first(10))
+        .list_devices("door-sensor", &DeviceFilter::default(), &first(10))
         .await
         .unwrap()
         .items;
