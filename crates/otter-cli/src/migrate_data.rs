@@ -6,8 +6,8 @@
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
 //! last seen, auto-update, attributes), update reports (in order), admin tokens (with their
 //! roles, expiry and revocation) and the audit log (in order), the keys and
-//! device rules of ota-backend firmwares, device API keys, signing keys, roots of trust and
-//! release signatures. The online key is a file in the data directory (or `--online-key`):
+//! device rules of ota-backend firmwares, device API keys, signing keys, roots of trust,
+//! release signatures, maintenance windows and poll hints. The online key is a file in the data directory (or `--online-key`):
 //! copy it, or give the new installation the same `--online-key`, or devices will not trust
 //! its check responses until a root lists the new one. One-time download tokens are not
 //! copied: devices get new ones at their next check-in. Upload sessions in progress are not
@@ -207,6 +207,16 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 .unwrap_or_default();
             to.store
                 .add_root(name, version, &envelope, expires, product.created_at)
+                .await?;
+        }
+        for (channel, window) in from.store.windows(name).await? {
+            to.store
+                .set_window(name, &channel, Some(&window), product.created_at)
+                .await?;
+        }
+        if let Some(hint) = from.store.poll_hint(name).await? {
+            to.store
+                .set_poll_hint(name, Some(&hint), product.created_at)
                 .await?;
         }
         for signed in from.store.release_signatures(name).await? {

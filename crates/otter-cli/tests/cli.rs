@@ -1767,6 +1767,19 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         ],
     )
     .ok();
+    admin(
+        &source,
+        &[
+            "product",
+            "window",
+            "door",
+            "beta",
+            "--slot",
+            "sat 22:00-04:00",
+        ],
+    )
+    .ok();
+    admin(&source, &["product", "poll-hint", "door", "--every", "2h"]).ok();
     let client = reqwest::Client::new();
     client
         .get(format!(
@@ -1968,6 +1981,12 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .await
         .unwrap();
     assert_eq!(answer["manifest"]["sha256"], sha2.as_str());
+    assert!(
+        answer["nextCheckSeconds"].is_u64(),
+        "the poll hint came along: {answer}"
+    );
+    let windows = admin(&["product", "windows", "door"]);
+    assert!(windows.contains("sat 22:00-04:00"), "{windows}");
     let bytes = client
         .get(answer["manifest"]["url"].as_str().unwrap())
         .send()
