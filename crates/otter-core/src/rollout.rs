@@ -220,6 +220,57 @@ impl Policy {
     }
 }
 
+/// A rollout of one release to one channel of a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub id: i64,
+    pub product: String,
+    /// The release's version.
+    pub version: String,
+    pub channel: String,
+    pub stages: Vec<Stage>,
+    pub policy: Policy,
+    /// Index into `stages`.
+    pub current_stage: u32,
+    pub state: RolloutState,
+    /// Why it paused or was aborted (by hand, or the threshold that tripped, with figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(
+        default,
+        with = "crate::model::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_at: Option<i64>,
+    #[serde(with = "crate::model::rfc3339")]
+    pub stage_started_at: i64,
+    /// Devices holding a concurrency slot now.
+    pub in_flight: u64,
+    #[serde(with = "crate::model::rfc3339")]
+    pub created_at: i64,
+    #[serde(with = "crate::model::rfc3339")]
+    pub updated_at: i64,
+}
+
+impl Rollout {
+    /// The key devices are bucketed under: unique per rollout across products.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.product, self.id)
+    }
+
+    /// The stage devices are taken into now.
+    pub fn stage(&self) -> &Stage {
+        let last = self.stages.len().saturating_sub(1);
+        &self.stages[(self.current_stage as usize).min(last)]
+    }
+
+    /// Whether the current stage is the last.
+    pub fn at_last_stage(&self) -> bool {
+        self.current_stage as usize + 1 >= self.stages.len()
+    }
+}
+
 /// Devices a stage took in, by where their attempt stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -415,7 +466,10 @@ mod tests {
                 bucket("a", &d) == bucket("b", &d)
             })
             .count();
-        assert!(same < 5, "{same} of 1000 devices share a bucket across rollouts");
+        assert!(
+            same < 5,
+            "{same} of 1000 devices share a bucket across rollouts"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! One private module per store trait holds its statements and row decoding: `products`
 //! (products, artifacts, catalogue versions), `releases`, `devices` (sightings, auto-update,
 //! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
-//! device rules, signing keys), `trust` (roots, release signatures); `schema` holds the
+//! device rules, signing keys), `trust` (roots, release signatures), `rollouts` (rollouts and
+//! the devices they took in); `schema` holds the
 //! migrations. What they share is here: connecting per backend, `timed` (which every store
 //! method runs its queries through, recording `otter_store_duration_seconds{op}`), error
 //! mapping, pagination and column conversions.
@@ -29,6 +30,7 @@ mod access;
 mod devices;
 mod products;
 mod releases;
+mod rollouts;
 mod schema;
 mod tokens;
 mod trust;
@@ -369,6 +371,11 @@ fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
 fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
     let v: i64 = row.try_get(col)?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
+}
+
+/// A small count or index column (a stage, a failure count).
+fn u32_of(v: i64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} is out of range")))
 }
 
 /// A size or offset as the database stores it.

@@ -12,7 +12,7 @@
 //! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
-//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`), plus `whole` (the store as a
+//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `rollouts`), plus `whole` (the store as a
 //! whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
@@ -37,6 +37,7 @@ mod access;
 mod devices;
 mod products;
 mod releases;
+mod rollouts;
 mod schema;
 mod tokens;
 mod trust;
@@ -47,6 +48,7 @@ use access::*;
 use devices::*;
 use products::*;
 use releases::*;
+use rollouts::*;
 use schema::*;
 use tokens::*;
 use trust::*;
@@ -261,6 +263,11 @@ conformance! {
         roots_and_release_signatures,
         expiring_signatures_across_products,
         conflicts_name_what_exists_not_the_database,
+        rollouts_one_active_per_channel_and_list_newest_first,
+        rollouts_advance_once_per_stage,
+        the_concurrency_cap_holds_and_slots_come_back,
+        concurrent_admissions_never_pass_the_cap,
+        failures_fill_the_penalty_box_and_retry_lets_the_rest_in,
     ],
     db: [data_survives_reconnect],
     fresh: [
