@@ -51,14 +51,21 @@ pub struct CheckIn<'a> {
 
 /// A device's check, whatever protocol it speaks: the one decision path. A `device` that named
 /// itself is held to `--rate-limit-device` first; then the release rules decide, with the
-/// releases this device may not have now held back; the result is counted under the protocol in
-/// `otter_checks_total`.
+/// releases this device may not have now held back (rollouts: [`crate::rollouts::decide`]); the
+/// result is counted under the protocol in `otter_checks_total`.
 pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppResult<Decision> {
     if let Some(device) = check.device {
         admit(app, &index.product.name, device)?;
     }
-    let now = now();
-    let decision = index.decide(check.channel, current_of(check.current), now, |_| false)?;
+    let decision = crate::rollouts::decide(
+        app,
+        index,
+        check.device,
+        check.channel,
+        check.current,
+        |_| false,
+    )
+    .await?;
     let result = match decision {
         Decision::Offer { .. } => "offered",
         Decision::UpToDate => "up_to_date",
@@ -152,6 +159,7 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
             created_at: at,
         })
         .await?;
+    crate::rollouts::report(app, &index, &report.device, &report.version, report.state).await?;
     if report.state == ReportState::Installed {
         let channel = report.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
         validate_name("channel", &channel)?;

@@ -26,6 +26,7 @@ use otter_core::{Current, Decision, DecisionError, Lineup, ReleaseFacts, Version
 use otter_store::{Result, Store};
 
 use crate::answers;
+use crate::rollouts::Rollouts;
 
 /// A JSON answer serialised once, split around the one string that depends on the request: the
 /// scheme and host of download URLs, unknown until a request arrives when no public URL is
@@ -180,6 +181,9 @@ pub struct ProductIndex {
     /// The newest root of trust, verified along the whole chain; with one, releases must be
     /// signed.
     pub root: Option<Root>,
+    /// Rollouts that gate their release, with what this node remembers of their devices;
+    /// shared when one release is swapped in, so the memory survives a publish.
+    pub rollouts: Arc<Rollouts>,
 }
 
 impl ProductIndex {
@@ -205,6 +209,17 @@ impl ProductIndex {
     pub fn newest(&self, channel: &str) -> Option<&IndexedRelease> {
         self.lineup
             .newest(&self.releases, channel)
+            .map(|i| &self.releases[i])
+    }
+
+    /// The newest release on `channel` that is not yanked and not held back by `withheld`.
+    pub fn newest_withholding(
+        &self,
+        channel: &str,
+        withheld: impl Fn(&IndexedRelease) -> bool,
+    ) -> Option<&IndexedRelease> {
+        self.lineup
+            .newest_withholding(&self.releases, channel, |i| withheld(&self.releases[i]))
             .map(|i| &self.releases[i])
     }
 
@@ -239,6 +254,7 @@ impl ProductIndex {
             firewall: self.firewall.clone(),
             signing_keys: self.signing_keys.clone(),
             root: self.root.clone(),
+            rollouts: self.rollouts.clone(),
         }
     }
 
@@ -557,6 +573,7 @@ impl CheckIndex {
         }
         let signing_keys = store.signing_keys(name).await?;
         let root = crate::trust::verified_root(name, &store.roots(name).await?);
+        let rollouts = Arc::new(crate::rollouts::load(store, name).await?);
         self.insert(
             name,
             ProductIndex {
@@ -566,6 +583,7 @@ impl CheckIndex {
                 firewall,
                 signing_keys,
                 root,
+                rollouts,
             },
         );
         self.names

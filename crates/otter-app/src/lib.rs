@@ -6,7 +6,8 @@
 //! - Use cases: [`artifacts`] and [`uploads`] (ingest), [`releases`] (publish with its
 //!   [`releases::PublishCheck`] hooks, flags), [`products`], [`devices`] (check-in, reports,
 //!   access rules), [`tokens`] (admin tokens, device API keys, one-time tokens), [`trust`]
-//!   (roots of trust, signed releases and answers), [`iotawatt`] (IotaWatt products).
+//!   (roots of trust, signed releases and answers), [`iotawatt`] (IotaWatt products),
+//!   [`rollouts`] (staged rollouts and their gate on every check).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
 //!   answers); [`seen`]: batched device sightings.
 //! - [`limits`]: rate limits per remote address and per device.
@@ -21,6 +22,7 @@ pub mod iotawatt;
 pub mod limits;
 pub mod products;
 pub mod releases;
+pub mod rollouts;
 pub mod seen;
 pub mod settings;
 pub mod tokens;
@@ -302,14 +304,16 @@ impl App {
     }
 
     /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
-    /// for signatures, following catalogue changes made through other nodes, and keeping a
-    /// SQLite WAL small.
+    /// for signatures, following catalogue changes made through other nodes, keeping a SQLite
+    /// WAL small, and moving rollouts along (scheduled starts, timeouts, automatic advance and
+    /// pause).
     pub fn start_background(&self) -> Background {
         Background {
             tasks: vec![
                 tokio::spawn(janitor(self.clone())),
                 tokio::spawn(follow_catalog(self.clone())),
                 tokio::spawn(checkpoint_wal(self.sql.clone())),
+                tokio::spawn(rollouts::run(self.clone(), self.config.rollout_tick)),
             ],
         }
     }

@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, patch, post, put};
 use otter_app::App;
 
-use crate::admin::{apikeys, artifacts, fleet, products, releases, signing, uploads};
+use crate::admin::{apikeys, artifacts, fleet, products, releases, rollouts, signing, uploads};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
@@ -72,6 +72,35 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         .route(
             "/api/v1/products/{product}/reports",
             get(fleet::reports).post(reports::create),
+        )
+        // Rollouts (issue 14, part C). Roles: GET viewer; every POST publisher.
+        .route(
+            "/api/v1/products/{product}/rollouts",
+            get(rollouts::list).post(rollouts::create),
+        )
+        .route(
+            "/api/v1/products/{product}/rollouts/{id}",
+            get(rollouts::show),
+        )
+        .route(
+            "/api/v1/products/{product}/rollouts/{id}/advance",
+            post(rollouts::advance),
+        )
+        .route(
+            "/api/v1/products/{product}/rollouts/{id}/pause",
+            post(rollouts::pause),
+        )
+        .route(
+            "/api/v1/products/{product}/rollouts/{id}/resume",
+            post(rollouts::resume),
+        )
+        .route(
+            "/api/v1/products/{product}/rollouts/{id}/abort",
+            post(rollouts::abort),
+        )
+        .route(
+            "/api/v1/products/{product}/rollouts/{id}/retry-failed",
+            post(rollouts::retry_failed),
         )
         .route(
             "/api/v1/artifacts",

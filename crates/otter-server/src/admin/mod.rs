@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod fleet;
 pub mod products;
 pub mod releases;
+pub mod rollouts;
 pub mod signing;
 pub mod uploads;
 
