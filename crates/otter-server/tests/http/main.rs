@@ -22,6 +22,7 @@ mod ota_backend;
 mod pagination;
 mod persistence;
 mod request_ids;
+mod rollouts;
 mod s3;
 mod sessions;
 mod signing;
