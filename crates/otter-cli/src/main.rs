@@ -13,7 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::admin::{ApiKeyCommand, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand};
+use crate::admin::{
+    ApiKeyCommand, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand, RolloutCommand,
+};
 use otter_client::{Client, ClientArgs};
 
 /// otter: a self-hosted firmware OTA update server, and its admin client.
@@ -60,6 +62,14 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         cmd: ReportCommand,
+    },
+    /// Roll a release out in stages: create, list, show, advance, pause, resume, abort,
+    /// retry-failed.
+    Rollout {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: RolloutCommand,
     },
     /// Keep an embedded-Linux device up to date: A/B slots, verification, health check and
     /// rollback.
@@ -127,6 +137,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Release { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::Rollout { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Iotawatt(cmd) => cmd.run().await,
         Command::Keys(cmd) => cmd.run(),

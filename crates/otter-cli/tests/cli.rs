@@ -738,7 +738,7 @@ fn sigterm_stops_cleanly_and_data_survives_a_restart() {
 fn help_names_the_commands_and_flags() {
     let help = otter(&["--help"], &[]).ok();
     for word in [
-        "serve", "product", "release", "device", "report", "apikey", "iotawatt",
+        "serve", "product", "release", "device", "report", "apikey", "iotawatt", "rollout",
     ] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
@@ -764,6 +764,96 @@ fn help_names_the_commands_and_flags() {
     // A typo is a usage error (exit 2), not a crash.
     let run = otter(&["relase", "list"], &[]);
     assert_eq!(run.output.status.code(), Some(2), "{}", run.stderr);
+}
+
+/// A staged rollout steered from the command line: created before the release is published,
+/// shown with its per-stage counts, paused (and why), advanced to the end.
+#[tokio::test]
+async fn rollouts_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let otter = |args: &[&str]| admin(&server, args);
+    otter(&["product", "create", "door", "--scheme", "semver"]).ok();
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 4096);
+    otter(&[
+        "release",
+        "publish",
+        "door",
+        path(&v1),
+        "--version",
+        "1.0.0",
+    ])
+    .ok();
+    let out = otter(&[
+        "rollout",
+        "create",
+        "door",
+        "2.0.0",
+        "--stage",
+        "tag=canary",
+        "--stage",
+        "50%",
+        "--stage",
+        "100%",
+        "--max-concurrent",
+        "5",
+        "--pause-failures",
+        "3",
+    ])
+    .ok();
+    assert!(
+        out.starts_with("rollout 1 of door 2.0.0 on stable: running, stage 1 of 3"),
+        "{out}"
+    );
+    assert!(out.contains("updating now: 0 (cap 5)"), "{out}");
+    let (v2, _) = random_file(tmp.path(), "v2.bin", 4096);
+    otter(&[
+        "release",
+        "publish",
+        "door",
+        path(&v2),
+        "--version",
+        "2.0.0",
+    ])
+    .ok();
+    let stderr = otter(&["rollout", "create", "door", "2.0.0", "--stage", "5%"]).fails();
+    assert!(stderr.contains("rollout that is not over"), "{stderr}");
+
+    otter(&["rollout", "advance", "door", "1"]).ok();
+    // A device let into the 50 % stage shows up in its counts.
+    let http = reqwest::Client::new();
+    let check = format!("{}/api/v1/products/door/check", server.url());
+    let mut offered = 0;
+    for i in 0..20 {
+        let answer: Value = http
+            .get(format!("{check}?current=1.0.0&device=unit-{i}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        offered += usize::from(answer["hasUpdate"] == true);
+    }
+    assert!(offered > 0);
+    let out = otter(&["rollout", "pause", "door", "1"]).ok();
+    assert!(out.contains(": paused, stage 2 of 3"), "{out}");
+    assert!(out.contains("why: paused by hand"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("STAGE"))
+        .expect(&out);
+    let stage2: Vec<&str> = lines[header + 2].split_whitespace().collect();
+    assert_eq!(stage2[..3], ["2*", "50%", &offered.to_string()], "{out}");
+    let list = otter(&["rollout", "list", "door"]).ok();
+    assert!(list.lines().nth(1).unwrap().starts_with("1 "), "{list}");
+    otter(&["rollout", "resume", "door", "1"]).ok();
+    otter(&["rollout", "advance", "door", "1"]).ok();
+    let out = otter(&["rollout", "advance", "door", "1"]).ok();
+    assert!(out.contains(": completed, stage 3 of 3"), "{out}");
+    let out = otter(&["rollout", "retry-failed", "door", "1"]).fails();
+    assert!(out.contains("completed"), "{out}");
 }
 
 /// Device API keys and auto-update from the command line, with a THiNX device checking in.
