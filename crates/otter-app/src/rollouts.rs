@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use otter_core::model::{Page, ReportState, validate_name};
 use otter_core::rollout::{
@@ -39,21 +39,58 @@ const MAX_STAGES: usize = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Let in (holds a slot, or held one): offered the release.
-    InFlight,
+    Offered,
+    /// Said it is downloading or installing (through this node, or before the index was
+    /// built): a check-in on another version then means its attempt failed.
+    Downloading,
     /// Its attempt failed: not offered the release until retry-failed.
     Failed,
     /// Runs the release.
     Done,
+    /// Not in the current stage (the memory is rebuilt whenever the stage or the device's tags
+    /// change), so its next check needs no hashing of the rollout's buckets.
+    Outside,
 }
+
+/// A device id's key into every rollout's memory on this node: computed once per check.
+fn device_hash(device: &str) -> u64 {
+    static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    KEYS.get_or_init(RandomState::new).hash_one(device)
+}
+
+/// A hasher for keys that are [`device_hash`]es already: it passes them through, so a lookup
+/// on the check path hashes the device id once, not once per map.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by [`device_hash`].
+type ByDevice<V> = HashMap<u64, V, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// One rollout that gates its release, as the check path needs it.
 pub struct GatingRollout {
     pub rollout: Rollout,
     key: String,
-    /// Devices in the penalty box (by [`GatingRollout::hash`]) and when it ends.
-    penalty: HashMap<u64, i64>,
-    hasher: RandomState,
-    memory: Mutex<HashMap<u64, Phase>>,
+    /// Devices in the penalty box (by [`device_hash`]) and when it ends.
+    penalty: ByDevice<i64>,
+    /// Read on every check of a device the rollout concerns, written only when a device is let
+    /// in or finishes: a read-write lock keeps checks from queueing behind each other.
+    memory: RwLock<ByDevice<Phase>>,
 }
 
 /// May a device have the release of a rollout?
@@ -67,10 +104,15 @@ enum Access {
 
 impl GatingRollout {
     fn new(rollout: Rollout, members: otter_store::RolloutMembers) -> Self {
-        let hasher = RandomState::new();
-        let hash = |d: &str| hasher.hash_one(d);
-        let mut memory: HashMap<u64, Phase> = HashMap::new();
-        memory.extend(members.in_flight.iter().map(|d| (hash(d), Phase::InFlight)));
+        let hash = |d: &str| device_hash(d);
+        let mut memory = ByDevice::default();
+        memory.extend(members.offered.iter().map(|d| (hash(d), Phase::Offered)));
+        memory.extend(
+            members
+                .downloading
+                .iter()
+                .map(|d| (hash(d), Phase::Downloading)),
+        );
         memory.extend(members.failed.iter().map(|d| (hash(d), Phase::Failed)));
         let penalty = members
             .penalty
@@ -81,61 +123,60 @@ impl GatingRollout {
             key: rollout.key(),
             rollout,
             penalty,
-            hasher,
-            memory: Mutex::new(memory),
+            memory: RwLock::new(memory),
         }
     }
 
-    fn hash(&self, device: &str) -> u64 {
-        self.hasher.hash_one(device)
+    fn recall(&self, hash: u64) -> Option<Phase> {
+        self.memory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .copied()
     }
 
-    fn recall(&self, device: &str) -> Option<Phase> {
-        self.lock().get(&self.hash(device)).copied()
-    }
-
-    fn remember(&self, device: &str, phase: Phase) {
-        let hash = self.hash(device);
-        let mut memory = self.lock();
+    fn remember(&self, hash: u64, phase: Phase) {
+        let mut memory = self.memory.write().unwrap_or_else(|e| e.into_inner());
         if memory.len() >= MEMORY_LIMIT {
             memory.clear();
         }
         memory.insert(hash, phase);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Phase>> {
-        self.memory.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether `device` (none: a device that does not say who it is) with `tags` may have the
+    /// Whether `device` (none: a device that does not say who it is), with its
+    /// [`device_hash`], what this node remembers of it (`phase`) and `tags`, may have the
     /// release at `now`.
-    fn access(&self, device: Option<&str>, tags: &[String], now: i64) -> Access {
+    fn access(
+        &self,
+        device: Option<(&str, u64)>,
+        phase: Option<Phase>,
+        tags: &[String],
+        now: i64,
+    ) -> Access {
         let r = &self.rollout;
         let running = r.state == RolloutState::Running;
         if !matches!(r.state, RolloutState::Running | RolloutState::Paused) {
             return Access::Closed;
         }
-        let Some(device) = device else {
+        let Some((device, hash)) = device else {
             return if running && r.stage().is_everyone() {
                 Access::Open
             } else {
                 Access::Closed
             };
         };
-        if self
-            .penalty
-            .get(&self.hash(device))
-            .is_some_and(|&until| until > now)
-        {
+        if self.penalty.get(&hash).is_some_and(|&until| until > now) {
             return Access::Closed;
         }
-        match self.recall(device) {
-            Some(Phase::InFlight | Phase::Done) => Access::Open,
-            Some(Phase::Failed) => Access::Closed,
-            None if running && r.stage().admits(tags, bucket(&self.key, device)) => {
-                Access::NeedsSlot
+        match phase {
+            Some(Phase::Offered | Phase::Downloading | Phase::Done) => Access::Open,
+            Some(Phase::Failed | Phase::Outside) => Access::Closed,
+            None if !running => Access::Closed,
+            None if r.stage().admits(tags, bucket(&self.key, device)) => Access::NeedsSlot,
+            None => {
+                self.remember(hash, Phase::Outside);
+                Access::Closed
             }
-            None => Access::Closed,
         }
     }
 }
@@ -210,22 +251,37 @@ pub async fn decide(
     let Some(gating) = gating.filter(|g| !g.is_empty()) else {
         return Ok(index.decide(channel, current_of, at, held)?);
     };
-    if let (Some(device), Some(current)) = (device, current) {
-        progress_from_check(app, index, gating, device, current, at).await?;
+    // A database that fails here fails no check: progress is recorded by the next check, a
+    // report or the device timeout, and a device that could not be let in is offered what it
+    // would be offered without the rollout's release.
+    let device = device.map(|d| (d, device_hash(d)));
+    let mut phases: Vec<Option<Phase>> = gating
+        .iter()
+        .map(|g| device.and_then(|(_, hash)| g.recall(hash)))
+        .collect();
+    if let (Some(device), Some(current)) = (device, current)
+        && let Err(e) =
+            progress_from_check(app, index, gating, &mut phases, device, current, at).await
+    {
+        tracing::warn!(product = %index.product.name, device = device.0, error = %e,
+            "could not record a rollout's progress from a check");
     }
-    let tags = device.map_or(&[][..], |d| device_tags(index, d));
+    let tags = device.map_or(&[][..], |(d, _)| device_tags(index, d));
     let mut access: Vec<(&GatingRollout, Access)> = gating
         .iter()
-        .map(|g| (g, g.access(device, tags, at)))
+        .zip(phases)
+        .map(|(g, phase)| (g, g.access(device, phase, tags, at)))
         .collect();
     // Ends: each round returns, or closes one rollout that needed a slot.
     loop {
         let gate = |r: &IndexedRelease| {
+            // The newest rollout of the release decides (an aborted one may precede it).
             held(r)
                 || access
                     .iter()
                     .rev()
-                    .any(|(g, a)| g.rollout.version == r.release.version && *a == Access::Closed)
+                    .find(|(g, _)| g.rollout.version == r.release.version)
+                    .is_some_and(|(_, a)| *a == Access::Closed)
         };
         let decision = index.decide(channel, current_of, at, gate)?;
         let Decision::Offer { index: i, .. } = decision else {
@@ -240,25 +296,30 @@ pub async fn decide(
         else {
             return Ok(decision);
         };
-        let (Some(device), g) = (device, slot.0) else {
+        let (Some((device, hash)), g) = (device, slot.0) else {
             return Ok(decision);
         };
         let r = &g.rollout;
         let admission = app
             .store
             .admit_device(r.id, device, r.current_stage, r.policy.max_concurrent, at)
-            .await?;
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(product = %r.product, rollout = r.id, device, error = %e,
+                    "could not let a device into a rollout; it keeps what it had");
+                Admission::Refused
+            });
         match admission {
             Admission::Admitted | Admission::Holding => {
-                g.remember(device, Phase::InFlight);
+                g.remember(hash, Phase::Offered);
                 return Ok(decision);
             }
             Admission::Installed => {
-                g.remember(device, Phase::Done);
+                g.remember(hash, Phase::Done);
                 return Ok(decision);
             }
             Admission::Failed => {
-                g.remember(device, Phase::Failed);
+                g.remember(hash, Phase::Failed);
                 slot.1 = Access::Closed;
             }
             Admission::Refused => slot.1 = Access::Closed,
@@ -268,25 +329,28 @@ pub async fn decide(
 
 /// What a check-in says of a device let into a rollout: running the release means it installed
 /// it (its slot is given back); still on another version after saying it was downloading means
-/// its attempt failed.
+/// its attempt failed. Only what this node knows counts, so checks of devices merely offered the
+/// release cost no database round trip; a device that said it was downloading through another
+/// node and comes back on its old version fails by the device timeout instead.
 async fn progress_from_check(
     app: &App,
     index: &ProductIndex,
     gating: &[GatingRollout],
-    device: &str,
+    phases: &mut [Option<Phase>],
+    (device, hash): (&str, u64),
     current: &str,
     at: i64,
 ) -> AppResult<()> {
     let runs = index.identify(current).map(|r| r.release.version.as_str());
-    for g in gating {
+    for (g, phase) in gating.iter().zip(phases) {
         let r = &g.rollout;
-        let phase = g.recall(device);
         if runs == Some(r.version.as_str()) {
-            if phase != Some(Phase::Done) {
+            if *phase != Some(Phase::Done) {
                 app.store.device_installed(r.id, device, at).await?;
-                g.remember(device, Phase::Done);
+                g.remember(hash, Phase::Done);
+                *phase = Some(Phase::Done);
             }
-        } else if phase == Some(Phase::InFlight) {
+        } else if *phase == Some(Phase::Downloading) {
             let failed = app
                 .store
                 .fail_device(
@@ -299,7 +363,8 @@ async fn progress_from_check(
                 )
                 .await?;
             if let Some(failure) = failed {
-                g.remember(device, Phase::Failed);
+                g.remember(hash, Phase::Failed);
+                *phase = Some(Phase::Failed);
                 after_failure(app, r, failure).await?;
             }
         }
@@ -321,15 +386,18 @@ pub async fn report(
     state: ReportState,
 ) -> AppResult<()> {
     let at = now();
+    let hash = device_hash(device);
     for g in index.rollouts.of_version(version) {
         let r = &g.rollout;
         match state {
             ReportState::Downloading | ReportState::Downloaded | ReportState::Installing => {
-                app.store.device_downloading(r.id, device, at).await?;
+                if app.store.device_downloading(r.id, device, at).await? {
+                    g.remember(hash, Phase::Downloading);
+                }
             }
             ReportState::Installed => {
                 app.store.device_installed(r.id, device, at).await?;
-                g.remember(device, Phase::Done);
+                g.remember(hash, Phase::Done);
             }
             ReportState::Failed | ReportState::RolledBack => {
                 let failed = app
@@ -344,7 +412,7 @@ pub async fn report(
                     )
                     .await?;
                 if let Some(failure) = failed {
-                    g.remember(device, Phase::Failed);
+                    g.remember(hash, Phase::Failed);
                     after_failure(app, r, failure).await?;
                 }
             }
@@ -369,8 +437,8 @@ async fn pause_if_failing(app: &App, rollout: &Rollout) -> AppResult<bool> {
     if rollout.policy.pause_on.is_none() {
         return Ok(false);
     }
-    let counts = stage_counts(app, rollout).await?;
-    let Some(reason) = rollout.policy.pause_reason(&counts) else {
+    let recent = stage_counts(app, rollout, rollout.counted_from).await?;
+    let Some(reason) = rollout.policy.pause_reason(&recent) else {
         return Ok(false);
     };
     pause_for(app, rollout, &reason).await
@@ -396,10 +464,11 @@ async fn pause_for(app: &App, rollout: &Rollout, reason: &str) -> AppResult<bool
     Ok(paused)
 }
 
-async fn stage_counts(app: &App, rollout: &Rollout) -> AppResult<StageCounts> {
+/// The current stage's counts, of the devices whose state changed at `since` or later.
+async fn stage_counts(app: &App, rollout: &Rollout, since: i64) -> AppResult<StageCounts> {
     let counts = app
         .store
-        .rollout_counts(rollout.id, stage_count(rollout), now())
+        .rollout_counts(rollout.id, stage_count(rollout), now(), since)
         .await?;
     Ok(counts
         .get(rollout.current_stage as usize)
@@ -420,7 +489,7 @@ pub fn newest_for_anyone<'a>(index: &'a ProductIndex, channel: &str) -> Option<&
         index
             .rollouts
             .gating(channel, &r.release.version)
-            .is_some_and(|g| g.access(None, &[], at) != Access::Open)
+            .is_some_and(|g| g.access(None, None, &[], at) != Access::Open)
     })
 }
 
@@ -503,6 +572,7 @@ pub async fn create(app: &App, product: &str, new: NewRollout) -> AppResult<Roll
         } else {
             RolloutState::Running
         },
+        counted_from: at,
         reason: None,
         start_at,
         stage_started_at: at,
@@ -556,7 +626,7 @@ async fn get(app: &App, product: &str, id: i64) -> AppResult<Rollout> {
 async fn view(app: &App, rollout: Rollout) -> AppResult<RolloutView> {
     let counts = app
         .store
-        .rollout_counts(rollout.id, stage_count(&rollout), now())
+        .rollout_counts(rollout.id, stage_count(&rollout), now(), 0)
         .await?;
     Ok(RolloutView { rollout, counts })
 }
@@ -741,9 +811,10 @@ pub async fn tick(app: &App) -> AppResult<()> {
         if rollout.state != RolloutState::Running {
             continue;
         }
-        let counts = stage_counts(app, &rollout).await?;
+        let counts = stage_counts(app, &rollout, 0).await?;
+        let recent = stage_counts(app, &rollout, rollout.counted_from).await?;
         let soaked = u64::try_from(at - rollout.stage_started_at).unwrap_or(0);
-        match rollout.policy.verdict(&counts, soaked) {
+        match rollout.policy.verdict(&counts, &recent, soaked) {
             Verdict::Pause(reason) => {
                 pause_for(app, &rollout, &reason).await?;
             }

@@ -707,9 +707,15 @@ impl RolloutStore for Counting {
         self.count("retry_failed");
         self.inner.retry_failed(id, now).await
     }
-    async fn rollout_counts(&self, id: i64, stages: u32, now: i64) -> Result<Vec<StageCounts>> {
+    async fn rollout_counts(
+        &self,
+        id: i64,
+        stages: u32,
+        now: i64,
+        since: i64,
+    ) -> Result<Vec<StageCounts>> {
         self.count("rollout_counts");
-        self.inner.rollout_counts(id, stages, now).await
+        self.inner.rollout_counts(id, stages, now, since).await
     }
     async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers> {
         self.count("rollout_members");

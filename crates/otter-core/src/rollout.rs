@@ -171,9 +171,11 @@ impl Policy {
     }
 
     /// Whether a stage with `counts`, started `soaked` seconds ago, should advance, pause or
-    /// wait. Pausing wins: a stage that both failed too much and installed enough stops.
-    pub fn verdict(&self, counts: &StageCounts, soaked: u64) -> Verdict {
-        if let Some(reason) = self.pause_reason(counts) {
+    /// wait; the pause is judged on `recent`, the attempts that ended since failures were last
+    /// forgiven (a resume). Pausing wins: a stage that both failed too much and installed enough
+    /// stops.
+    pub fn verdict(&self, counts: &StageCounts, recent: &StageCounts, soaked: u64) -> Verdict {
+        if let Some(reason) = self.pause_reason(recent) {
             return Verdict::Pause(reason);
         }
         match &self.auto_advance {
@@ -234,6 +236,10 @@ pub struct Rollout {
     /// Index into `stages`.
     pub current_stage: u32,
     pub state: RolloutState,
+    /// Failures count toward the automatic pause from this time on (the rollout's start, or its
+    /// last resume: resuming forgives the failures that paused it).
+    #[serde(with = "crate::model::rfc3339")]
+    pub counted_from: i64,
     /// Why it paused or was aborted (by hand, or the threshold that tripped, with figures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -505,12 +511,16 @@ mod tests {
             }),
             ..Policy::default()
         };
-        assert_eq!(policy.verdict(&counts(0, 10, 0), 59), Verdict::Hold);
-        assert_eq!(policy.verdict(&counts(0, 4, 0), 600), Verdict::Hold);
-        assert_eq!(policy.verdict(&counts(3, 10, 0), 60), Verdict::Hold);
-        assert_eq!(policy.verdict(&counts(2, 8, 0), 60), Verdict::Advance);
+        let none = StageCounts::default();
+        assert_eq!(policy.verdict(&counts(0, 10, 0), &none, 59), Verdict::Hold);
+        assert_eq!(policy.verdict(&counts(0, 4, 0), &none, 600), Verdict::Hold);
+        assert_eq!(policy.verdict(&counts(3, 10, 0), &none, 60), Verdict::Hold);
         assert_eq!(
-            Policy::default().verdict(&counts(0, 1000, 0), 1_000_000),
+            policy.verdict(&counts(2, 8, 0), &none, 60),
+            Verdict::Advance
+        );
+        assert_eq!(
+            Policy::default().verdict(&counts(0, 1000, 0), &none, 1_000_000),
             Verdict::Hold,
             "without autoAdvance only an operator advances"
         );
@@ -548,9 +558,15 @@ mod tests {
         assert_eq!(by_rate.pause_reason(&counts(0, 9, 1)), None);
         let reason = by_rate.pause_reason(&counts(0, 8, 2)).unwrap();
         assert!(reason.contains("2 of 10 attempts"), "{reason}");
+        let bad = counts(0, 8, 2);
         assert!(
-            matches!(by_rate.verdict(&counts(0, 8, 2), 10), Verdict::Pause(_)),
+            matches!(by_rate.verdict(&bad, &bad, 10), Verdict::Pause(_)),
             "pausing wins over advancing"
+        );
+        assert_eq!(
+            by_rate.verdict(&bad, &counts(0, 2, 0), 10),
+            Verdict::Advance,
+            "failures forgiven by a resume pause nothing"
         );
     }
 

@@ -329,8 +329,10 @@ pub struct Failure {
 /// Devices of a rollout the check index keeps in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RolloutMembers {
-    /// Devices holding a slot (offered or downloading).
-    pub in_flight: Vec<String>,
+    /// Devices offered the release, holding a slot.
+    pub offered: Vec<String>,
+    /// Devices downloading or installing it, holding a slot.
+    pub downloading: Vec<String>,
     /// Devices whose attempt failed, not in the penalty box.
     pub failed: Vec<String>,
     /// Devices in the penalty box, with the time it ends.
@@ -352,7 +354,8 @@ pub trait RolloutStore: Send + Sync {
     async fn gating_rollouts(&self, product: &str) -> Result<Vec<Rollout>>;
     /// Every rollout, of every product, that is scheduled, running or paused.
     async fn active_rollouts(&self) -> Result<Vec<Rollout>>;
-    /// Moves a rollout in one of the states `from` to `to` with `reason`; whether it did.
+    /// Moves a rollout in one of the states `from` to `to` with `reason`; whether it did. A move
+    /// to running starts counting failures afresh (`counted_from`).
     async fn set_rollout_state(
         &self,
         id: i64,
@@ -414,8 +417,15 @@ pub trait RolloutStore: Send + Sync {
     /// Lets failed devices out of the penalty box at `now` try again: they take a slot at their
     /// next check; how many.
     async fn retry_failed(&self, id: i64, now: i64) -> Result<u64>;
-    /// Per-stage counts of a rollout's devices (index = stage) at `now`.
-    async fn rollout_counts(&self, id: i64, stages: u32, now: i64) -> Result<Vec<StageCounts>>;
+    /// Per-stage counts of a rollout's devices (index = stage) at `now`, of the devices whose
+    /// state last changed at `since` or later (0: all).
+    async fn rollout_counts(
+        &self,
+        id: i64,
+        stages: u32,
+        now: i64,
+        since: i64,
+    ) -> Result<Vec<StageCounts>>;
     /// The devices the check index keeps in memory for a rollout at `now`.
     async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers>;
     /// Devices of `product` in `state` in its scheduled, running or paused rollouts, `penalty`

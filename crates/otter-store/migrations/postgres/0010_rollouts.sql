@@ -16,6 +16,7 @@ CREATE TABLE rollouts (
     current_stage     BIGINT NOT NULL,
     state             TEXT NOT NULL,
     reason            TEXT,
+    counted_from      BIGINT NOT NULL,
     start_at          BIGINT,
     stage_started_at  BIGINT NOT NULL,
     in_flight         BIGINT NOT NULL DEFAULT 0,

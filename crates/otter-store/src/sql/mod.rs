@@ -43,6 +43,10 @@ use schema::{SchemaStatus, check_schema, migrate_pool};
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// On SQLite, rollout transactions take turns here before asking SQLite for the write lock:
+    /// queued in order rather than retried by SQLite's sleeping busy handler, a burst of devices
+    /// let in at once neither waits seconds nor runs out of the busy timeout.
+    rollout_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqlStore {
@@ -69,7 +73,11 @@ impl SqlStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            rollout_writes: Default::default(),
+        })
     }
 
     /// Whether this is a SQLite database, whose WAL [`SqlStore::checkpoint`] keeps small.

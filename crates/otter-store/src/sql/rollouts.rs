@@ -18,7 +18,7 @@ use super::{Backend, SqlStore, conflict, int_cursor, limit, paginate, timed, u32
 use crate::{Admission, Failure, PageRequest, Result, RolloutMembers, RolloutStore, StoreError};
 
 const COLUMNS: &str = "id, product, version, channel, stages, policy, current_stage, state, \
-     reason, start_at, stage_started_at, in_flight, created_at, updated_at";
+     counted_from, reason, start_at, stage_started_at, in_flight, created_at, updated_at";
 
 /// States as an SQL list of literals (`'a', 'b'`): they are fixed words, never input.
 fn states<S: Copy>(states: &[S], name: impl Fn(S) -> &'static str) -> String {
@@ -50,6 +50,7 @@ fn rollout_from(row: &AnyRow) -> Result<Rollout> {
         policy: serde_json::from_str(&policy).map_err(corrupt)?,
         current_stage: u32_of(row.try_get("current_stage")?)?,
         state: state.parse().map_err(corrupt)?,
+        counted_from: row.try_get("counted_from")?,
         reason: row.try_get("reason")?,
         start_at: row.try_get("start_at")?,
         stage_started_at: row.try_get("stage_started_at")?,
@@ -59,13 +60,29 @@ fn rollout_from(row: &AnyRow) -> Result<Rollout> {
     })
 }
 
+/// A transaction that will write, holding this node's turn among rollout writes on SQLite.
+struct WriteTx<'a> {
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
 impl SqlStore {
-    /// A transaction that will write: on SQLite it takes the write lock at once, so a read
-    /// inside it can never go stale before the write (SQLITE_BUSY).
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+    /// Begins a transaction that will write: on SQLite after this node's earlier rollout writes
+    /// (see `rollout_writes`), taking the write lock at once so a read inside it can never go
+    /// stale before the write (SQLITE_BUSY).
+    async fn begin_write(&self) -> Result<WriteTx<'_>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn = self.rollout_writes.lock().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         })
     }
 
@@ -112,8 +129,9 @@ impl RolloutStore for SqlStore {
         timed("create_rollout", async {
             let row = sqlx::query(
                 "INSERT INTO rollouts (product, version, channel, stages, policy, current_stage, \
-                 state, reason, start_at, stage_started_at, in_flight, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12) RETURNING id",
+                 state, reason, start_at, stage_started_at, in_flight, created_at, updated_at, \
+                 counted_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13) RETURNING id",
             )
             .bind(&rollout.product)
             .bind(&rollout.version)
@@ -127,6 +145,7 @@ impl RolloutStore for SqlStore {
             .bind(rollout.stage_started_at)
             .bind(rollout.created_at)
             .bind(rollout.updated_at)
+            .bind(rollout.counted_from)
             .fetch_one(&self.pool)
             .await
             .map_err(conflict("rollout"))?;
@@ -221,7 +240,9 @@ impl RolloutStore for SqlStore {
             let sql = format!(
                 "UPDATE rollouts SET state = $2, reason = $3, updated_at = $4, \
                  stage_started_at = CASE WHEN state = 'scheduled' THEN $4 \
-                 ELSE stage_started_at END WHERE id = $1 AND state IN ({})",
+                 ELSE stage_started_at END, \
+                 counted_from = CASE WHEN $2 = 'running' THEN $4 ELSE counted_from END \
+                 WHERE id = $1 AND state IN ({})",
                 states(from, RolloutState::as_str)
             );
             let done = sqlx::query(AssertSqlSafe(sql))
@@ -317,7 +338,8 @@ impl RolloutStore for SqlStore {
                          ON CONFLICT (rollout, device) DO NOTHING"
                     }
                 };
-                let mut tx = self.begin_write().await?;
+                // `_turn` is held until the transaction ends.
+                let WriteTx { mut tx, _turn } = self.begin_write().await?;
                 if !take_slot(&mut tx, id, max_concurrent).await? {
                     return Ok(Admission::Refused);
                 }
@@ -358,7 +380,8 @@ impl RolloutStore for SqlStore {
 
     async fn device_installed(&self, id: i64, device: &str, now: i64) -> Result<bool> {
         timed("device_installed", async {
-            let mut tx = self.begin_write().await?;
+            // `_turn` is held until the transaction ends.
+            let WriteTx { mut tx, _turn } = self.begin_write().await?;
             let flying = sqlx::query(
                 "UPDATE rollout_devices SET state = 'installed', updated_at = $3 \
                  WHERE rollout = $1 AND device = $2 AND state IN ('offered', 'downloading')",
@@ -399,7 +422,8 @@ impl RolloutStore for SqlStore {
         now: i64,
     ) -> Result<Option<Failure>> {
         timed("fail_device", async {
-            let mut tx = self.begin_write().await?;
+            // `_turn` is held until the transaction ends.
+            let WriteTx { mut tx, _turn } = self.begin_write().await?;
             // Every SET expression reads the row as it was, so `failures + 1` is the new count.
             let sql = format!(
                 "UPDATE rollout_devices SET state = 'failed', failures = failures + 1, \
@@ -455,7 +479,8 @@ impl RolloutStore for SqlStore {
 
     async fn drop_offer(&self, id: i64, device: &str, before: i64) -> Result<bool> {
         timed("drop_offer", async {
-            let mut tx = self.begin_write().await?;
+            // `_turn` is held until the transaction ends.
+            let WriteTx { mut tx, _turn } = self.begin_write().await?;
             let gone = sqlx::query(
                 "DELETE FROM rollout_devices WHERE rollout = $1 AND device = $2 \
                  AND state = 'offered' AND updated_at < $3",
@@ -493,16 +518,23 @@ impl RolloutStore for SqlStore {
         .await
     }
 
-    async fn rollout_counts(&self, id: i64, stages: u32, now: i64) -> Result<Vec<StageCounts>> {
+    async fn rollout_counts(
+        &self,
+        id: i64,
+        stages: u32,
+        now: i64,
+        since: i64,
+    ) -> Result<Vec<StageCounts>> {
         timed("rollout_counts", async {
             let rows = sqlx::query(
                 "SELECT stage, state, \
                  CAST(CASE WHEN penalty_until > $2 THEN 1 ELSE 0 END AS BIGINT) AS boxed, \
-                 COUNT(*) AS n FROM rollout_devices WHERE rollout = $1 \
+                 COUNT(*) AS n FROM rollout_devices WHERE rollout = $1 AND updated_at >= $3 \
                  GROUP BY 1, 2, 3",
             )
             .bind(id)
             .bind(now)
+            .bind(since)
             .fetch_all(&self.pool)
             .await?;
             let mut counts = vec![StageCounts::default(); stages as usize];
@@ -546,7 +578,8 @@ impl RolloutStore for SqlStore {
                 match (state.as_str(), until) {
                     ("failed", Some(until)) if until > now => members.penalty.push((device, until)),
                     ("failed", _) => members.failed.push(device),
-                    _ => members.in_flight.push(device),
+                    ("downloading", _) => members.downloading.push(device),
+                    _ => members.offered.push(device),
                 }
             }
             Ok(members)

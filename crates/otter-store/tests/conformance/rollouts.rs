@@ -26,6 +26,7 @@ fn plan(channel: &str, version: &str) -> Rollout {
         policy: Policy::default(),
         current_stage: 0,
         state: RolloutState::Running,
+        counted_from: T0,
         reason: None,
         start_at: None,
         stage_started_at: T0,
@@ -178,7 +179,7 @@ pub async fn the_concurrency_cap_holds_and_slots_come_back(store: &dyn Store) {
     );
     assert!(store.drop_offer(r.id, "c", T0 + 4).await.unwrap());
     assert!(!store.drop_offer(r.id, "c", T0 + 4).await.unwrap());
-    let counts = store.rollout_counts(r.id, 2, T0 + 5).await.unwrap();
+    let counts = store.rollout_counts(r.id, 2, T0 + 5, 0).await.unwrap();
     assert_eq!(
         (
             counts[0].downloading,
@@ -232,12 +233,7 @@ pub async fn concurrent_admissions_never_pass_the_cap(store: &dyn Store) {
         .unwrap();
     assert_eq!(rollout.in_flight, 5);
     assert_eq!(
-        store
-            .rollout_members(r.id, T0)
-            .await
-            .unwrap()
-            .in_flight
-            .len(),
+        store.rollout_members(r.id, T0).await.unwrap().offered.len(),
         5
     );
 }
@@ -277,8 +273,8 @@ pub async fn failures_fill_the_penalty_box_and_retry_lets_the_rest_in(store: &dy
     let members = store.rollout_members(r.id, T0 + 5).await.unwrap();
     assert_eq!(members.penalty, [("a".to_owned(), T0 + 104)]);
     assert_eq!(members.failed, ["b"]);
-    assert!(members.in_flight.is_empty());
-    let counts = store.rollout_counts(r.id, 2, T0 + 5).await.unwrap();
+    assert!(members.offered.is_empty() && members.downloading.is_empty());
+    let counts = store.rollout_counts(r.id, 2, T0 + 5, 0).await.unwrap();
     assert_eq!((counts[0].failed, counts[1].penalty), (1, 1));
     assert_eq!(
         store
