@@ -251,52 +251,58 @@ pub async fn decide(
     let Some(gating) = gating.filter(|g| !g.is_empty()) else {
         return Ok(index.decide(channel, current_of, at, held)?);
     };
+    let device = device.map(|d| (d, device_hash(d)));
+    let runs = current
+        .and_then(|c| index.identify(c))
+        .map(|r| r.release.version.as_str());
+    // One entry per gating rollout: what this node remembers of the device, then its access.
+    let mut gates: Vec<Gate<'_>> = gating
+        .iter()
+        .map(|g| Gate {
+            rollout: g,
+            phase: device.and_then(|(_, hash)| g.recall(hash)),
+            access: Access::Closed,
+        })
+        .collect();
     // A database that fails here fails no check: progress is recorded by the next check, a
     // report or the device timeout, and a device that could not be let in is offered what it
     // would be offered without the rollout's release.
-    let device = device.map(|d| (d, device_hash(d)));
-    let mut phases: Vec<Option<Phase>> = gating
-        .iter()
-        .map(|g| device.and_then(|(_, hash)| g.recall(hash)))
-        .collect();
-    if let (Some(device), Some(current)) = (device, current)
-        && let Err(e) =
-            progress_from_check(app, index, gating, &mut phases, device, current, at).await
+    if let Some(device) = device
+        && gates.iter().any(|gate| gate.progress(runs).is_some())
+        && let Err(e) = progress_from_check(app, &mut gates, device, runs, at).await
     {
         tracing::warn!(product = %index.product.name, device = device.0, error = %e,
             "could not record a rollout's progress from a check");
     }
     let tags = device.map_or(&[][..], |(d, _)| device_tags(index, d));
-    let mut access: Vec<(&GatingRollout, Access)> = gating
-        .iter()
-        .zip(phases)
-        .map(|(g, phase)| (g, g.access(device, phase, tags, at)))
-        .collect();
+    for gate in &mut gates {
+        gate.access = gate.rollout.access(device, gate.phase, tags, at);
+    }
     // Ends: each round returns, or closes one rollout that needed a slot.
     loop {
-        let gate = |r: &IndexedRelease| {
+        let withheld = |r: &IndexedRelease| {
             // The newest rollout of the release decides (an aborted one may precede it).
             held(r)
-                || access
+                || gates
                     .iter()
                     .rev()
-                    .find(|(g, _)| g.rollout.version == r.release.version)
-                    .is_some_and(|(_, a)| *a == Access::Closed)
+                    .find(|gate| gate.rollout.rollout.version == r.release.version)
+                    .is_some_and(|gate| gate.access == Access::Closed)
         };
-        let decision = index.decide(channel, current_of, at, gate)?;
+        let decision = index.decide(channel, current_of, at, withheld)?;
         let Decision::Offer { index: i, .. } = decision else {
             return Ok(decision);
         };
         let version = &index.releases[i].release.version;
-        let Some(slot) = access
+        let Some(slot) = gates
             .iter_mut()
             .rev()
-            .find(|(g, _)| &g.rollout.version == version)
-            .filter(|(_, a)| *a == Access::NeedsSlot)
+            .find(|gate| &gate.rollout.rollout.version == version)
+            .filter(|gate| gate.access == Access::NeedsSlot)
         else {
             return Ok(decision);
         };
-        let (Some((device, hash)), g) = (device, slot.0) else {
+        let (Some((device, hash)), g) = (device, slot.rollout) else {
             return Ok(decision);
         };
         let r = &g.rollout;
@@ -320,52 +326,79 @@ pub async fn decide(
             }
             Admission::Failed => {
                 g.remember(hash, Phase::Failed);
-                slot.1 = Access::Closed;
+                slot.access = Access::Closed;
             }
-            Admission::Refused => slot.1 = Access::Closed,
+            Admission::Refused => slot.access = Access::Closed,
         }
     }
 }
 
-/// What a check-in says of a device let into a rollout: running the release means it installed
-/// it (its slot is given back); still on another version after saying it was downloading means
-/// its attempt failed. Only what this node knows counts, so checks of devices merely offered the
-/// release cost no database round trip; a device that said it was downloading through another
-/// node and comes back on its old version fails by the device timeout instead.
+/// One gating rollout as one check sees it.
+struct Gate<'a> {
+    rollout: &'a GatingRollout,
+    /// What this node remembers of the device.
+    phase: Option<Phase>,
+    access: Access,
+}
+
+/// What a check-in says of a device's attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Installed,
+    Failed,
+}
+
+impl Gate<'_> {
+    /// What a check-in of the device running release `runs` says of its attempt, if anything:
+    /// running the release means it installed it; still on another version after saying it was
+    /// downloading means its attempt failed. Only what this node knows counts, so checks of
+    /// devices merely offered the release cost no database round trip; a device that said it was
+    /// downloading through another node and comes back on its old version fails by the device
+    /// timeout instead.
+    fn progress(&self, runs: Option<&str>) -> Option<Progress> {
+        if runs == Some(self.rollout.rollout.version.as_str()) {
+            (self.phase != Some(Phase::Done)).then_some(Progress::Installed)
+        } else {
+            (self.phase == Some(Phase::Downloading)).then_some(Progress::Failed)
+        }
+    }
+}
+
+/// Records what a check-in says of the device's attempts ([`Gate::progress`]).
 async fn progress_from_check(
     app: &App,
-    index: &ProductIndex,
-    gating: &[GatingRollout],
-    phases: &mut [Option<Phase>],
+    gates: &mut [Gate<'_>],
     (device, hash): (&str, u64),
-    current: &str,
+    runs: Option<&str>,
     at: i64,
 ) -> AppResult<()> {
-    let runs = index.identify(current).map(|r| r.release.version.as_str());
-    for (g, phase) in gating.iter().zip(phases) {
+    for gate in gates {
+        let g = gate.rollout;
         let r = &g.rollout;
-        if runs == Some(r.version.as_str()) {
-            if *phase != Some(Phase::Done) {
+        match gate.progress(runs) {
+            None => {}
+            Some(Progress::Installed) => {
                 app.store.device_installed(r.id, device, at).await?;
                 g.remember(hash, Phase::Done);
-                *phase = Some(Phase::Done);
+                gate.phase = Some(Phase::Done);
             }
-        } else if *phase == Some(Phase::Downloading) {
-            let failed = app
-                .store
-                .fail_device(
-                    r.id,
-                    device,
-                    &[DeviceState::Downloading],
-                    r.policy.penalty_failures,
-                    penalty_until(&r.policy, at),
-                    at,
-                )
-                .await?;
-            if let Some(failure) = failed {
-                g.remember(hash, Phase::Failed);
-                *phase = Some(Phase::Failed);
-                after_failure(app, r, failure).await?;
+            Some(Progress::Failed) => {
+                let failed = app
+                    .store
+                    .fail_device(
+                        r.id,
+                        device,
+                        &[DeviceState::Downloading],
+                        r.policy.penalty_failures,
+                        penalty_until(&r.policy, at),
+                        at,
+                    )
+                    .await?;
+                if let Some(failure) = failed {
+                    g.remember(hash, Phase::Failed);
+                    gate.phase = Some(Phase::Failed);
+                    after_failure(app, r, failure).await?;
+                }
             }
         }
     }
