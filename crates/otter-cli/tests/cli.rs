@@ -856,6 +856,132 @@ async fn rollouts_from_the_cli() {
     assert!(out.contains("completed"), "{out}");
 }
 
+/// A rollout across two `otter serve` processes on one PostgreSQL: checks split between the
+/// nodes let exactly the cap in, and failures reported through either node add up to the
+/// automatic pause.
+#[tokio::test]
+async fn a_rollout_holds_across_two_serve_processes_on_postgres() {
+    let Some(pg) = otter_testkit::postgres::start() else {
+        return;
+    };
+    let database = pg.fresh_database_url();
+    otter(&["migrate", "--database-url", &database], &[]).ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "rollout-node-token-0123456789abcdef012345";
+    let node = |name: &str| {
+        Serve::builder(OTTER)
+            .data(tmp.path().join(name))
+            .args(["--database-url", &database])
+            .admin_token(token)
+            .start()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let admin = |server: &Serve, args: &[&str]| {
+        otter(
+            args,
+            &[("OTTER_SERVER", server.url()), ("OTTER_TOKEN", token)],
+        )
+        .ok()
+    };
+    admin(&a, &["product", "create", "door"]);
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 4096);
+    admin(
+        &a,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&v1),
+            "--version",
+            "1.0.0",
+        ],
+    );
+    let create = [
+        "rollout",
+        "create",
+        "door",
+        "2.0.0",
+        "--stage",
+        "100%",
+        "--max-concurrent",
+        "5",
+        "--pause-failures",
+        "3",
+    ];
+    admin(&a, &create);
+    let (v2, _) = random_file(tmp.path(), "v2.bin", 4096);
+    admin(
+        &a,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&v2),
+            "--version",
+            "2.0.0",
+        ],
+    );
+
+    let http = reqwest::Client::new();
+    let check = |node: &Serve, device: &str, current: &str| {
+        let url = format!(
+            "{}/api/v1/products/door/check?device={device}&current={current}",
+            node.url()
+        );
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
+            if resp.status() != reqwest::StatusCode::OK {
+                return Err(resp.status().to_string());
+            }
+            let answer: Value = resp.json().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(answer["manifest"]["version"].as_str().map(str::to_owned))
+        }
+    };
+    // Node B knows the product (a device on the release takes no slot).
+    wait_until_async(
+        Duration::from_secs(10),
+        "node B knows the product",
+        async || check(&b, "probe", "2.0.0").await,
+    )
+    .await;
+    let nodes = [&a, &b];
+    let devices: Vec<String> = (0..60).map(|i| format!("unit-{i:02}")).collect();
+    // All at once, each on its own task.
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, d) in devices.iter().enumerate() {
+        let asked = check(nodes[i % 2], d, "1.0.0");
+        let d = d.clone();
+        pending.spawn(async move { (d, asked.await) });
+    }
+    let mut answers = std::collections::HashMap::new();
+    while let Some(joined) = pending.join_next().await {
+        let (d, answer) = joined.unwrap();
+        answers.insert(d, answer);
+    }
+    let answers: Vec<_> = devices.iter().map(|d| answers.remove(d).unwrap()).collect();
+    let admitted: Vec<&String> = devices
+        .iter()
+        .zip(&answers)
+        .filter(|(_, o)| o.as_ref().unwrap().as_deref() == Some("2.0.0"))
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(admitted.len(), 5, "the cap holds across processes");
+    for (i, d) in admitted.iter().take(3).enumerate() {
+        let report = format!("{}/api/v1/products/door/reports", nodes[i % 2].url());
+        let body = serde_json::json!({"device": d, "version": "2.0.0", "state": "failed"});
+        let resp = http.post(report).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    let shown = admin(&b, &["rollout", "show", "door", "1"]);
+    assert!(shown.contains(": paused, stage 1 of 1"), "{shown}");
+    assert!(
+        shown.contains("why: paused automatically: 3 devices failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("updating now: 2 (cap 5)"), "{shown}");
+}
+
 /// Device API keys and auto-update from the command line, with a THiNX device checking in.
 #[tokio::test]
 async fn apikeys_and_auto_update_from_the_cli() {
