@@ -615,3 +615,84 @@ async fn two_nodes_on_one_postgres_share_the_cap_and_the_failure_count() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_scheduled_rollout_starts_at_its_time() {
+    let srv = server().await;
+    srv.create_product("later", "semver").await;
+    srv.release("later", "1.0.0", json!({})).await;
+    srv.release("later", "2.0.0", json!({})).await;
+    let start = otter_store::now() + 2;
+    let rollout = create(
+        &srv,
+        "later",
+        json!({"version": "2.0.0", "stages": [{"percent": 100}], "startAt": start}),
+    )
+    .await;
+    let id = &rollout["id"];
+    assert_eq!(rollout["state"], "scheduled");
+    assert_eq!(try_offer(&srv, "later", "unit-1", "1.0.0").await, None);
+    let started = wait_for(&srv, "later", id, "the rollout starts", |r| {
+        r["state"] == "running"
+    })
+    .await;
+    assert!(
+        otter_store::now() >= start,
+        "not before its time: {started}"
+    );
+    assert_eq!(
+        try_offer(&srv, "later", "unit-1", "1.0.0").await.as_deref(),
+        Some("2.0.0")
+    );
+}
+
+#[tokio::test]
+async fn silent_devices_time_out() {
+    let srv = server().await;
+    srv.create_product("quiet", "semver").await;
+    srv.release("quiet", "1.0.0", json!({})).await;
+    srv.release("quiet", "2.0.0", json!({})).await;
+    let rollout = create(
+        &srv,
+        "quiet",
+        json!({"version": "2.0.0", "stages": [{"percent": 100}],
+               "policy": {"deviceTimeoutSeconds": 1, "maxConcurrent": 2}}),
+    )
+    .await;
+    let id = &rollout["id"];
+    for d in ["offered-only", "downloading"] {
+        assert_eq!(
+            try_offer(&srv, "quiet", d, "1.0.0").await.as_deref(),
+            Some("2.0.0")
+        );
+    }
+    report(&srv, "quiet", "downloading", "2.0.0", "downloading").await;
+    assert_eq!(
+        try_offer(&srv, "quiet", "third", "1.0.0").await,
+        None,
+        "the cap is full"
+    );
+    // Silent past the timeout: the download failed, the mere offer just gives its slot back.
+    let r = wait_for(&srv, "quiet", id, "both attempts time out", |r| {
+        r["inFlight"] == 0
+    })
+    .await;
+    let counts = &r["counts"][0];
+    assert_eq!(
+        (counts["failed"].as_u64(), counts["offered"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(try_offer(&srv, "quiet", "downloading", "1.0.0").await, None);
+    assert_eq!(
+        try_offer(&srv, "quiet", "third", "1.0.0").await.as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        try_offer(&srv, "quiet", "offered-only", "1.0.0")
+            .await
+            .as_deref(),
+        Some("2.0.0"),
+        "let in again, taking the last slot"
+    );
+}
