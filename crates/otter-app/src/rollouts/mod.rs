@@ -423,6 +423,10 @@ pub async fn report(
 ) -> AppResult<()> {
     let at = now();
     let hash = device_hash(device);
+    // An agent names an image pushed to it by its hash: the release it is, if any.
+    let version = index
+        .identify(version)
+        .map_or(version, |r| r.release.version.as_str());
     for g in index.rollouts.of_version(version) {
         let r = &g.rollout;
         match state {

@@ -295,7 +295,7 @@ async fn the_concurrency_cap_holds_under_200_concurrent_checks() {
     let srv = server().await;
     srv.create_product("cap", "semver").await;
     srv.release("cap", "1.0.0", json!({})).await;
-    srv.release("cap", "2.0.0", json!({})).await;
+    let v2 = srv.release("cap", "2.0.0", json!({})).await;
     let rollout = create(
         &srv,
         "cap",
@@ -328,7 +328,9 @@ async fn the_concurrency_cap_holds_under_200_concurrent_checks() {
             .as_deref(),
         Some("2.0.0")
     );
-    report(&srv, "cap", admitted[0], "2.0.0", "installed").await;
+    // (An agent may name what it installed by the image's SHA-256.)
+    let v2_sha = v2["artifact"]["sha256"].as_str().unwrap();
+    report(&srv, "cap", admitted[0], v2_sha, "installed").await;
     let waiting: Vec<String> = fleet
         .iter()
         .filter(|d| !admitted.contains(d))
