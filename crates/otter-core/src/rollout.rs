@@ -340,11 +340,6 @@ impl RolloutState {
         }
     }
 
-    /// Whether the rollout still gates its release (only a completed one does not).
-    pub fn gates(self) -> bool {
-        self != RolloutState::Completed
-    }
-
     /// Whether the rollout counts against "one active rollout per channel".
     pub fn is_active(self) -> bool {
         matches!(
