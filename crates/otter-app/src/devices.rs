@@ -63,8 +63,9 @@ pub struct CheckIn<'a> {
 /// itself is held to `--rate-limit-device` first; the registry then refuses it if the product
 /// does not admit it, answers it if it is pinned, or moves it to its assigned channel
 /// ([`registry::route`]); then the release rules decide, with the releases this device may not
-/// have now held back (outside its channel's maintenance window, those that are not mandatory);
-/// the result is counted under the protocol in `otter_checks_total`.
+/// have now held back (outside its channel's maintenance window, those that are not mandatory;
+/// rollouts the device is not let into: [`crate::rollouts::decide`]); the result is counted
+/// under the protocol in `otter_checks_total`.
 pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppResult<Decision> {
     if let Some(device) = check.device {
         admit(app, &index.product.name, device)?;
@@ -76,7 +77,8 @@ pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppR
             let outside_window = schedules::withheld(index, channel, now);
             let withheld =
                 |release: &IndexedRelease| outside_window.as_ref().is_some_and(|w| w(release));
-            index.decide(channel, current_of(check.current), now, withheld)?
+            crate::rollouts::decide(app, index, check.device, channel, check.current, withheld)
+                .await?
         }
     };
     let result = match decision {
@@ -173,6 +175,7 @@ pub async fn report(app: &App, product: &str, report: Report) -> AppResult<Updat
             created_at: at,
         })
         .await?;
+    crate::rollouts::report(app, &index, &report.device, &report.version, report.state).await?;
     if report.state == ReportState::Installed {
         let channel = report.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
         validate_name("channel", &channel)?;

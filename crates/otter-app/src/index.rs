@@ -28,6 +28,7 @@ use otter_store::{Result, Store};
 
 use crate::answers;
 use crate::registry::DeviceDirectory;
+use crate::rollouts::Rollouts;
 
 /// A JSON answer serialised once, split around the one string that depends on the request: the
 /// scheme and host of download URLs, unknown until a request arrives when no public URL is
@@ -187,6 +188,9 @@ pub struct ProductIndex {
     pub windows: HashMap<String, MaintenanceWindow>,
     /// What the native check answers as `nextCheckSeconds`, if the product has a hint.
     pub poll_hint: Option<PollHint>,
+    /// Rollouts that gate their release, with what this node remembers of their devices;
+    /// shared when one release is swapped in, so the memory survives a publish.
+    pub rollouts: Arc<Rollouts>,
 }
 
 impl ProductIndex {
@@ -217,6 +221,17 @@ impl ProductIndex {
     pub fn newest(&self, channel: &str) -> Option<&IndexedRelease> {
         self.lineup
             .newest(&self.releases, channel)
+            .map(|i| &self.releases[i])
+    }
+
+    /// The newest release on `channel` that is not yanked and not held back by `withheld`.
+    pub fn newest_withholding(
+        &self,
+        channel: &str,
+        withheld: impl Fn(&IndexedRelease) -> bool,
+    ) -> Option<&IndexedRelease> {
+        self.lineup
+            .newest_withholding(&self.releases, channel, |i| withheld(&self.releases[i]))
             .map(|i| &self.releases[i])
     }
 
@@ -253,6 +268,7 @@ impl ProductIndex {
             root: self.root.clone(),
             windows: self.windows.clone(),
             poll_hint: self.poll_hint,
+            rollouts: self.rollouts.clone(),
         }
     }
 
@@ -576,6 +592,7 @@ impl CheckIndex {
         let root = crate::trust::verified_root(name, &store.roots(name).await?);
         let windows = crate::schedules::load_windows(name, store.windows(name).await?);
         let poll_hint = store.poll_hint(name).await?;
+        let rollouts = Arc::new(crate::rollouts::load(store, name).await?);
         self.insert(
             name,
             ProductIndex {
@@ -587,6 +604,7 @@ impl CheckIndex {
                 root,
                 windows,
                 poll_hint,
+                rollouts,
             },
         );
         self.names

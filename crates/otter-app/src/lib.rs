@@ -6,8 +6,9 @@
 //! - Use cases: [`artifacts`] and [`uploads`] (ingest), [`releases`] (publish with its
 //!   [`releases::PublishCheck`] hooks, flags), [`products`], [`devices`] (check-in, reports,
 //!   access rules), [`tokens`] (admin tokens and their roles, device API keys, one-time tokens),
-//!   [`audit`] (the audit log), [`trust`]
-//!   (roots of trust, signed releases and answers), [`iotawatt`] (IotaWatt products).
+//!   [`audit`] (the audit log), [`trust`] (roots of trust, signed releases and answers),
+//!   [`iotawatt`] (IotaWatt products), [`rollouts`] (staged rollouts and their gate on every
+//!   check).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
 //!   answers); [`seen`]: batched device sightings.
 //! - [`limits`]: rate limits per remote address and per device.
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod products;
 pub mod registry;
 pub mod releases;
+pub mod rollouts;
 pub mod schedules;
 pub mod seen;
 pub mod settings;
@@ -318,7 +320,8 @@ impl App {
 
     /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
     /// for signatures, following catalogue and token changes made through other nodes, writing
-    /// when admin tokens were last used, and keeping a SQLite WAL small.
+    /// when admin tokens were last used, keeping a SQLite WAL small, and moving rollouts along
+    /// (scheduled starts, timeouts, automatic advance and pause).
     pub fn start_background(&self) -> Background {
         Background {
             tasks: vec![
@@ -326,6 +329,7 @@ impl App {
                 tokio::spawn(follow_catalog(self.clone())),
                 tokio::spawn(write_token_use(self.clone())),
                 tokio::spawn(checkpoint_wal(self.sql.clone())),
+                tokio::spawn(rollouts::run(self.clone(), self.config.rollout_tick)),
             ],
         }
     }

@@ -204,6 +204,9 @@ pub async fn patch(
             other => other.into(),
         })?;
     app.release_changed(release.clone(), signatures).await?;
+    if release.yanked {
+        crate::rollouts::release_yanked(app, product, version).await?;
+    }
     tracing::info!(
         product = %product, version = %version,
         deprecated = release.deprecated, yanked = release.yanked, "release changed"

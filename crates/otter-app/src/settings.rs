@@ -311,6 +311,11 @@ pub struct Settings {
     #[arg(skip = Duration::from_millis(500))]
     pub catalog_poll: Duration,
 
+    /// How often rollouts are moved along: scheduled starts, device timeouts, automatic advance
+    /// and pause (not a flag: tests shorten it).
+    #[arg(skip = Duration::from_secs(5))]
+    pub rollout_tick: Duration,
+
     /// Most devices whose sightings wait to be written at once (not a flag: tests shrink it).
     #[arg(skip = 65_536_usize)]
     pub seen_queue: usize,

@@ -16,6 +16,7 @@ use otter_core::model::{
     ReleasePatch, ReleaseSignatures, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
+use otter_core::rollout::{DeviceState, Rollout, RolloutState, StageCounts};
 use otter_core::schedule::{PollHint, WindowSpec};
 use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
@@ -26,6 +27,7 @@ use otter_store::{
     PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredToken, TokenStore,
     TrustStore, UploadStore,
 };
+use otter_store::{Admission, Failure, RolloutMembers, RolloutStore};
 
 const PRODUCTS: usize = 50_000;
 
@@ -689,5 +691,128 @@ impl ScheduleStore for Counting {
     async fn poll_hint(&self, product: &str) -> Result<Option<PollHint>> {
         self.count("poll_hint");
         self.inner.poll_hint(product).await
+    }
+}
+
+#[async_trait]
+impl RolloutStore for Counting {
+    async fn create_rollout(&self, rollout: &Rollout) -> Result<Rollout> {
+        self.count("create_rollout");
+        self.inner.create_rollout(rollout).await
+    }
+    async fn get_rollout(&self, product: &str, id: i64) -> Result<Option<Rollout>> {
+        self.count("get_rollout");
+        self.inner.get_rollout(product, id).await
+    }
+    async fn list_rollouts(&self, product: &str, page: &PageRequest) -> Result<Page<Rollout>> {
+        self.count("list_rollouts");
+        self.inner.list_rollouts(product, page).await
+    }
+    async fn gating_rollouts(&self, product: &str) -> Result<Vec<Rollout>> {
+        self.count("gating_rollouts");
+        self.inner.gating_rollouts(product).await
+    }
+    async fn active_rollouts(&self) -> Result<Vec<Rollout>> {
+        self.count("active_rollouts");
+        self.inner.active_rollouts().await
+    }
+    async fn set_rollout_state(
+        &self,
+        id: i64,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        self.count("set_rollout_state");
+        self.inner
+            .set_rollout_state(id, from, to, reason, now)
+            .await
+    }
+    async fn advance_rollout(
+        &self,
+        id: i64,
+        from: &[RolloutState],
+        stage: u32,
+        completed: bool,
+        now: i64,
+    ) -> Result<bool> {
+        self.count("advance_rollout");
+        self.inner
+            .advance_rollout(id, from, stage, completed, now)
+            .await
+    }
+    async fn abort_release_rollouts(
+        &self,
+        product: &str,
+        version: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        self.count("abort_release_rollouts");
+        self.inner
+            .abort_release_rollouts(product, version, reason, now)
+            .await
+    }
+    async fn admit_device(
+        &self,
+        id: i64,
+        device: &str,
+        stage: u32,
+        max_concurrent: u32,
+        now: i64,
+    ) -> Result<Admission> {
+        self.count("admit_device");
+        self.inner
+            .admit_device(id, device, stage, max_concurrent, now)
+            .await
+    }
+    async fn device_downloading(&self, id: i64, device: &str, now: i64) -> Result<bool> {
+        self.count("device_downloading");
+        self.inner.device_downloading(id, device, now).await
+    }
+    async fn device_installed(&self, id: i64, device: &str, now: i64) -> Result<bool> {
+        self.count("device_installed");
+        self.inner.device_installed(id, device, now).await
+    }
+    async fn fail_device(
+        &self,
+        id: i64,
+        device: &str,
+        from: &[DeviceState],
+        penalty_failures: u32,
+        penalty_until: i64,
+        now: i64,
+    ) -> Result<Option<Failure>> {
+        self.count("fail_device");
+        self.inner
+            .fail_device(id, device, from, penalty_failures, penalty_until, now)
+            .await
+    }
+    async fn stale_devices(&self, id: i64, state: DeviceState, before: i64) -> Result<Vec<String>> {
+        self.count("stale_devices");
+        self.inner.stale_devices(id, state, before).await
+    }
+    async fn drop_offer(&self, id: i64, device: &str, before: i64) -> Result<bool> {
+        self.count("drop_offer");
+        self.inner.drop_offer(id, device, before).await
+    }
+    async fn retry_failed(&self, id: i64, now: i64) -> Result<u64> {
+        self.count("retry_failed");
+        self.inner.retry_failed(id, now).await
+    }
+    async fn rollout_counts(
+        &self,
+        id: i64,
+        stages: u32,
+        now: i64,
+        since: i64,
+    ) -> Result<Vec<StageCounts>> {
+        self.count("rollout_counts");
+        self.inner.rollout_counts(id, stages, now, since).await
+    }
+    async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers> {
+        self.count("rollout_members");
+        self.inner.rollout_members(id, now).await
     }
 }

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use crate::admin::{
     ApiKeyCommand, AuditArgs, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand,
-    TokenCommand,
+    RolloutCommand, TokenCommand,
 };
 use otter_client::{Client, ClientArgs};
 
@@ -63,6 +63,14 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         cmd: ReportCommand,
+    },
+    /// Roll a release out in stages: create, list, show, advance, pause, resume, abort,
+    /// retry-failed.
+    Rollout {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: RolloutCommand,
     },
     /// Keep an embedded-Linux device up to date: A/B slots, verification, health check and
     /// rollback.
@@ -144,6 +152,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Release { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Device { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Report { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::Rollout { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Token { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Audit { client, args } => args.run(&Client::new(&client)?).await,

@@ -739,6 +739,7 @@ fn help_names_the_commands_and_flags() {
     let help = otter(&["--help"], &[]).ok();
     for word in [
         "serve", "product", "release", "device", "report", "apikey", "iotawatt", "token", "audit",
+        "rollout",
     ] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
@@ -2296,4 +2297,220 @@ fn maintenance_windows_and_poll_hints_from_the_cli() {
     assert_eq!(shown, hint);
     let removed = admin(&server, &["product", "poll-hint", "door", "--remove"]).ok();
     assert!(removed.contains("no poll hint"), "{removed}");
+}
+
+/// A staged rollout steered from the command line: created before the release is published,
+/// shown with its per-stage counts, paused (and why), advanced to the end.
+#[tokio::test]
+async fn rollouts_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let otter = |args: &[&str]| admin(&server, args);
+    otter(&["product", "create", "door", "--scheme", "semver"]).ok();
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 4096);
+    otter(&[
+        "release",
+        "publish",
+        "door",
+        path(&v1),
+        "--version",
+        "1.0.0",
+    ])
+    .ok();
+    let out = otter(&[
+        "rollout",
+        "create",
+        "door",
+        "2.0.0",
+        "--stage",
+        "tag=canary",
+        "--stage",
+        "50%",
+        "--stage",
+        "100%",
+        "--max-concurrent",
+        "5",
+        "--pause-failures",
+        "3",
+    ])
+    .ok();
+    assert!(
+        out.starts_with("rollout 1 of door 2.0.0 on stable: running, stage 1 of 3"),
+        "{out}"
+    );
+    assert!(out.contains("updating now: 0 (cap 5)"), "{out}");
+    let (v2, _) = random_file(tmp.path(), "v2.bin", 4096);
+    otter(&[
+        "release",
+        "publish",
+        "door",
+        path(&v2),
+        "--version",
+        "2.0.0",
+    ])
+    .ok();
+    let stderr = otter(&["rollout", "create", "door", "2.0.0", "--stage", "5%"]).fails();
+    assert!(stderr.contains("rollout that is not over"), "{stderr}");
+
+    otter(&["rollout", "advance", "door", "1"]).ok();
+    // A device let into the 50 % stage shows up in its counts.
+    let http = reqwest::Client::new();
+    let check = format!("{}/api/v1/products/door/check", server.url());
+    let mut offered = 0;
+    for i in 0..20 {
+        let answer: Value = http
+            .get(format!("{check}?current=1.0.0&device=unit-{i}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        offered += usize::from(answer["hasUpdate"] == true);
+    }
+    assert!(offered > 0);
+    let out = otter(&["rollout", "pause", "door", "1"]).ok();
+    assert!(out.contains(": paused, stage 2 of 3"), "{out}");
+    assert!(out.contains("why: paused by hand"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("STAGE"))
+        .expect(&out);
+    let stage2: Vec<&str> = lines[header + 2].split_whitespace().collect();
+    assert_eq!(stage2[..3], ["2*", "50%", &offered.to_string()], "{out}");
+    let list = otter(&["rollout", "list", "door"]).ok();
+    assert!(list.lines().nth(1).unwrap().starts_with("1 "), "{list}");
+    otter(&["rollout", "resume", "door", "1"]).ok();
+    otter(&["rollout", "advance", "door", "1"]).ok();
+    let out = otter(&["rollout", "advance", "door", "1"]).ok();
+    assert!(out.contains(": completed, stage 3 of 3"), "{out}");
+    let out = otter(&["rollout", "retry-failed", "door", "1"]).fails();
+    assert!(out.contains("completed"), "{out}");
+}
+
+/// A rollout across two `otter serve` processes on one PostgreSQL: checks split between the
+/// nodes let exactly the cap in, and failures reported through either node add up to the
+/// automatic pause.
+#[tokio::test]
+async fn a_rollout_holds_across_two_serve_processes_on_postgres() {
+    let Some(pg) = otter_testkit::postgres::start() else {
+        return;
+    };
+    let database = pg.fresh_database_url();
+    otter(&["migrate", "--database-url", &database], &[]).ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "rollout-node-token-0123456789abcdef012345";
+    let node = |name: &str| {
+        Serve::builder(OTTER)
+            .data(tmp.path().join(name))
+            .args(["--database-url", &database])
+            .admin_token(token)
+            .start()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let admin = |server: &Serve, args: &[&str]| {
+        otter(
+            args,
+            &[("OTTER_SERVER", server.url()), ("OTTER_TOKEN", token)],
+        )
+        .ok()
+    };
+    admin(&a, &["product", "create", "door"]);
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 4096);
+    admin(
+        &a,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&v1),
+            "--version",
+            "1.0.0",
+        ],
+    );
+    let create = [
+        "rollout",
+        "create",
+        "door",
+        "2.0.0",
+        "--stage",
+        "100%",
+        "--max-concurrent",
+        "5",
+        "--pause-failures",
+        "3",
+    ];
+    admin(&a, &create);
+    let (v2, _) = random_file(tmp.path(), "v2.bin", 4096);
+    admin(
+        &a,
+        &[
+            "release",
+            "publish",
+            "door",
+            path(&v2),
+            "--version",
+            "2.0.0",
+        ],
+    );
+
+    let http = reqwest::Client::new();
+    let check = |node: &Serve, device: &str, current: &str| {
+        let url = format!(
+            "{}/api/v1/products/door/check?device={device}&current={current}",
+            node.url()
+        );
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
+            if resp.status() != reqwest::StatusCode::OK {
+                return Err(resp.status().to_string());
+            }
+            let answer: Value = resp.json().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(answer["manifest"]["version"].as_str().map(str::to_owned))
+        }
+    };
+    // Node B knows the product (a device on the release takes no slot).
+    wait_until_async(
+        Duration::from_secs(10),
+        "node B knows the product",
+        async || check(&b, "probe", "2.0.0").await,
+    )
+    .await;
+    let nodes = [&a, &b];
+    let devices: Vec<String> = (0..60).map(|i| format!("unit-{i:02}")).collect();
+    // All at once, each on its own task.
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, d) in devices.iter().enumerate() {
+        let asked = check(nodes[i % 2], d, "1.0.0");
+        let d = d.clone();
+        pending.spawn(async move { (d, asked.await) });
+    }
+    let mut answers = std::collections::HashMap::new();
+    while let Some(joined) = pending.join_next().await {
+        let (d, answer) = joined.unwrap();
+        answers.insert(d, answer);
+    }
+    let answers: Vec<_> = devices.iter().map(|d| answers.remove(d).unwrap()).collect();
+    let admitted: Vec<&String> = devices
+        .iter()
+        .zip(&answers)
+        .filter(|(_, o)| o.as_ref().unwrap().as_deref() == Some("2.0.0"))
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(admitted.len(), 5, "the cap holds across processes");
+    for (i, d) in admitted.iter().take(3).enumerate() {
+        let report = format!("{}/api/v1/products/door/reports", nodes[i % 2].url());
+        let body = serde_json::json!({"device": d, "version": "2.0.0", "state": "failed"});
+        let resp = http.post(report).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    let shown = admin(&b, &["rollout", "show", "door", "1"]);
+    assert!(shown.contains(": paused, stage 1 of 1"), "{shown}");
+    assert!(
+        shown.contains("why: paused automatically: 3 devices failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("updating now: 2 (cap 5)"), "{shown}");
 }

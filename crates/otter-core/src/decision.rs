@@ -276,7 +276,7 @@ impl Lineup {
     /// The newest release on `channel` that is neither yanked nor deprecated: what a device
     /// that asks for "the latest firmware" without saying what it runs gets.
     pub fn latest<R: AsRef<ReleaseFacts>>(&self, releases: &[R], channel: &str) -> Option<usize> {
-        self.newest_where(releases, channel, |r| !r.deprecated)
+        self.newest_where(releases, channel, |i| !releases[i].as_ref().deprecated)
     }
 
     /// The newest release on `channel` that is not yanked, deprecated or not: the head of the
@@ -285,20 +285,31 @@ impl Lineup {
         self.newest_where(releases, channel, |_| true)
     }
 
+    /// The newest release on `channel` that is not yanked and that `withheld` does not hold
+    /// back (what a device that does not say who it is may have).
+    pub fn newest_withholding<R: AsRef<ReleaseFacts>>(
+        &self,
+        releases: &[R],
+        channel: &str,
+        withheld: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        self.newest_where(releases, channel, |i| !withheld(i))
+    }
+
     /// The newest release on `channel` that `keep` keeps; between equals the later one in
     /// `releases`, as `max_by` picks.
     fn newest_where<R: AsRef<ReleaseFacts>>(
         &self,
         releases: &[R],
         channel: &str,
-        keep: impl Fn(&ReleaseFacts) -> bool,
+        keep: impl Fn(usize) -> bool,
     ) -> Option<usize> {
         let facts = |i: usize| releases[i].as_ref();
         let mut kept = self
             .on_channel(channel)
             .iter()
             .copied()
-            .filter(|&i| keep(facts(i)));
+            .filter(|&i| keep(i));
         let newest = kept.next()?;
         Some(
             kept.take_while(|&i| order(self.scheme, facts(i), facts(newest)) == Ordering::Equal)

@@ -6,6 +6,7 @@
 //! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact,
 //! - [`access`]: which devices may use a product (ota-backend's firewall),
 //! - [`ott`]: one-time download tokens (THiNX),
+//! - [`rollout`]: staged rollouts: stage membership and the thresholds that advance or pause them,
 //! - [`iotawatt`]: IotaWatt's signed release blobs,
 //! - [`formats`]: native firmware signature formats (ESP8266 trailer, ESP-IDF Secure Boot v2,
 //!   minisign, IotaWatt) made and checked byte-for-byte as the vendor tools do,
@@ -21,6 +22,7 @@ pub mod formats;
 pub mod iotawatt;
 pub mod model;
 pub mod ott;
+pub mod rollout;
 pub mod schedule;
 pub mod signing;
 pub mod units;

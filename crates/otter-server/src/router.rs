@@ -15,7 +15,8 @@ use otter_app::App;
 use otter_core::model::Role;
 
 use crate::admin::{
-    apikeys, artifacts, audit, fleet, products, releases, schedules, signing, tokens, uploads,
+    apikeys, artifacts, audit, fleet, products, releases, rollouts, schedules, signing, tokens,
+    uploads,
 };
 use crate::auth::{Rule, guard};
 use crate::error::{no_route, wrong_method};
@@ -277,6 +278,53 @@ pub fn admin_routes() -> Vec<AdminRoute> {
             Publisher,
             "upload.finalize",
             uploads::finalize,
+        ),
+        // Rollouts
+        AdminRoute::get(
+            "/api/v1/products/{product}/rollouts",
+            Viewer,
+            rollouts::list,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/rollouts",
+            Publisher,
+            "rollout.create",
+            rollouts::create,
+        ),
+        AdminRoute::get(
+            "/api/v1/products/{product}/rollouts/{id}",
+            Viewer,
+            rollouts::show,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/rollouts/{id}/advance",
+            Publisher,
+            "rollout.advance",
+            rollouts::advance,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/rollouts/{id}/pause",
+            Publisher,
+            "rollout.pause",
+            rollouts::pause,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/rollouts/{id}/resume",
+            Publisher,
+            "rollout.resume",
+            rollouts::resume,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/rollouts/{id}/abort",
+            Publisher,
+            "rollout.abort",
+            rollouts::abort,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/rollouts/{id}/retry-failed",
+            Publisher,
+            "rollout.retry_failed",
+            rollouts::retry_failed,
         ),
         // Maintenance windows and poll hints
         AdminRoute::get(

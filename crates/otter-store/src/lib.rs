@@ -2,7 +2,8 @@
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
 //!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`AuditStore`],
-//!   [`ScheduleStore`], gathered in [`Store`]) are all the server knows about the database.
+//!   [`ScheduleStore`], [`RolloutStore`], gathered in [`Store`]) are all the server knows about
+//!   the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -17,6 +18,7 @@ use otter_core::model::{
     ReleasePatch, ReleaseSignatures, ReportState, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
+use otter_core::rollout::{DeviceState, Rollout, RolloutState, StageCounts};
 use otter_core::schedule::{PollHint, WindowSpec};
 
 pub mod blob;
@@ -100,6 +102,44 @@ pub struct DeviceFilter {
     pub seen_before: Option<i64>,
     /// Devices last seen at or after this time (Unix seconds).
     pub seen_after: Option<i64>,
+    /// Devices in this state in one of the product's rollouts that are not over, at the time
+    /// given (Unix seconds; it decides who is in the penalty box).
+    pub status: Option<(RolloutStatus, i64)>,
+}
+
+/// Where a device stands in a rollout, as the device list filters by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutStatus {
+    /// Offered the release, holding a slot.
+    Offered,
+    /// Downloading or installing it, holding a slot.
+    Downloading,
+    /// Installed it.
+    Installed,
+    /// Its attempt failed; not in the penalty box.
+    Failed,
+    /// In the penalty box.
+    Penalty,
+}
+
+impl std::str::FromStr for RolloutStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "offered" => RolloutStatus::Offered,
+            "downloading" => RolloutStatus::Downloading,
+            "installed" => RolloutStatus::Installed,
+            "failed" => RolloutStatus::Failed,
+            "penalty" => RolloutStatus::Penalty,
+            other => {
+                return Err(format!(
+                    "unknown status {other:?}: use offered, downloading, installed, failed or \
+                     penalty"
+                ));
+            }
+        })
+    }
 }
 
 /// What an operator changes about one device; a `None` field stays as it is (`Some(None)`
@@ -441,6 +481,136 @@ pub trait ScheduleStore: Send + Sync {
     async fn poll_hint(&self, product: &str) -> Result<Option<PollHint>>;
 }
 
+/// What [`RolloutStore::admit_device`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The device took a slot now (a new attempt, or one `retry-failed` let in again).
+    Admitted,
+    /// The device already holds a slot (let in earlier, perhaps through another node).
+    Holding,
+    /// The device installed the release already.
+    Installed,
+    /// The device's last attempt failed; it waits for `retry-failed` (or its penalty to end).
+    Failed,
+    /// No slot is free, or the rollout no longer takes devices in (paused, over).
+    Refused,
+}
+
+/// What [`RolloutStore::fail_device`] recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// The stage that took the device in.
+    pub stage: u32,
+    /// Its failures in this rollout so far.
+    pub failures: u32,
+    /// Whether this failure put it in the penalty box.
+    pub boxed: bool,
+}
+
+/// Devices of a rollout the check index keeps in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolloutMembers {
+    /// Devices offered the release, holding a slot.
+    pub offered: Vec<String>,
+    /// Devices downloading or installing it, holding a slot.
+    pub downloading: Vec<String>,
+    /// Devices whose attempt failed, not in the penalty box.
+    pub failed: Vec<String>,
+    /// Devices in the penalty box, with the time it ends.
+    pub penalty: Vec<(String, i64)>,
+}
+
+/// Staged rollouts and the devices they took in. Every change of state is a conditional
+/// statement that says whether it applied, so nodes sharing the database never apply one twice.
+#[async_trait]
+pub trait RolloutStore: Send + Sync {
+    /// Stores a new rollout (its `id` is assigned here and returned);
+    /// [`StoreError::Conflict`] if the channel has a rollout that is not over.
+    async fn create_rollout(&self, rollout: &Rollout) -> Result<Rollout>;
+    async fn get_rollout(&self, product: &str, id: i64) -> Result<Option<Rollout>>;
+    /// A product's rollouts, newest first.
+    async fn list_rollouts(&self, product: &str, page: &PageRequest) -> Result<Page<Rollout>>;
+    /// A product's rollouts that still gate their release (every state but `completed`), for
+    /// the check index.
+    async fn gating_rollouts(&self, product: &str) -> Result<Vec<Rollout>>;
+    /// Every rollout, of every product, that is scheduled, running or paused.
+    async fn active_rollouts(&self) -> Result<Vec<Rollout>>;
+    /// Moves a rollout in one of the states `from` to `to` with `reason`; whether it did. A move
+    /// to running starts counting failures afresh (`counted_from`).
+    async fn set_rollout_state(
+        &self,
+        id: i64,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool>;
+    /// Moves a rollout in one of the states `from` from stage `stage` to the next (`to`
+    /// [`RolloutState::Completed`] past the last); whether it did.
+    async fn advance_rollout(
+        &self,
+        id: i64,
+        from: &[RolloutState],
+        stage: u32,
+        completed: bool,
+        now: i64,
+    ) -> Result<bool>;
+    /// Aborts the scheduled, running or paused rollouts of a release; how many.
+    async fn abort_release_rollouts(
+        &self,
+        product: &str,
+        version: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64>;
+    /// Lets `device` into running rollout `id` at `stage`, taking a slot when
+    /// `max_concurrent` (0: no cap) leaves one, in one transaction with the device's row.
+    async fn admit_device(
+        &self,
+        id: i64,
+        device: &str,
+        stage: u32,
+        max_concurrent: u32,
+        now: i64,
+    ) -> Result<Admission>;
+    /// A device holding a slot said it is downloading or installing; whether it held one.
+    async fn device_downloading(&self, id: i64, device: &str, now: i64) -> Result<bool>;
+    /// A device runs the release now: its attempt is over (its slot given back); whether its
+    /// state changed.
+    async fn device_installed(&self, id: i64, device: &str, now: i64) -> Result<bool>;
+    /// A device in one of the states `from` failed: counts the failure, gives its slot back,
+    /// and at `penalty_failures` failures puts it in the penalty box until `penalty_until`.
+    /// `None` if it was in none of those states.
+    async fn fail_device(
+        &self,
+        id: i64,
+        device: &str,
+        from: &[DeviceState],
+        penalty_failures: u32,
+        penalty_until: i64,
+        now: i64,
+    ) -> Result<Option<Failure>>;
+    /// Devices of a rollout in state `state` since before `before`.
+    async fn stale_devices(&self, id: i64, state: DeviceState, before: i64) -> Result<Vec<String>>;
+    /// Lets go of a device offered the release before `before` that never said more: its row
+    /// goes and its slot is given back, without a failure; whether it did.
+    async fn drop_offer(&self, id: i64, device: &str, before: i64) -> Result<bool>;
+    /// Lets failed devices out of the penalty box at `now` try again: they take a slot at their
+    /// next check; how many.
+    async fn retry_failed(&self, id: i64, now: i64) -> Result<u64>;
+    /// Per-stage counts of a rollout's devices (index = stage) at `now`, of the devices whose
+    /// state last changed at `since` or later (0: all).
+    async fn rollout_counts(
+        &self,
+        id: i64,
+        stages: u32,
+        now: i64,
+        since: i64,
+    ) -> Result<Vec<StageCounts>>;
+    /// The devices the check index keeps in memory for a rollout at `now`.
+    async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers>;
+}
+
 /// Everything the server needs from a database.
 pub trait Store:
     ProductStore
@@ -453,6 +623,7 @@ pub trait Store:
     + TrustStore
     + AuditStore
     + ScheduleStore
+    + RolloutStore
 {
 }
 
@@ -467,6 +638,7 @@ impl<T> Store for T where
         + TrustStore
         + AuditStore
         + ScheduleStore
+        + RolloutStore
 {
 }
 

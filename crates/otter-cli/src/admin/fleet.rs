@@ -100,6 +100,10 @@ pub struct FilterArgs {
     /// Devices last seen at or after this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     seen_after: Option<String>,
+    /// Devices in this state in a rollout that is not over: offered, downloading, installed,
+    /// failed or penalty (in the penalty box).
+    #[arg(long, value_name = "STATUS")]
+    status: Option<String>,
 }
 
 impl FilterArgs {
@@ -115,6 +119,7 @@ impl FilterArgs {
             ("protocol", &self.protocol),
             ("seenBefore", &self.seen_before),
             ("seenAfter", &self.seen_after),
+            ("status", &self.status),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value.as_deref()?)))

@@ -1,5 +1,5 @@
 //! The admin subcommands: `otter product`, `otter release`, `otter device`, `otter report`,
-//! `otter apikey`, `otter token` and `otter audit`.
+//! `otter apikey`, `otter token`, `otter audit` and `otter rollout`.
 //!
 //! Each is a thin layer over the admin API (docs/api.md) through [`Client`]; `release publish`
 //! sends the image with otter-client's resumable uploader. This module holds what they share:
@@ -8,11 +8,13 @@
 mod fleet;
 mod products;
 mod releases;
+mod rollouts;
 mod tokens;
 
 pub use fleet::{ApiKeyCommand, DeviceCommand, ReportCommand};
 pub use products::ProductCommand;
 pub use releases::ReleaseCommand;
+pub use rollouts::RolloutCommand;
 pub use tokens::{AuditArgs, TokenCommand};
 
 use std::io::Write;

@@ -17,8 +17,9 @@ use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
-/// `?device=&tag=&version=&channel=&protocol=&seenBefore=&seenAfter=` (times RFC 3339): which
-/// devices a list or a tagging means, every parameter given having to match.
+/// `?device=&tag=&version=&channel=&protocol=&seenBefore=&seenAfter=&status=` (times RFC 3339;
+/// status one of offered, downloading, installed, failed, penalty, in a rollout that is not
+/// over): which devices a list or a tagging means, every parameter given having to match.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterQuery {
@@ -29,6 +30,7 @@ pub struct FilterQuery {
     protocol: Option<String>,
     seen_before: Option<String>,
     seen_after: Option<String>,
+    status: Option<String>,
     // Only lists page; a tagging refuses these like any unknown parameter.
     limit: Option<u32>,
     cursor: Option<String>,
@@ -50,6 +52,12 @@ impl FilterQuery {
             protocol: self.protocol.clone(),
             seen_before: time("seenBefore", &self.seen_before)?,
             seen_after: time("seenAfter", &self.seen_after)?,
+            status: self
+                .status
+                .as_deref()
+                .map(|s| s.parse().map(|status| (status, otter_store::now())))
+                .transpose()
+                .map_err(|e: String| ApiError::bad_request("invalid_query", e))?,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod fleet;
 pub mod products;
 pub mod releases;
+pub mod rollouts;
 pub mod schedules;
 pub mod signing;
 pub mod tokens;

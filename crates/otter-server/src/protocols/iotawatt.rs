@@ -11,7 +11,8 @@
 //! A product becomes an IotaWatt product once it has an Ed25519 public key (`PUT
 //! /api/v1/products/{product}/iotawatt`, see `otter_app::iotawatt`). versions.json lists the
 //! newest release of each update class channel (`MAJOR`, `MINOR`, `BETA`, `ALPHA`) and of
-//! `TABLES`.
+//! `TABLES`. An IotaWatt does not say who it is, so a release under a rollout is listed only once
+//! the rollout's current stage takes every device (docs/rollouts.md).
 //!
 //! Served at the root for `--iotawatt-product` (the paths the firmware has built in, with the
 //! host pointed at otter), and under `/iotawatt/{product}/` for any IotaWatt product.
@@ -65,8 +66,7 @@ pub async fn versions(
 ) -> ApiResult<Response> {
     let index = resolve(&app, mount.product.as_deref()).await?;
     let newest = |channel: &str| {
-        index
-            .newest(channel)
+        otter_app::rollouts::newest_for_anyone(&index, channel)
             .map(|r| Value::String(r.release.version.clone()))
     };
     let classes: Map<String, Value> = CLASSES

@@ -86,6 +86,11 @@ impl TestServer {
         .await
     }
 
+    /// A node on the database at `url` (migrated already), with its own data directory.
+    pub async fn on_database(url: &str, config: Settings) -> Self {
+        Self::build(config, Some(url.to_owned()), None, S3Settings::default()).await
+    }
+
     pub async fn with_config(config: Settings) -> Self {
         Self::build(config, None, None, S3Settings::default()).await
     }

@@ -291,6 +291,38 @@ async fn every_change_in_the_routes_table_writes_exactly_one_entry() {
     )
     .await;
 
+    // A rollout through its whole life.
+    let (rollout, entry) = a
+        .change(
+            Method::POST,
+            "/api/v1/products/{product}/rollouts",
+            admin(Method::POST, "/api/v1/products/p/rollouts")
+                .json(&json!({"version": "9.0.0", "stages": [{"percent": 10}, {"percent": 100}]})),
+        )
+        .await;
+    let id = rollout["id"].as_i64().unwrap();
+    assert_eq!(entry["target"], "p");
+    for step in ["pause", "resume", "advance", "retry-failed", "abort"] {
+        let path = match step {
+            "pause" => "/api/v1/products/{product}/rollouts/{id}/pause",
+            "resume" => "/api/v1/products/{product}/rollouts/{id}/resume",
+            "advance" => "/api/v1/products/{product}/rollouts/{id}/advance",
+            "retry-failed" => "/api/v1/products/{product}/rollouts/{id}/retry-failed",
+            _ => "/api/v1/products/{product}/rollouts/{id}/abort",
+        };
+        let (_, entry) = a
+            .change(
+                Method::POST,
+                path,
+                admin(
+                    Method::POST,
+                    &format!("/api/v1/products/p/rollouts/{id}/{step}"),
+                ),
+            )
+            .await;
+        assert_eq!(entry["target"], format!("p/{id}"));
+    }
+
     // Maintenance windows and the poll hint.
     let (_, entry) = a
         .change(

@@ -250,3 +250,39 @@ async fn blobs_the_device_would_refuse_are_refused_at_publish() {
         .unwrap();
     expect_error(resp, 400, "invalid_public_key").await;
 }
+
+/// An IotaWatt does not say who it is: versions.json lists a release under a rollout only once
+/// the rollout's current stage takes every device.
+#[tokio::test]
+async fn versions_json_lists_a_rolled_out_release_once_it_reaches_everyone() {
+    let key = SigningKey::generate().unwrap();
+    let srv = setup(&key).await;
+    let major = crate::common::firmware(1, 300_001);
+    publish(&srv, "02_08_04", &blob("02_08_04", &key, &major), "MAJOR").await;
+    let resp = srv
+        .admin(Method::POST, "/api/v1/products/iotawatt/rollouts")
+        .json(&json!({"version": "02_08_05", "channel": "MAJOR",
+                      "stages": [{"percent": 10}, {"percent": 100}]}))
+        .send()
+        .await
+        .unwrap();
+    let rollout = json_body(resp, StatusCode::CREATED).await;
+    let blob_05 = blob("02_08_05", &key, &major[1..]);
+    assert_eq!(
+        publish(&srv, "02_08_05", &blob_05, "MAJOR").await.status(),
+        201
+    );
+    let listed = versions(&srv, "/firmware/versions.json").await;
+    assert_eq!(
+        listed["classes"]["MAJOR"], "02_08_04",
+        "10 % is not everyone"
+    );
+    let advance = format!(
+        "/api/v1/products/iotawatt/rollouts/{}/advance",
+        rollout["id"]
+    );
+    let resp = srv.admin(Method::POST, &advance).send().await.unwrap();
+    json_body(resp, StatusCode::OK).await;
+    let listed = versions(&srv, "/firmware/versions.json").await;
+    assert_eq!(listed["classes"]["MAJOR"], "02_08_05");
+}

@@ -25,6 +25,7 @@ mod persistence;
 mod registry;
 mod request_ids;
 mod roles;
+mod rollouts;
 mod s3;
 mod sessions;
 mod signing;

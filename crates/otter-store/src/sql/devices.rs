@@ -11,10 +11,11 @@ use sqlx::any::AnyArguments;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
+use super::rollouts::ACTIVE;
 use super::{Backend, SqlStore, bool_col, int_cursor, limit, paginate, timed};
 use crate::{
     DeviceChange, DeviceControls, DeviceFilter, DeviceStore, NewReport, OverLimit, PageRequest,
-    Result, StoreError,
+    Result, RolloutStatus, StoreError,
 };
 
 /// The columns of a device; a macro so `concat!` can build `'static` queries with it.
@@ -259,6 +260,31 @@ fn filter_sql(filter: &DeviceFilter, first: usize) -> (String, Vec<Bound>) {
         ("d.last_seen < ?", filter.seen_before.map(Bound::Int)),
         ("d.last_seen >= ?", filter.seen_after.map(Bound::Int)),
     ];
+    let status = filter.status.map(|(status, at)| {
+        let (state, penalty) = match status {
+            RolloutStatus::Offered => ("offered", String::new()),
+            RolloutStatus::Downloading => ("downloading", String::new()),
+            RolloutStatus::Installed => ("installed", String::new()),
+            RolloutStatus::Failed => (
+                "failed",
+                format!(" AND (x.penalty_until IS NULL OR x.penalty_until <= {at})"),
+            ),
+            RolloutStatus::Penalty => ("failed", format!(" AND x.penalty_until > {at}")),
+        };
+        // `at` is a number otter computed, never client text, so it can be written inline.
+        (
+            format!(
+                "EXISTS (SELECT 1 FROM rollout_devices x JOIN rollouts r ON r.id = x.rollout \
+                 WHERE r.product = d.product AND r.state IN ({ACTIVE}) \
+                 AND x.device = d.id AND x.state = ?{penalty})"
+            ),
+            Some(Bound::Text(state.to_owned())),
+        )
+    });
+    let conditions = conditions
+        .into_iter()
+        .map(|(condition, value)| (condition.to_owned(), value))
+        .chain(status);
     let mut sql = String::new();
     let mut values = Vec::new();
     for (condition, value) in conditions {

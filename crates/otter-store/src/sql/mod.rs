@@ -11,8 +11,9 @@
 //! One private module per store trait holds its statements and row decoding: `products`
 //! (products, artifacts, catalogue versions), `releases`, `devices` (sightings, auto-update,
 //! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
-//! device rules, signing keys), `trust` (roots, release signatures), `audit` (the audit log);
-//! `schema` holds the migrations. What they share is here: connecting per backend, `timed`
+//! device rules, signing keys), `trust` (roots, release signatures), `audit` (the audit log),
+//! `schedules` (maintenance windows, poll hints), `rollouts` (rollouts and the devices they took
+//! in); `schema` holds the migrations. What they share is here: connecting per backend, `timed`
 //! (which every store method runs its queries through, recording
 //! `otter_store_duration_seconds{op}`), error mapping, pagination and column conversions.
 
@@ -30,6 +31,7 @@ mod audit;
 mod devices;
 mod products;
 mod releases;
+mod rollouts;
 mod schedules;
 mod schema;
 mod tokens;
@@ -43,6 +45,10 @@ use schema::{SchemaStatus, check_schema, migrate_pool};
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// On SQLite, rollout transactions take turns here before asking SQLite for the write lock:
+    /// queued in order rather than retried by SQLite's sleeping busy handler, a burst of devices
+    /// let in at once neither waits seconds nor runs out of the busy timeout.
+    rollout_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqlStore {
@@ -69,7 +75,11 @@ impl SqlStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            rollout_writes: Default::default(),
+        })
     }
 
     /// Whether this is a SQLite database, whose WAL [`SqlStore::checkpoint`] keeps small.
@@ -371,6 +381,11 @@ fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
 fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
     let v: i64 = row.try_get(col)?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
+}
+
+/// A small count or index column (a stage, a failure count).
+fn u32_of(v: i64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} is out of range")))
 }
 
 /// A size or offset as the database stores it.

@@ -12,9 +12,9 @@
 //! test); without PostgreSQL binaries it prints a SKIP line, and fails under `CI=true`.
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
-//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`), plus
-//! `registry` (what operators set on devices), `whole` (the store as a whole) and `schema`
-//! (migrations). They take the harness and fixtures below with
+//! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`,
+//! `rollouts`), plus `registry` (what operators set on devices), `whole` (the store as a whole)
+//! and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
 use std::path::Path;
@@ -41,6 +41,7 @@ mod devices;
 mod products;
 mod registry;
 mod releases;
+mod rollouts;
 mod schedules;
 mod schema;
 mod tokens;
@@ -54,6 +55,7 @@ use devices::*;
 use products::*;
 use registry::*;
 use releases::*;
+use rollouts::*;
 use schedules::*;
 use schema::*;
 use tokens::*;
@@ -279,6 +281,11 @@ conformance! {
         roots_and_release_signatures,
         expiring_signatures_across_products,
         conflicts_name_what_exists_not_the_database,
+        rollouts_one_active_per_channel_and_list_newest_first,
+        rollouts_advance_once_per_stage,
+        the_concurrency_cap_holds_and_slots_come_back,
+        concurrent_admissions_never_pass_the_cap,
+        failures_fill_the_penalty_box_and_retry_lets_the_rest_in,
     ],
     db: [data_survives_reconnect],
     fresh: [
