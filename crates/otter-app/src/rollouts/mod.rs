@@ -391,9 +391,11 @@ async fn progress_from_check(
                         at,
                     )
                     .await?;
+                // Counted now, or already (by the device timeout, through another node): its
+                // attempt is over either way.
+                g.remember(hash, Phase::Failed);
+                gate.phase = Some(Phase::Failed);
                 if let Some(failure) = failed {
-                    g.remember(hash, Phase::Failed);
-                    gate.phase = Some(Phase::Failed);
                     after_failure(app, r, failure).await?;
                 }
             }

@@ -45,6 +45,7 @@ pub enum RolloutCommand {
 /// What `otter rollout create` takes.
 #[derive(clap::Args, Debug)]
 pub struct CreateArgs {
+    /// The product whose release to roll out.
     product: String,
     /// The release's version.
     version: String,

@@ -125,6 +125,20 @@ async fn wait_for(
     .await
 }
 
+/// Waits until `srv` offers `version` to `device` on 1.0.0: a change the upkeep made in the
+/// database reaches the check index a moment after.
+async fn wait_offered(srv: &TestServer, product: &str, device: &str, version: &str) {
+    wait_until_async(
+        Duration::from_secs(10),
+        "the check index follows",
+        async || match try_offer(srv, product, device, "1.0.0").await {
+            Some(v) if v == version => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}
+
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
 }
@@ -161,13 +175,16 @@ async fn a_fleet_of_10000_goes_through_its_stages_by_itself() {
     let fleet = ids("unit", 10_000);
     let mut updated: HashSet<String> = HashSet::new();
     for (stage, percent) in [(0, 1.0), (1, 10.0), (2, 100.0)] {
+        let expected: HashSet<String> = &in_percent(&key, &fleet, percent) - &updated;
+        // The upkeep advanced the stage in the database; the check index follows a moment later.
+        let probe = expected.iter().next().unwrap();
+        wait_offered(&srv, "fleet", probe, "2.0.0").await;
         let waiting: Vec<String> = fleet
             .iter()
             .filter(|d| !updated.contains(*d))
             .cloned()
             .collect();
         let offered = offered_to(&srv, "fleet", &waiting, "1.0.0", "2.0.0").await;
-        let expected: HashSet<String> = &in_percent(&key, &fleet, percent) - &updated;
         assert_eq!(
             offered, expected,
             "stage {stage} ({percent} %) offers exactly its bucket"
@@ -671,10 +688,7 @@ async fn a_scheduled_rollout_starts_at_its_time() {
         otter_store::now() >= start,
         "not before its time: {started}"
     );
-    assert_eq!(
-        try_offer(&srv, "later", "unit-1", "1.0.0").await.as_deref(),
-        Some("2.0.0")
-    );
+    wait_offered(&srv, "later", "unit-1", "2.0.0").await;
 }
 
 #[tokio::test]
