@@ -132,7 +132,7 @@ async fn devices_filter_paginate_and_tag_by_filter() {
         ),
         (
             Method::GET,
-            "/api/v1/products/door/devices?status=failed",
+            "/api/v1/products/door/devices?status=broken",
             "invalid_query",
         ),
         (

@@ -741,3 +741,68 @@ async fn silent_devices_time_out() {
         "let in again, taking the last slot"
     );
 }
+
+#[tokio::test]
+async fn a_tag_stage_takes_in_the_tagged_devices_only() {
+    let srv = server().await;
+    srv.create_product("tagged", "semver").await;
+    srv.release("tagged", "1.0.0", json!({})).await;
+    srv.release("tagged", "2.0.0", json!({})).await;
+    // The devices exist (tags go on devices the product has seen).
+    for device in ["canary-1", "canary-2", "plain-1"] {
+        assert_eq!(
+            try_offer(&srv, "tagged", device, "1.0.0").await.as_deref(),
+            Some("2.0.0")
+        );
+    }
+    let rollout = create(
+        &srv,
+        "tagged",
+        json!({"version": "2.0.0", "stages": [{"tags": ["canary"]}, {"percent": 100}]}),
+    )
+    .await;
+    let id = &rollout["id"];
+    assert_eq!(try_offer(&srv, "tagged", "canary-1", "1.0.0").await, None);
+    wait_until_async(
+        Duration::from_secs(20),
+        "the three devices recorded",
+        async || {
+            let page = srv.get_json("/api/v1/products/tagged/devices").await;
+            match page["items"].as_array().map(Vec::len) {
+                Some(3) => Ok(()),
+                _ => Err(page.to_string()),
+            }
+        },
+    )
+    .await;
+    for device in ["canary-1", "canary-2"] {
+        let resp = srv
+            .admin(
+                Method::POST,
+                &format!("/api/v1/products/tagged/tags/canary?device={device}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json_body(resp, StatusCode::OK).await["changed"], 1);
+    }
+    for (device, offered) in [
+        ("canary-1", Some("2.0.0")),
+        ("canary-2", Some("2.0.0")),
+        ("plain-1", None),
+    ] {
+        assert_eq!(
+            try_offer(&srv, "tagged", device, "1.0.0").await.as_deref(),
+            offered,
+            "{device}"
+        );
+    }
+    json_body(act(&srv, "tagged", id, "advance").await, StatusCode::OK).await;
+    assert_eq!(
+        try_offer(&srv, "tagged", "plain-1", "1.0.0")
+            .await
+            .as_deref(),
+        Some("2.0.0"),
+        "the next stage takes in everyone"
+    );
+}
