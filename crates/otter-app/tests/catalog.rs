@@ -27,7 +27,7 @@ use otter_store::{
     PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredToken, TokenStore,
     TrustStore, UploadStore,
 };
-use otter_store::{Admission, Failure, RolloutMembers, RolloutStore};
+use otter_store::{Failure, RolloutMembers, RolloutStore, SlotAnswer};
 
 const PRODUCTS: usize = 50_000;
 
@@ -761,7 +761,7 @@ impl RolloutStore for Counting {
         stage: u32,
         max_concurrent: u32,
         now: i64,
-    ) -> Result<Admission> {
+    ) -> Result<SlotAnswer> {
         self.count("admit_device");
         self.inner
             .admit_device(id, device, stage, max_concurrent, now)

@@ -483,7 +483,7 @@ pub trait ScheduleStore: Send + Sync {
 
 /// What [`RolloutStore::admit_device`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub enum SlotAnswer {
     /// The device took a slot now (a new attempt, or one `retry-failed` let in again).
     Admitted,
     /// The device already holds a slot (let in earlier, perhaps through another node).
@@ -572,7 +572,7 @@ pub trait RolloutStore: Send + Sync {
         stage: u32,
         max_concurrent: u32,
         now: i64,
-    ) -> Result<Admission>;
+    ) -> Result<SlotAnswer>;
     /// A device holding a slot said it is downloading or installing; whether it held one.
     async fn device_downloading(&self, id: i64, device: &str, now: i64) -> Result<bool>;
     /// A device runs the release now: its attempt is over (its slot given back); whether its

@@ -19,7 +19,7 @@ use std::sync::RwLock;
 use otter_core::model::ReportState;
 use otter_core::rollout::{DeviceState, Policy, Rollout, RolloutState, StageCounts, bucket};
 use otter_core::{Current, Decision};
-use otter_store::{Admission, Failure, Store, now};
+use otter_store::{Failure, SlotAnswer, Store, now};
 
 use crate::index::{IndexedRelease, ProductIndex};
 use crate::{App, AppResult};
@@ -310,22 +310,22 @@ pub async fn decide(
             .unwrap_or_else(|e| {
                 tracing::warn!(product = %r.product, rollout = r.id, device, error = %e,
                     "could not let a device into a rollout; it keeps what it had");
-                Admission::Refused
+                SlotAnswer::Refused
             });
         match admission {
-            Admission::Admitted | Admission::Holding => {
+            SlotAnswer::Admitted | SlotAnswer::Holding => {
                 g.remember(hash, Phase::Offered);
                 return Ok(decision);
             }
-            Admission::Installed => {
+            SlotAnswer::Installed => {
                 g.remember(hash, Phase::Done);
                 return Ok(decision);
             }
-            Admission::Failed => {
+            SlotAnswer::Failed => {
                 g.remember(hash, Phase::Failed);
                 slot.access = Access::Closed;
             }
-            Admission::Refused => slot.access = Access::Closed,
+            SlotAnswer::Refused => slot.access = Access::Closed,
         }
     }
 }

@@ -806,3 +806,114 @@ async fn a_tag_stage_takes_in_the_tagged_devices_only() {
         "the next stage takes in everyone"
     );
 }
+
+/// What device `MAC` is offered over each protocol that names devices (native, Arduino, THiNX
+/// with auto-update on) and over the manifest contract, which names none.
+async fn offered_everywhere(srv: &TestServer, key: &str) -> [(&'static str, bool); 4] {
+    const MAC: &str = "5C:CF:7F:12:34:56";
+    let native = try_offer(srv, "door", MAC, "1.0.0").await.is_some();
+    let arduino = srv
+        .anon(Method::GET, "/arduino/door/update")
+        .header("x-ESP8266-STA-MAC", MAC)
+        .header("x-ESP8266-version", "1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(matches!(arduino.as_u16(), 200 | 304), "{arduino}");
+    let thinx = srv
+        .anon(Method::POST, "/device/register")
+        .header("authentication", key)
+        .json(&json!({"registration": {"mac": MAC, "udid": MAC, "version": "1.0.0"}}))
+        .send()
+        .await
+        .unwrap();
+    let thinx = json_body(thinx, StatusCode::OK).await;
+    let manifest = srv
+        .get_json("/m/door/api/firmware/check?current=1.0.0")
+        .await;
+    [
+        ("native", native),
+        ("arduino", arduino == StatusCode::OK),
+        (
+            "thinx",
+            thinx["registration"]["status"] == "FIRMWARE_UPDATE",
+        ),
+        ("manifest", manifest["manifest"]["version"] == "1.1.0"),
+    ]
+}
+
+#[tokio::test]
+async fn every_protocol_obeys_the_rollout() {
+    const MAC: &str = "5C:CF:7F:12:34:56";
+    let srv = server().await;
+    srv.create_product("door", "semver").await;
+    srv.release("door", "1.0.0", json!({})).await;
+    let resp = srv
+        .admin(Method::POST, "/api/v1/products/door/apikeys")
+        .json(&json!({"label": "t"}))
+        .send()
+        .await
+        .unwrap();
+    let key = json_body(resp, StatusCode::CREATED).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The device is known, with THiNX's auto-update on.
+    offered_everywhere(&srv, &key).await;
+    wait_until_async(Duration::from_secs(20), "the device recorded", async || {
+        let resp = srv
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/products/door/devices/{MAC}"),
+            )
+            .json(&json!({"autoUpdate": true}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(resp.status().to_string())
+        }
+    })
+    .await;
+
+    let rollout = create(
+        &srv,
+        "door",
+        json!({"version": "1.1.0", "stages": [{"tags": ["canary"]}, {"percent": 100}]}),
+    )
+    .await;
+    srv.release("door", "1.1.0", json!({})).await;
+    let none = offered_everywhere(&srv, &key).await;
+    assert!(none.iter().all(|(_, offered)| !offered), "{none:?}");
+
+    let resp = srv
+        .admin(
+            Method::POST,
+            &format!("/api/v1/products/door/tags/canary?device={MAC}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body(resp, StatusCode::OK).await["changed"], 1);
+    let tagged = offered_everywhere(&srv, &key).await;
+    assert_eq!(
+        tagged,
+        [
+            ("native", true),
+            ("arduino", true),
+            ("thinx", true),
+            ("manifest", false),
+        ],
+        "devices that name themselves join the tag stage; the manifest contract waits for 100 %"
+    );
+    json_body(
+        act(&srv, "door", &rollout["id"], "advance").await,
+        StatusCode::OK,
+    )
+    .await;
+    let everyone = offered_everywhere(&srv, &key).await;
+    assert!(everyone.iter().all(|(_, offered)| *offered), "{everyone:?}");
+}

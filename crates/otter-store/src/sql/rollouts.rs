@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use super::{Backend, SqlStore, conflict, int_cursor, limit, paginate, timed, u32_of};
-use crate::{Admission, Failure, PageRequest, Result, RolloutMembers, RolloutStore, StoreError};
+use crate::{Failure, PageRequest, Result, RolloutMembers, RolloutStore, SlotAnswer, StoreError};
 
 const COLUMNS: &str = "id, product, version, channel, stages, policy, current_stage, state, \
      counted_from, reason, start_at, stage_started_at, in_flight, created_at, updated_at";
@@ -317,17 +317,17 @@ impl RolloutStore for SqlStore {
         stage: u32,
         max_concurrent: u32,
         now: i64,
-    ) -> Result<Admission> {
+    ) -> Result<SlotAnswer> {
         timed("admit_device", async {
             // Twice at most: a row another node inserted meanwhile is read back the second time.
             for _ in 0..2 {
                 let state = self.device_state(id, device).await?;
                 let statement = match state {
                     Some(DeviceState::Offered | DeviceState::Downloading) => {
-                        return Ok(Admission::Holding);
+                        return Ok(SlotAnswer::Holding);
                     }
-                    Some(DeviceState::Installed) => return Ok(Admission::Installed),
-                    Some(DeviceState::Failed) => return Ok(Admission::Failed),
+                    Some(DeviceState::Installed) => return Ok(SlotAnswer::Installed),
+                    Some(DeviceState::Failed) => return Ok(SlotAnswer::Failed),
                     Some(DeviceState::Retry) => {
                         "UPDATE rollout_devices SET state = 'offered', stage = $3, \
                          updated_at = $4 WHERE rollout = $1 AND device = $2 AND state = 'retry'"
@@ -341,7 +341,7 @@ impl RolloutStore for SqlStore {
                 // `_turn` is held until the transaction ends.
                 let WriteTx { mut tx, _turn } = self.begin_write().await?;
                 if !take_slot(&mut tx, id, max_concurrent).await? {
-                    return Ok(Admission::Refused);
+                    return Ok(SlotAnswer::Refused);
                 }
                 let written = sqlx::query(statement)
                     .bind(id)
@@ -352,12 +352,12 @@ impl RolloutStore for SqlStore {
                     .await?;
                 if written.rows_affected() == 1 {
                     tx.commit().await?;
-                    return Ok(Admission::Admitted);
+                    return Ok(SlotAnswer::Admitted);
                 }
                 // Another node got there first: the slot goes back with the rollback.
                 tx.rollback().await?;
             }
-            Ok(Admission::Holding)
+            Ok(SlotAnswer::Holding)
         })
         .await
     }

@@ -3,7 +3,7 @@
 //! box, retry-failed, timeouts and per-stage counts.
 
 use otter_core::rollout::{DeviceState, Policy, Rollout, RolloutState, Stage};
-use otter_store::{Admission, DeviceFilter, RolloutStatus};
+use otter_store::{DeviceFilter, RolloutStatus, SlotAnswer};
 
 use super::*;
 
@@ -160,15 +160,15 @@ pub async fn the_concurrency_cap_holds_and_slots_come_back(store: &dyn Store) {
         .await
         .unwrap();
     let admit = |d: &'static str, at: i64| store.admit_device(r.id, d, 0, 2, at);
-    assert_eq!(admit("a", T0).await.unwrap(), Admission::Admitted);
-    assert_eq!(admit("b", T0).await.unwrap(), Admission::Admitted);
-    assert_eq!(admit("a", T0).await.unwrap(), Admission::Holding);
-    assert_eq!(admit("c", T0).await.unwrap(), Admission::Refused);
+    assert_eq!(admit("a", T0).await.unwrap(), SlotAnswer::Admitted);
+    assert_eq!(admit("b", T0).await.unwrap(), SlotAnswer::Admitted);
+    assert_eq!(admit("a", T0).await.unwrap(), SlotAnswer::Holding);
+    assert_eq!(admit("c", T0).await.unwrap(), SlotAnswer::Refused);
     assert!(store.device_downloading(r.id, "b", T0 + 1).await.unwrap());
     assert!(store.device_installed(r.id, "a", T0 + 2).await.unwrap());
     assert!(!store.device_installed(r.id, "a", T0 + 3).await.unwrap());
-    assert_eq!(admit("a", T0).await.unwrap(), Admission::Installed);
-    assert_eq!(admit("c", T0 + 3).await.unwrap(), Admission::Admitted);
+    assert_eq!(admit("a", T0).await.unwrap(), SlotAnswer::Installed);
+    assert_eq!(admit("c", T0 + 3).await.unwrap(), SlotAnswer::Admitted);
     // An offer nobody acted on gives its slot back, without a failure.
     assert_eq!(
         store
@@ -208,8 +208,8 @@ pub async fn the_concurrency_cap_holds_and_slots_come_back(store: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(admit("d", T0 + 6).await.unwrap(), Admission::Refused);
-    assert_eq!(admit("b", T0 + 6).await.unwrap(), Admission::Holding);
+    assert_eq!(admit("d", T0 + 6).await.unwrap(), SlotAnswer::Refused);
+    assert_eq!(admit("b", T0 + 6).await.unwrap(), SlotAnswer::Holding);
 }
 
 pub async fn concurrent_admissions_never_pass_the_cap(store: &dyn Store) {
@@ -223,7 +223,7 @@ pub async fn concurrent_admissions_never_pass_the_cap(store: &dyn Store) {
             .await;
     let admitted = results
         .into_iter()
-        .filter(|a| *a.as_ref().unwrap() == Admission::Admitted)
+        .filter(|a| *a.as_ref().unwrap() == SlotAnswer::Admitted)
         .count();
     assert_eq!(admitted, 5);
     let rollout = store
@@ -248,7 +248,7 @@ pub async fn failures_fill_the_penalty_box_and_retry_lets_the_rest_in(store: &dy
     for d in ["a", "b"] {
         assert_eq!(
             store.admit_device(r.id, d, 0, 0, T0).await.unwrap(),
-            Admission::Admitted
+            SlotAnswer::Admitted
         );
     }
     let first = fail("a", T0 + 1).await.unwrap().unwrap();
@@ -260,12 +260,12 @@ pub async fn failures_fill_the_penalty_box_and_retry_lets_the_rest_in(store: &dy
     );
     assert_eq!(
         store.admit_device(r.id, "a", 0, 0, T0 + 2).await.unwrap(),
-        Admission::Failed
+        SlotAnswer::Failed
     );
     assert_eq!(store.retry_failed(r.id, T0 + 2).await.unwrap(), 1);
     assert_eq!(
         store.admit_device(r.id, "a", 1, 0, T0 + 3).await.unwrap(),
-        Admission::Admitted
+        SlotAnswer::Admitted
     );
     let second = fail("a", T0 + 4).await.unwrap().unwrap();
     assert_eq!((second.stage, second.failures, second.boxed), (1, 2, true));
@@ -308,7 +308,7 @@ pub async fn failures_fill_the_penalty_box_and_retry_lets_the_rest_in(store: &dy
     assert_eq!(store.retry_failed(r.id, T0 + 104).await.unwrap(), 1);
     assert_eq!(
         store.admit_device(r.id, "a", 1, 0, T0 + 105).await.unwrap(),
-        Admission::Admitted
+        SlotAnswer::Admitted
     );
     let fresh = fail("a", T0 + 106).await.unwrap().unwrap();
     assert_eq!((fresh.failures, fresh.boxed), (1, false));
