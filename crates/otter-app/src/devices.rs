@@ -21,9 +21,10 @@ use crate::{App, AppError, AppResult, schedules};
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
 
-/// What `device` running `current` on `channel` would be offered now by the registry (admission,
-/// pin, assigned channel) and otter's release rules alone: no rollout or window holds anything
-/// back (what a notice about a new release is based on).
+/// What `device` running `current` on `channel` would be offered now, for a notice about a new
+/// release: the registry (admission, pin, assigned channel), the channel's window and the
+/// rollouts' stages decide as on a check, but no concurrency slot is taken (the device's check
+/// takes it, or finds none).
 pub fn what_to_offer(
     index: &ProductIndex,
     device: &str,
@@ -38,7 +39,14 @@ pub fn what_to_offer(
     };
     Ok(match registry::route(index, &check)? {
         Route::Pinned(decision) => decision,
-        Route::Channel(channel) => index.decide(channel, current_of(current), now(), |_| false)?,
+        Route::Channel(channel) => {
+            let at = now();
+            let outside_window = schedules::withheld(index, channel, at);
+            let outside_rollout = crate::rollouts::withheld_from(index, device, channel, at);
+            index.decide(channel, current_of(current), at, |r| {
+                outside_window.as_ref().is_some_and(|w| w(r)) || outside_rollout(r)
+            })?
+        }
     })
 }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use otter_app::index::{ProductIndex, download_path};
-use otter_app::{App, AppResult, Observer, devices, tokens};
+use otter_app::{App, AppResult, Observer, devices, rollouts, tokens};
 use otter_core::Decision;
 use otter_core::model::{Device, Release};
 use otter_mqtt::Publisher;
@@ -133,7 +133,9 @@ impl Notifier {
             .collect();
         for channel in channels {
             let topic = format!("otter/{product}/{channel}/latest");
-            let message = index.newest(channel).map(|r| {
+            // A release under a rollout is announced to the channel once it is everyone's;
+            // before that, only the devices its stage let in hear of it on their own topics.
+            let message = rollouts::newest_for_anyone(&index, channel).map(|r| {
                 let mut m = release_message(app, &r.release);
                 m["channel"] = json!(channel);
                 bytes(&m)

@@ -112,7 +112,7 @@ pub async fn create(app: &App, product: &str, new: NewRollout) -> AppResult<Roll
             ),
             other => other.into(),
         })?;
-    app.reindex(product).await?;
+    app.devices_changed(product).await?;
     tracing::info!(product = %product, rollout = rollout.id, version = %rollout.version,
         channel = %rollout.channel, state = rollout.state.as_str(), "rollout created");
     view(app, rollout).await
@@ -181,7 +181,7 @@ pub(super) async fn step(app: &App, rollout: &Rollout, from: &[RolloutState]) ->
     if moved {
         tracing::info!(product = %rollout.product, rollout = rollout.id,
             stage = rollout.current_stage + u32::from(!completed), completed, "rollout advanced");
-        app.reindex(&rollout.product).await?;
+        app.devices_changed(&rollout.product).await?;
     }
     Ok(moved)
 }
@@ -205,7 +205,7 @@ async fn transition(
         return Err(not_in(&rollout, action));
     }
     tracing::info!(product = %product, rollout = id, state = to.as_str(), "rollout {action}");
-    app.reindex(product).await?;
+    app.devices_changed(product).await?;
     show(app, product, id).await
 }
 
@@ -277,7 +277,7 @@ pub async fn retry_failed(app: &App, product: &str, id: i64) -> AppResult<Retrie
     }
     let retried = app.store.retry_failed(id, now()).await?;
     if retried > 0 {
-        app.reindex(product).await?;
+        app.devices_changed(product).await?;
     }
     tracing::info!(product = %product, rollout = id, retried, "failed devices retried");
     Ok(Retried {

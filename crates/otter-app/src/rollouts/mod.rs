@@ -495,7 +495,7 @@ async fn pause_for(app: &App, rollout: &Rollout, reason: &str) -> AppResult<bool
     if paused {
         tracing::warn!(product = %rollout.product, rollout = rollout.id,
             version = %rollout.version, %reason, "rollout paused");
-        app.reindex(&rollout.product).await?;
+        app.devices_changed(&rollout.product).await?;
     }
     Ok(paused)
 }
@@ -514,6 +514,27 @@ async fn stage_counts(app: &App, rollout: &Rollout, since: i64) -> AppResult<Sta
 
 fn stage_count(rollout: &Rollout) -> u32 {
     u32::try_from(rollout.stages.len()).unwrap_or(u32::MAX)
+}
+
+/// The releases on `channel` that `device` may not have now by its rollouts, without taking a
+/// slot: what a notice about a release to one device goes by (the check itself then takes the
+/// slot, or finds none).
+pub fn withheld_from<'a>(
+    index: &'a ProductIndex,
+    device: &'a str,
+    channel: &'a str,
+    at: i64,
+) -> impl Fn(&IndexedRelease) -> bool + 'a {
+    let hash = device_hash(device);
+    let tags = index.devices.tags(device);
+    move |r: &IndexedRelease| {
+        index
+            .rollouts
+            .gating(channel, &r.release.version)
+            .is_some_and(|g| {
+                g.access(Some((device, hash)), g.recall(hash), tags, at) == Access::Closed
+            })
+    }
 }
 
 /// The newest release on `channel` that a device which does not say who it is may have

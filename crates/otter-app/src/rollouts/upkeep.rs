@@ -25,7 +25,7 @@ pub async fn tick(app: &App) -> AppResult<()> {
                 if started {
                     tracing::info!(product = %rollout.product, rollout = rollout.id,
                         "scheduled rollout started");
-                    app.reindex(&rollout.product).await?;
+                    app.devices_changed(&rollout.product).await?;
                 }
             }
             continue;

@@ -318,3 +318,89 @@ async fn mqtts_with_a_private_ca() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_is_announced_to_its_stage_then_to_the_channel() {
+    let Some(broker) = otter_testkit::mosquitto::start() else {
+        return;
+    };
+    let reader = broker.reader();
+    let srv = TestServer::with_config(otter_server::Settings {
+        mqtt_url: Some(Secret::url(&broker.url())),
+        ..test_config()
+    })
+    .await;
+    srv.create_product("door", "semver").await;
+    srv.release("door", "1.0.0", json!({})).await;
+    srv.check("door", "current=1.0.0&device=canary-1").await;
+    srv.check("door", "current=1.0.0&device=plain-1").await;
+    eventually("both devices are listed", async || {
+        let devices = srv.get_json("/api/v1/products/door/devices").await;
+        (devices["items"].as_array().map(Vec::len) == Some(2))
+            .then_some(())
+            .ok_or(devices.to_string())
+    })
+    .await;
+    let resp = srv
+        .admin(
+            Method::POST,
+            "/api/v1/products/door/tags/canary?device=canary-1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = srv
+        .admin(Method::POST, "/api/v1/products/door/rollouts")
+        .json(&json!({"version": "1.1.0", "stages": [{"tags": ["canary"]}, {"percent": 100}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = json_body(resp, StatusCode::CREATED).await["id"].clone();
+    srv.release("door", "1.1.0", json!({})).await;
+
+    // The stage's device hears of it; the channel and the others do not yet.
+    until(
+        &reader,
+        "otter/door/devices/canary-1/update",
+        "version",
+        json!("1.1.0"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        retained(&reader, "otter/door/stable/latest").await.unwrap()["version"],
+        "1.0.0"
+    );
+    assert_eq!(
+        retained(&reader, "otter/door/devices/plain-1/update").await,
+        None
+    );
+
+    // Advanced to everyone: the channel and every device hear of it.
+    let resp = srv
+        .admin(
+            Method::POST,
+            &format!("/api/v1/products/door/rollouts/{id}/advance"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    until(
+        &reader,
+        "otter/door/stable/latest",
+        "version",
+        json!("1.1.0"),
+        Duration::from_secs(5),
+    )
+    .await;
+    until(
+        &reader,
+        "otter/door/devices/plain-1/update",
+        "version",
+        json!("1.1.0"),
+        Duration::from_secs(5),
+    )
+    .await;
+}

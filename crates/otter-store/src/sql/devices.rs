@@ -90,17 +90,29 @@ fn coalesce(seen: &[DeviceSeen]) -> Vec<DeviceSeen> {
 }
 
 /// `count` numbered parameters from `$first`, comma-separated.
-fn params(first: usize, count: usize) -> String {
+/// Numbered placeholders `$first`, `$first+1`…, which both backends take.
+fn numbered(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// Placeholders for a statement with thousands of them: on SQLite the anonymous `?`, bound in
+/// order. Binding a numbered one costs a walk of the statement's parameter names (sqlx asks
+/// SQLite each one's name), so 5,000 of them cost the square of that: most of a core for the
+/// sighting writer under load. `?` has no name to look up. PostgreSQL takes only `$n`.
+fn bulk_params(backend: Backend, first: usize, count: usize) -> String {
+    match backend {
+        Backend::Sqlite => vec!["?"; count].join(", "),
+        Backend::Postgres => numbered(first, count),
+    }
+}
+
 /// One statement upserting `rows` devices (10 parameters each).
-fn upsert_sql(rows: usize) -> String {
+fn upsert_sql(backend: Backend, rows: usize) -> String {
     let values = (0..rows)
-        .map(|row| format!("({})", params(row * 10 + 1, 10)))
+        .map(|row| format!("({})", bulk_params(backend, row * 10 + 1, 10)))
         .collect::<Vec<_>>()
         .join(", ");
     // A check-in without `current` keeps what the device said before; one with it replaces both
@@ -141,6 +153,7 @@ fn upsert_sql(rows: usize) -> String {
 /// cap.
 async fn within_limit<'a>(
     conn: &mut AnyConnection,
+    backend: Backend,
     devices: &'a [DeviceSeen],
     max: u64,
     over: &mut OverLimit,
@@ -161,8 +174,9 @@ async fn within_limit<'a>(
         for ids in group.chunks(ROWS_PER_STATEMENT) {
             // Safe: only numbered placeholders are interpolated; every value is bound.
             let sql = format!(
-                "SELECT id FROM devices WHERE product = $1 AND id IN ({})",
-                params(2, ids.len())
+                "SELECT id FROM devices WHERE product = {} AND id IN ({})",
+                bulk_params(backend, 1, 1),
+                bulk_params(backend, 2, ids.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(product);
             for s in ids {
@@ -215,7 +229,7 @@ async fn with_tags(pool: &AnyPool, product: &str, mut devices: Vec<Device>) -> R
     // Safe: only numbered placeholders are interpolated; every value is bound.
     let sql = format!(
         "SELECT device, tag FROM device_tags WHERE product = $1 AND device IN ({}) ORDER BY tag",
-        params(2, devices.len())
+        numbered(2, devices.len())
     );
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(product);
     for d in &devices {
@@ -330,12 +344,12 @@ impl DeviceStore for SqlStore {
             };
             let mut over = OverLimit::new();
             let kept = match max_devices {
-                Some(max) => within_limit(&mut tx, &devices, max, &mut over).await?,
+                Some(max) => within_limit(&mut tx, self.backend, &devices, max, &mut over).await?,
                 None => devices.iter().collect(),
             };
             for rows in kept.chunks(ROWS_PER_STATEMENT) {
                 // Safe: only numbered placeholders are interpolated; every value is bound.
-                let mut query = sqlx::query(AssertSqlSafe(upsert_sql(rows.len())));
+                let mut query = sqlx::query(AssertSqlSafe(upsert_sql(self.backend, rows.len())));
                 for s in rows {
                     query = query
                         .bind(&s.product)
