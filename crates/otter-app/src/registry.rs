@@ -15,6 +15,7 @@ use std::sync::Arc;
 use otter_core::Decision;
 use otter_core::access::{ALL, Access, Admission, Firewall};
 use otter_core::model::{Device, Page, validate_device_id, validate_name};
+use otter_core::rollout::DeviceAttempt;
 use otter_store::{DeviceChange, DeviceControls, DeviceFilter, PageRequest, StoreError, now};
 
 use crate::devices::CheckIn;
@@ -145,14 +146,32 @@ fn device_not_found(product: &str, id: &str) -> AppError {
         format!("product {product:?} has never seen device {id:?}"),
     )
 }
-
+/// One device with its rollout attempts, or `device_not_found`.
 /// One device, or `device_not_found`.
-pub async fn get(app: &App, product: &str, id: &str) -> AppResult<Device> {
+pub async fn get(app: &App, product: &str, id: &str) -> AppResult<DeviceDetail> {
     app.product(product).await?;
-    app.store
+    let device = app
+        .store
         .get_device(product, id)
         .await?
-        .ok_or_else(|| device_not_found(product, id))
+        .ok_or_else(|| device_not_found(product, id))?;
+    let rollouts = app
+        .store
+        .device_attempts(product, id, MAX_ATTEMPTS_SHOWN)
+        .await?;
+    Ok(DeviceDetail { device, rollouts })
+}
+
+/// How many of a device's rollout attempts [`get`] shows, newest first.
+const MAX_ATTEMPTS_SHOWN: u32 = 20;
+
+/// One device and where it stands in its product's rollouts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: Device,
+    /// Its attempts, newest rollout first (at most [`MAX_ATTEMPTS_SHOWN`]).
+    pub rollouts: Vec<DeviceAttempt>,
 }
 
 /// Changes what an operator sets on one device: auto-update, the assigned channel (validated

@@ -16,7 +16,7 @@ use otter_core::model::{
     ReleasePatch, ReleaseSignatures, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
-use otter_core::rollout::{DeviceState, Rollout, RolloutState, StageCounts};
+use otter_core::rollout::{DeviceAttempt, DeviceState, Rollout, RolloutState, StageCounts};
 use otter_core::schedule::{PollHint, WindowSpec};
 use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
@@ -810,6 +810,15 @@ impl RolloutStore for Counting {
     ) -> Result<Vec<StageCounts>> {
         self.count("rollout_counts");
         self.inner.rollout_counts(id, stages, now, since).await
+    }
+    async fn device_attempts(
+        &self,
+        product: &str,
+        device: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceAttempt>> {
+        self.count("device_attempts");
+        self.inner.device_attempts(product, device, limit).await
     }
     async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers> {
         self.count("rollout_members");

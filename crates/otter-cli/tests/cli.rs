@@ -931,6 +931,17 @@ async fn device_list_tag_pin_and_admission_from_the_cli() {
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[..2], ["d1", "stable"], "{table}");
     assert_eq!(row[4..7], ["canary,wave-1", "1.0.0", "native"], "{table}");
+    let shown: Value =
+        serde_json::from_str(&otter(&["device", "show", "demo", "d1"]).ok()).unwrap();
+    assert_eq!(
+        (&shown["id"], &shown["pinnedVersion"], &shown["rollouts"]),
+        (
+            &serde_json::json!("d1"),
+            &serde_json::json!("1.0.0"),
+            &serde_json::json!([])
+        ),
+        "{shown}"
+    );
     let err = otter(&["device", "pin", "demo", "d1", "9.9.9"]).fails();
     assert!(err.contains("release_not_found"), "{err}");
     otter(&["device", "unpin", "demo", "d1"]).ok();

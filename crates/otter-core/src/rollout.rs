@@ -396,6 +396,25 @@ impl DeviceState {
     }
 }
 
+/// One device's attempt in one rollout, as `GET …/devices/{device}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceAttempt {
+    pub rollout: i64,
+    pub version: String,
+    pub channel: String,
+    /// The rollout's state.
+    pub rollout_state: RolloutState,
+    /// The stage that let the device in (from 0).
+    pub stage: u32,
+    pub state: DeviceState,
+    /// Its failures in this rollout.
+    pub failures: u32,
+    /// When its time in the penalty box ends, if it is in it or was.
+    #[serde(default, with = "crate::model::rfc3339::option")]
+    pub penalty_until: Option<i64>,
+}
+
 impl std::str::FromStr for DeviceState {
     type Err = String;
 

@@ -18,7 +18,7 @@ use otter_core::model::{
     ReleasePatch, ReleaseSignatures, ReportState, UpdateReport, UploadSession,
 };
 use otter_core::ott::OneTimeToken;
-use otter_core::rollout::{DeviceState, Rollout, RolloutState, StageCounts};
+use otter_core::rollout::{DeviceAttempt, DeviceState, Rollout, RolloutState, StageCounts};
 use otter_core::schedule::{PollHint, WindowSpec};
 
 pub mod blob;
@@ -609,6 +609,13 @@ pub trait RolloutStore: Send + Sync {
     ) -> Result<Vec<StageCounts>>;
     /// The devices the check index keeps in memory for a rollout at `now`.
     async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers>;
+    /// `device`'s attempts in `product`'s rollouts, newest rollout first (at most `limit`).
+    async fn device_attempts(
+        &self,
+        product: &str,
+        device: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceAttempt>>;
 }
 
 /// Everything the server needs from a database.

@@ -26,6 +26,11 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one device: what it runs, what operators set on it and where it stands in the
+    /// product's rollouts (the server's JSON).
+    #[command(after_help = "Example:
+  otter device show door-sensor sensor-0042")]
+    Show { product: String, device: String },
     /// Tag one device, or every device matching the filters (`--all`: every device).
     #[command(after_help = "Examples:
   otter device tag door-sensor canary sensor-0042
@@ -301,6 +306,11 @@ impl DeviceCommand {
                 let body = json!({ "pinnedVersion": version });
                 let device: Device = client.patch(device_url(&product, &device), &body).await?;
                 println!("{product} {}: pinned to {version}", device.id);
+                Ok(())
+            }
+            DeviceCommand::Show { product, device } => {
+                let shown: serde_json::Value = client.get(device_url(&product, &device)).await?;
+                println!("{shown:#}");
                 Ok(())
             }
             DeviceCommand::Unpin { product, device } => {

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use otter_app::registry::{self, AdmissionRules};
+use otter_app::registry::{self, AdmissionRules, DeviceDetail};
 use otter_app::{App, devices};
 use otter_core::access::{Access, Admission};
 use otter_core::model::{Device, Page, UpdateReport, parse_rfc3339};
@@ -83,7 +83,7 @@ pub async fn device(
     _: Admin,
     State(app): State<App>,
     ApiPath((product, id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Device>> {
+) -> ApiResult<Json<DeviceDetail>> {
     Ok(Json(registry::get(&app, &product, &id).await?))
 }
 

@@ -410,6 +410,20 @@ async fn failed_devices_wait_for_retry_and_the_penalty_box() {
         }
     };
     assert_eq!(listed("penalty").await, ["unit-1"]);
+    // The device itself says where it stands.
+    let device = srv.get_json("/api/v1/products/box/devices/unit-1").await;
+    let attempt = &device["rollouts"][0];
+    assert_eq!(attempt["rollout"], *id, "{device}");
+    assert_eq!(
+        (
+            &attempt["state"],
+            &attempt["failures"],
+            &attempt["rolloutState"]
+        ),
+        (&json!("failed"), &json!(2), &json!("running")),
+        "{device}"
+    );
+    assert!(attempt["penaltyUntil"].is_string(), "{device}");
     assert!(
         listed("failed").await.is_empty(),
         "the penalty box is not `failed`"

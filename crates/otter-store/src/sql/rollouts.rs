@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 use otter_core::model::Page;
-use otter_core::rollout::{DeviceState, Rollout, RolloutState, StageCounts};
+use otter_core::rollout::{DeviceAttempt, DeviceState, Rollout, RolloutState, StageCounts};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
@@ -557,6 +557,44 @@ impl RolloutStore for SqlStore {
                 }
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    async fn device_attempts(
+        &self,
+        product: &str,
+        device: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceAttempt>> {
+        timed("device_attempts", async {
+            let rows = sqlx::query(
+                "SELECT r.id, r.version, r.channel, r.state AS rollout_state, d.stage, d.state, \
+                 d.failures, d.penalty_until FROM rollout_devices d \
+                 JOIN rollouts r ON r.id = d.rollout \
+                 WHERE r.product = $1 AND d.device = $2 ORDER BY r.id DESC LIMIT $3",
+            )
+            .bind(product)
+            .bind(device)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let rollout_state: String = row.try_get("rollout_state")?;
+                    let state: String = row.try_get("state")?;
+                    Ok(DeviceAttempt {
+                        rollout: row.try_get("id")?,
+                        version: row.try_get("version")?,
+                        channel: row.try_get("channel")?,
+                        rollout_state: rollout_state.parse().map_err(StoreError::Corrupt)?,
+                        stage: u32_of(row.try_get("stage")?)?,
+                        state: state.parse().map_err(StoreError::Corrupt)?,
+                        failures: u32_of(row.try_get("failures")?)?,
+                        penalty_until: row.try_get("penalty_until")?,
+                    })
+                })
+                .collect()
         })
         .await
     }
