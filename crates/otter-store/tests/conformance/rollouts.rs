@@ -301,6 +301,23 @@ pub async fn failures_fill_the_penalty_box_and_retry_lets_the_rest_in(store: &dy
         page.items.into_iter().map(|d| d.id).collect::<Vec<_>>()
     };
     assert_eq!(in_status(RolloutStatus::Penalty).await, ["a"]);
+    let attempts = store.device_attempts("door-sensor", "a", 10).await.unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        (
+            attempts[0].rollout,
+            attempts[0].failures,
+            attempts[0].penalty_until
+        ),
+        (r.id, 2, Some(T0 + 104))
+    );
+    assert!(
+        store
+            .device_attempts("door-sensor", "nobody", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(in_status(RolloutStatus::Failed).await, ["b"]);
     assert!(in_status(RolloutStatus::Installed).await.is_empty());
     // Retry lets only b in while a serves its time; after it, a starts afresh.
