@@ -354,6 +354,65 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     assert_eq!(std::fs::read(dir.join("slot-b")).unwrap(), v1);
 }
 
+/// The real agent under a rollout: left out until tagged into the canary stage, then installing
+/// the release; its rollback is a failure that pauses the rollout by itself.
+#[test]
+fn a_rollback_on_a_canary_device_pauses_the_rollout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = serve(dir, &[]);
+    admin(&server, &["product", "create", "gateway"]);
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    publish(&server, dir, "1.0.0", &image(1, 100_000));
+    let (ok, out) = agent(server.url(), dir, &[]);
+    assert!(ok && out.contains("installed 1.0.0"), "{out}");
+    let (ok, out) = agent(server.url(), dir, &["--health-cmd", "true"]);
+    assert!(ok, "{out}");
+    assert_eq!(state(dir)["version"], "1.0.0");
+
+    let created = admin(
+        &server,
+        &[
+            "rollout",
+            "create",
+            "gateway",
+            "1.1.0",
+            "--stage",
+            "tag=canary",
+            "--stage",
+            "100%",
+            "--pause-failures",
+            "1",
+        ],
+    );
+    let id = created
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("a rollout id in {created:?}"));
+    publish(&server, dir, "1.1.0", &image(2, 100_000));
+    // Not in the canary stage: nothing to install.
+    let (ok, out) = agent(server.url(), dir, &[]);
+    assert!(ok && !out.contains("installed 1.1.0"), "{out}");
+    assert!(state(dir)["pending"].is_null());
+
+    admin(&server, &["device", "tag", "gateway", "canary", "gw-1"]);
+    let (ok, out) = agent(server.url(), dir, &[]);
+    assert!(ok && out.contains("installed 1.1.0 into slot A"), "{out}");
+    let unhealthy = ["--health-cmd", "exit 3", "--max-boot-failures", "1"];
+    let (_, out) = agent(server.url(), dir, &unhealthy);
+    assert!(out.contains("rolled_back 1.1.0"), "{out}");
+    assert_eq!(state(dir)["version"], "1.0.0");
+
+    let shown = admin(&server, &["rollout", "show", "gateway", &id.to_string()]);
+    assert!(shown.contains("paused"), "{shown}");
+    let device = admin(&server, &["device", "show", "gateway", "gw-1"]);
+    assert!(device.contains("\"failed\""), "{device}");
+}
+
 #[test]
 fn the_agent_waits_as_long_as_the_server_asks() {
     let tmp = tempfile::tempdir().unwrap();
