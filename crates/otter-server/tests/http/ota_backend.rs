@@ -648,3 +648,60 @@ async fn create_is_closed_to_strangers_by_default() {
     let resp = open.anon(Method::POST, "/v1/create").send().await.unwrap();
     json_body(resp, StatusCode::OK).await;
 }
+
+#[tokio::test]
+async fn an_upload_under_a_rollout_reaches_only_its_stage() {
+    let srv = TestServer::start().await;
+    let fw = create(&srv).await;
+    firewall(&srv, &fw, "allow", "all").await;
+    let (first, second) = (firmware(1, 5000), firmware(2, 5000));
+    let first_hash = upload(&srv, &fw, &first).await;
+    for dev in ["dev-canary", "dev-other"] {
+        assert_eq!(check(&srv, &fw, dev, Some(&first_hash)).await.0, 204);
+    }
+    // The rollout first, for the version the upload will have (its SHA-1), then the upload.
+    let resp = srv
+        .admin(
+            Method::POST,
+            &format!("/api/v1/products/{}/rollouts", fw.id),
+        )
+        .json(&json!({"version": sha1_hex(&second), "stages": [{"tags": ["canary"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let second_hash = upload(&srv, &fw, &second).await;
+    eventually("both devices are recorded", async || {
+        let devices = srv
+            .get_json(&format!("/api/v1/products/{}/devices", fw.id))
+            .await;
+        (devices["items"].as_array().map(Vec::len) == Some(2))
+            .then_some(())
+            .ok_or(devices.to_string())
+    })
+    .await;
+    let resp = srv
+        .admin(
+            Method::POST,
+            &format!("/api/v1/products/{}/tags/canary?device=dev-canary", fw.id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        check(&srv, &fw, "dev-canary", Some(&first_hash)).await,
+        (200, second_hash),
+        "the tagged device is in the stage"
+    );
+    assert_eq!(
+        check(&srv, &fw, "dev-other", Some(&first_hash)).await.0,
+        204,
+        "the other keeps what it runs"
+    );
+}
