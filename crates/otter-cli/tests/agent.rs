@@ -144,6 +144,46 @@ fn listening_agent(server: Option<&str>, dir: &Path, extra: &[&str]) -> (Watched
     (process, addr)
 }
 
+/// A daemon agent (slot A holding an image, `extra` arguments) that would not check again for
+/// an hour by its own schedule; returned once its start-up check reached `server`.
+fn hourly_agent(server: &Serve, dir: &Path, extra: &[&str]) -> Watched {
+    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
+    let slots = format!(
+        "{},{}",
+        dir.join("slot-a").display(),
+        dir.join("slot-b").display()
+    );
+    let mut command = Command::new(OTTER);
+    command
+        .args([
+            "agent",
+            "--server",
+            server.url(),
+            "--product",
+            "gateway",
+            "--device-id",
+            "gw-1",
+            "--interval",
+            "1h",
+            "--slots",
+            &slots,
+        ])
+        .args(extra)
+        .arg("--state")
+        .arg(dir.join("agent-state"));
+    let agent = Watched::spawn(command);
+    // Its start-up check is done when the server has seen the device.
+    otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
+        let devices = admin(server, &["device", "list", "gateway", "--json"]);
+        if devices.contains("\"gw-1\"") {
+            Ok(())
+        } else {
+            Err(format!("devices: {devices}; agent: {}", agent.output()))
+        }
+    });
+    agent
+}
+
 fn state(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("agent-state/state.json")).unwrap()).unwrap()
 }
@@ -302,45 +342,7 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     let dir = tmp.path();
     let server = serve(dir, &["--mqtt-url", &broker.url()]);
     admin(&server, &["product", "create", "gateway"]);
-    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let slots = format!(
-        "{},{}",
-        dir.join("slot-a").display(),
-        dir.join("slot-b").display()
-    );
-    // A daemon that would otherwise not check again for an hour.
-    let mut command = Command::new(OTTER);
-    command
-        .args([
-            "agent",
-            "--server",
-            server.url(),
-            "--product",
-            "gateway",
-            "--device-id",
-            "gw-1",
-        ])
-        .args([
-            "--interval",
-            "1h",
-            "--mqtt-url",
-            &broker.url(),
-            "--slots",
-            &slots,
-            "--state",
-        ])
-        .arg(dir.join("agent-state"));
-    let mut agent = Watched::spawn(command);
-    // Its start-up check is done, and found nothing (there is no release yet): the server has
-    // seen the device.
-    otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
-        let devices = admin(&server, &["device", "list", "gateway", "--json"]);
-        if devices.contains("\"gw-1\"") {
-            Ok(())
-        } else {
-            Err(format!("devices: {devices}; agent: {}", agent.output()))
-        }
-    });
+    let mut agent = hourly_agent(&server, dir, &["--mqtt-url", &broker.url()]);
     let v1 = image(9, 50_000);
     publish(&server, dir, "1.0.0", &v1);
     // It installs and exits to be rebooted, long before the hour is up…
@@ -432,39 +434,8 @@ fn the_agent_waits_as_long_as_the_server_asks() {
         ],
     );
     assert!(shown.contains("after 1 s ± 0 %"), "{shown}");
-    std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
-    let slots = format!(
-        "{},{}",
-        dir.join("slot-a").display(),
-        dir.join("slot-b").display()
-    );
     // A daemon whose own schedule would not check again for an hour.
-    let mut command = Command::new(OTTER);
-    command
-        .args([
-            "agent",
-            "--server",
-            server.url(),
-            "--product",
-            "gateway",
-            "--device-id",
-            "gw-1",
-            "--interval",
-            "1h",
-            "--slots",
-            &slots,
-            "--state",
-        ])
-        .arg(dir.join("agent-state"));
-    let mut agent = Watched::spawn(command);
-    otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
-        let devices = admin(&server, &["device", "list", "gateway", "--json"]);
-        if devices.contains("\"gw-1\"") {
-            Ok(())
-        } else {
-            Err(format!("devices: {devices}; agent: {}", agent.output()))
-        }
-    });
+    let mut agent = hourly_agent(&server, dir, &[]);
     let v1 = image(9, 50_000);
     publish(&server, dir, "1.0.0", &v1);
     // The server said to check again in a second: the agent finds the release and installs it

@@ -21,6 +21,15 @@ async fn retained(reader: &Reader, topic: &str) -> Option<Value> {
     Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }
 
+/// A server that publishes its notifications on `broker`.
+async fn notifying(broker: &otter_testkit::mosquitto::Broker) -> TestServer {
+    TestServer::with_config(otter_server::Settings {
+        mqtt_url: Some(Secret::url(&broker.url())),
+        ..test_config()
+    })
+    .await
+}
+
 /// Waits until `product`'s first device has `field` = `value` in the device list.
 async fn until_device(srv: &TestServer, product: &str, field: &str, value: Value) {
     let path = format!("/api/v1/products/{product}/devices");
@@ -200,11 +209,7 @@ async fn a_pinned_device_hears_of_its_pinned_release() {
         return;
     };
     let reader = broker.reader();
-    let srv = TestServer::with_config(otter_server::Settings {
-        mqtt_url: Some(Secret::url(&broker.url())),
-        ..test_config()
-    })
-    .await;
+    let srv = notifying(&broker).await;
     srv.create_product("door", "semver").await;
     srv.release("door", "1.0.0", json!({})).await;
     srv.release("door", "1.1.0", json!({})).await;
@@ -235,11 +240,7 @@ async fn thinx_devices_get_firmware_update_with_a_token_on_their_topic() {
         return;
     };
     let reader = broker.reader();
-    let srv = TestServer::with_config(otter_server::Settings {
-        mqtt_url: Some(Secret::url(&broker.url())),
-        ..test_config()
-    })
-    .await;
+    let srv = notifying(&broker).await;
     srv.create_product("lamp", "semver").await;
     srv.release("lamp", "1.0.0", json!({})).await;
     let resp = srv
@@ -325,11 +326,7 @@ async fn a_rollout_is_announced_to_its_stage_then_to_the_channel() {
         return;
     };
     let reader = broker.reader();
-    let srv = TestServer::with_config(otter_server::Settings {
-        mqtt_url: Some(Secret::url(&broker.url())),
-        ..test_config()
-    })
-    .await;
+    let srv = notifying(&broker).await;
     srv.create_product("door", "semver").await;
     srv.release("door", "1.0.0", json!({})).await;
     srv.check("door", "current=1.0.0&device=canary-1").await;
