@@ -27,6 +27,7 @@ pub mod peer;
 pub mod protocols;
 pub mod request_log;
 pub mod router;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Every route otter serves, in one place: the admin routes in [`admin_routes`], each with the
 //! role it needs and the audit action of a change, and the device, download and protocol routes
-//! in [`router`].
+//! in [`router`]; the web UI's pages are declared in [`crate::ui::pages`] with their roles and
+//! mounted here.
 
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use crate::auth::{Rule, guard};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
 use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
-use crate::{download, limits, metrics, request_log};
+use crate::{download, limits, metrics, request_log, ui};
 
 /// One admin route as the table declares it: method and path, the least [`Role`] that may call
 /// it, and, for a change, the action its audit entries name. [`router`] puts
@@ -393,8 +394,24 @@ pub fn router(app: App, with_metrics: bool) -> Router {
             .route_layer(middleware::from_fn_with_state(rule, guard));
         router = router.route(route.path, guarded);
     }
+    // The web UI's pages, each behind the sign-in check and its role (ui::pages).
+    for page in ui::pages() {
+        let rule = ui::PageRule {
+            app: app.clone(),
+            role: page.role,
+        };
+        let guarded = page
+            .handler
+            .route_layer(middleware::from_fn_with_state(rule, ui::guard));
+        router = router.route(page.path, guarded);
+    }
     let router = router
         .route("/healthz", get(|| async { "ok" }))
+        // The web UI's public parts: the way in, and its stylesheet and script.
+        .route("/", get(ui::root))
+        .route("/ui", get(ui::ui_root))
+        .route("/ui/login", get(ui::login_page))
+        .route("/ui/assets/{file}", get(ui::assets::serve))
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(
             "/api/v1/products/{product}/root/{file}",

@@ -7,8 +7,10 @@
 //!
 //! Beside the services, the helpers every test crate needs: [`serve`] runs the real `otter
 //! serve`, [`wait`] for a condition with a deadline, [`process`] to watch a child process's output, [`proxy`] to cut a connection
-//! mid-transfer, [`relay`] to play the man in the middle, [`http`] to check answers, and [`images`] for firmware bytes.
+//! mid-transfer, [`relay`] to play the man in the middle, [`http`] to check answers, [`images`] for firmware bytes, and [`browser`]: a headless
+//! Chromium for the web UI.
 
+pub mod browser;
 pub mod http;
 pub mod images;
 pub mod mosquitto;

@@ -31,5 +31,6 @@ mod sessions;
 mod signing;
 mod thinx;
 mod tokens;
+mod ui;
 mod uploads;
 mod windows;
