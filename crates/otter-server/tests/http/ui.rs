@@ -71,3 +71,40 @@ async fn assets_are_served_under_their_hash_and_cached() {
         .unwrap();
     assert_eq!(stale.status(), 404);
 }
+
+/// A browser signed in to `server` with `role` (`admin`, `publisher`, `viewer`), showing the
+/// dashboard; `None` after a SKIP line when Chromium is missing. Every UI test signs in through
+/// this one helper.
+///
+/// SKELETON STAND-IN: until user accounts land, the session cookie carries an admin token of
+/// that role. At the merge this becomes: create a user with the role through the API, then log
+/// in through the login form.
+pub async fn signed_in(server: &TestServer, role: &str) -> Option<Browser> {
+    let browser = Browser::start().await?;
+    let name = format!("ui-{role}");
+    let token = server.create_token(&name, role).await;
+    // A cookie can only be set for the site the browser is on.
+    browser.goto(&server.url("/ui/login")).await.unwrap();
+    browser
+        .execute(
+            "document.cookie = `otter_session=${arguments[0]}; path=/`; return true",
+            vec![token.into()],
+        )
+        .await
+        .unwrap();
+    browser.goto(&server.url("/ui/")).await.unwrap();
+    browser.wait_for("main#dashboard").await;
+    Some(browser)
+}
+
+/// The dashboard opens for a signed-in viewer, and the admin-only sections are not offered.
+#[tokio::test]
+async fn a_viewer_sees_the_dashboard_without_admin_sections() {
+    let server = TestServer::start().await;
+    let Some(browser) = signed_in(&server, "viewer").await else {
+        return;
+    };
+    let nav = browser.wait_for("header nav").await.text().await.unwrap();
+    assert!(nav.contains("Products"), "{nav}");
+    assert!(!nav.contains("Tokens"), "{nav}");
+}
