@@ -10,7 +10,8 @@
 //!   [`iotawatt`] (IotaWatt products), [`rollouts`] (staged rollouts and their gate on every
 //!   check).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
-//!   answers); [`seen`]: batched device sightings.
+//!   answers), [`overview`] (a product at a glance, for the dashboard); [`seen`]: batched device
+//!   sightings.
 //! - [`limits`]: rate limits per remote address and per device.
 //! - [`Observer`]: how adapters that push (MQTT) hear of changes.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod index;
 pub mod iotawatt;
 pub mod limits;
+pub mod overview;
 pub mod products;
 pub mod registry;
 pub mod releases;

@@ -23,9 +23,9 @@ use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
     AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceChange, DeviceControls,
-    DeviceFilter, DeviceStore, ExpiringSignature, NewAuditEntry, NewReport, OttStore, OverLimit,
-    PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredToken, TokenStore,
-    TrustStore, UploadStore,
+    DeviceFilter, DeviceStore, ExpiringSignature, FleetSummary, NewAuditEntry, NewReport, OttStore,
+    OverLimit, PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredToken,
+    TokenStore, TrustStore, UploadStore,
 };
 use otter_store::{Failure, RolloutMembers, RolloutStore, SlotAnswer};
 
@@ -432,6 +432,19 @@ impl DeviceStore for Counting {
     ) -> Result<Page<UpdateReport>> {
         self.count("list_reports");
         self.inner.list_reports(product, device, page).await
+    }
+    async fn fleet_summary(&self, product: &str, seen_since: &[i64]) -> Result<FleetSummary> {
+        self.count("fleet_summary");
+        self.inner.fleet_summary(product, seen_since).await
+    }
+    async fn recent_failures(
+        &self,
+        product: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<UpdateReport>> {
+        self.count("recent_failures");
+        self.inner.recent_failures(product, since, limit).await
     }
 }
 

@@ -173,6 +173,18 @@ pub struct NewReport {
     pub created_at: i64,
 }
 
+/// A product's fleet at a glance ([`DeviceStore::fleet_summary`]), for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetSummary {
+    /// Every device the product has seen.
+    pub devices: u64,
+    /// Devices seen at or after each of the times asked about, in the same order.
+    pub seen_since: Vec<u64>,
+    /// How many devices run each version (`None`: a device that never said), most first, ties
+    /// by version.
+    pub versions: Vec<(Option<String>, u64)>,
+}
+
 /// What [`ProductStore::catalog_changes`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CatalogChanges {
@@ -281,6 +293,17 @@ pub trait DeviceStore: Send + Sync {
         device: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<UpdateReport>>;
+    /// How many devices a product has, run each version, and were seen at or after each time
+    /// of `seen_since` (Unix seconds): one aggregate query, whatever the size of the fleet.
+    async fn fleet_summary(&self, product: &str, seen_since: &[i64]) -> Result<FleetSummary>;
+    /// A product's `failed` and `rolled_back` reports made at or after `since`, newest first,
+    /// at most `limit`.
+    async fn recent_failures(
+        &self,
+        product: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<UpdateReport>>;
 }
 
 /// Resumable upload sessions (their bytes live in [`blob::Staging`]).

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use otter_core::model::{Device, DeviceSeen, Page, UpdateReport};
+use otter_core::model::{Device, DeviceSeen, Page, ReportState, UpdateReport};
 use sqlx::any::AnyArguments;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -14,8 +14,8 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use super::rollouts::ACTIVE;
 use super::{Backend, SqlStore, bool_col, int_cursor, limit, paginate, timed};
 use crate::{
-    DeviceChange, DeviceControls, DeviceFilter, DeviceStore, NewReport, OverLimit, PageRequest,
-    Result, RolloutStatus, StoreError,
+    DeviceChange, DeviceControls, DeviceFilter, DeviceStore, FleetSummary, NewReport, OverLimit,
+    PageRequest, Result, RolloutStatus, StoreError,
 };
 
 /// The columns of a device; a macro so `concat!` can build `'static` queries with it.
@@ -606,4 +606,74 @@ impl DeviceStore for SqlStore {
         })
         .await
     }
+
+    async fn fleet_summary(&self, product: &str, seen_since: &[i64]) -> Result<FleetSummary> {
+        timed("fleet_summary", async {
+            // One row per version, with the count of each "seen since" alongside; the sums over
+            // versions are the fleet's. Safe: only numbered placeholders are interpolated.
+            let seen: String = (0..seen_since.len())
+                .map(|i| {
+                    format!(
+                        ", COUNT(CASE WHEN last_seen >= ${} THEN 1 END) AS s{i}",
+                        i + 2
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT current_version, COUNT(*) AS n{seen} FROM devices WHERE product = $1 \
+                 GROUP BY current_version"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(product);
+            for since in seen_since {
+                query = query.bind(*since);
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            let mut summary = FleetSummary {
+                seen_since: vec![0; seen_since.len()],
+                ..FleetSummary::default()
+            };
+            for row in &rows {
+                let n = count(row.try_get("n")?)?;
+                summary.devices += n;
+                for (i, total) in summary.seen_since.iter_mut().enumerate() {
+                    *total += count(row.try_get(format!("s{i}").as_str())?)?;
+                }
+                summary.versions.push((row.try_get("current_version")?, n));
+            }
+            summary
+                .versions
+                .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            Ok(summary)
+        })
+        .await
+    }
+
+    async fn recent_failures(
+        &self,
+        product: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<UpdateReport>> {
+        timed("recent_failures", async {
+            let rows = sqlx::query(
+                "SELECT id, product, device, version, state, message, created_at \
+                 FROM update_reports WHERE product = $1 AND state IN ($2, $3) \
+                 AND created_at >= $4 ORDER BY id DESC LIMIT $5",
+            )
+            .bind(product)
+            .bind(ReportState::Failed.as_str())
+            .bind(ReportState::RolledBack.as_str())
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(report_from).collect()
+        })
+        .await
+    }
+}
+
+/// A `COUNT` read back as `i64` (both backends), as a count.
+fn count(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
 }

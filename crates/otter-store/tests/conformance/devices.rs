@@ -370,6 +370,100 @@ pub async fn reports_list_newest_first_and_filter_by_device(store: &dyn Store) {
     assert_eq!(nobody.next_cursor, None);
 }
 
+/// The dashboard's aggregate: versions counted most first (a device that never named its
+/// version apart), devices seen since each time, and another product's devices left out.
+pub async fn fleet_summary_counts_versions_and_recent_sightings(store: &dyn Store) {
+    let empty = store
+        .fleet_summary("door-sensor", &[T0, T0 + 50])
+        .await
+        .unwrap();
+    assert_eq!(
+        empty,
+        FleetSummary {
+            devices: 0,
+            seen_since: vec![0, 0],
+            versions: vec![],
+        }
+    );
+    store
+        .record_seen(
+            &[
+                seen("door-sensor", "a", Some("1.0.0"), "stable", T0 - 100),
+                seen("door-sensor", "b", Some("1.1.0"), "stable", T0),
+                seen("door-sensor", "c", Some("1.1.0"), "stable", T0 + 60),
+                seen("door-sensor", "d", Some("1.0.0"), "stable", T0 + 10),
+                seen("door-sensor", "e", None, "stable", T0 + 70),
+                seen("door-sensor", "f", Some("1.2.0"), "beta", T0 + 80),
+                seen("gate", "a", Some("1.1.0"), "stable", T0 + 90),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let summary = store
+        .fleet_summary("door-sensor", &[T0, T0 + 60])
+        .await
+        .unwrap();
+    assert_eq!(summary.devices, 6);
+    assert_eq!(summary.seen_since, vec![5, 3]);
+    assert_eq!(
+        summary.versions,
+        vec![
+            (Some("1.0.0".to_owned()), 2),
+            (Some("1.1.0".to_owned()), 2),
+            (None, 1),
+            (Some("1.2.0".to_owned()), 1),
+        ]
+    );
+}
+
+/// Failed and rolled-back reports since a time, newest first and capped; successes, older
+/// failures and another product's stay out.
+pub async fn recent_failures_are_failed_or_rolled_back_reports_since(store: &dyn Store) {
+    let inputs = [
+        report("dev-1", "1.1.0", ReportState::Failed, T0 - 10),
+        report("dev-2", "1.1.0", ReportState::Failed, T0),
+        report("dev-3", "1.1.0", ReportState::Installed, T0 + 1),
+        report("dev-4", "1.1.0", ReportState::RolledBack, T0 + 2),
+        report("dev-5", "1.1.0", ReportState::Downloading, T0 + 3),
+        report("dev-6", "1.2.0", ReportState::Failed, T0 + 4),
+    ];
+    for input in &inputs {
+        store.insert_report(input).await.unwrap();
+    }
+    store
+        .insert_report(&NewReport {
+            product: "gate".to_owned(),
+            ..report("dev-7", "5.0.0", ReportState::Failed, T0 + 5)
+        })
+        .await
+        .unwrap();
+    let devices = |reports: Vec<otter_core::model::UpdateReport>| {
+        reports
+            .into_iter()
+            .map(|r| (r.device, r.state))
+            .collect::<Vec<_>>()
+    };
+    let recent = store.recent_failures("door-sensor", T0, 10).await.unwrap();
+    assert_eq!(
+        devices(recent),
+        vec![
+            ("dev-6".to_owned(), ReportState::Failed),
+            ("dev-4".to_owned(), ReportState::RolledBack),
+            ("dev-2".to_owned(), ReportState::Failed),
+        ]
+    );
+    let capped = store.recent_failures("door-sensor", T0, 2).await.unwrap();
+    assert_eq!(capped.len(), 2);
+    assert!(
+        store
+            .recent_failures("door-sensor", T0 + 5, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn reports_reject_invalid_cursors(store: &dyn Store) {
     store
         .insert_report(&report("dev-1", "1.0.0", ReportState::Installed, T0))

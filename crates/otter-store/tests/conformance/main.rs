@@ -28,8 +28,8 @@ use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AuditFilter, CatalogChanges, DeviceChange, DeviceControls, DeviceFilter, NewAuditEntry,
-    NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
+    AuditFilter, CatalogChanges, DeviceChange, DeviceControls, DeviceFilter, FleetSummary,
+    NewAuditEntry, NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Row as _;
@@ -260,6 +260,8 @@ conformance! {
         devices_paginate_by_id,
         reports_list_newest_first_and_filter_by_device,
         reports_reject_invalid_cursors,
+        fleet_summary_counts_versions_and_recent_sightings,
+        recent_failures_are_failed_or_rolled_back_reports_since,
         upload_sessions_lifecycle,
         tokens_have_unique_names_and_hashes,
         a_replaced_token_is_the_only_one_under_its_name,
