@@ -3,7 +3,7 @@
 //! an aggregate or a bounded query, so a dashboard costs the same for ten devices or a million.
 
 use otter_core::model::{Product, UpdateReport};
-use otter_core::rollout::{Rollout, RolloutState};
+use otter_core::rollout::Rollout;
 
 use crate::{App, AppResult};
 
@@ -46,12 +46,7 @@ pub async fn product(app: &App, product: &str, now: i64) -> AppResult<Overview> 
         .gating_rollouts(product)
         .await?
         .into_iter()
-        .filter(|r| {
-            matches!(
-                r.state,
-                RolloutState::Scheduled | RolloutState::Running | RolloutState::Paused
-            )
-        })
+        .filter(|r| r.state.is_active())
         .collect();
     rollouts.sort_by(|a, b| b.id.cmp(&a.id));
     let failures = app

@@ -60,21 +60,95 @@ pub fn load_online_key(data_dir: &Path, path: Option<&Path>) -> Result<PrivateKe
 /// The newest root of a stored chain, verified link by link; `None` without roots. A link that
 /// does not verify (a hand-edited row) ends the chain there, with a warning.
 pub fn verified_root(product: &str, chain: &[(u32, String)]) -> Option<Root> {
-    let mut root: Option<Root> = None;
+    verified_chain(product, chain).pop()
+}
+
+/// Every root of a stored chain that verifies, oldest first: the chain up to the first link
+/// that does not (a hand-edited row), with a warning.
+fn verified_chain(product: &str, chain: &[(u32, String)]) -> Vec<Root> {
+    let mut roots: Vec<Root> = Vec::new();
     for (version, text) in chain {
-        let opened = Envelope::parse(text.as_bytes()).and_then(|envelope| match &root {
+        let opened = Envelope::parse(text.as_bytes()).and_then(|envelope| match roots.last() {
             None => Root::open_first(&envelope),
             Some(previous) => previous.open_next(&envelope),
         });
         match opened {
-            Ok(next) => root = Some(next),
+            Ok(next) => roots.push(next),
             Err(e) => {
                 tracing::warn!(product, version, error = %e, "stored root does not verify");
                 break;
             }
         }
     }
-    root
+    roots
+}
+
+/// A product's roots of trust, oldest first, each verified along the chain.
+pub async fn roots(app: &App, product: &str) -> AppResult<Vec<Root>> {
+    app.product(product).await?;
+    Ok(verified_chain(product, &app.store.roots(product).await?))
+}
+
+/// What a release's signatures are, as people read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignatureStatus {
+    /// The keys that signed its release manifest, each with the version of the product's
+    /// current root when that root lists it as a release key (`None`: it no longer does);
+    /// empty without a manifest.
+    pub manifest_keys: Vec<(String, Option<u32>)>,
+    /// When the manifest's signature expires.
+    pub expires_at: Option<i64>,
+    pub security_counter: Option<u32>,
+    /// Whether it carries an ECDSA signature of the image (`binarySignature`).
+    pub binary_signed: bool,
+    /// The image format the product declared (its images carry that format's signature).
+    pub image_format: Option<&'static str>,
+}
+
+impl SignatureStatus {
+    /// Signed in any way: a manifest, a binary signature or a declared image format.
+    pub fn is_signed(&self) -> bool {
+        !self.manifest_keys.is_empty() || self.binary_signed || self.image_format.is_some()
+    }
+}
+
+/// The signature status of release `version` of the product `index` holds (`None`: no such
+/// release). Read from the check index: no query.
+pub fn signature_status(index: &ProductIndex, version: &str) -> Option<SignatureStatus> {
+    let release = index.release(version)?;
+    let image_format = declared_image_format(index).map(|(format, _)| format.name());
+    let Some(signatures) = &release.signatures else {
+        return Some(SignatureStatus {
+            image_format,
+            ..SignatureStatus::default()
+        });
+    };
+    let root_of = |keyid: &str| {
+        index
+            .root
+            .as_ref()
+            .filter(|root| root.roles.release.keyids.iter().any(|k| k == keyid))
+            .map(|root| root.version)
+    };
+    let manifest_keys = signatures
+        .manifest
+        .as_deref()
+        .and_then(|text| Envelope::parse(text.as_bytes()).ok())
+        .map(|envelope| {
+            envelope
+                .signatures
+                .iter()
+                .map(|s| (s.keyid.clone(), root_of(&s.keyid)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(SignatureStatus {
+        manifest_keys,
+        expires_at: signatures.expires_at,
+        security_counter: signatures.security_counter,
+        binary_signed: signatures.binary_signature.is_some(),
+        image_format,
+    })
 }
 
 /// A root of trust just added.

@@ -12,8 +12,12 @@
 //! - [`assets`]: `otter.css` and `otter.js`, served with their content hash in the URL.
 
 pub mod assets;
+pub mod dashboard;
 pub mod html;
 pub mod layout;
+pub mod products;
+pub mod releases;
+pub mod signing;
 pub mod svg;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -27,8 +31,7 @@ use otter_app::App;
 use otter_core::model::{Actor, Role};
 
 use crate::error::ApiError;
-use html::{Html, esc, url_part};
-use layout::Section;
+use html::{Html, url_part};
 
 /// One page as the table declares it: its path, the least role that may open it, its handler.
 pub struct UiPage {
@@ -54,7 +57,17 @@ impl UiPage {
 /// Every page of the UI, with the least role that may open it.
 pub fn pages() -> Vec<UiPage> {
     use Role::Viewer;
-    vec![UiPage::get("/ui/", Viewer, dashboard)]
+    vec![
+        UiPage::get("/ui/", Viewer, dashboard::show),
+        UiPage::get("/ui/products", Viewer, products::list),
+        UiPage::get("/ui/products/{product}", Viewer, products::show),
+        UiPage::get(
+            "/ui/products/{product}/releases/{version}",
+            Viewer,
+            releases::show,
+        ),
+        UiPage::get("/ui/signing", Viewer, signing::show),
+    ]
 }
 
 /// Who is signed in, as the page [`guard`] found them.
@@ -152,31 +165,4 @@ pub async fn login_page() -> Response {
          type=\"submit\">Log in</button></form></div>",
     );
     layout::bare(StatusCode::OK, "login", "Log in", body)
-}
-
-/// `GET /ui/`: the dashboard.
-async fn dashboard(Viewer(viewer): Viewer, State(app): State<App>) -> Response {
-    let mut body = Html::new();
-    body.raw("<h1>Dashboard</h1>");
-    let products = otter_app::products::list(&app, &otter_store::PageRequest::default()).await;
-    match products {
-        Ok(page) => {
-            body.raw("<div class=\"cards\">");
-            for product in &page.items {
-                body.add(format_args!(
-                    "<div class=\"card\"><h2><a href=\"/ui/products/{}\">{}</a></h2></div>",
-                    url_part(&product.name),
-                    esc(&product.name)
-                ));
-            }
-            body.raw("</div>");
-        }
-        Err(e) => {
-            body.add(format_args!(
-                "<p class=\"form-error\">{}</p>",
-                esc(&e.to_string())
-            ));
-        }
-    }
-    layout::page(&viewer, Section::Dashboard, "dashboard", "Dashboard", body)
 }
