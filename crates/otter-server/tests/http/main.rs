@@ -32,5 +32,6 @@ mod signing;
 mod thinx;
 mod tokens;
 mod ui;
+mod ui_releases;
 mod uploads;
 mod windows;

@@ -116,7 +116,7 @@ pub(crate) fn manifest(
 }
 
 /// A server with product `door` under root 1.
-async fn signed_product() -> (TestServer, Owner, Envelope) {
+pub(crate) async fn signed_product() -> (TestServer, Owner, Envelope) {
     let srv = TestServer::start().await;
     srv.create_product("door", "semver").await;
     let owner = Owner {
@@ -157,7 +157,7 @@ async fn publish_signed(
 
 /// Publishes `image` as `version` with a manifest signed by the owner's release key, expecting
 /// success.
-async fn publish_release_signed(
+pub(crate) async fn publish_release_signed(
     srv: &TestServer,
     owner: &Owner,
     version: &str,

@@ -85,7 +85,10 @@ async function submitApiForm(form) {
   const fields = formJson(form);
   const sent = { ...fields };
   const url = fillPath(template, fields, false);
-  const hasBody = method !== "GET" && method !== "DELETE" && Object.keys(fields).length > 0;
+  // `data-body="field"`: that field's value is the whole body (a root envelope, sent as is).
+  const payload = form.dataset.body ? fields[form.dataset.body] : fields;
+  const hasBody =
+    method !== "GET" && method !== "DELETE" && Object.keys(payload || {}).length > 0;
   showError(form, "");
   const button = form.querySelector("[type=submit]");
   if (button) button.disabled = true;
@@ -94,12 +97,11 @@ async function submitApiForm(form) {
       method,
       credentials: "same-origin",
       headers: hasBody ? { "content-type": "application/json" } : {},
-      body: hasBody ? JSON.stringify(fields) : undefined,
+      body: hasBody ? JSON.stringify(payload) : undefined,
     });
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const code = answer.error ? ` (${answer.error})` : "";
-      showError(form, (answer.message || response.statusText) + code);
+      showError(form, errorText(response, answer));
       return;
     }
     if (form.dataset.then) {
@@ -140,3 +142,169 @@ function refresh(element) {
 }
 
 for (const element of document.querySelectorAll("[data-refresh]")) refresh(element);
+
+// ---------------------------------------------------------------------------------------------
+// Products and releases (U1): the API's error as a line, field limits checked as the user
+// types, and the upload widget.
+
+// The API's error body as one line: its message and stable code.
+function errorText(response, answer) {
+  const code = answer.error ? ` (${answer.error})` : "";
+  return (answer.message || response.statusText) + code;
+}
+
+// Shows `message` next to the field `el` (made on first use); empty hides it.
+function fieldMessage(el, message) {
+  let line = el.nextElementSibling;
+  if (!line || !line.classList.contains("field-error")) {
+    if (!message) return;
+    line = document.createElement("span");
+    line.className = "field-error";
+    line.setAttribute("role", "alert");
+    el.after(line);
+  }
+  line.textContent = message;
+  line.hidden = !message;
+}
+
+// `data-max="60"`: the contract's length limit. Checked as the user types rather than with
+// `maxlength`, which would silently cut a pasted text: the field says it is too long and the
+// browser will not submit the form until it fits.
+function checkLength(el) {
+  const max = Number(el.dataset.max);
+  const length = [...el.value].length;
+  el.setCustomValidity(length > max ? `At most ${max} characters (this has ${length}).` : "");
+}
+
+document.addEventListener("input", (event) => {
+  const el = event.target;
+  if (!el.form) return;
+  if ("max" in el.dataset) checkLength(el);
+  if (el.checkValidity()) fieldMessage(el, "");
+});
+
+// A field the browser refuses says why next to it, not only in a passing tooltip.
+document.addEventListener(
+  "invalid",
+  (event) => {
+    const el = event.target;
+    const hint = el.validity.patternMismatch && el.title ? ` ${el.title}.` : "";
+    fieldMessage(el, el.validationMessage + hint);
+  },
+  true,
+);
+
+// A call to the admin API: `body` is sent as is when it is a Blob, else as JSON. Fails with
+// the API's message, and the HTTP status as `status` (none when otter did not answer).
+async function apiCall(method, url, body) {
+  const raw = body instanceof Blob;
+  const response = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: body === undefined || raw ? {} : { "content-type": "application/json" },
+    body: body === undefined || raw ? body : JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(errorText(response, answer));
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+const UPLOAD_CHUNK = 1024 * 1024;
+const UPLOAD_RETRIES = 5;
+
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Sends `file` through the resumable upload API: begin with its size and SHA-256 (the API
+// verifies the image against it), PUT chunks at the session's offset, finalize. A chunk that
+// fails (a dropped connection, a server restarting, a chunk cut off mid-way) is not sent again
+// from zero: after a short wait the widget asks the session where it stands and goes on from
+// there. Returns the artifact.
+async function uploadFile(widget, file) {
+  const progress = widget.querySelector("progress");
+  const status = widget.querySelector(".upload-status");
+  const chunk = Number(widget.dataset.chunk) || UPLOAD_CHUNK;
+  const show = (offset, note) => {
+    progress.value = offset;
+    const percent = Math.floor((offset * 100) / progress.max);
+    status.textContent = `${percent} % of ${file.name}${note ? ` · ${note}` : ""}`;
+  };
+  progress.hidden = false;
+  progress.max = Math.max(file.size, 1);
+  progress.value = 0;
+  status.textContent = `Hashing ${file.name}…`;
+  // Only this much work in the browser: the API wants the SHA-256 at begin or finalize.
+  const sha256 = hex(await crypto.subtle.digest("SHA-256", await file.arrayBuffer()));
+  const session = await apiCall("POST", "/api/v1/uploads", {
+    size: file.size,
+    sha256,
+    filename: file.name,
+  });
+  const at = `/api/v1/uploads/${encodeURIComponent(session.id)}`;
+  let offset = session.offset;
+  let failures = 0;
+  let resume = false;
+  for (;;) {
+    try {
+      if (resume) offset = (await apiCall("GET", at)).offset;
+      resume = false;
+      if (offset >= file.size) break;
+      show(offset, failures ? "resumed" : "");
+      offset = (await apiCall("PUT", `${at}?offset=${offset}`, file.slice(offset, offset + chunk)))
+        .offset;
+      failures = 0;
+    } catch (e) {
+      // A refusal (403, 413…) will not change by trying again; a conflict about the offset
+      // (409) or no answer at all will.
+      if (e.status && e.status < 500 && e.status !== 409) throw e;
+      failures += 1;
+      if (failures > UPLOAD_RETRIES) throw e;
+      show(offset, `connection lost, resuming in ${failures} s`);
+      await new Promise((done) => setTimeout(done, 1000 * failures));
+      resume = true;
+    }
+  }
+  const artifact = await apiCall("POST", `${at}/finalize`);
+  show(file.size, `uploaded, SHA-256 ${artifact.sha256}`);
+  return artifact;
+}
+
+// `<div data-upload>`: a drop zone and a file input sharing one path (`start`); when the
+// upload is done, the publish form next to it appears with the artifact's SHA-256 filled in.
+function uploadWidget(widget) {
+  const input = widget.querySelector("input[type=file]");
+  const zone = widget.querySelector(".dropzone");
+  const form = widget.parentElement.querySelector("form[name=publish]");
+  const start = async (file) => {
+    if (!file) return;
+    input.disabled = true;
+    try {
+      const artifact = await uploadFile(widget, file);
+      form.elements.artifact.value = artifact.sha256;
+      form.hidden = false;
+      form.elements.version.focus();
+    } catch (e) {
+      widget.querySelector(".upload-status").textContent = `Upload failed: ${e.message}`;
+    } finally {
+      input.disabled = false;
+    }
+  };
+  input.addEventListener("change", () => start(input.files[0]));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    start(event.dataTransfer.files[0]);
+  });
+}
+
+for (const widget of document.querySelectorAll("[data-upload]")) uploadWidget(widget);
