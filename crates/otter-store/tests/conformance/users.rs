@@ -40,7 +40,7 @@ pub async fn users_are_unique_listed_by_name_and_changed(store: &dyn Store) {
     assert_eq!(store.get_user("bob").await.unwrap(), Some(bob.clone()));
     assert_eq!(store.get_user("carol").await.unwrap(), None);
     let page = store.list_users(&first(1)).await.unwrap();
-    assert_eq!(page.items, [alice.user.clone()]);
+    assert_eq!(page.items, std::slice::from_ref(&alice.user));
     let rest = store
         .list_users(&PageRequest {
             limit: 10,
