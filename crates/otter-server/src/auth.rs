@@ -15,9 +15,9 @@
 //! any of it, and a handler taking [`Admin`] that is mounted outside the table fails closed.
 //!
 //! A refusal is a 401 with `WWW-Authenticate: Bearer` (RFC 6750) for a missing, unknown, revoked
-//! or expired token or an ended session, and a 403 `forbidden` for a role too low. A token that is not ours is
-//! logged with the client's address, at most one line a second with the count since the last
-//! line, so that guessing shows in the log without flooding it. A missing token is not logged:
+//! or expired token or an ended session, and a 403 `forbidden` for a role too low. A token that
+//! is not ours is logged with the client's address, at most one line a second with the count
+//! since the last line, so that guessing shows in the log without flooding it. A missing token is not logged:
 //! ota-backend's `/v1/create` takes one only optionally.
 
 use std::net::SocketAddr;
