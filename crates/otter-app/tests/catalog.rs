@@ -23,10 +23,9 @@ use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
     AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceChange, DeviceControls,
-    DeviceFilter, DeviceStore, ExpiringSignature, FleetSummary, NewAuditEntry, NewReport,
-    OttStore, OverLimit, PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore,
-    StoredSession, StoredToken, StoredUser, TokenStore, TrustStore, UploadStore, UserChange,
-    UserStore,
+    DeviceFilter, DeviceStore, ExpiringSignature, FleetSummary, NewAuditEntry, NewReport, OttStore,
+    OverLimit, PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredSession,
+    StoredToken, StoredUser, TokenStore, TrustStore, UploadStore, UserChange, UserStore,
 };
 use otter_store::{Failure, RolloutMembers, RolloutStore, SlotAnswer};
 

@@ -122,7 +122,7 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         .unwrap();
     publish.click().await.unwrap();
     let refusal = browser
-        .wait_for("form[name=publish] .field-error")
+        .wait_for("form[name=publish] [name=title] + .field-error")
         .await
         .text()
         .await
@@ -179,7 +179,7 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
     browser.screenshots("products").await;
 
     // Yank, confirming in the page.
-    let device = "device=d1&version=0.9.0";
+    let device = "current=0.9.0&device=d1";
     assert_eq!(
         server.offered("door-sensor", device).await.as_deref(),
         Some("1.0.0")
@@ -327,7 +327,7 @@ async fn the_dashboard_charts_the_fleets_versions() {
         ("b2", "1.1.0"),
     ] {
         server
-            .check("door-sensor", &format!("device={device}&version={version}"))
+            .check("door-sensor", &format!("current={version}&device={device}"))
             .await;
     }
     let report = server

@@ -180,7 +180,10 @@ document.addEventListener("input", (event) => {
   const el = event.target;
   if (!el.form) return;
   if ("max" in el.dataset) checkLength(el);
-  if (el.checkValidity()) fieldMessage(el, "");
+  // A limit passed shows at once; other rules (a version's pattern) wait for the submit, so a
+  // half-typed value is not called wrong.
+  if (el.validity.valid) fieldMessage(el, "");
+  else if (el.validity.customError) fieldMessage(el, el.validationMessage);
 });
 
 // A field the browser refuses says why next to it, not only in a passing tooltip.
