@@ -48,7 +48,7 @@ pub async fn product(app: &App, product: &str, now: i64) -> AppResult<Overview> 
         .into_iter()
         .filter(|r| r.state.is_active())
         .collect();
-    rollouts.sort_by(|a, b| b.id.cmp(&a.id));
+    rollouts.sort_by_key(|r| std::cmp::Reverse(r.id));
     let failures = app
         .store
         .recent_failures(product, now - FAILURE_DAYS * DAY, FAILURE_LINES)
