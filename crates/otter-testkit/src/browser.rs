@@ -74,13 +74,27 @@ impl Browser {
                 "chromedriver not installed (Debian: apt-get install chromium-driver)",
             );
         };
-        let mut command = Command::new(driver);
-        command.arg("--port=0");
-        let driver = Watched::spawn(command);
-        let port: u16 = driver.wait_for_line("chromedriver's port", PATIENCE, |line| {
-            line.split_once("started successfully on port ")
-                .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse().ok())
-        });
+        // With `--port=0`, chromedriver sometimes picks a port another one (a test running in
+        // parallel) binds first and exits ("bind() failed"): start it again.
+        let (driver, port) = (1..=3)
+            .find_map(|attempt| {
+                let mut command = Command::new(&driver);
+                command.arg("--port=0");
+                let watched = Watched::spawn(command);
+                let port: Option<u16> = watched.find_line(PATIENCE, |line| {
+                    line.split_once("started successfully on port ")
+                        .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse().ok())
+                });
+                match port {
+                    Some(port) => Some((watched, port)),
+                    None if attempt < 3 && watched.output().contains("bind() failed") => None,
+                    None => panic!(
+                        "chromedriver's port: not printed within {PATIENCE:?}; output:\n{}",
+                        watched.output()
+                    ),
+                }
+            })
+            .expect("chromedriver started within three attempts");
         let (width, height) = DESKTOP;
         let mut capabilities = Capabilities::new();
         capabilities.insert(

@@ -68,19 +68,27 @@ impl Watched {
         patience: Duration,
         find: impl Fn(&str) -> Option<T>,
     ) -> T {
+        self.find_line(patience, find).unwrap_or_else(|| {
+            panic!(
+                "{what}: not printed within {patience:?}; output:\n{}",
+                self.output()
+            )
+        })
+    }
+
+    /// Waits up to `patience` for a line for which `find` gives a value; `None` when none comes
+    /// (or the process ends first).
+    pub fn find_line<T>(&self, patience: Duration, find: impl Fn(&str) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + patience;
         let (lock, changed) = &*self.transcript;
         let mut transcript = lock.lock().unwrap();
         loop {
             if let Some(found) = transcript.text.lines().find_map(&find) {
-                return found;
+                return Some(found);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if transcript.ended || left.is_zero() {
-                panic!(
-                    "{what}: not printed within {patience:?}; output:\n{}",
-                    transcript.text
-                );
+                return None;
             }
             transcript = changed.wait_timeout(transcript, left).unwrap().0;
         }

@@ -13,9 +13,10 @@ pub struct Bar<'a> {
 /// A horizontal bar chart, one row per bar, each labelled with its value; `title` is the
 /// chart's accessible name.
 pub fn bars(title: &str, bars: &[Bar<'_>]) -> Html {
+    // About a dashboard card's width, so the text stays legible from a phone to a desktop.
     const ROW: u32 = 26;
-    const LABEL: u32 = 150;
-    const WIDTH: u32 = 600;
+    const LABEL: u32 = 100;
+    const WIDTH: u32 = 360;
     let height = ROW * bars.len().max(1) as u32 + 4;
     let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1);
     let mut h = Html::new();
@@ -27,7 +28,7 @@ pub fn bars(title: &str, bars: &[Bar<'_>]) -> Html {
     ));
     for (i, bar) in bars.iter().enumerate() {
         let y = ROW * i as u32 + 2;
-        let room = WIDTH - LABEL - 60;
+        let room = WIDTH - LABEL - 50;
         let length = (bar.value as f64 / max as f64 * f64::from(room)).round() as u32;
         h.add(format_args!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
