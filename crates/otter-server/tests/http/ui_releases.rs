@@ -128,6 +128,7 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         .await
         .unwrap();
     assert!(refusal.contains("At most 60 characters"), "{refusal}");
+    browser.screenshots("publish").await;
     let sent = browser
         .execute(
             "return performance.getEntriesByType('resource')\
@@ -312,7 +313,7 @@ async fn a_cut_chunk_resumes_from_the_servers_offset() {
 }
 
 /// After devices check in and one reports a failure, the dashboard shows the fleet seen today,
-/// a chart of its versions and the failure.
+/// a chart of its versions, the failure and the rollout under way with its stage.
 #[tokio::test]
 async fn the_dashboard_charts_the_fleets_versions() {
     let server = TestServer::start().await;
@@ -337,6 +338,15 @@ async fn the_dashboard_charts_the_fleets_versions() {
         .await
         .unwrap();
     assert!(report.status().is_success());
+    server.release("door-sensor", "1.2.0", json!({})).await;
+    let rollout = server
+        .admin(Method::POST, "/api/v1/products/door-sensor/rollouts")
+        .json(&json!({"version": "1.2.0", "stages": [{"percent": 10}, {"percent": 100}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rollout.status(), StatusCode::CREATED);
+    let rollout: Value = rollout.json().await.unwrap();
     eventually("the five devices are recorded", async || {
         let page = server
             .get_json("/api/v1/products/door-sensor/devices?limit=10")
@@ -356,6 +366,15 @@ async fn the_dashboard_charts_the_fleets_versions() {
     let text = card.text().await.unwrap();
     assert!(text.contains("5\nseen today"), "{text}");
     assert!(text.contains("failed a1 1.1.0"), "{text}");
+    assert!(
+        text.contains("1.2.0 on stable: stage 1 of 2 running"),
+        "{text}"
+    );
+    let link = format!(
+        "section.card a[href='/ui/products/door-sensor/rollouts/{}']",
+        rollout["id"]
+    );
+    browser.wait_for(&link).await;
     let chart: Value = browser
         .execute(
             "return [...document.querySelectorAll('svg.chart text')].map(t => t.textContent)",
