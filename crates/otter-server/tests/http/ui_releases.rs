@@ -244,6 +244,21 @@ async fn a_viewer_sees_no_publish_form_and_the_api_refuses_it() {
         .unwrap();
     browser.wait_for("main#release").await;
     assert_eq!(count(&browser, "form[data-api]").await, 0);
+    // What does not exist is a 404 page, not an error.
+    for (path, says) in [
+        ("/ui/products/nope", "no product named \"nope\""),
+        (
+            "/ui/products/door-sensor/releases/9.9.9",
+            "door-sensor has no release 9.9.9",
+        ),
+    ] {
+        browser.goto(&server.url(path)).await.unwrap();
+        let text = browser.wait_for("main#refused").await.text().await.unwrap();
+        assert!(
+            text.contains("Not Found") && text.contains(says),
+            "{path}: {text}"
+        );
+    }
 
     let status = browser
         .execute(
@@ -260,7 +275,7 @@ async fn a_viewer_sees_no_publish_form_and_the_api_refuses_it() {
 
 /// A chunk cut off half-way (the page's connection drops after the server took half of it) is
 /// resumed from the server's offset, not from zero, and the artifact is the file, byte for
-/// byte.
+/// byte; without `crypto.subtle` the page computes the SHA-256 itself.
 #[tokio::test]
 async fn a_cut_chunk_resumes_from_the_servers_offset() {
     let server = TestServer::start().await;
@@ -274,9 +289,12 @@ async fn a_cut_chunk_resumes_from_the_servers_offset() {
         .unwrap();
     browser.wait_for("[data-upload]").await;
     // 64 KiB chunks; the second PUT sends half its chunk, then fails as a dropped connection.
-    browser
+    // And no `crypto.subtle`, as on a page served over plain HTTP from another machine: the
+    // page hashes the file in script (the server checks that hash at finalize).
+    let no_subtle = browser
         .execute(
-            "document.querySelector('[data-upload]').dataset.chunk = '65536';
+            "Object.defineProperty(window.crypto, 'subtle', {value: undefined});
+             document.querySelector('[data-upload]').dataset.chunk = '65536';
              window.putOffsets = [];
              const real = window.fetch;
              window.fetch = async (url, init) => {
@@ -290,11 +308,12 @@ async fn a_cut_chunk_resumes_from_the_servers_offset() {
                }
                return real(url, init);
              };
-             return true;",
+             return window.crypto.subtle === undefined;",
             vec![],
         )
         .await
         .unwrap();
+    assert_eq!(no_subtle, json!(true));
     let image = firmware(9, 200_000);
     let (_dir, path) = image_file("big.bin", &image);
     upload_through_the_page(&browser, &path).await;
