@@ -5,13 +5,17 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use otter_app::App;
 use otter_app::overview::{self, FAILURE_DAYS, Overview};
-use otter_core::model::format_rfc3339;
+use otter_store::PageRequest;
 
 use super::Viewer;
 use super::html::{Html, esc, url_part};
 use super::layout::{self, Section};
-use super::products::{ListQuery, failed, pager};
+use super::parts::{pager, refused, when};
+use super::products::ListQuery;
 use super::svg::{Bar, bars};
+
+/// Product cards per page: each costs a few queries.
+const CARDS: u32 = 20;
 
 /// Bar colours of the version chart, the largest version first; "other" is grey.
 const COLOURS: [&str; 6] = [
@@ -24,9 +28,13 @@ pub async fn show(
     State(app): State<App>,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let page = match otter_app::products::list(&app, &query.page()).await {
+    let cards = PageRequest {
+        limit: CARDS,
+        cursor: query.cursor,
+    };
+    let page = match otter_app::products::list(&app, &cards).await {
         Ok(page) => page,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
     let now = otter_store::now();
     let mut body = Html::new();
@@ -38,11 +46,11 @@ pub async fn show(
     for product in &page.items {
         match overview::product(&app, &product.name, now).await {
             Ok(overview) => body.push(&card(&overview)),
-            Err(e) => return failed(&viewer, e),
+            Err(e) => return refused(&viewer, e),
         };
     }
     body.raw("</div>");
-    body.push(&pager("/ui/", page.next_cursor.as_deref()));
+    body.push(&pager("/ui/", &[], page.next_cursor.as_deref()));
     layout::page(&viewer, Section::Dashboard, "dashboard", "Dashboard", body)
 }
 
@@ -117,7 +125,7 @@ fn card(o: &Overview) -> Html {
                 url_part(&f.device),
                 esc(&f.device),
                 esc(&f.version),
-                format_rfc3339(f.created_at),
+                when(f.created_at),
             ));
         }
         h.raw("</ul>");

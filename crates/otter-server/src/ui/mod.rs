@@ -15,6 +15,7 @@ pub mod assets;
 pub mod dashboard;
 pub mod html;
 pub mod layout;
+pub mod parts;
 pub mod products;
 pub mod releases;
 pub mod signing;

@@ -3,53 +3,21 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use otter_app::{App, AppError, releases, trust};
+use otter_app::{App, releases, trust};
 use otter_core::Scheme;
-use otter_core::model::{MAX_SUMMARY_LEN, MAX_TITLE_LEN, Release, Role, format_rfc3339};
+use otter_core::model::{MAX_SUMMARY_LEN, MAX_TITLE_LEN, Release, Role};
 use otter_core::version::MAX_VERSION_LEN;
-use otter_store::PageRequest;
 use serde::Deserialize;
 
 use super::Viewer;
 use super::html::{Html, esc, url_part};
 use super::layout::{self, Section};
-use crate::error::ApiError;
-
-/// Rows per page of a list.
-const PER_PAGE: u32 = 25;
+use super::parts::{self, pager, refused, when};
 
 /// `?cursor=…`: which page of a list.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
-    cursor: Option<String>,
-}
-
-impl ListQuery {
-    pub fn page(self) -> PageRequest {
-        PageRequest {
-            limit: PER_PAGE,
-            cursor: self.cursor,
-        }
-    }
-}
-
-/// The link to a list's next page, when there is one (`path` without a query).
-pub fn pager(path: &str, next: Option<&str>) -> Html {
-    let mut h = Html::new();
-    if let Some(cursor) = next {
-        h.add(format_args!(
-            "<nav class=\"pager\"><a href=\"{}?cursor={}\">Next page</a></nav>",
-            esc(path),
-            url_part(cursor)
-        ));
-    }
-    h
-}
-
-/// The page for an error of the application layer, with the status the API would answer.
-pub fn failed(viewer: &otter_core::model::Actor, e: AppError) -> Response {
-    let e = ApiError::from(e);
-    layout::refusal(viewer, e.status, &e.message)
+    pub cursor: Option<String>,
 }
 
 /// `GET /ui/products`
@@ -58,9 +26,9 @@ pub async fn list(
     State(app): State<App>,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let page = match otter_app::products::list(&app, &query.page()).await {
+    let page = match otter_app::products::list(&app, &parts::page(query.cursor.as_deref())).await {
         Ok(page) => page,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
     let mut body = Html::new();
     body.raw("<h1>Products</h1>");
@@ -77,12 +45,12 @@ pub async fn list(
                 url_part(&product.name),
                 esc(&product.name),
                 product.scheme,
-                format_rfc3339(product.created_at),
+                when(product.created_at),
             ));
         }
         body.raw("</tbody></table></div>");
     }
-    body.push(&pager("/ui/products", page.next_cursor.as_deref()));
+    body.push(&pager("/ui/products", &[], page.next_cursor.as_deref()));
     if viewer.role >= Role::Admin {
         body.raw(
             "<h2>Create a product</h2>\
@@ -139,11 +107,11 @@ pub async fn show(
 ) -> Response {
     let index = match app.product(&name).await {
         Ok(index) => index,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
-    let page = match releases::list(&app, &name, &query.page()).await {
+    let page = match releases::list(&app, &name, &parts::page(query.cursor.as_deref())).await {
         Ok(page) => page,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
     let product = url_part(&name);
     let mut body = Html::new();
@@ -178,13 +146,14 @@ pub async fn show(
                 } else {
                     "<span class=\"muted\">unsigned</span>"
                 },
-                format_rfc3339(release.created_at),
+                when(release.created_at),
             ));
         }
         body.raw("</tbody></table></div>");
     }
     body.push(&pager(
         &format!("/ui/products/{product}"),
+        &[],
         page.next_cursor.as_deref(),
     ));
     if viewer.role >= Role::Publisher {

@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use otter_app::index::download_path;
 use otter_app::{App, trust};
-use otter_core::model::{Role, format_rfc3339};
+use otter_core::model::{Release, Role};
 
 use super::Viewer;
 use super::html::{Html, esc, url_part};
 use super::layout::{self, Section};
-use super::products::{failed, flags};
+use super::parts::{action, refused, when};
+use super::products::flags;
 
 /// `GET /ui/products/{product}/releases/{version}`
 pub async fn show(
@@ -22,7 +23,7 @@ pub async fn show(
 ) -> Response {
     let index = match app.product(&product).await {
         Ok(index) => index,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
     let (Some(indexed), Some(signatures)) = (
         index.release(&version),
@@ -62,7 +63,7 @@ pub async fn show(
          <dt>MD5</dt><dd class=\"mono\">{}</dd>\
          <dt>Download</dt><dd><a class=\"mono\" href=\"{}\">{}</a></dd>",
         esc(&release.channels.join(", ")),
-        format_rfc3339(release.created_at),
+        when(release.created_at),
         esc(&release.release_date),
         esc(&artifact.filename),
         artifact.size,
@@ -104,7 +105,7 @@ pub async fn show(
     if let Some(expires) = signatures.expires_at {
         body.add(format_args!(
             "<dt>Manifest expires</dt><dd>{}</dd>",
-            format_rfc3339(expires)
+            when(expires)
         ));
     }
     if let Some(counter) = signatures.security_counter {
@@ -130,29 +131,25 @@ pub async fn show(
 
 /// The buttons that change a release's flags, each a form on the PATCH route; yanking asks
 /// first. `p` and `v` are URL parts.
-fn flag_forms(p: &str, v: &str, release: &otter_core::model::Release) -> Html {
+fn flag_forms(p: &str, v: &str, release: &Release) -> Html {
     let api = format!("PATCH /api/v1/products/{p}/releases/{v}");
     let mut h = Html::new();
     h.raw("<h2>Change</h2><div class=\"actions\">");
-    let (value, label) = if release.deprecated {
-        ("false", "Undeprecate")
+    h.push(&if release.deprecated {
+        action(&api, &[("deprecated", "false")], "Undeprecate", None)
     } else {
-        ("true", "Deprecate")
-    };
-    h.add(format_args!(
-        "<form class=\"inline\" name=\"deprecate\" data-api=\"{}\">\
-         <input type=\"hidden\" name=\"deprecated\" value=\"{value}\" data-type=\"json\">\
-         <button type=\"submit\">{label}</button></form>",
-        esc(&api)
-    ));
+        action(&api, &[("deprecated", "true")], "Deprecate", None)
+    });
     if !release.yanked {
-        h.add(format_args!(
-            "<form class=\"inline\" name=\"yank\" data-api=\"{}\" data-confirm=\"Yank {}? \
-             Devices will no longer be offered it, and its rollouts stop.\">\
-             <input type=\"hidden\" name=\"yanked\" value=\"true\" data-type=\"json\">\
-             <button class=\"danger\" type=\"submit\">Yank release</button></form>",
-            esc(&api),
-            esc(&release.version)
+        let question = format!(
+            "Yank {}? Devices will no longer be offered it, and its rollouts stop.",
+            release.version
+        );
+        h.push(&action(
+            &api,
+            &[("yanked", "true")],
+            "Yank release",
+            Some(&question),
         ));
     }
     h.raw("</div>");

@@ -11,7 +11,8 @@ use otter_core::signing::documents::Root;
 use super::Viewer;
 use super::html::{Html, esc, url_part};
 use super::layout::{self, Section};
-use super::products::{ListQuery, failed, pager};
+use super::parts::{self, pager, refused};
+use super::products::ListQuery;
 
 /// `GET /ui/signing`
 pub async fn show(
@@ -21,11 +22,11 @@ pub async fn show(
 ) -> Response {
     let expiring = match trust::expiring(&app, otter_store::now()).await {
         Ok(expiring) => expiring,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
-    let page = match otter_app::products::list(&app, &query.page()).await {
+    let page = match otter_app::products::list(&app, &parts::page(query.cursor.as_deref())).await {
         Ok(page) => page,
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return refused(&viewer, e),
     };
     let mut body = Html::new();
     body.raw("<h1>Signing</h1><h2>Expiring within 30 days</h2>");
@@ -52,7 +53,7 @@ pub async fn show(
     for product in &page.items {
         let roots = match trust::roots(&app, &product.name).await {
             Ok(roots) => roots,
-            Err(e) => return failed(&viewer, e),
+            Err(e) => return refused(&viewer, e),
         };
         body.push(&product_roots(
             &product.name,
@@ -60,7 +61,7 @@ pub async fn show(
             viewer.role >= Role::Admin,
         ));
     }
-    body.push(&pager("/ui/signing", page.next_cursor.as_deref()));
+    body.push(&pager("/ui/signing", &[], page.next_cursor.as_deref()));
     layout::page(&viewer, Section::Signing, "signing", "Signing", body)
 }
 

@@ -189,8 +189,9 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         .goto(&server.url("/ui/products/door-sensor/releases/1.0.0"))
         .await
         .unwrap();
+    let yank = "//form[button[text()='Yank release']]";
     browser
-        .wait_for("form[name=yank] button")
+        .wait_for("main#release form[data-confirm] button")
         .await
         .click()
         .await
@@ -201,8 +202,11 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         "yanked before the confirmation"
     );
     browser
-        .wait_for("form[name=yank] .confirm button.danger")
+        .find(Locator::XPath(&format!(
+            "{yank}//div[@class='confirm']/button[text()='Confirm']"
+        )))
         .await
+        .unwrap()
         .click()
         .await
         .unwrap();
@@ -210,7 +214,7 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         .wait_until(
             "the release shows as yanked",
             "return !!document.querySelector('#flags')?.textContent.includes('yanked') \
-             && !document.querySelector('form[name=yank]')",
+             && !document.querySelector('main#release form[data-confirm]')",
         )
         .await;
     assert_eq!(server.offered("door-sensor", device).await, None);
