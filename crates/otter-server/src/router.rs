@@ -424,7 +424,7 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         // The web UI's public parts: the way in, and its stylesheet and script.
         .route("/", get(ui::root))
         .route("/ui", get(ui::ui_root))
-        .route("/ui/login", get(ui::login_page))
+        .route("/ui/login", get(ui::login::page).post(ui::login::submit))
         .route("/ui/assets/{file}", get(ui::assets::serve))
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(

@@ -247,7 +247,7 @@ async fn a_viewer_sees_no_publish_form_and_the_api_refuses_it() {
         .await
         .unwrap();
     browser.wait_for("main#release").await;
-    assert_eq!(count(&browser, "form[data-api]").await, 0);
+    assert_eq!(count(&browser, "main form[data-api]").await, 0);
     // What does not exist is a 404 page, not an error.
     for (path, says) in [
         ("/ui/products/nope", "no product named \"nope\""),
