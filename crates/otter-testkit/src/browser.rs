@@ -30,11 +30,18 @@ pub const PHONE: (u32, u32) = (390, 844);
 /// How long a page may take to show what a test waits for.
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Browsers a test process runs at once. Each Chromium takes a core or so to start and to
+/// render; started all at once by a test binary running its tests in parallel, on a small CI
+/// machine, they time out starting (`DevToolsActivePort file doesn't exist`) or waiting.
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// A headless Chromium session; the browser and its driver end when it is dropped.
 pub struct Browser {
     client: Client,
     /// Killed on drop, and Chromium with it.
     _driver: Watched,
+    /// One of [`SLOTS`], given back on drop.
+    _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
 impl Deref for Browser {
@@ -74,6 +81,10 @@ impl Browser {
                 "chromedriver not installed (Debian: apt-get install chromium-driver)",
             );
         };
+        let slot = SLOTS
+            .acquire()
+            .await
+            .expect("the browser slots are never closed");
         // With `--port=0`, chromedriver sometimes picks a port another one (a test running in
         // parallel) binds first and exits ("bind() failed"): start it again.
         let (driver, port) = (1..=3)
@@ -125,6 +136,7 @@ impl Browser {
         Some(Browser {
             client,
             _driver: driver,
+            _slot: slot,
         })
     }
 
