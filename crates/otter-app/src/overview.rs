@@ -34,16 +34,17 @@ pub struct Overview {
     pub failures: Vec<UpdateReport>,
 }
 
-/// `product` at a glance at `now` (Unix seconds).
-pub async fn product(app: &App, product: &str, now: i64) -> AppResult<Overview> {
-    let index = app.product(product).await?;
+/// `product` (as listed by [`crate::products::list`]) at a glance at `now` (Unix seconds).
+/// Reads the store only: showing a product does not build its check index.
+pub async fn product(app: &App, product: &Product, now: i64) -> AppResult<Overview> {
+    let name = product.name.as_str();
     let summary = app
         .store
-        .fleet_summary(product, &[now - DAY, now - 7 * DAY])
+        .fleet_summary(name, &[now - DAY, now - 7 * DAY])
         .await?;
     let mut rollouts: Vec<Rollout> = app
         .store
-        .gating_rollouts(product)
+        .gating_rollouts(name)
         .await?
         .into_iter()
         .filter(|r| r.state.is_active())
@@ -51,10 +52,10 @@ pub async fn product(app: &App, product: &str, now: i64) -> AppResult<Overview> 
     rollouts.sort_by_key(|r| std::cmp::Reverse(r.id));
     let failures = app
         .store
-        .recent_failures(product, now - FAILURE_DAYS * DAY, FAILURE_LINES)
+        .recent_failures(name, now - FAILURE_DAYS * DAY, FAILURE_LINES)
         .await?;
     Ok(Overview {
-        product: index.product.clone(),
+        product: product.clone(),
         devices: summary.devices,
         seen_day: summary.seen_since[0],
         seen_week: summary.seen_since[1],

@@ -44,7 +44,7 @@ pub async fn show(
     }
     body.raw("<div class=\"cards\">");
     for product in &page.items {
-        match overview::product(&app, &product.name, now).await {
+        match overview::product(&app, product, now).await {
             Ok(overview) => body.push(&card(&overview)),
             Err(e) => return refused(&viewer, e),
         };
