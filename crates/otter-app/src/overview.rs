@@ -1,6 +1,6 @@
 //! A product at a glance, for the web UI's dashboard: its fleet (devices seen lately, the
 //! versions they run), its rollouts under way and its recent failures. Every figure comes from
-//! an aggregate or a bounded query, so a dashboard costs the same for ten devices or a million.
+//! an aggregate query or a short list: a dashboard never loads a fleet into memory.
 
 use otter_core::model::{Product, UpdateReport};
 use otter_core::rollout::Rollout;
