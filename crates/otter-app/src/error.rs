@@ -19,6 +19,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request clashes with the current state (exists already, busy, out of order).
     Conflict,
+    /// The credentials presented are wrong (a failed login).
+    Unauthorized,
     /// Who asks may not do this (a device the product keeps out, a role too low).
     Forbidden,
     /// More bytes than allowed.

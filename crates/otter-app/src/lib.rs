@@ -6,6 +6,7 @@
 //! - Use cases: [`artifacts`] and [`uploads`] (ingest), [`releases`] (publish with its
 //!   [`releases::PublishCheck`] hooks, flags), [`products`], [`devices`] (check-in, reports,
 //!   access rules), [`tokens`] (admin tokens and their roles, device API keys, one-time tokens),
+//!   [`accounts`] (users of the admin UI, their passwords and login sessions),
 //!   [`audit`] (the audit log), [`trust`] (roots of trust, signed releases and answers),
 //!   [`iotawatt`] (IotaWatt products), [`rollouts`] (staged rollouts and their gate on every
 //!   check).
@@ -14,6 +15,7 @@
 //! - [`limits`]: rate limits per remote address and per device.
 //! - [`Observer`]: how adapters that push (MQTT) hear of changes.
 
+pub mod accounts;
 pub mod answers;
 pub mod artifacts;
 pub mod audit;
@@ -104,6 +106,8 @@ pub struct Inner {
     pub index: CheckIndex,
     pub seen: Arc<SeenQueue>,
     pub tokens: AdminTokens,
+    /// Failed logins per account and address ([`accounts::login`] applies them).
+    pub logins: accounts::LoginLimits,
     /// Upload sessions a request is writing to right now.
     busy_uploads: Busy,
     /// Signs check responses (see [`trust`]).
@@ -219,6 +223,7 @@ impl App {
             index,
             seen,
             tokens,
+            logins: accounts::LoginLimits::default(),
             busy_uploads: Busy::default(),
             online_key,
             sql: sql.clone(),

@@ -140,6 +140,16 @@ pub struct Settings {
     )]
     pub upload_ttl: Duration,
 
+    /// How long a login session of the admin UI lasts, e.g. 12h, 30m.
+    #[arg(
+        long,
+        env = "OTTER_SESSION_LIFETIME",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "12h"
+    )]
+    pub session_lifetime: Duration,
+
     /// How long in-flight downloads may finish after SIGTERM/Ctrl-C.
     #[arg(
         long,

@@ -13,7 +13,7 @@ use otter_app::index::CheckIndex;
 use otter_core::access::Access;
 use otter_core::model::{
     ApiKey, ApiToken, Artifact, AuditEntry, Device, DeviceSeen, Page, Product, Release,
-    ReleasePatch, ReleaseSignatures, UpdateReport, UploadSession,
+    ReleasePatch, ReleaseSignatures, UpdateReport, UploadSession, User,
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::rollout::{DeviceAttempt, DeviceState, Rollout, RolloutState, StageCounts};
@@ -24,8 +24,8 @@ use otter_store::sql::SqlStore;
 use otter_store::{
     AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceChange, DeviceControls,
     DeviceFilter, DeviceStore, ExpiringSignature, NewAuditEntry, NewReport, OttStore, OverLimit,
-    PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredToken, TokenStore,
-    TrustStore, UploadStore,
+    PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredSession, StoredToken,
+    StoredUser, TokenStore, TrustStore, UploadStore, UserChange, UserStore,
 };
 use otter_store::{Failure, RolloutMembers, RolloutStore, SlotAnswer};
 
@@ -494,6 +494,50 @@ impl TokenStore for Counting {
     async fn token_version(&self) -> Result<i64> {
         self.count("token_version");
         self.inner.token_version().await
+    }
+}
+
+#[async_trait]
+impl UserStore for Counting {
+    async fn add_user(&self, user: &StoredUser) -> Result<()> {
+        self.count("add_user");
+        self.inner.add_user(user).await
+    }
+    async fn get_user(&self, name: &str) -> Result<Option<StoredUser>> {
+        self.count("get_user");
+        self.inner.get_user(name).await
+    }
+    async fn list_users(&self, page: &PageRequest) -> Result<Page<User>> {
+        self.count("list_users");
+        self.inner.list_users(page).await
+    }
+    async fn all_users(&self) -> Result<Vec<StoredUser>> {
+        self.count("all_users");
+        self.inner.all_users().await
+    }
+    async fn update_user(&self, name: &str, change: &UserChange, at: i64) -> Result<User> {
+        self.count("update_user");
+        self.inner.update_user(name, change, at).await
+    }
+    async fn add_session(&self, session: &StoredSession) -> Result<()> {
+        self.count("add_session");
+        self.inner.add_session(session).await
+    }
+    async fn get_session(&self, id: &str) -> Result<Option<(StoredSession, StoredUser)>> {
+        self.count("get_session");
+        self.inner.get_session(id).await
+    }
+    async fn touch_session(&self, id: &str, at: i64) -> Result<()> {
+        self.count("touch_session");
+        self.inner.touch_session(id, at).await
+    }
+    async fn revoke_session(&self, id: &str, at: i64) -> Result<()> {
+        self.count("revoke_session");
+        self.inner.revoke_session(id, at).await
+    }
+    async fn revoke_sessions(&self, user: &str, at: i64) -> Result<u64> {
+        self.count("revoke_sessions");
+        self.inner.revoke_sessions(user, at).await
     }
 }
 

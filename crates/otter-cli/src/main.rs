@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use crate::admin::{
     ApiKeyCommand, AuditArgs, DeviceCommand, ProductCommand, ReleaseCommand, ReportCommand,
-    RolloutCommand, TokenCommand,
+    RolloutCommand, TokenCommand, UserCommand,
 };
 use otter_client::{Client, ClientArgs};
 
@@ -113,6 +113,13 @@ enum Command {
         #[command(subcommand)]
         cmd: TokenCommand,
     },
+    /// Create, list, disable and enable users of the web UI, and set their passwords.
+    User {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: UserCommand,
+    },
     /// Show the audit log: who changed what through the admin API (needs an admin token).
     Audit {
         #[command(flatten)]
@@ -155,6 +162,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rollout { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Apikey { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Token { client, cmd } => cmd.run(&Client::new(&client)?).await,
+        Command::User { client, cmd } => cmd.run(&Client::new(&client)?).await,
         Command::Audit { client, args } => args.run(&Client::new(&client)?).await,
         Command::Iotawatt(cmd) => cmd.run().await,
         Command::Keys(cmd) => cmd.run(),

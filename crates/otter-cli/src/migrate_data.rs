@@ -5,7 +5,8 @@
 //! The copy keeps what devices and operators see: products, releases (in publish order, with
 //! their flags), artifacts and their bytes (verified by SHA-256 on the way), devices (first and
 //! last seen, auto-update, attributes), update reports (in order), admin tokens (with their
-//! roles, expiry and revocation) and the audit log (in order), the keys and
+//! roles, expiry and revocation), users of the web UI (with their password hashes; not their
+//! sessions, so everyone logs in again) and the audit log (in order), the keys and
 //! device rules of ota-backend firmwares, device API keys, signing keys, roots of trust,
 //! release signatures, maintenance windows and poll hints. The online key is a file in the data directory (or `--online-key`):
 //! copy it, or give the new installation the same `--online-key`, or devices will not trust
@@ -331,11 +332,16 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
             kept_tokens.join(", ")
         );
     }
+    let mut users = 0;
+    for stored in from.store.all_users().await? {
+        to.store.add_user(&stored).await?;
+        users += 1;
+    }
     let audit = copy_audit_log(&*from.store, &*to.store).await?;
     let open_uploads = from.store.all_uploads().await?.len();
     println!(
         "copied {} products, {} releases, {} artifacts ({}), {devices} devices, {reports} reports, \
-         {audit} audit entries",
+         {audit} audit entries, {users} users",
         products.len(),
         releases.len(),
         artifacts.len(),

@@ -35,6 +35,33 @@ fn admin(server: &Serve, args: &[&str]) -> Run {
     )
 }
 
+/// [`admin`] with `input` on the command's stdin (a pipe, not a terminal).
+fn admin_with_input(server: &Serve, args: &[&str], input: &str) -> Run {
+    use std::io::Write as _;
+    let mut child = command(OTTER)
+        .args(args)
+        .env("OTTER_SERVER", server.url())
+        .env("OTTER_DATA", path(server.data_dir()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run otter");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().expect("otter's output");
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
 /// The result of one `otter` run, with its output decoded.
 struct Run {
     args: Vec<String>,
@@ -856,6 +883,72 @@ fn tokens_roles_and_the_audit_log_from_the_cli() {
     );
     let err = admin(&server, &["token", "create", "x", "--role", "root"]);
     assert_eq!(err.output.status.code(), Some(2), "{}", err.stderr);
+}
+
+/// `otter user`: create with the password on stdin, list, passwd and disable, checked by
+/// logging in over HTTP as the web UI does.
+#[tokio::test]
+async fn users_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("otter-data"));
+    let http = reqwest::Client::new();
+    let login = async |name: &str, password: &str| {
+        http.post(format!("{}/api/v1/session", server.url()))
+            .json(&serde_json::json!({"name": name, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let first = "correct horse battery staple";
+    let out = admin_with_input(
+        &server,
+        &["user", "create", "ann", "--role", "publisher"],
+        &format!("{first}\n"),
+    )
+    .ok();
+    assert_eq!(out, "created publisher user ann\n");
+    assert_eq!(login("ann", first).await, reqwest::StatusCode::OK);
+    let err = admin_with_input(
+        &server,
+        &["user", "create", "bob", "--role", "viewer"],
+        "short\n",
+    )
+    .fails();
+    assert!(err.contains("(weak_password)"), "{err}");
+    let err = admin_with_input(&server, &["user", "create", "bob", "--role", "viewer"], "").fails();
+    assert!(err.contains("no password on stdin"), "{err}");
+
+    let list = admin(&server, &["user", "list"]).ok();
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "ROLE", "DISABLED", "CREATED", "LAST", "LOGIN"]
+    );
+    assert_eq!(rows[1][..3], ["ann", "publisher", "no"], "{list}");
+    assert_ne!(rows[1][4], "-", "the login is listed: {list}");
+
+    let second = "another long passphrase";
+    admin_with_input(&server, &["user", "passwd", "ann"], &format!("{second}\n")).ok();
+    assert_eq!(login("ann", first).await, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(login("ann", second).await, reqwest::StatusCode::OK);
+
+    let out = admin(&server, &["user", "disable", "ann"]).ok();
+    assert!(out.starts_with("disabled ann"), "{out}");
+    assert_eq!(
+        login("ann", second).await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    let json: Value =
+        serde_json::from_str(&admin(&server, &["user", "list", "--json"]).ok()).unwrap();
+    assert_eq!(json[0]["disabled"], true, "{json}");
+    admin(&server, &["user", "enable", "ann"]).ok();
+    assert_eq!(login("ann", second).await, reqwest::StatusCode::OK);
+    let err = admin(&server, &["user", "disable", "nobody"]).fails();
+    assert!(err.contains("(user_not_found)"), "{err}");
 }
 
 /// Device API keys and auto-update from the command line, with a THiNX device checking in.
@@ -1909,6 +2002,26 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .text()
         .await
         .unwrap();
+    // A user, logged in once: the account is copied, the session is not.
+    let password = "correct horse battery staple";
+    admin_with_input(
+        &source,
+        &["user", "create", "ann", "--role", "viewer"],
+        &format!("{password}\n"),
+    )
+    .ok();
+    let login = async |url: &str| {
+        client
+            .post(format!("{url}/api/v1/session"))
+            .json(&serde_json::json!({"name": "ann", "password": password}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let session = login(source.url()).await;
+    assert_eq!(session.status(), reqwest::StatusCode::OK);
+    let cookie = session.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
     let status = source.terminate();
     assert!(status.success());
 
@@ -1941,6 +2054,7 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         "{copied}"
     );
     assert!(copied.contains("2 devices, 1 reports"), "{copied}");
+    assert!(copied.contains(", 1 users"), "{copied}");
     // Copying again into the same destination is refused, not duplicated.
     let again = otter(
         &[
@@ -1972,6 +2086,14 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         )
         .ok()
     };
+    assert_eq!(login(dest.url()).await.status(), reqwest::StatusCode::OK);
+    let old_session = client
+        .get(format!("{}/api/v1/session", dest.url()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_session.status(), reqwest::StatusCode::UNAUTHORIZED);
     let listed: Value =
         serde_json::from_str(&admin(&["release", "list", "door", "--json"])).unwrap();
     let versions: Vec<&str> = listed

@@ -536,8 +536,8 @@ impl FromStr for Role {
     }
 }
 
-/// What kind of principal acted. Only API tokens exist today; the admin UI's user accounts will
-/// be `user`, so the audit log keeps the kind beside the name.
+/// What kind of principal acted: an API token, or a user logged in to the admin UI; the audit log
+/// keeps the kind beside the name, as a token and a user may share one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActorKind {
@@ -591,6 +591,23 @@ pub struct ApiToken {
     pub expires_at: Option<i64>,
     #[serde(default, with = "rfc3339::option")]
     pub revoked_at: Option<i64>,
+}
+
+/// A user account of the admin web UI as listed: never the password, which is kept only as an
+/// argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    /// A disabled user cannot log in and has no live session.
+    pub disabled: bool,
+    #[serde(with = "rfc3339")]
+    pub created_at: i64,
+    #[serde(with = "rfc3339")]
+    pub password_changed_at: i64,
+    #[serde(default, with = "rfc3339::option")]
+    pub last_login_at: Option<i64>,
 }
 
 /// One entry of the audit log: a successful admin change.

@@ -1,6 +1,13 @@
 //! Admin authentication and roles: `Authorization: Bearer <token>`, checked against the
-//! application's admin tokens (see `otter_app::tokens`), and the role each admin route declares
-//! in the routes table ([`crate::router::admin_routes`]).
+//! application's admin tokens (see `otter_app::tokens`), or the admin UI's session cookie
+//! (`otter_session`, see `otter_app::accounts`), and the role each admin route declares in the
+//! routes table ([`crate::router::admin_routes`]). A bearer token wins when a request has both.
+//!
+//! A request authenticated by its cookie that changes something (any method but GET, HEAD and
+//! OPTIONS) must come from otter's own pages: [`same_origin`] checks its `Origin` (or `Referer`)
+//! against its `Host`, and a mismatch is a 403 `cross_origin`. The cookie's `SameSite=Strict`
+//! is the second layer. Bearer requests are not affected: a browser never adds the header by
+//! itself, so a foreign page cannot make one.
 //!
 //! [`guard`] runs in front of every admin route, and only there: it authenticates, refuses a
 //! role below the route's, hands the handler the [`Actor`] (through the [`Admin`] extractor) and,
@@ -8,7 +15,7 @@
 //! any of it, and a handler taking [`Admin`] that is mounted outside the table fails closed.
 //!
 //! A refusal is a 401 with `WWW-Authenticate: Bearer` (RFC 6750) for a missing, unknown, revoked
-//! or expired token, and a 403 `forbidden` for a role too low. A token that is not ours is
+//! or expired token or an ended session, and a 403 `forbidden` for a role too low. A token that is not ours is
 //! logged with the client's address, at most one line a second with the count since the last
 //! line, so that guessing shows in the log without flooding it. A missing token is not logged:
 //! ota-backend's `/v1/create` takes one only optionally.
@@ -18,12 +25,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, REFERER, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use otter_app::App;
+use otter_app::accounts::{self, NewSession, Session};
 use otter_app::tokens::Refused;
 use otter_core::model::{Actor, Role};
 
@@ -95,7 +103,7 @@ pub fn authenticate(
                 "the admin token is not valid"
             }
         },
-        None => "this endpoint needs `Authorization: Bearer <admin token>`",
+        None => "this endpoint needs `Authorization: Bearer <admin token>` or a session (log in)",
     };
     Err(Unauthorized(message))
 }
@@ -121,17 +129,20 @@ pub async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let actor = match authenticate(&rule.app, request.headers(), remote) {
+    let actor = match admin_actor(&rule.app, request.method(), request.headers(), remote).await {
         Ok(actor) => actor,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused,
     };
     if actor.role < rule.role {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "this endpoint needs the {} role; the token {:?} has {}",
-                rule.role, actor.name, actor.role
+                "this endpoint needs the {} role; the {} {:?} has {}",
+                rule.role,
+                actor.kind.as_str(),
+                actor.name,
+                actor.role
             ),
         )
         .into_response();
@@ -157,6 +168,120 @@ pub async fn guard(
         .await;
     }
     response
+}
+
+/// Who makes an admin request: the bearer token's actor, else the session cookie's (a change by
+/// cookie only from otter's own origin), else a refusal.
+async fn admin_actor(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+    remote: Option<SocketAddr>,
+) -> Result<Actor, Response> {
+    if bearer(headers).is_none()
+        && let Some(secret) = cookie_secret(headers)
+    {
+        let Some(session) = session_of(app, secret).await else {
+            return Err(Unauthorized("the session has ended: log in again").into_response());
+        };
+        if !is_safe(method) && !same_origin(headers) {
+            return Err(cross_origin());
+        }
+        return Ok(session.actor);
+    }
+    authenticate(app, headers, remote).map_err(IntoResponse::into_response)
+}
+
+/// The name of the admin UI's session cookie.
+pub const SESSION_COOKIE: &str = "otter_session";
+
+/// The session cookie's secret in the request's `Cookie` headers, if any.
+pub fn cookie_secret(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
+        })
+}
+
+/// The live session behind the request's cookie, if any.
+pub async fn session(app: &App, headers: &HeaderMap) -> Option<Session> {
+    session_of(app, cookie_secret(headers)?).await
+}
+
+async fn session_of(app: &App, secret: &str) -> Option<Session> {
+    // A database failure is logged where it is made (as an internal error) and opens nothing.
+    accounts::session(app, secret).await.ok().flatten()
+}
+
+/// Whether cookies must be `Secure`: otter is reached over HTTPS (`--public-url` is https).
+/// otter serves plain HTTP itself and trusts no proxy header, so the public URL decides.
+pub fn secure_cookies(app: &App, _headers: &HeaderMap) -> bool {
+    app.config
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"))
+}
+
+/// The `Set-Cookie` value that hands a new session to the browser: `HttpOnly` (no script reads
+/// it), `SameSite=Strict` (no other site's page sends it), for the whole site, until the session
+/// expires.
+pub fn session_cookie(new: &NewSession, secure: bool) -> HeaderValue {
+    let max_age = (new.session.expires_at - otter_store::now()).max(0);
+    cookie(&new.secret, max_age, secure)
+}
+
+/// The `Set-Cookie` value that makes the browser forget its session cookie.
+pub fn clear_session_cookie(secure: bool) -> HeaderValue {
+    cookie("", 0, secure)
+}
+
+fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::try_from(format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .expect("a session secret is hex")
+}
+
+/// Methods that change nothing, which the CSRF rule lets through.
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The CSRF rule: the request's `Origin` (or, without one, its `Referer`) names the same
+/// `host[:port]` as its `Host` header. A request with neither fails it.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let source = headers
+        .get(ORIGIN)
+        .or_else(|| headers.get(REFERER))
+        .and_then(|v| v.to_str().ok());
+    let Some(source) = source else {
+        return false;
+    };
+    let Some((_, rest)) = source.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.eq_ignore_ascii_case(host)
+}
+
+/// 403 `cross_origin`: a cookie-authenticated change from another origin (or from nowhere).
+pub fn cross_origin() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_origin",
+        "a change made with a session cookie must come from otter's own pages (its Origin or \
+         Referer must match the Host)",
+    )
+    .into_response()
 }
 
 /// Failed admin authentications since the last log line.
@@ -194,6 +319,57 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn same_origin_compares_origin_or_referer_with_host() {
+        let host = ("host", "otter.example:8080");
+        for (source, same) in [
+            (("origin", "http://otter.example:8080"), true),
+            (("origin", "https://OTTER.example:8080"), true),
+            (("origin", "http://otter.example"), false),
+            (("origin", "http://evil.example:8080"), false),
+            (("origin", "null"), false),
+            (
+                ("referer", "http://otter.example:8080/ui/products?x=1"),
+                true,
+            ),
+            (
+                ("referer", "http://otter.example:8080.evil.example/"),
+                false,
+            ),
+        ] {
+            assert_eq!(same_origin(&headers(&[host, source])), same, "{source:?}");
+        }
+        assert!(!same_origin(&headers(&[host])), "neither header");
+        // Origin wins over Referer.
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "http://evil.example"),
+            ("referer", "http://otter.example:8080/")
+        ])));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let map = headers(&[("cookie", "a=1; otter_session=abc; b=2"), ("cookie", "c=3")]);
+        assert_eq!(cookie_secret(&map), Some("abc"));
+        assert_eq!(
+            cookie_secret(&headers(&[("cookie", "otter_session=")])),
+            None
+        );
+        assert_eq!(
+            cookie_secret(&headers(&[("cookie", "x_otter_session=1")])),
+            None
+        );
+    }
 
     #[test]
     fn failures_are_logged_at_most_once_a_second_with_a_count() {

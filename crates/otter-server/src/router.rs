@@ -17,7 +17,7 @@ use otter_core::model::Role;
 
 use crate::admin::{
     apikeys, artifacts, audit, fleet, products, releases, rollouts, schedules, signing, tokens,
-    uploads,
+    uploads, users,
 };
 use crate::auth::{Rule, guard};
 use crate::error::{no_route, wrong_method};
@@ -372,6 +372,18 @@ pub fn admin_routes() -> Vec<AdminRoute> {
             tokens::revoke,
         ),
         AdminRoute::get("/api/v1/audit", Admin, audit::list),
+        // Users of the admin UI and their sessions (logging in is public: see `router`)
+        AdminRoute::get("/api/v1/session", Viewer, users::show),
+        AdminRoute::delete("/api/v1/session", Viewer, "user.logout", users::logout),
+        AdminRoute::get("/api/v1/users", Admin, users::list),
+        AdminRoute::post("/api/v1/users", Admin, "user.create", users::create),
+        AdminRoute::patch("/api/v1/users/{name}", Admin, "user.update", users::update),
+        AdminRoute::delete(
+            "/api/v1/users/{name}/sessions",
+            Admin,
+            "user.sessions_revoke",
+            users::revoke_sessions,
+        ),
     ]
 }
 
@@ -412,6 +424,7 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         .route("/ui", get(ui::ui_root))
         .route("/ui/login", get(ui::login_page))
         .route("/ui/assets/{file}", get(ui::assets::serve))
+        .route("/api/v1/session", post(users::login))
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(
             "/api/v1/products/{product}/root/{file}",

@@ -2,8 +2,8 @@
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
 //!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`AuditStore`],
-//!   [`ScheduleStore`], [`RolloutStore`], gathered in [`Store`]) are all the server knows about
-//!   the database.
+//!   [`ScheduleStore`], [`RolloutStore`], [`UserStore`], gathered in [`Store`]) are all the
+//!   server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use otter_core::access::Access;
 use otter_core::model::{
     Actor, ApiKey, ApiToken, Artifact, AuditEntry, Device, DeviceSeen, Page, Product, Release,
-    ReleasePatch, ReleaseSignatures, ReportState, UpdateReport, UploadSession,
+    ReleasePatch, ReleaseSignatures, ReportState, Role, UpdateReport, UploadSession, User,
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::rollout::{DeviceAttempt, DeviceState, Rollout, RolloutState, StageCounts};
@@ -328,6 +328,68 @@ pub trait TokenStore: Send + Sync {
     async fn token_version(&self) -> Result<i64>;
 }
 
+/// A user as stored: the account and its password's argon2id PHC string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// A login session as stored. `id` is the SHA-256 hex of the cookie's secret, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id: String,
+    pub user_name: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_seen_at: i64,
+    pub revoked_at: Option<i64>,
+    /// The address the login came from.
+    pub remote: Option<String>,
+}
+
+/// What an admin changes about a user; a `None` field stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// A new argon2id PHC string.
+    pub password_hash: Option<String>,
+}
+
+impl UserChange {
+    /// Whether the change ends the user's sessions: disabling them or a new password.
+    pub fn ends_sessions(&self) -> bool {
+        self.disabled == Some(true) || self.password_hash.is_some()
+    }
+}
+
+/// User accounts of the admin UI and their login sessions.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Adds a user; [`StoreError::Conflict`] (`"user"`) if the name is taken.
+    async fn add_user(&self, user: &StoredUser) -> Result<()>;
+    async fn get_user(&self, name: &str) -> Result<Option<StoredUser>>;
+    /// Users by name, disabled ones too.
+    async fn list_users(&self, page: &PageRequest) -> Result<Page<User>>;
+    /// Every user with their password hash (`migrate-data` copies them).
+    async fn all_users(&self) -> Result<Vec<StoredUser>>;
+    /// Applies `change` at `at` and returns the user; a change that
+    /// [ends sessions](UserChange::ends_sessions) revokes every live one of theirs in the same
+    /// transaction. [`StoreError::NotFound`] if there is no such user.
+    async fn update_user(&self, name: &str, change: &UserChange, at: i64) -> Result<User>;
+    /// Records a login: the new session, and the user's last login at its creation time.
+    async fn add_session(&self, session: &StoredSession) -> Result<()>;
+    /// The session with this id and its user, whatever its state.
+    async fn get_session(&self, id: &str) -> Result<Option<(StoredSession, StoredUser)>>;
+    /// Notes that the session was used at `at` (a time never moves backwards).
+    async fn touch_session(&self, id: &str, at: i64) -> Result<()>;
+    /// Revokes one session (one revoked before keeps its time).
+    async fn revoke_session(&self, id: &str, at: i64) -> Result<()>;
+    /// Revokes every live session of `user`; returns how many.
+    async fn revoke_sessions(&self, user: &str, at: i64) -> Result<u64>;
+}
+
 /// An audit entry before the store gives it an id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAuditEntry {
@@ -631,6 +693,7 @@ pub trait Store:
     + AuditStore
     + ScheduleStore
     + RolloutStore
+    + UserStore
 {
 }
 
@@ -646,6 +709,7 @@ impl<T> Store for T where
         + AuditStore
         + ScheduleStore
         + RolloutStore
+        + UserStore
 {
 }
 

@@ -1,5 +1,5 @@
 //! The admin subcommands: `otter product`, `otter release`, `otter device`, `otter report`,
-//! `otter apikey`, `otter token`, `otter audit` and `otter rollout`.
+//! `otter apikey`, `otter token`, `otter audit`, `otter rollout` and `otter user`.
 //!
 //! Each is a thin layer over the admin API (docs/api.md) through [`Client`]; `release publish`
 //! sends the image with otter-client's resumable uploader. This module holds what they share:
@@ -10,18 +10,22 @@ mod products;
 mod releases;
 mod rollouts;
 mod tokens;
+mod users;
 
 pub use fleet::{ApiKeyCommand, DeviceCommand, ReportCommand};
 pub use products::ProductCommand;
 pub use releases::ReleaseCommand;
 pub use rollouts::RolloutCommand;
 pub use tokens::{AuditArgs, TokenCommand};
+pub use users::UserCommand;
 
 use std::io::Write;
 
 use anyhow::Context;
 use otter_client::Client;
-use otter_core::model::{ApiKey, ApiToken, AuditEntry, Device, Product, Release, UpdateReport};
+use otter_core::model::{
+    ApiKey, ApiToken, AuditEntry, Device, Product, Release, UpdateReport, User,
+};
 use serde::de::DeserializeOwned;
 
 /// A row type that knows its table header, so `list` can stay generic.
@@ -60,6 +64,10 @@ impl Row for ApiKey {
 impl Row for ApiToken {
     const HEADER: &'static [&'static str] =
         &["NAME", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"];
+}
+
+impl Row for User {
+    const HEADER: &'static [&'static str] = &["NAME", "ROLE", "DISABLED", "CREATED", "LAST LOGIN"];
 }
 
 impl Row for AuditEntry {

@@ -12,6 +12,7 @@ pub mod schedules;
 pub mod signing;
 pub mod tokens;
 pub mod uploads;
+pub mod users;
 
 use axum::Json;
 use axum::extract::State;

@@ -239,6 +239,48 @@ impl TestServer {
         self.client.request(method, self.url(path))
     }
 
+    /// Creates a user of the admin UI through the API (as the bootstrap admin).
+    pub async fn create_user(&self, name: &str, role: &str, password: &str) {
+        let resp = self
+            .admin(Method::POST, "/api/v1/users")
+            .json(&json!({"name": name, "role": role, "password": password}))
+            .send()
+            .await
+            .expect("create user");
+        json_body(resp, StatusCode::CREATED).await;
+    }
+
+    /// Logs `name` in; returns the session cookie's secret.
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let resp = self.try_login(&self.client, name, password).await;
+        assert_eq!(resp.status(), StatusCode::OK, "log in as {name}");
+        session_secret(resp.headers()).expect("a session cookie")
+    }
+
+    /// `POST /api/v1/session` through `client` (which may come from another local address).
+    pub async fn try_login(&self, client: &Client, name: &str, password: &str) -> Response {
+        client
+            .post(self.url("/api/v1/session"))
+            .json(&json!({"name": name, "password": password}))
+            .send()
+            .await
+            .expect("log in")
+    }
+
+    /// A request with the session cookie `secret` from otter's own origin, as the UI's pages
+    /// send them.
+    pub fn as_user(&self, secret: &str, method: Method, path: &str) -> RequestBuilder {
+        self.cookie_only(secret, method, path)
+            .header("origin", &self.base)
+    }
+
+    /// A request with the session cookie `secret` and no `Origin` or `Referer`.
+    pub fn cookie_only(&self, secret: &str, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("cookie", format!("otter_session={secret}"))
+    }
+
     pub async fn create_product(&self, name: &str, scheme: &str) -> Value {
         let resp = self
             .admin(Method::POST, "/api/v1/products")
@@ -572,6 +614,18 @@ pub async fn expect_error(resp: Response, status: u16, code: &str) -> Value {
         "{url}: error without a message: {body}"
     );
     body
+}
+
+/// The session secret a `Set-Cookie: otter_session=…` hands out (`None` if there is none, or it
+/// clears the cookie).
+pub fn session_secret(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("otter_session="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .filter(|secret| !secret.is_empty())
 }
 
 pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {

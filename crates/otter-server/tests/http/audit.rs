@@ -447,6 +447,55 @@ async fn every_change_in_the_routes_table_writes_exactly_one_entry() {
         (&json!("dashboard"), &json!("revoked a viewer token"))
     );
 
+    // Users and sessions: the user's own logout is under their name.
+    let (created, entry) = a
+        .change(
+            Method::POST,
+            "/api/v1/users",
+            admin(Method::POST, "/api/v1/users").json(
+                &json!({"name": "ann", "role": "viewer", "password": "correct horse battery"}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (&entry["target"], &entry["summary"]),
+        (&json!("ann"), &json!("role viewer"))
+    );
+    assert!(!entry.to_string().contains("correct horse") && created.get("password").is_none());
+    let (_, entry) = a
+        .change(
+            Method::PATCH,
+            "/api/v1/users/{name}",
+            admin(Method::PATCH, "/api/v1/users/ann")
+                .json(&json!({"role": "publisher", "password": "battery horse correct"})),
+        )
+        .await;
+    assert_eq!(
+        (&entry["target"], &entry["summary"]),
+        (&json!("ann"), &json!("role publisher, new password"))
+    );
+    srv.login("ann", "battery horse correct").await;
+    let (_, entry) = a
+        .change(
+            Method::DELETE,
+            "/api/v1/users/{name}/sessions",
+            admin(Method::DELETE, "/api/v1/users/ann/sessions"),
+        )
+        .await;
+    assert_eq!(entry["summary"], "revoked 1 sessions");
+    let session = srv.login("ann", "battery horse correct").await;
+    let (_, entry) = a
+        .change(
+            Method::DELETE,
+            "/api/v1/session",
+            srv.as_user(&session, Method::DELETE, "/api/v1/session"),
+        )
+        .await;
+    assert_eq!(
+        (&entry["actor"], &entry["actorKind"], &entry["role"]),
+        (&json!("ann"), &json!("user"), &json!("publisher"))
+    );
+
     let declared: BTreeSet<(String, &'static str)> = admin_routes()
         .into_iter()
         .filter(|r| r.action.is_some())

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod accounts;
 mod admin;
 mod arduino;
 mod audit;

@@ -37,6 +37,7 @@ mod schema;
 mod tokens;
 mod trust;
 mod uploads;
+mod users;
 
 use schema::{SchemaStatus, check_schema, migrate_pool};
 

@@ -13,8 +13,8 @@
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
 //! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`,
-//! `rollouts`), plus `registry` (what operators set on devices), `whole` (the store as a whole)
-//! and `schema` (migrations). They take the harness and fixtures below with
+//! `rollouts`, `users`), plus `registry` (what operators set on devices), `whole` (the store as
+//! a whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
 use std::path::Path;
@@ -22,14 +22,15 @@ use std::path::Path;
 use otter_core::access::Access;
 use otter_core::model::{
     Actor, ActorKind, ApiKey, ApiToken, Artifact, Device, DeviceSeen, Page, Product, Release,
-    ReleasePatch, ReportState, Role, UploadSession,
+    ReleasePatch, ReportState, Role, UploadSession, User,
 };
 use otter_core::ott::OneTimeToken;
 use otter_core::version::Scheme;
 use otter_store::sql::SqlStore;
 use otter_store::{
     AuditFilter, CatalogChanges, DeviceChange, DeviceControls, DeviceFilter, NewAuditEntry,
-    NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError,
+    NewReport, OverLimit, PageRequest, ProductStore as _, Store, StoreError, StoredSession,
+    StoredUser, UserChange,
 };
 use serde_json::json;
 use sqlx::Row as _;
@@ -47,6 +48,7 @@ mod schema;
 mod tokens;
 mod trust;
 mod uploads;
+mod users;
 mod whole;
 
 use access::*;
@@ -61,6 +63,7 @@ use schema::*;
 use tokens::*;
 use trust::*;
 use uploads::*;
+use users::*;
 use whole::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -286,6 +289,8 @@ conformance! {
         the_concurrency_cap_holds_and_slots_come_back,
         concurrent_admissions_never_pass_the_cap,
         failures_fill_the_penalty_box_and_retry_lets_the_rest_in,
+        users_are_unique_listed_by_name_and_changed,
+        sessions_are_recorded_touched_and_revoked,
     ],
     db: [data_survives_reconnect],
     fresh: [
