@@ -11,9 +11,13 @@
 //! - [`html`]: the escaping HTML builder; [`layout`]: the frame of every page; [`svg`]: charts.
 //! - [`assets`]: `otter.css` and `otter.js`, served with their content hash in the URL.
 
+pub mod admin;
 pub mod assets;
+pub mod devices;
 pub mod html;
 pub mod layout;
+pub mod parts;
+pub mod rollouts;
 pub mod svg;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -53,8 +57,31 @@ impl UiPage {
 
 /// Every page of the UI, with the least role that may open it.
 pub fn pages() -> Vec<UiPage> {
-    use Role::Viewer;
-    vec![UiPage::get("/ui/", Viewer, dashboard)]
+    use Role::{Admin, Viewer};
+    vec![
+        UiPage::get("/ui/", Viewer, dashboard),
+        UiPage::get("/ui/devices", Viewer, devices::list),
+        UiPage::get(
+            "/ui/products/{product}/devices/{device}",
+            Viewer,
+            devices::show,
+        ),
+        UiPage::get("/ui/rollouts", Viewer, rollouts::all),
+        UiPage::get("/ui/products/{product}/rollouts", Viewer, rollouts::list),
+        UiPage::get(
+            "/ui/products/{product}/rollouts/{id}",
+            Viewer,
+            rollouts::show,
+        ),
+        UiPage::get(
+            "/ui/products/{product}/rollouts/{id}/chart",
+            Viewer,
+            rollouts::chart,
+        ),
+        UiPage::get("/ui/tokens", Admin, admin::tokens),
+        UiPage::get("/ui/users", Admin, admin::users),
+        UiPage::get("/ui/audit", Admin, admin::audit),
+    ]
 }
 
 /// Who is signed in, as the page [`guard`] found them.
