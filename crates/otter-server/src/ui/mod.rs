@@ -21,7 +21,7 @@ pub mod rollouts;
 pub mod svg;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::{ACCEPT, COOKIE, LOCATION};
+use axum::http::header::{ACCEPT, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -130,14 +130,9 @@ pub async fn guard(State(rule): State<PageRule>, mut request: Request, next: Nex
     next.run(request).await
 }
 
-/// SKELETON STAND-IN until accounts land: the `otter_session` cookie is taken as an admin
-/// token. Replaced by `crate::auth::session` (user sessions) at the merge; do not build on it.
+/// Who the request's session cookie signs in (accounts), if anyone.
 async fn signed_in(app: &App, headers: &HeaderMap) -> Option<Actor> {
-    let cookie = headers.get(COOKIE)?.to_str().ok()?;
-    let secret = cookie
-        .split(';')
-        .find_map(|pair| pair.trim().strip_prefix("otter_session="))?;
-    app.tokens.authenticate(secret, otter_store::now()).ok()
+    crate::auth::session(app, headers).await.map(|s| s.actor)
 }
 
 /// A 303 to `location` (after a form, or to the login page).

@@ -33,5 +33,6 @@ mod signing;
 mod thinx;
 mod tokens;
 mod ui;
+mod ui_fleet;
 mod uploads;
 mod windows;

@@ -72,26 +72,29 @@ async fn assets_are_served_under_their_hash_and_cached() {
     assert_eq!(stale.status(), 404);
 }
 
-/// A browser signed in to `server` with `role` (`admin`, `publisher`, `viewer`), showing the
-/// dashboard; `None` after a SKIP line when Chromium is missing. Every UI test signs in through
-/// this one helper.
+/// A browser signed in to `server` with `role` (`admin`, `publisher`, `viewer`) as the user
+/// `ui-{role}`, showing the dashboard; `None` after a SKIP line when Chromium is missing. Every
+/// UI test signs in through this one helper.
 ///
-/// SKELETON STAND-IN: until user accounts land, the session cookie carries an admin token of
-/// that role. At the merge this becomes: create a user with the role through the API, then log
-/// in through the login form.
+/// STAND-IN until the login form is wired (at the merge of accounts): the page logs in through
+/// the session API, so the browser holds a real session cookie, as after the login form.
 pub async fn signed_in(server: &TestServer, role: &str) -> Option<Browser> {
     let browser = Browser::start().await?;
     let name = format!("ui-{role}");
-    let token = server.create_token(&name, role).await;
-    // A cookie can only be set for the site the browser is on.
+    let password = "correct horse battery staple";
+    server.create_user(&name, role, password).await;
     browser.goto(&server.url("/ui/login")).await.unwrap();
-    browser
-        .execute(
-            "document.cookie = `otter_session=${arguments[0]}; path=/`; return true",
-            vec![token.into()],
+    let status = browser
+        .execute_async(
+            "const done = arguments[2];\
+             fetch('/api/v1/session', {method: 'POST', headers: {'content-type': \
+             'application/json'}, body: JSON.stringify({name: arguments[0], password: \
+             arguments[1]})}).then((r) => done(r.status), (e) => done(String(e)));",
+            vec![name.into(), password.into()],
         )
         .await
         .unwrap();
+    assert_eq!(status, 200, "log in as ui-{role}");
     browser.goto(&server.url("/ui/")).await.unwrap();
     browser.wait_for("main#dashboard").await;
     Some(browser)

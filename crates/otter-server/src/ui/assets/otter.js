@@ -103,7 +103,7 @@ async function submitApiForm(form) {
       return;
     }
     // A page may take the answer itself (a token shown once): it cancels this event.
-    const answered = new CustomEvent("otter:answer", { detail: answer, cancelable: true });
+    const answered = new CustomEvent("otter:answer", { detail: answer, bubbles: true, cancelable: true });
     if (!form.dispatchEvent(answered)) return;
     if (form.dataset.then) {
       location.assign(fillPath(form.dataset.then, { ...sent, ...answer }, true));
