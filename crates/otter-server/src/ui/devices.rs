@@ -289,8 +289,14 @@ pub async fn show(
         ),
     ];
     for (name, value) in &facts {
+        // Only the hash is code; times and names wrap as text.
+        let class = if *name == "Hash" {
+            " class=\"mono\""
+        } else {
+            ""
+        };
         body.add(format_args!(
-            "<dt>{}</dt><dd class=\"mono\">{}</dd>",
+            "<dt>{}</dt><dd{class}>{}</dd>",
             esc(name),
             esc(value)
         ));

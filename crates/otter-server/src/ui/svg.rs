@@ -63,9 +63,9 @@ pub struct Series<'a> {
 pub fn stacked(title: &str, series: &[Series<'_>], rows: &[(String, Vec<u64>)]) -> Html {
     const ROW: u32 = 30;
     const LEGEND: u32 = 28;
-    const LABEL: u32 = 90;
-    const WIDTH: u32 = 600;
-    let room = WIDTH - LABEL - 50;
+    const LABEL: u32 = 70;
+    const WIDTH: u32 = 480;
+    let room = WIDTH - LABEL - 40;
     let height = LEGEND + ROW * rows.len().max(1) as u32 + 4;
     let max = rows
         .iter()
