@@ -394,3 +394,89 @@ async fn tokens_are_shown_once_and_revoked_users_managed_and_the_audit_log_names
         )
         .await;
 }
+
+/// The page at `path` as the session `secret` gets it: status and HTML.
+async fn page_as(server: &TestServer, secret: &str, path: &str) -> (StatusCode, String) {
+    let resp = server
+        .cookie_only(secret, Method::GET, path)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// The "Next page" link of a list page, unescaped.
+fn next_page(html: &str) -> Option<String> {
+    let link = html.split("<nav class=\"pager\"><a href=\"").nth(1)?;
+    Some(link.split('"').next()?.replace("&amp;", "&"))
+}
+
+/// Without a browser: what the pages answer for lists longer than a page, filters that mean
+/// nothing, things that do not exist, and a viewer.
+#[tokio::test]
+async fn lists_page_with_their_filters_and_wrong_addresses_are_refused_pages() {
+    let server = TestServer::start().await;
+    server.create_product("hub", "semver").await;
+    for i in 0..55 {
+        server
+            .check("hub", &format!("device=hub-{i:02}&current=1.0.0"))
+            .await;
+    }
+    eventually("55 devices in the registry", async || {
+        let all = server.all_pages("/api/v1/products/hub/devices", 500).await;
+        if all.len() == 55 {
+            Ok(())
+        } else {
+            Err(all.len().to_string())
+        }
+    })
+    .await;
+    let tagged = server
+        .admin(Method::POST, "/api/v1/products/hub/tags/lab")
+        .send()
+        .await
+        .unwrap();
+    json_body(tagged, StatusCode::OK).await;
+    server
+        .create_user("vera", "viewer", "a long enough password")
+        .await;
+    let vera = server.login("vera", "a long enough password").await;
+
+    let (status, first) = page_as(&server, &vera, "/ui/devices?product=hub&tag=lab").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first.matches("<tr data-device=").count(), 50);
+    let next = next_page(&first).expect("a link to the next page");
+    assert!(
+        next.contains("tag=lab") && next.contains("cursor="),
+        "{next}"
+    );
+    let (_, second) = page_as(&server, &vera, &next).await;
+    assert_eq!(second.matches("<tr data-device=").count(), 5);
+    assert_eq!(next_page(&second), None);
+
+    // A viewer reads a device's page but is offered no change.
+    let (status, device) = page_as(&server, &vera, "/ui/products/hub/devices/hub-00").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        device.contains("lab") && !device.contains("data-api"),
+        "{device}"
+    );
+
+    let (status, bogus) = page_as(&server, &vera, "/ui/devices?product=hub&status=bogus").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bogus.contains("unknown status"), "{bogus}");
+    for path in [
+        "/ui/products/hub/devices/nobody",
+        "/ui/products/nothing/rollouts",
+        "/ui/products/hub/rollouts/7",
+        "/ui/products/hub/rollouts/seven/chart",
+    ] {
+        let (status, html) = page_as(&server, &vera, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(html.contains("main id=\"refused\""), "{path}: {html}");
+    }
+    for path in ["/ui/tokens", "/ui/users", "/ui/audit"] {
+        let (status, _) = page_as(&server, &vera, path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+}
