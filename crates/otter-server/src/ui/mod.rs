@@ -10,6 +10,8 @@
 //!
 //! - [`html`]: the escaping HTML builder; [`layout`]: the frame of every page; [`svg`]: charts.
 //! - [`assets`]: `otter.css` and `otter.js`, served with their content hash in the URL.
+//! - [`devices`], [`rollouts`], [`admin`] (tokens, users, audit): the fleet pages; [`parts`]: what
+//!   they share.
 
 pub mod admin;
 pub mod assets;
