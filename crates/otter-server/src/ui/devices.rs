@@ -198,7 +198,7 @@ fn row(product: &str, device: &Device) -> Html {
 }
 
 /// `/ui/products/{product}/devices/{device}`.
-pub fn device_url(product: &str, device: &str) -> String {
+fn device_url(product: &str, device: &str) -> String {
     format!(
         "/ui/products/{}/devices/{}",
         url_part(product),

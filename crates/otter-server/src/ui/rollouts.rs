@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use otter_app::{App, rollouts};
-use otter_core::model::Role;
+use otter_core::model::{DEFAULT_CHANNEL, Role};
 use otter_core::rollout::{Rollout, RolloutState, Stage};
 use otter_store::PageRequest;
 use serde::Deserialize;
@@ -217,9 +217,9 @@ fn create_form(product: &str) -> Html {
         esc(&url_part(product)),
         esc(&rollouts_url(product)),
     ));
-    h.raw(
+    h.add(format_args!(
         "<label>Version<input name=\"version\" required placeholder=\"1.2.0\"></label>\
-         <label>Channel<input name=\"channel\" value=\"stable\" required></label>\
+         <label>Channel<input name=\"channel\" value=\"{}\" required></label>\
          <fieldset class=\"stages\"><legend>Stages, in order</legend><div data-stage-rows>\
          <div class=\"stage-row\"><label>Tags<input data-stage=\"tags\" \
          placeholder=\"canary, lab\"></label><label>Percent<input data-stage=\"percent\" \
@@ -229,7 +229,8 @@ fn create_form(product: &str) -> Html {
          <input type=\"hidden\" name=\"stages\" data-type=\"json\" data-keep value=\"[]\">\
          </fieldset><fieldset class=\"policy\"><legend>Policy (empty: the default shown)\
          </legend>",
-    );
+        esc(DEFAULT_CHANNEL)
+    ));
     let fields: [(&str, &str, &str); 9] = [
         (
             "pauseOn.failures",
@@ -406,7 +407,8 @@ fn moves(product: &str, r: &Rollout) -> Html {
     if movable {
         h.push(&action(&format!("{api}/advance"), &[], "Advance", None));
     }
-    if r.state == RolloutState::Running {
+    // A scheduled rollout can be paused too: it then waits for a resume past its start time.
+    if matches!(r.state, RolloutState::Running | RolloutState::Scheduled) {
         h.push(&action(&format!("{api}/pause"), &[], "Pause", None));
     }
     if r.state == RolloutState::Paused {
@@ -447,7 +449,8 @@ fn live(view: &rollouts::RolloutView) -> Html {
     if let Some(reason) = &r.reason {
         let why = match r.state {
             RolloutState::Aborted => "Aborted",
-            _ => "Paused",
+            RolloutState::Paused => "Paused",
+            _ => "Stopped before",
         };
         h.add(format_args!(
             "<p class=\"reason\" id=\"reason\"><strong>{why}:</strong> {}</p>",

@@ -231,6 +231,9 @@ async fn a_rollout_started_from_the_form_shows_its_devices_live_and_pauses_and_r
     browser
         .wait_until("the state reads paused", &state_is("paused"))
         .await;
+    let live = browser.find(Locator::Css("#live")).await.unwrap();
+    let live = live.text().await.unwrap();
+    assert!(live.contains("Paused: paused by hand"), "{live}");
     assert_eq!(
         server
             .get_json(&format!("/api/v1/products/lamp/rollouts/{id}"))
