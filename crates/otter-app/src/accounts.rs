@@ -137,8 +137,12 @@ impl LoginLimits {
         account.max(address)
     }
 
+    /// Counts a failure. A name no user can have (too long, bad characters) is counted for the
+    /// address only: keeping it would let made-up megabyte names fill memory.
     fn fail(&self, name: &str, remote: Option<IpAddr>, now: Instant) {
-        self.accounts.fail(name.to_owned(), now);
+        if validate_name("name", name).is_ok() {
+            self.accounts.fail(name.to_owned(), now);
+        }
         if let Some(ip) = remote {
             self.addresses.fail(ip, now);
         }
@@ -405,6 +409,21 @@ mod tests {
         limits.succeed("ann");
         assert_eq!(limits.wait("ann", None, at(10)), None);
         assert!(limits.wait("ann", Some(ip), at(10)).is_some());
+        // A name no user can have is not kept.
+        let made_up = "x".repeat(10_000);
+        for s in 0..MAX_FAILURES as u64 {
+            limits.fail(&made_up, None, at(s));
+        }
+        assert_eq!(limits.wait(&made_up, None, at(10)), None);
+        assert!(
+            limits
+                .accounts
+                .by_key
+                .lock()
+                .unwrap()
+                .get(&made_up)
+                .is_none()
+        );
     }
 
     #[tokio::test]

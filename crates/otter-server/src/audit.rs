@@ -2,6 +2,7 @@
 //! route the table gives an action) that succeeded; a handler only adds detail, through an
 //! [`AuditNote`] in its response: a target the path does not name (a new product's name, a new
 //! release's version) and a short summary of what changed. The note never reaches the client.
+//! The few changes made outside the table (logging in) write theirs with [`write`].
 
 use std::net::SocketAddr;
 
@@ -65,6 +66,12 @@ pub async fn record(app: &App, change: Change, response: &mut Response) {
         .extensions_mut()
         .remove::<AuditNote>()
         .unwrap_or_default();
+    write(app, change, note).await;
+}
+
+/// Writes the audit entry of `change` with `note`: for changes made outside the routes table
+/// (logging in, from the API or the web UI's form), which have no guard to write theirs.
+pub async fn write(app: &App, change: Change, note: AuditNote) {
     let entry = NewAuditEntry {
         at: otter_store::now(),
         actor: change.actor,

@@ -15,9 +15,9 @@
 //! any of it, and a handler taking [`Admin`] that is mounted outside the table fails closed.
 //!
 //! A refusal is a 401 with `WWW-Authenticate: Bearer` (RFC 6750) for a missing, unknown, revoked
-//! or expired token or an ended session, and a 403 `forbidden` for a role too low. A token that is not ours is
-//! logged with the client's address, at most one line a second with the count since the last
-//! line, so that guessing shows in the log without flooding it. A missing token is not logged:
+//! or expired token or an ended session, and a 403 `forbidden` for a role too low. A token that
+//! is not ours is logged with the client's address, at most one line a second with the count
+//! since the last line, so that guessing shows in the log without flooding it. A missing token is not logged:
 //! ota-backend's `/v1/create` takes one only optionally.
 
 use std::net::SocketAddr;
@@ -181,11 +181,16 @@ async fn admin_actor(
     if bearer(headers).is_none()
         && let Some(secret) = cookie_secret(headers)
     {
-        let Some(session) = session_of(app, secret).await else {
-            return Err(Unauthorized("the session has ended: log in again").into_response());
+        let session = match accounts::session(app, secret).await {
+            Ok(Some(session)) => session,
+            Ok(None) => {
+                return Err(Unauthorized("the session has ended: log in again").into_response());
+            }
+            // The database failed: a 500, not a logout.
+            Err(e) => return Err(ApiError::from(e).into_response()),
         };
         if !is_safe(method) && !same_origin(headers) {
-            return Err(cross_origin());
+            return Err(cross_origin().into_response());
         }
         return Ok(session.actor);
     }
@@ -208,14 +213,13 @@ pub fn cookie_secret(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// The live session behind the request's cookie, if any.
+/// The live session behind the request's cookie, if any. A database failure is logged where it
+/// is made (as an internal error) and opens nothing.
 pub async fn session(app: &App, headers: &HeaderMap) -> Option<Session> {
-    session_of(app, cookie_secret(headers)?).await
-}
-
-async fn session_of(app: &App, secret: &str) -> Option<Session> {
-    // A database failure is logged where it is made (as an internal error) and opens nothing.
-    accounts::session(app, secret).await.ok().flatten()
+    accounts::session(app, cookie_secret(headers)?)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Whether cookies must be `Secure`: otter is reached over HTTPS (`--public-url` is https).
@@ -274,14 +278,39 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// 403 `cross_origin`: a cookie-authenticated change from another origin (or from nowhere).
-pub fn cross_origin() -> Response {
+pub fn cross_origin() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "cross_origin",
         "a change made with a session cookie must come from otter's own pages (its Origin or \
          Referer must match the Host)",
     )
-    .into_response()
+}
+
+/// Logs `name` in, for `POST /api/v1/session` and the web UI's login form alike: refuses a
+/// login sent from another site's page (an `Origin` that is not otter's `Host`: browsers always
+/// send one with a cross-site POST, the CLI sends none), checks the password, writes the audit
+/// entry `user.login`, and returns the session with the `Set-Cookie` value that hands it over.
+pub async fn log_in(
+    app: &App,
+    headers: &HeaderMap,
+    remote: Option<SocketAddr>,
+    name: &str,
+    password: &str,
+) -> Result<(NewSession, HeaderValue), ApiError> {
+    if headers.contains_key(ORIGIN) && !same_origin(headers) {
+        return Err(cross_origin());
+    }
+    let new = accounts::login(app, name, password, remote.map(|addr| addr.ip())).await?;
+    let cookie = session_cookie(&new, secure_cookies(app, headers));
+    let change = crate::audit::Change {
+        actor: new.session.actor.clone(),
+        action: "user.login",
+        target: new.session.actor.name.clone(),
+        remote,
+    };
+    crate::audit::write(app, change, crate::audit::AuditNote::default()).await;
+    Ok((new, cookie))
 }
 
 /// Failed admin authentications since the last log line.

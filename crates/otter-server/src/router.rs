@@ -419,12 +419,13 @@ pub fn router(app: App, with_metrics: bool) -> Router {
     }
     let router = router
         .route("/healthz", get(|| async { "ok" }))
+        // Logging in: public (the admin table's guard needs a session or token first).
+        .route("/api/v1/session", post(users::login))
         // The web UI's public parts: the way in, and its stylesheet and script.
         .route("/", get(ui::root))
         .route("/ui", get(ui::ui_root))
-        .route("/ui/login", get(ui::login_page))
+        .route("/ui/login", get(ui::login::page).post(ui::login::submit))
         .route("/ui/assets/{file}", get(ui::assets::serve))
-        .route("/api/v1/session", post(users::login))
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(
             "/api/v1/products/{product}/root/{file}",

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use otter_app::{App, accounts};
 use otter_core::model::{ActorKind, Page, Role, User, format_rfc3339};
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ListQuery;
-use crate::audit::{AuditNote, Change};
+use crate::audit::AuditNote;
 use crate::auth::{self, Admin};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
@@ -25,23 +24,23 @@ pub struct Credentials {
     password: String,
 }
 
-/// `POST /api/v1/session` with `{"name","password"}`: logs in, sets the session cookie and
-/// answers who is logged in. A login is an audit entry (`user.login`) under the user's name.
+/// `POST /api/v1/session` with `{"name","password"}`: logs in (see [`auth::log_in`]), sets the
+/// session cookie and answers who is logged in.
 pub async fn login(
     State(app): State<App>,
     remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
-) -> ApiResult<Response> {
-    // A browser always sends Origin on a cross-site POST: refuse a foreign page logging the
-    // browser in to an account of its choosing. Clients without one (the CLI) are not browsers.
-    if headers.contains_key(axum::http::header::ORIGIN) && !auth::same_origin(&headers) {
-        return Ok(auth::cross_origin());
-    }
+) -> ApiResult<([(HeaderName, HeaderValue); 1], Json<Value>)> {
     let remote = remote.map(|Extension(ConnectInfo(addr))| addr);
-    let ip = remote.map(|addr| addr.ip());
-    let new = accounts::login(&app, &credentials.name, &credentials.password, ip).await?;
-    let cookie = auth::session_cookie(&new, auth::secure_cookies(&app, &headers));
+    let (new, cookie) = auth::log_in(
+        &app,
+        &headers,
+        remote,
+        &credentials.name,
+        &credentials.password,
+    )
+    .await?;
     let actor = new.session.actor;
     let body = whoami(
         &actor.name,
@@ -49,15 +48,7 @@ pub async fn login(
         actor.kind,
         Some(new.session.expires_at),
     );
-    let mut response = ([(SET_COOKIE, cookie)], Json(body)).into_response();
-    let change = Change {
-        target: actor.name.clone(),
-        actor,
-        action: "user.login",
-        remote,
-    };
-    crate::audit::record(&app, change, &mut response).await;
-    Ok(response)
+    Ok(([(SET_COOKIE, cookie)], Json(body)))
 }
 
 fn whoami(name: &str, role: Role, kind: ActorKind, expires_at: Option<i64>) -> Value {

@@ -73,8 +73,8 @@ pub fn page(viewer: &Actor, section: Section, main_id: &str, title: &str, body: 
         role = viewer.role,
     ));
     h.raw(
-        "<form method=\"post\" action=\"/ui/logout\"><button type=\"submit\">Log out</button>\
-         </form></div></header>",
+        "<form data-api=\"DELETE /api/v1/session\" data-then=\"/ui/login\">\
+         <button type=\"submit\">Log out</button></form></div></header>",
     );
     h.add(format_args!("<main id=\"{}\">", esc(main_id)));
     h.push(&body);

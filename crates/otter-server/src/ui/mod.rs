@@ -4,7 +4,7 @@
 //! One adapter like the others: pages read through `otter_app` use cases, never through
 //! another adapter. Pages are GETs declared in [`pages`] (path, least role, handler), which
 //! [`crate::router::router`] mounts behind [`guard`]: no session sends the browser to the login
-//! page, a role too low gets a 403 page. **Changes go through the admin JSON API**: a form
+//! page ([`login`]), a role too low gets a 403 page. **Changes go through the admin JSON API**: a form
 //! carries `data-api="METHOD /api/v1/…"` and `assets/otter.js` sends it with the session cookie,
 //! so every change has the API's role check, CSRF rule and audit entry, said once.
 //!
@@ -18,6 +18,7 @@ pub mod assets;
 pub mod devices;
 pub mod html;
 pub mod layout;
+pub mod login;
 pub mod parts;
 pub mod rollouts;
 pub mod svg;
@@ -132,7 +133,7 @@ pub async fn guard(State(rule): State<PageRule>, mut request: Request, next: Nex
     next.run(request).await
 }
 
-/// Who the request's session cookie signs in (accounts), if anyone.
+/// Who the request's session cookie signs in, if anyone.
 async fn signed_in(app: &App, headers: &HeaderMap) -> Option<Actor> {
     crate::auth::session(app, headers).await.map(|s| s.actor)
 }
@@ -163,19 +164,6 @@ pub async fn root(headers: HeaderMap) -> Response {
 /// `GET /ui`: the UI lives under `/ui/`.
 pub async fn ui_root() -> Response {
     see_other("/ui/")
-}
-
-/// `GET /ui/login`.
-pub async fn login_page() -> Response {
-    let mut body = Html::new();
-    body.raw(
-        "<div class=\"login\"><h1>otter</h1><form class=\"panel\" method=\"post\" \
-         action=\"/ui/login\"><label>Name<input name=\"name\" autocomplete=\"username\" \
-         required autofocus></label><label>Password<input name=\"password\" type=\"password\" \
-         autocomplete=\"current-password\" required></label><button class=\"primary\" \
-         type=\"submit\">Log in</button></form></div>",
-    );
-    layout::bare(StatusCode::OK, "login", "Log in", body)
 }
 
 /// `GET /ui/`: the dashboard.

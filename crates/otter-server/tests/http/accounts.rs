@@ -185,7 +185,12 @@ async fn the_cookie_opens_admin_routes_with_the_users_role_and_audit_names_the_u
     let logins = audit(&server, "user.login").await;
     let names: Vec<&Value> = logins.iter().map(|e| &e["actor"]).collect();
     assert_eq!(names, [&json!("pat"), &json!("val")]);
-    assert!(logins.iter().all(|e| e["actorKind"] == "user"));
+    assert!(
+        logins.iter().all(|e| e["actorKind"] == "user"
+            && e["requestId"].is_string()
+            && e["remote"].is_string()),
+        "{logins:?}"
+    );
 
     let resp = server
         .as_user(&publisher, Method::DELETE, "/api/v1/session")

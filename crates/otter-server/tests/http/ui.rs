@@ -1,6 +1,7 @@
 //! The web UI's frame, in a real headless Chromium: the way in, the pages guard, the assets.
 //! The pages' own flows are in the `ui_*` modules.
 
+use fantoccini::Locator;
 use otter_testkit::browser::Browser;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, LOCATION};
@@ -72,32 +73,92 @@ async fn assets_are_served_under_their_hash_and_cached() {
     assert_eq!(stale.status(), 404);
 }
 
+/// The password of the users [`signed_in`] makes.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Fills the login form the browser shows and sends it.
+pub async fn log_in(browser: &Browser, name: &str, password: &str) {
+    let form = browser.wait_for("main#login form").await;
+    let field = form.find(Locator::Css("input[name=name]")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(name).await.unwrap();
+    form.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// A browser signed in to `server` with `role` (`admin`, `publisher`, `viewer`) as the user
-/// `ui-{role}`, showing the dashboard; `None` after a SKIP line when Chromium is missing. Every
-/// UI test signs in through this one helper.
-///
-/// STAND-IN until the login form is wired (at the merge of accounts): the page logs in through
-/// the session API, so the browser holds a real session cookie, as after the login form.
+/// `ui-{role}`, through the login form, showing the dashboard; `None` after a SKIP line when
+/// Chromium is missing. Every UI test signs in through this one helper.
 pub async fn signed_in(server: &TestServer, role: &str) -> Option<Browser> {
     let browser = Browser::start().await?;
     let name = format!("ui-{role}");
-    let password = "correct horse battery staple";
-    server.create_user(&name, role, password).await;
-    browser.goto(&server.url("/ui/login")).await.unwrap();
-    let status = browser
-        .execute_async(
-            "const done = arguments[2];\
-             fetch('/api/v1/session', {method: 'POST', headers: {'content-type': \
-             'application/json'}, body: JSON.stringify({name: arguments[0], password: \
-             arguments[1]})}).then((r) => done(r.status), (e) => done(String(e)));",
-            vec![name.into(), password.into()],
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "log in as ui-{role}");
+    server.create_user(&name, role, PASSWORD).await;
     browser.goto(&server.url("/ui/")).await.unwrap();
+    log_in(&browser, &name, PASSWORD).await;
     browser.wait_for("main#dashboard").await;
     Some(browser)
+}
+
+/// A wrong password is refused on the login page; the right one leads to the page the user
+/// asked for, with an HttpOnly cookie scripts cannot read; logging out ends the session, and
+/// the page asked for again sends the browser back to the login page.
+#[tokio::test]
+async fn log_in_with_the_form_then_log_out() {
+    let server = TestServer::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    server.create_user("ops", "publisher", PASSWORD).await;
+    browser.goto(&server.url("/ui/?from=mail")).await.unwrap();
+    log_in(&browser, "ops", "not the password at all").await;
+    let refused = browser.wait_for("main#login .form-error").await;
+    assert!(
+        refused.text().await.unwrap().contains("name or password"),
+        "the refusal says why"
+    );
+    browser.screenshots("login").await;
+    log_in(&browser, "ops", PASSWORD).await;
+    browser
+        .wait_until(
+            "the page asked for opens after the login",
+            "return location.pathname + location.search === '/ui/?from=mail'",
+        )
+        .await;
+    let scripts_see = browser
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert_eq!(scripts_see, "", "the session cookie is HttpOnly");
+    let who = browser.wait_for("header .who").await.text().await.unwrap();
+    assert!(who.contains("ops"), "{who}");
+    browser
+        .wait_for("header .who button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("main#login").await;
+    browser.goto(&server.url("/ui/")).await.unwrap();
+    browser.wait_for("main#login").await;
+    let audit = server.get_json("/api/v1/audit").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"user.login"), "{actions:?}");
+    assert!(actions.contains(&"user.logout"), "{actions:?}");
 }
 
 /// The dashboard opens for a signed-in viewer, and the admin-only sections are not offered.
