@@ -174,6 +174,7 @@ async fn a_rollout_started_from_the_form_shows_its_devices_live_and_pauses_and_r
     )
     .await;
     fill(&browser, "[data-policy='pauseOn.failures']", "5").await;
+    browser.screenshots("rollout-new").await;
     press(&browser, "Start rollout").await;
     browser.wait_for("main#rollout #live").await;
     let rollouts = server.get_json("/api/v1/products/lamp/rollouts").await;
