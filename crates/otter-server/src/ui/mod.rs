@@ -10,15 +10,22 @@
 //!
 //! - [`html`]: the escaping HTML builder; [`layout`]: the frame of every page; [`svg`]: charts.
 //! - [`assets`]: `otter.css` and `otter.js`, served with their content hash in the URL.
+//! - [`dashboard`], [`products`], [`releases`], [`signing`]: the dashboard, products, releases
+//!   and signing pages.
+//! - [`devices`], [`rollouts`], [`admin`] (tokens, users, audit): the fleet pages; [`parts`]: what
+//!   the pages share.
 
+pub mod admin;
 pub mod assets;
 pub mod dashboard;
+pub mod devices;
 pub mod html;
 pub mod layout;
 pub mod login;
 pub mod parts;
 pub mod products;
 pub mod releases;
+pub mod rollouts;
 pub mod signing;
 pub mod svg;
 
@@ -58,7 +65,7 @@ impl UiPage {
 
 /// Every page of the UI, with the least role that may open it.
 pub fn pages() -> Vec<UiPage> {
-    use Role::Viewer;
+    use Role::{Admin, Viewer};
     vec![
         UiPage::get("/ui/", Viewer, dashboard::show),
         UiPage::get("/ui/products", Viewer, products::list),
@@ -69,6 +76,27 @@ pub fn pages() -> Vec<UiPage> {
             releases::show,
         ),
         UiPage::get("/ui/signing", Viewer, signing::show),
+        UiPage::get("/ui/devices", Viewer, devices::list),
+        UiPage::get(
+            "/ui/products/{product}/devices/{device}",
+            Viewer,
+            devices::show,
+        ),
+        UiPage::get("/ui/rollouts", Viewer, rollouts::all),
+        UiPage::get("/ui/products/{product}/rollouts", Viewer, rollouts::list),
+        UiPage::get(
+            "/ui/products/{product}/rollouts/{id}",
+            Viewer,
+            rollouts::show,
+        ),
+        UiPage::get(
+            "/ui/products/{product}/rollouts/{id}/chart",
+            Viewer,
+            rollouts::chart,
+        ),
+        UiPage::get("/ui/tokens", Admin, admin::tokens),
+        UiPage::get("/ui/users", Admin, admin::users),
+        UiPage::get("/ui/audit", Admin, admin::audit),
     ]
 }
 

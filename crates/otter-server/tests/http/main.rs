@@ -33,6 +33,7 @@ mod signing;
 mod thinx;
 mod tokens;
 mod ui;
+mod ui_fleet;
 mod ui_releases;
 mod uploads;
 mod windows;

@@ -62,7 +62,13 @@ async fn try_offer(srv: &TestServer, product: &str, device: &str, current: &str)
         .await
 }
 
-async fn report(srv: &TestServer, product: &str, device: &str, version: &str, state: &str) {
+pub(crate) async fn report(
+    srv: &TestServer,
+    product: &str,
+    device: &str,
+    version: &str,
+    state: &str,
+) {
     let resp = srv
         .anon(Method::POST, &format!("/api/v1/products/{product}/reports"))
         .json(&json!({"device": device, "version": version, "state": state}))

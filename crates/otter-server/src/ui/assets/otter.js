@@ -104,6 +104,9 @@ async function submitApiForm(form) {
       showError(form, errorText(response, answer));
       return;
     }
+    // A page may take the answer itself (a token shown once): it cancels this event.
+    const answered = new CustomEvent("otter:answer", { detail: answer, bubbles: true, cancelable: true });
+    if (!form.dispatchEvent(answered)) return;
     if (form.dataset.then) {
       location.assign(fillPath(form.dataset.then, { ...sent, ...answer }, true));
     } else {
@@ -142,6 +145,65 @@ function refresh(element) {
 }
 
 for (const element of document.querySelectorAll("[data-refresh]")) refresh(element);
+
+// ---- Fleet pages (devices, rollouts, tokens) ----
+
+// The rollout form (`form[data-rollout]`): its stage rows and policy fields have no names; just
+// before the form is sent (capture phase, ahead of the handler above) they are composed into
+// the `stages` and `policy` JSON the API takes. A stage is its tags and/or its percentage; a
+// policy field left empty keeps the API's default, `pauseOn.failures` nests as the API nests.
+function composeRollout(form) {
+  const stages = [];
+  for (const row of form.querySelectorAll(".stage-row")) {
+    const tags = row.querySelector("[data-stage=tags]").value.split(",").map((s) => s.trim()).filter(Boolean);
+    const percent = row.querySelector("[data-stage=percent]").value;
+    const stage = {};
+    if (tags.length) stage.tags = tags;
+    if (percent !== "") stage.percent = Number(percent);
+    stages.push(stage);
+  }
+  const policy = {};
+  for (const input of form.querySelectorAll("[data-policy]")) {
+    if (input.value === "") continue;
+    const path = input.dataset.policy.split(".");
+    let at = policy;
+    for (const key of path.slice(0, -1)) at = at[key] = at[key] || {};
+    at[path[path.length - 1]] = Number(input.value);
+  }
+  form.elements.stages.value = JSON.stringify(stages);
+  form.elements.policy.value = JSON.stringify(policy);
+}
+
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-rollout]");
+  if (form) composeRollout(form);
+}, true);
+
+document.addEventListener("click", (event) => {
+  const add = event.target.closest("[data-add-stage]");
+  if (add) {
+    const rows = add.form.querySelector("[data-stage-rows]");
+    const row = rows.querySelector(".stage-row").cloneNode(true);
+    for (const input of row.querySelectorAll("input")) input.value = "";
+    rows.append(row);
+    row.querySelector("input").focus();
+  }
+  const remove = event.target.closest("[data-remove-stage]");
+  if (remove && remove.form.querySelectorAll(".stage-row").length > 1) {
+    remove.closest(".stage-row").remove();
+  }
+});
+
+// `form[data-show-token]`: the new token is in the API's answer only, so it is shown in the
+// form (once: a reload does not bring it back) rather than following a link.
+document.addEventListener("otter:answer", (event) => {
+  const form = event.target;
+  if (!form.matches("form[data-show-token]") || !event.detail.token) return;
+  event.preventDefault();
+  form.querySelector("[data-new-token]").textContent = event.detail.token;
+  form.querySelector(".new-token").hidden = false;
+  for (const input of form.querySelectorAll("input")) input.value = "";
+});
 
 // ---------------------------------------------------------------------------------------------
 // Products and releases (U1): the API's error as a line, field limits checked as the user
