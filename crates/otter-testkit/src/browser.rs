@@ -11,6 +11,7 @@
 //! `target/ui-screenshots/`, for people to look at: tests assert on the page, never on pixels.
 
 use std::ops::Deref;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -38,10 +39,23 @@ static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// A headless Chromium session; the browser and its driver end when it is dropped.
 pub struct Browser {
     client: Client,
-    /// Killed on drop, and Chromium with it.
-    _driver: Watched,
+    /// chromedriver, in a process group of its own with Chromium (see [`Drop`]).
+    driver: Watched,
     /// One of [`SLOTS`], given back on drop.
     _slot: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Drop for Browser {
+    /// Ends chromedriver and every Chromium process it started. Killing chromedriver alone
+    /// would leave Chromium running (a few hundred MB each) whenever a test fails before
+    /// closing its session.
+    fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status()
+            .ok();
+    }
 }
 
 impl Deref for Browser {
@@ -90,7 +104,9 @@ impl Browser {
         let (driver, port) = (1..=3)
             .find_map(|attempt| {
                 let mut command = Command::new(&driver);
-                command.arg("--port=0");
+                // Its own process group, which Chromium joins: dropping the browser ends the
+                // whole group, so a test that panics leaves no Chromium behind.
+                command.arg("--port=0").process_group(0);
                 let watched = Watched::spawn(command);
                 let port: Option<u16> = watched.find_line(PATIENCE, |line| {
                     line.split_once("started successfully on port ")
@@ -135,7 +151,7 @@ impl Browser {
             });
         Some(Browser {
             client,
-            _driver: driver,
+            driver,
             _slot: slot,
         })
     }

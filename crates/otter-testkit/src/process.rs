@@ -55,6 +55,11 @@ impl Watched {
         }
     }
 
+    /// The process id (the group id too, when spawned with `process_group(0)`).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
         self.transcript.0.lock().unwrap().text.clone()
