@@ -395,6 +395,8 @@ pub fn router(app: App, with_metrics: bool) -> Router {
     }
     let router = router
         .route("/healthz", get(|| async { "ok" }))
+        // `/api/openapi.json` and `/api/docs`
+        .merge(crate::openapi::routes())
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(
             "/api/v1/products/{product}/root/{file}",

@@ -13,6 +13,7 @@ use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
 /// `POST /api/v1/products/{product}/rollouts`
+#[utoipa::path(post, path = "/api/v1/products/{product}/rollouts", tag = "rollouts", request_body = NewRollout, responses((status = 201, body = RolloutView), (status = 409, description = "A rollout of that channel is active")))]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -24,6 +25,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/products/{product}/rollouts`, newest first.
+#[utoipa::path(get, path = "/api/v1/products/{product}/rollouts", tag = "rollouts", params(ListQuery), responses((status = 200, body = Page<Rollout>)))]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -34,6 +36,7 @@ pub async fn list(
 }
 
 /// `GET /api/v1/products/{product}/rollouts/{id}`
+#[utoipa::path(get, path = "/api/v1/products/{product}/rollouts/{id}", tag = "rollouts", params(("id" = i64, Path, description = "The rollout's id")), responses((status = 200, body = RolloutView)))]
 pub async fn show(
     _: Admin,
     State(app): State<App>,
@@ -43,6 +46,7 @@ pub async fn show(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/advance`
+#[utoipa::path(post, path = "/api/v1/products/{product}/rollouts/{id}/advance", tag = "rollouts", params(("id" = i64, Path, description = "The rollout's id")), responses((status = 200, body = RolloutView), (status = 409, description = "Not in a state that allows it")))]
 pub async fn advance(
     _: Admin,
     State(app): State<App>,
@@ -52,6 +56,7 @@ pub async fn advance(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/pause`
+#[utoipa::path(post, path = "/api/v1/products/{product}/rollouts/{id}/pause", tag = "rollouts", params(("id" = i64, Path, description = "The rollout's id")), responses((status = 200, body = RolloutView), (status = 409, description = "Not in a state that allows it")))]
 pub async fn pause(
     _: Admin,
     State(app): State<App>,
@@ -61,6 +66,7 @@ pub async fn pause(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/resume`
+#[utoipa::path(post, path = "/api/v1/products/{product}/rollouts/{id}/resume", tag = "rollouts", params(("id" = i64, Path, description = "The rollout's id")), responses((status = 200, body = RolloutView), (status = 409, description = "Not in a state that allows it")))]
 pub async fn resume(
     _: Admin,
     State(app): State<App>,
@@ -70,6 +76,7 @@ pub async fn resume(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/abort`
+#[utoipa::path(post, path = "/api/v1/products/{product}/rollouts/{id}/abort", tag = "rollouts", params(("id" = i64, Path, description = "The rollout's id")), responses((status = 200, body = RolloutView), (status = 409, description = "Not in a state that allows it")))]
 pub async fn abort(
     _: Admin,
     State(app): State<App>,
@@ -79,6 +86,7 @@ pub async fn abort(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/retry-failed`
+#[utoipa::path(post, path = "/api/v1/products/{product}/rollouts/{id}/retry-failed", tag = "rollouts", params(("id" = i64, Path, description = "The rollout's id")), responses((status = 200, body = Retried), (status = 409, description = "Not in a state that allows it")))]
 pub async fn retry_failed(
     _: Admin,
     State(app): State<App>,

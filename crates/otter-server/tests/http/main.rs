@@ -19,6 +19,7 @@ mod manifest;
 mod metrics;
 mod mqtt;
 mod nodes;
+mod openapi;
 mod ota_backend;
 mod pagination;
 mod persistence;
