@@ -22,7 +22,16 @@ pub struct NewApiKey {
 }
 
 /// `POST /api/v1/products/{product}/apikeys` with `{"label": …}` → the key, once.
-#[utoipa::path(post, path = "/api/v1/products/{product}/apikeys", tag = "apikeys", request_body(content = Option<NewApiKey>, description = "Optional"), responses((status = 201, description = "The key (`key`, shown once) and its `id`, `product`, `label`, `createdAt`", body = serde_json::Value)))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/apikeys",
+    summary = "Create a device API key (shown once)",
+    tag = "apikeys",
+    request_body(content = Option<NewApiKey>, description = "Optional"),
+    responses(
+        (status = 201, description = "The key (`key`, shown once) and its `id`, `product`, `label`, `createdAt`", body = serde_json::Value),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -45,7 +54,15 @@ pub async fn create(
 }
 
 /// `GET /api/v1/products/{product}/apikeys`: ids and labels, never the keys.
-#[utoipa::path(get, path = "/api/v1/products/{product}/apikeys", tag = "apikeys", responses((status = 200, body = Page<ApiKey>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/apikeys",
+    summary = "List device API keys",
+    tag = "apikeys",
+    responses(
+        (status = 200, body = Page<ApiKey>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -56,7 +73,15 @@ pub async fn list(
 }
 
 /// `DELETE /api/v1/products/{product}/apikeys/{id}`
-#[utoipa::path(delete, path = "/api/v1/products/{product}/apikeys/{id}", tag = "apikeys", responses((status = 204, description = "Revoked")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/apikeys/{id}",
+    summary = "Revoke a device API key",
+    tag = "apikeys",
+    responses(
+        (status = 204, description = "Revoked"),
+    )
+)]
 pub async fn revoke(
     _: Admin,
     State(app): State<App>,

@@ -35,7 +35,16 @@ fn time(field: &'static str, value: Option<String>) -> ApiResult<Option<i64>> {
 }
 
 /// `GET /api/v1/audit?actor=&action=&target=&since=&until=`
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = Page<AuditEntry>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    summary = "List the audit log, newest first",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, body = Page<AuditEntry>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,

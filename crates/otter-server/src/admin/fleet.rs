@@ -65,7 +65,16 @@ impl FilterQuery {
 }
 
 /// `GET /api/v1/products/{product}/devices` with a [`FilterQuery`] and `limit`/`cursor`.
-#[utoipa::path(get, path = "/api/v1/products/{product}/devices", tag = "devices", params(FilterQuery), responses((status = 200, body = Page<Device>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/devices",
+    summary = "List devices, filtered",
+    tag = "devices",
+    params(FilterQuery),
+    responses(
+        (status = 200, body = Page<Device>),
+    )
+)]
 pub async fn devices(
     _: Admin,
     State(app): State<App>,
@@ -82,7 +91,15 @@ pub async fn devices(
 }
 
 /// `GET /api/v1/products/{product}/devices/{device}`
-#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}", tag = "devices", responses((status = 200, body = DeviceDetail)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/devices/{device}",
+    summary = "Get a device and its rollout attempts",
+    tag = "devices",
+    responses(
+        (status = 200, body = DeviceDetail),
+    )
+)]
 pub async fn device(
     _: Admin,
     State(app): State<App>,
@@ -112,7 +129,17 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 
 /// `PATCH /api/v1/products/{product}/devices/{device}` with any of `{"autoUpdate": true,
 /// "assignedChannel": "beta", "pinnedVersion": "1.2.0"}`.
-#[utoipa::path(patch, path = "/api/v1/products/{product}/devices/{device}", tag = "devices", request_body = DevicePatch, responses((status = 200, body = Device), (status = 409, description = "The pinned release is yanked")))]
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{product}/devices/{device}",
+    summary = "Change a device (auto-update, assigned channel, pin)",
+    tag = "devices",
+    request_body = DevicePatch,
+    responses(
+        (status = 200, body = Device),
+        (status = 409, description = "The pinned release is yanked"),
+    )
+)]
 pub async fn patch_device(
     _: Admin,
     State(app): State<App>,
@@ -144,7 +171,15 @@ pub async fn patch_device(
 }
 
 /// `DELETE /api/v1/products/{product}/devices/{device}`
-#[utoipa::path(delete, path = "/api/v1/products/{product}/devices/{device}", tag = "devices", responses((status = 204, description = "Deleted")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/devices/{device}",
+    summary = "Delete a device",
+    tag = "devices",
+    responses(
+        (status = 204, description = "Deleted"),
+    )
+)]
 pub async fn delete_device(
     _: Admin,
     State(app): State<App>,
@@ -156,7 +191,16 @@ pub async fn delete_device(
 
 /// `POST /api/v1/products/{product}/tags/{tag}` with a [`FilterQuery`]: tags every matching
 /// device (no filter: every device) → `{"tag", "changed"}`.
-#[utoipa::path(post, path = "/api/v1/products/{product}/tags/{tag}", tag = "devices", params(FilterQuery), responses((status = 200, description = "`{tag, changed}`", body = serde_json::Value)))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/tags/{tag}",
+    summary = "Tag the matching devices",
+    tag = "devices",
+    params(FilterQuery),
+    responses(
+        (status = 200, description = "`{tag, changed}`", body = serde_json::Value),
+    )
+)]
 pub async fn tag(
     admin: Admin,
     app: State<App>,
@@ -168,7 +212,16 @@ pub async fn tag(
 
 /// `DELETE /api/v1/products/{product}/tags/{tag}` with a [`FilterQuery`]: untags every matching
 /// device → `{"tag", "changed"}`.
-#[utoipa::path(delete, path = "/api/v1/products/{product}/tags/{tag}", tag = "devices", params(FilterQuery), responses((status = 200, description = "`{tag, changed}`", body = serde_json::Value)))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/tags/{tag}",
+    summary = "Untag the matching devices",
+    tag = "devices",
+    params(FilterQuery),
+    responses(
+        (status = 200, description = "`{tag, changed}`", body = serde_json::Value),
+    )
+)]
 pub async fn untag(
     admin: Admin,
     app: State<App>,
@@ -198,7 +251,15 @@ async fn tagging(
 }
 
 /// `GET /api/v1/products/{product}/admission` → `{"mode", "allowed", "denied"}`.
-#[utoipa::path(get, path = "/api/v1/products/{product}/admission", tag = "admission", responses((status = 200, body = AdmissionRules)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/admission",
+    summary = "Get a product's admission rules",
+    tag = "admission",
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn admission(
     _: Admin,
     State(app): State<App>,
@@ -215,7 +276,16 @@ pub struct AdmissionBody {
 }
 
 /// `PUT /api/v1/products/{product}/admission` with `{"mode": "open" | "allowlist"}`.
-#[utoipa::path(put, path = "/api/v1/products/{product}/admission", tag = "admission", request_body = AdmissionBody, responses((status = 200, body = AdmissionRules)))]
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/admission",
+    summary = "Set a product's admission mode",
+    tag = "admission",
+    request_body = AdmissionBody,
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn set_admission(
     _: Admin,
     State(app): State<App>,
@@ -238,7 +308,16 @@ pub struct AccessBody {
 }
 
 /// `PUT /api/v1/products/{product}/admission/{device}` with `{"access": "allow" | "deny"}`.
-#[utoipa::path(put, path = "/api/v1/products/{product}/admission/{device}", tag = "admission", request_body = AccessBody, responses((status = 200, body = AdmissionRules)))]
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/admission/{device}",
+    summary = "Allow or deny a device",
+    tag = "admission",
+    request_body = AccessBody,
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn set_device_access(
     _: Admin,
     State(app): State<App>,
@@ -255,7 +334,15 @@ pub async fn set_device_access(
 
 /// `DELETE /api/v1/products/{product}/admission/{device}`: the device's rule goes, the mode
 /// decides.
-#[utoipa::path(delete, path = "/api/v1/products/{product}/admission/{device}", tag = "admission", responses((status = 200, body = AdmissionRules)))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/admission/{device}",
+    summary = "Remove a device's admission rule",
+    tag = "admission",
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn clear_device_access(
     _: Admin,
     State(app): State<App>,
@@ -275,7 +362,16 @@ pub struct ReportQuery {
 }
 
 /// `GET /api/v1/products/{product}/reports?device=ID`, newest first.
-#[utoipa::path(get, path = "/api/v1/products/{product}/reports", tag = "devices", params(ReportQuery), responses((status = 200, body = Page<UpdateReport>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/reports",
+    summary = "List update reports, newest first",
+    tag = "devices",
+    params(ReportQuery),
+    responses(
+        (status = 200, body = Page<UpdateReport>),
+    )
+)]
 pub async fn reports(
     _: Admin,
     State(app): State<App>,

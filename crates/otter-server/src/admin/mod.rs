@@ -51,7 +51,15 @@ impl ListQuery {
 }
 
 /// `GET /api/v1/status`: queue health, counters, and signatures that expire within 30 days.
-#[utoipa::path(get, path = "/api/v1/status", tag = "status", responses((status = 200, description = "Queue health, counters, and signatures expiring within 30 days", body = serde_json::Value)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    summary = "Server status",
+    tag = "status",
+    responses(
+        (status = 200, description = "Queue health, counters, and signatures expiring within 30 days", body = serde_json::Value),
+    )
+)]
 pub async fn status(_: Admin, State(app): State<App>) -> ApiResult<Json<Value>> {
     let expiring = otter_app::trust::expiring(&app, otter_store::now()).await?;
     Ok(Json(json!({

@@ -29,7 +29,17 @@ fn default_scheme() -> Scheme {
 }
 
 /// `POST /api/v1/products`
-#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = NewProduct, responses((status = 201, body = Product), (status = 409, description = "A product of that name exists")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    summary = "Create a product",
+    tag = "products",
+    request_body = NewProduct,
+    responses(
+        (status = 201, body = Product),
+        (status = 409, description = "A product of that name exists"),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -41,7 +51,16 @@ pub async fn create(
 }
 
 /// `GET /api/v1/products`
-#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListQuery), responses((status = 200, body = Page<Product>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    summary = "List products",
+    tag = "products",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page<Product>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -51,7 +70,15 @@ pub async fn list(
 }
 
 /// `GET /api/v1/products/{product}`
-#[utoipa::path(get, path = "/api/v1/products/{product}", tag = "products", responses((status = 200, body = Product)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}",
+    summary = "Get a product",
+    tag = "products",
+    responses(
+        (status = 200, body = Product),
+    )
+)]
 pub async fn get(
     _: Admin,
     State(app): State<App>,
@@ -69,7 +96,16 @@ pub struct IotawattSettings {
 
 /// `PUT /api/v1/products/{product}/iotawatt` with `{"publicKey": …}`: makes the product an
 /// IotaWatt product whose release blobs must verify with this key.
-#[utoipa::path(put, path = "/api/v1/products/{product}/iotawatt", tag = "products", request_body = IotawattSettings, responses((status = 200, description = "`{product, publicKey}`", body = serde_json::Value)))]
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/iotawatt",
+    summary = "Make a product an IotaWatt product (its public key)",
+    tag = "products",
+    request_body = IotawattSettings,
+    responses(
+        (status = 200, description = "`{product, publicKey}`", body = serde_json::Value),
+    )
+)]
 pub async fn set_iotawatt(
     _: Admin,
     State(app): State<App>,
@@ -81,7 +117,15 @@ pub async fn set_iotawatt(
 }
 
 /// `GET /api/v1/products/{product}/iotawatt`
-#[utoipa::path(get, path = "/api/v1/products/{product}/iotawatt", tag = "products", responses((status = 200, description = "`{product, publicKey}`", body = serde_json::Value)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/iotawatt",
+    summary = "Get a product's IotaWatt key",
+    tag = "products",
+    responses(
+        (status = 200, description = "`{product, publicKey}`", body = serde_json::Value),
+    )
+)]
 pub async fn iotawatt(
     _: Admin,
     State(app): State<App>,

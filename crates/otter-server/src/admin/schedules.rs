@@ -14,7 +14,15 @@ use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiResult};
 
 /// `GET /api/v1/products/{product}/windows`
-#[utoipa::path(get, path = "/api/v1/products/{product}/windows", tag = "schedules", responses((status = 200, body = Page<ChannelWindow>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/windows",
+    summary = "List maintenance windows",
+    tag = "schedules",
+    responses(
+        (status = 200, body = Page<ChannelWindow>),
+    )
+)]
 pub async fn list_windows(
     _: Admin,
     State(app): State<App>,
@@ -25,7 +33,16 @@ pub async fn list_windows(
 }
 
 /// `PUT /api/v1/products/{product}/windows/{channel}` with `{"timezone": …, "slots": […]}`.
-#[utoipa::path(put, path = "/api/v1/products/{product}/windows/{channel}", tag = "schedules", request_body = WindowSpec, responses((status = 200, body = ChannelWindow)))]
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/windows/{channel}",
+    summary = "Set a channel's maintenance window",
+    tag = "schedules",
+    request_body = WindowSpec,
+    responses(
+        (status = 200, body = ChannelWindow),
+    )
+)]
 pub async fn set_window(
     _: Admin,
     State(app): State<App>,
@@ -38,7 +55,15 @@ pub async fn set_window(
 }
 
 /// `DELETE /api/v1/products/{product}/windows/{channel}`: the channel is open at all times.
-#[utoipa::path(delete, path = "/api/v1/products/{product}/windows/{channel}", tag = "schedules", responses((status = 204, description = "Removed")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/windows/{channel}",
+    summary = "Remove a channel's maintenance window",
+    tag = "schedules",
+    responses(
+        (status = 204, description = "Removed"),
+    )
+)]
 pub async fn delete_window(
     _: Admin,
     State(app): State<App>,
@@ -49,7 +74,15 @@ pub async fn delete_window(
 }
 
 /// `GET /api/v1/products/{product}/poll-hint`: the hint, or `null` without one.
-#[utoipa::path(get, path = "/api/v1/products/{product}/poll-hint", tag = "schedules", responses((status = 200, description = "The hint, or `null`", body = Option<PollHint>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/poll-hint",
+    summary = "Get the poll hint",
+    tag = "schedules",
+    responses(
+        (status = 200, description = "The hint, or `null`", body = Option<PollHint>),
+    )
+)]
 pub async fn poll_hint(
     _: Admin,
     State(app): State<App>,
@@ -59,7 +92,16 @@ pub async fn poll_hint(
 }
 
 /// `PUT /api/v1/products/{product}/poll-hint` with `{"intervalSeconds": …, "jitterPercent": …}`.
-#[utoipa::path(put, path = "/api/v1/products/{product}/poll-hint", tag = "schedules", request_body = PollHint, responses((status = 200, body = PollHint)))]
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/poll-hint",
+    summary = "Set the poll hint",
+    tag = "schedules",
+    request_body = PollHint,
+    responses(
+        (status = 200, body = PollHint),
+    )
+)]
 pub async fn set_poll_hint(
     _: Admin,
     State(app): State<App>,
@@ -72,7 +114,15 @@ pub async fn set_poll_hint(
 }
 
 /// `DELETE /api/v1/products/{product}/poll-hint`: checks answer no `nextCheckSeconds`.
-#[utoipa::path(delete, path = "/api/v1/products/{product}/poll-hint", tag = "schedules", responses((status = 204, description = "Removed")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/poll-hint",
+    summary = "Remove the poll hint",
+    tag = "schedules",
+    responses(
+        (status = 204, description = "Removed"),
+    )
+)]
 pub async fn delete_poll_hint(
     _: Admin,
     State(app): State<App>,

@@ -40,7 +40,17 @@ pub struct ChunkQuery {
 }
 
 /// `POST /api/v1/uploads`
-#[utoipa::path(post, path = "/api/v1/uploads", tag = "uploads", request_body = BeginUpload, responses((status = 201, body = UploadSession), (status = 413, description = "Larger than --max-artifact-size")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    summary = "Begin a resumable upload",
+    tag = "uploads",
+    request_body = BeginUpload,
+    responses(
+        (status = 201, body = UploadSession),
+        (status = 413, description = "Larger than --max-artifact-size"),
+    )
+)]
 pub async fn begin(
     _: Admin,
     State(app): State<App>,
@@ -59,7 +69,15 @@ pub async fn begin(
 }
 
 /// `GET /api/v1/uploads/{id}`
-#[utoipa::path(get, path = "/api/v1/uploads/{id}", tag = "uploads", responses((status = 200, body = UploadSession)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}",
+    summary = "Get a resumable upload's state",
+    tag = "uploads",
+    responses(
+        (status = 200, body = UploadSession),
+    )
+)]
 pub async fn status(
     _: Admin,
     State(app): State<App>,
@@ -69,7 +87,18 @@ pub async fn status(
 }
 
 /// `PUT /api/v1/uploads/{id}?offset=N` with the chunk as the body.
-#[utoipa::path(put, path = "/api/v1/uploads/{id}", tag = "uploads", params(ChunkQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The next bytes"), responses((status = 200, body = UploadSession), (status = 409, description = "The offset is not the session's (the body's `offset` says where to go on)")))]
+#[utoipa::path(
+    put,
+    path = "/api/v1/uploads/{id}",
+    summary = "Send the next bytes of a resumable upload",
+    tag = "uploads",
+    params(ChunkQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The next bytes"),
+    responses(
+        (status = 200, body = UploadSession),
+        (status = 409, description = "The offset is not the session's (the body's `offset` says where to go on)"),
+    )
+)]
 pub async fn chunk(
     _: Admin,
     State(app): State<App>,
@@ -84,7 +113,17 @@ pub async fn chunk(
 }
 
 /// `POST /api/v1/uploads/{id}/finalize`, with no body or `{"sha256": …}`.
-#[utoipa::path(post, path = "/api/v1/uploads/{id}/finalize", tag = "uploads", request_body(content = Option<FinalizeUpload>, description = "Optional"), responses((status = 201, body = Artifact), (status = 409, description = "Bytes missing, or the SHA-256 does not match")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads/{id}/finalize",
+    summary = "Finish a resumable upload",
+    tag = "uploads",
+    request_body(content = Option<FinalizeUpload>, description = "Optional"),
+    responses(
+        (status = 201, body = Artifact),
+        (status = 409, description = "Bytes missing, or the SHA-256 does not match"),
+    )
+)]
 pub async fn finalize(
     _: Admin,
     State(app): State<App>,
@@ -102,7 +141,15 @@ pub async fn finalize(
 }
 
 /// `DELETE /api/v1/uploads/{id}`
-#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "uploads", responses((status = 204, description = "Aborted")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/uploads/{id}",
+    summary = "Abort a resumable upload",
+    tag = "uploads",
+    responses(
+        (status = 204, description = "Aborted"),
+    )
+)]
 pub async fn abort(
     _: Admin,
     State(app): State<App>,

@@ -31,7 +31,17 @@ pub struct CheckQuery {
 
 const NO_UPDATE: &str = r#"{"hasUpdate":false}"#;
 
-#[utoipa::path(get, path = "/api/v1/products/{product}/check", tag = "device", params(CheckQuery), responses((status = 200, description = "`{\"hasUpdate\": false}`, or the offered release (see docs/api.md)", body = serde_json::Value), (status = 403, description = "The device is not admitted")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/check",
+    summary = "Check for an update (devices)",
+    tag = "device",
+    params(CheckQuery),
+    responses(
+        (status = 200, description = "`{\"hasUpdate\": false}`, or the offered release (see docs/api.md)", body = serde_json::Value),
+        (status = 403, description = "The device is not admitted"),
+    )
+)]
 pub async fn check(
     State(app): State<App>,
     ApiPath(name): ApiPath<String>,
