@@ -44,7 +44,7 @@ pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(15 * 60);
     summary = "Download an image by its SHA-256",
     tag = "downloads",
     responses(
-        (status = 200, description = "The image (also `HEAD`; `Range`, `If-None-Match` and `If-Modified-Since` work)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The image (also `HEAD`; `Range`, `If-None-Match` and `If-Modified-Since` work)", content(("application/octet-stream"))),
         (status = 206, description = "The range asked for"),
         (status = 302, description = "To a presigned URL of the object store (--download-mode redirect)"),
         (status = 304, description = "Not modified"),
@@ -72,7 +72,7 @@ pub async fn by_hash(
     summary = "Download a release's image",
     tag = "downloads",
     responses(
-        (status = 200, description = "The release's image (also `HEAD`; `Range`, `If-None-Match` and `If-Modified-Since` work); the file name is cosmetic", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The release's image (also `HEAD`; `Range`, `If-None-Match` and `If-Modified-Since` work); the file name is cosmetic", content(("application/octet-stream"))),
         (status = 206, description = "The range asked for"),
         (status = 302, description = "To a presigned URL of the object store (--download-mode redirect)"),
         (status = 304, description = "Not modified"),

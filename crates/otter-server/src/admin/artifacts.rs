@@ -49,7 +49,7 @@ fn stored(kept: Kept) -> Stored {
     summary = "Upload an image (raw body)",
     tag = "artifacts",
     params(PutQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The image"),
+    request_body(content(("application/octet-stream")), description = "The image"),
     responses(
         (status = 201, description = "Stored", body = Artifact),
         (status = 200, description = "The same bytes were stored before", body = Artifact),
@@ -75,7 +75,7 @@ pub async fn put_raw(
     path = "/api/v1/artifacts",
     summary = "Upload an image (multipart form)",
     tag = "artifacts",
-    request_body(content = Vec<u8>, content_type = "multipart/form-data", description = "The first part with a file name is the image"),
+    request_body(content(("multipart/form-data")), description = "The first part with a file name is the image"),
     responses(
         (status = 201, description = "Stored", body = Artifact),
         (status = 200, description = "The same bytes were stored before", body = Artifact),

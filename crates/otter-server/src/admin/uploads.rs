@@ -93,7 +93,7 @@ pub async fn status(
     summary = "Send the next bytes of a resumable upload",
     tag = "uploads",
     params(ChunkQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The next bytes"),
+    request_body(content(("application/octet-stream")), description = "The next bytes"),
     responses(
         (status = 200, body = UploadSession),
         (status = 409, description = "The offset is not the session's (the body's `offset` says where to go on)"),
