@@ -342,6 +342,10 @@ async fn the_docs_page_loads_only_otters_own_files() {
         resp.headers()[CONTENT_TYPE]
     );
     let html = resp.text().await.expect("html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the docs page names another host: {html}"
+    );
     let refs = attribute_values(&html, &["src", "href"]);
     assert!(
         refs.iter().any(|r| r.ends_with(".js")) && refs.iter().any(|r| r.ends_with(".css")),
