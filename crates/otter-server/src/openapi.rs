@@ -29,7 +29,7 @@ use crate::admin::{
     uploads,
 };
 use crate::native::{check, reports};
-use crate::router::admin_routes;
+use crate::router::{AdminRoute, admin_routes};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/openapi.json";
@@ -153,31 +153,7 @@ struct FromRoutes;
 
 impl utoipa::Modify for FromRoutes {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let components = doc.components.get_or_insert_with(Components::new);
-        components
-            .schemas
-            .insert(ERROR_SCHEMA.to_owned(), RefOr::T(error_schema()));
-        for (_, name, description, _) in COMMON_ERRORS {
-            components
-                .responses
-                .insert(name.to_owned(), RefOr::T(error_response(name, description)));
-        }
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An admin API token (`otter token create`)"))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "cookie",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "otter_session",
-                "The session of a user logged in to the web UI",
-            ))),
-        );
+        shared_components(doc.components.get_or_insert_with(Components::new));
         let admin = admin_routes();
         for (path, item) in doc.paths.paths.iter_mut() {
             for (method, operation) in operations(item) {
@@ -185,22 +161,10 @@ impl utoipa::Modify for FromRoutes {
                     .iter()
                     .find(|route| route.path == path && route.method == method);
                 if let Some(route) = route {
-                    let role = route.role.as_str();
-                    let note = format!("Least role: `{role}`.");
-                    operation.description = Some(match operation.description.take() {
-                        Some(text) if !text.is_empty() => format!("{text}\n\n{note}"),
-                        _ => note,
-                    });
-                    operation
-                        .extensions
-                        .get_or_insert_default()
-                        .merge(ExtensionsBuilder::new().add("x-otter-role", role).build());
-                    operation.security = Some(vec![
-                        SecurityRequirement::new("bearer", Vec::<String>::new()),
-                        SecurityRequirement::new("cookie", Vec::<String>::new()),
-                    ]);
+                    admin_operation(operation, route);
                 }
                 describe_responses(operation, route.is_some());
+                declare_path_parameters(path, operation);
                 // Handler names repeat across modules (`list`, `create`): the tag (the module)
                 // makes them unique, as OpenAPI requires.
                 if let (Some(tag), Some(id)) = (
@@ -209,10 +173,56 @@ impl utoipa::Modify for FromRoutes {
                 ) {
                     operation.operation_id = Some(format!("{tag}_{id}"));
                 }
-                declare_path_parameters(path, operation);
             }
         }
     }
+}
+
+/// The error body, the shared error responses and the two security schemes.
+fn shared_components(components: &mut Components) {
+    components
+        .schemas
+        .insert(ERROR_SCHEMA.to_owned(), RefOr::T(error_schema()));
+    for (_, name, description, _) in COMMON_ERRORS {
+        components
+            .responses
+            .insert(name.to_owned(), RefOr::T(error_response(name, description)));
+    }
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An admin API token (`otter token create`)"))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "cookie",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "otter_session",
+            "The session of a user logged in to the web UI",
+        ))),
+    );
+}
+
+/// What the routes table says of an admin operation: its least role (in its description and as
+/// `x-otter-role`) and that it takes a token or a session.
+fn admin_operation(operation: &mut Operation, route: &AdminRoute) {
+    let role = route.role.as_str();
+    let note = format!("Least role: `{role}`.");
+    operation.description = Some(match operation.description.take() {
+        Some(text) if !text.is_empty() => format!("{text}\n\n{note}"),
+        _ => note,
+    });
+    operation
+        .extensions
+        .get_or_insert_default()
+        .merge(ExtensionsBuilder::new().add("x-otter-role", role).build());
+    operation.security = Some(vec![
+        SecurityRequirement::new("bearer", Vec::<String>::new()),
+        SecurityRequirement::new("cookie", Vec::<String>::new()),
+    ]);
 }
 
 /// The operations of a path item with their methods.
