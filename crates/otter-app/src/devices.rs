@@ -133,6 +133,7 @@ fn admit(app: &App, product: &str, device: &str) -> AppResult<()> {
 
 /// An update report as a device sends it (the native API's body).
 #[derive(Debug, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub device: String,

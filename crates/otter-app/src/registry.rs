@@ -167,6 +167,7 @@ const MAX_ATTEMPTS_SHOWN: u32 = 20;
 
 /// One device and where it stands in its product's rollouts.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: Device,
@@ -247,6 +248,7 @@ pub async fn delete(app: &App, product: &str, id: &str) -> AppResult<()> {
 
 /// A product's admission mode and per-device rules.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRules {
     pub mode: String,

@@ -17,6 +17,7 @@ use crate::{App, AppError, AppResult};
 
 /// A channel's window as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelWindow {
     pub channel: String,

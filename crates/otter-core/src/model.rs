@@ -28,16 +28,19 @@ pub const MAX_CHANNELS: usize = 32;
 
 /// A firmware line, e.g. `door-sensor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     pub name: String,
     pub scheme: Scheme,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
 }
 
 /// An immutable firmware image, addressed by its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     pub sha256: String,
@@ -47,11 +50,13 @@ pub struct Artifact {
     /// The file name it was uploaded under; used in download URLs.
     pub filename: String,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
 }
 
 /// A published version of a product, pointing at one artifact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Release {
     /// Publish order across the whole server; for opaque products it is the version order.
@@ -61,6 +66,7 @@ pub struct Release {
     pub artifact: Artifact,
     pub channels: Vec<String>,
     /// RFC 3339, with offset.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub release_date: String,
     pub min_source_version: Option<String>,
     pub mandatory: bool,
@@ -72,11 +78,13 @@ pub struct Release {
     /// Free-form JSON object the publisher attached.
     pub metadata: serde_json::Value,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
 }
 
 /// A client's request to publish a release.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRelease {
     pub version: String,
@@ -90,6 +98,7 @@ pub struct NewRelease {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub channels: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub release_date: Option<String>,
     pub min_source_version: Option<String>,
     #[serde(default)]
@@ -107,6 +116,7 @@ pub struct NewRelease {
 
 /// Flags that may change after publishing. Everything else about a release is immutable.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReleasePatch {
     pub deprecated: Option<bool>,
@@ -374,6 +384,7 @@ impl NewRelease {
 
 /// A device as otter last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     pub product: String,
@@ -382,8 +393,10 @@ pub struct Device {
     pub current_hash: Option<String>,
     pub channel: String,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub first_seen: i64,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: i64,
     /// Whether the device installs updates as soon as its check-in offers one (THiNX devices;
     /// off until an operator turns it on, as in THiNX).
@@ -484,6 +497,7 @@ impl DeviceSeen {
 /// A device API key of a product (THiNX's `Authentication` header); the key itself is shown
 /// once and only its SHA-256 is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKey {
     /// The first 16 hex digits of the key's SHA-256: enough to name it, useless to guess it.
@@ -491,12 +505,14 @@ pub struct ApiKey {
     pub product: String,
     pub label: String,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
 }
 
 /// What an admin API credential may do; each role may do everything the roles below it may.
 /// Ordered: `Viewer < Publisher < Admin`. Lowercase in JSON and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads admin data (products, releases, devices, reports).
@@ -539,6 +555,7 @@ impl FromStr for Role {
 /// What kind of principal acted: an API token, or a user logged in to the admin UI; the audit log
 /// keeps the kind beside the name, as a token and a user may share one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ActorKind {
     Token,
@@ -578,18 +595,23 @@ pub struct Actor {
 /// An admin API token as listed: never the token itself, which is shown once and kept only as
 /// its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiToken {
     pub name: String,
     pub role: Role,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
     /// Known to within a minute (it is written at most once a minute per token).
     #[serde(default, with = "rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_used_at: Option<i64>,
     #[serde(default, with = "rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<i64>,
     #[serde(default, with = "rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub revoked_at: Option<i64>,
 }
 
@@ -612,10 +634,12 @@ pub struct User {
 
 /// One entry of the audit log: a successful admin change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub id: i64,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: i64,
     pub actor: String,
     pub actor_kind: ActorKind,
@@ -633,6 +657,7 @@ pub struct AuditEntry {
 
 /// The signatures a release carries (signed releases).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseSignatures {
     pub version: String,
@@ -641,6 +666,7 @@ pub struct ReleaseSignatures {
     pub security_counter: Option<u32>,
     /// When the manifest's signature expires.
     #[serde(default, with = "rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<i64>,
     /// ECDSA P-256 over the image, base64 DER (the manifest contract's `binarySignature`).
     pub binary_signature: Option<String>,
@@ -648,6 +674,7 @@ pub struct ReleaseSignatures {
 
 /// Where a device is in installing a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportState {
     Downloading,
@@ -699,6 +726,7 @@ impl FromStr for ReportState {
 
 /// A device's statement about one release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateReport {
     pub id: i64,
@@ -709,11 +737,13 @@ pub struct UpdateReport {
     pub state: ReportState,
     pub message: Option<String>,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
 }
 
 /// A resumable upload in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UploadSession {
     pub id: String,
@@ -723,13 +753,16 @@ pub struct UploadSession {
     /// Bytes received so far; the next chunk must start here.
     pub offset: u64,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: i64,
 }
 
 /// One page of a list, with the cursor for the next page when there is one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -27,6 +27,7 @@ pub fn bucket(rollout: &str, device: &str) -> u32 {
 /// One stage of a rollout: the devices that have every tag (none: any device) and, with a
 /// percentage, whose bucket is below it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Stage {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -71,6 +72,7 @@ impl Stage {
 /// `min_installed` of its devices (and, with `min_installed_percent`, that share of the devices
 /// it took in) have installed the release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoAdvance {
     #[serde(default)]
@@ -84,6 +86,7 @@ pub struct AutoAdvance {
 /// When a rollout pauses by itself: failed devices in the current stage reach `failures`, or
 /// make up `failure_percent` of its finished attempts once there are `min_attempts` of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PauseOn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +99,7 @@ pub struct PauseOn {
 
 /// How a rollout runs besides its stages; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
     /// None: stages advance only by hand.
@@ -224,6 +228,7 @@ impl Policy {
 
 /// A rollout of one release to one channel of a product.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
     pub id: i64,
@@ -239,6 +244,7 @@ pub struct Rollout {
     /// Failures count toward the automatic pause from this time on (the rollout's start, or its
     /// last resume: resuming forgives the failures that paused it).
     #[serde(with = "crate::model::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub counted_from: i64,
     /// Why it paused or was aborted (by hand, or the threshold that tripped, with figures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,14 +254,18 @@ pub struct Rollout {
         with = "crate::model::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub start_at: Option<i64>,
     #[serde(with = "crate::model::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub stage_started_at: i64,
     /// Devices holding a concurrency slot now.
     pub in_flight: u64,
     #[serde(with = "crate::model::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
     #[serde(with = "crate::model::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: i64,
 }
 
@@ -279,6 +289,7 @@ impl Rollout {
 
 /// Devices a stage took in, by where their attempt stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StageCounts {
     /// Offered the release, not heard from since.
@@ -315,6 +326,7 @@ pub enum Verdict {
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RolloutState {
     /// Waits for its start time; nobody gets the release.
@@ -366,6 +378,7 @@ impl std::str::FromStr for RolloutState {
 
 /// Where one device's attempt stands in a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     /// Offered the release; holds a slot.
@@ -398,6 +411,7 @@ impl DeviceState {
 
 /// One device's attempt in one rollout, as `GET …/devices/{device}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceAttempt {
     pub rollout: i64,
@@ -412,6 +426,7 @@ pub struct DeviceAttempt {
     pub failures: u32,
     /// When its time in the penalty box ends, if it is in it or was.
     #[serde(default, with = "crate::model::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub penalty_until: Option<i64>,
 }
 

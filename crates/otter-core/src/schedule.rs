@@ -152,6 +152,7 @@ pub const MAX_SLOTS: usize = 32;
 
 /// A channel's maintenance window as the API and the store hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WindowSpec {
     /// An IANA time zone name (`Europe/Berlin`, `UTC`).
@@ -205,6 +206,7 @@ impl MaintenanceWindow {
 
 /// How long a device should wait before its next check, as the native check answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PollHint {
     /// The interval, in seconds.

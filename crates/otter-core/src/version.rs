@@ -17,6 +17,7 @@ pub const MAX_VERSION_LEN: usize = 64;
 
 /// How a product's versions are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     Semver,

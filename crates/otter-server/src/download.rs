@@ -38,6 +38,18 @@ use crate::error::{ApiError, ApiPath, ApiResult};
 pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// `GET|HEAD /dl/{sha256}`
+#[utoipa::path(
+    get,
+    path = "/dl/{sha256}",
+    summary = "Download an image by its SHA-256",
+    tag = "downloads",
+    responses(
+        (status = 200, description = "The image (also `HEAD`; `Range`, `If-None-Match` and `If-Modified-Since` work)", content(("application/octet-stream"))),
+        (status = 206, description = "The range asked for"),
+        (status = 302, description = "To a presigned URL of the object store (--download-mode redirect)"),
+        (status = 304, description = "Not modified"),
+    )
+)]
 pub async fn by_hash(
     State(app): State<App>,
     ApiPath(sha256): ApiPath<String>,
@@ -54,6 +66,18 @@ pub async fn by_hash(
 
 /// `GET|HEAD /dl/{product}/{version}/{filename}`; the file name is cosmetic (devices and
 /// browsers like URLs that end in `.bin`).
+#[utoipa::path(
+    get,
+    path = "/dl/{product}/{version}/{filename}",
+    summary = "Download a release's image",
+    tag = "downloads",
+    responses(
+        (status = 200, description = "The release's image (also `HEAD`; `Range`, `If-None-Match` and `If-Modified-Since` work); the file name is cosmetic", content(("application/octet-stream"))),
+        (status = 206, description = "The range asked for"),
+        (status = 302, description = "To a presigned URL of the object store (--download-mode redirect)"),
+        (status = 304, description = "Not modified"),
+    )
+)]
 pub async fn by_release(
     State(app): State<App>,
     ApiPath((product, version, _filename)): ApiPath<(String, String, String)>,

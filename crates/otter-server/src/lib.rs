@@ -9,6 +9,7 @@
 //!   [`download`] (artifact bytes with ranges and validators), [`body`] (upload bodies),
 //!   [`metrics`], [`request_log`] (request ids, the access log), [`limits`] (the per-address
 //!   rate limit), [`peer`] (the client's address, for the device registry).
+//! - [`openapi`]: the OpenAPI document of the admin and device APIs, and Swagger UI.
 //! - `connections`: the accept loop (connection cap, header, idle and minimum-rate deadlines).
 //! - [`Server`]: opens the application and serves it until shut down.
 
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod notify;
+pub mod openapi;
 pub mod peer;
 pub mod protocols;
 pub mod request_log;

@@ -426,6 +426,8 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         .route("/ui", get(ui::ui_root))
         .route("/ui/login", get(ui::login::page).post(ui::login::submit))
         .route("/ui/assets/{file}", get(ui::assets::serve))
+        // `/api/openapi.json` and `/api/docs`
+        .merge(crate::openapi::routes())
         .route("/api/v1/products/{product}/check", get(check::check))
         .route(
             "/api/v1/products/{product}/root/{file}",

@@ -16,6 +16,7 @@ const MAX_STAGES: usize = 20;
 
 /// A rollout as an operator asks for it.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRollout {
     pub version: String,
@@ -25,11 +26,13 @@ pub struct NewRollout {
     pub policy: Policy,
     /// When to start (RFC 3339 or Unix seconds); none or past: now.
     #[serde(default, with = "otter_core::model::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub start_at: Option<i64>,
 }
 
 /// A rollout with its devices counted per stage.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutView {
     #[serde(flatten)]
@@ -262,6 +265,7 @@ pub async fn abort(app: &App, product: &str, id: i64) -> AppResult<RolloutView> 
 
 /// What retry-failed did.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Retried {
     /// Failed devices let in again (those in the penalty box wait until it ends).

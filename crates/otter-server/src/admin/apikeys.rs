@@ -6,20 +6,32 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use otter_app::{App, tokens};
+use otter_core::model::{ApiKey, Page};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiPath, ApiResult};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     label: Option<String>,
 }
 
 /// `POST /api/v1/products/{product}/apikeys` with `{"label": …}` → the key, once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/apikeys",
+    summary = "Create a device API key (shown once)",
+    tag = "apikeys",
+    request_body(content = Option<NewApiKey>, description = "Optional"),
+    responses(
+        (status = 201, description = "The key (`key`, shown once) and its `id`, `product`, `label`, `createdAt`", body = serde_json::Value),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -42,6 +54,15 @@ pub async fn create(
 }
 
 /// `GET /api/v1/products/{product}/apikeys`: ids and labels, never the keys.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/apikeys",
+    summary = "List device API keys",
+    tag = "apikeys",
+    responses(
+        (status = 200, body = Page<ApiKey>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -52,6 +73,15 @@ pub async fn list(
 }
 
 /// `DELETE /api/v1/products/{product}/apikeys/{id}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/apikeys/{id}",
+    summary = "Revoke a device API key",
+    tag = "apikeys",
+    responses(
+        (status = 204, description = "Revoked"),
+    )
+)]
 pub async fn revoke(
     _: Admin,
     State(app): State<App>,

@@ -10,13 +10,15 @@ use otter_app::App;
 use otter_app::artifacts::{self, Kept};
 use otter_core::model::Artifact;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::body::{reject_oversized, stage_first_file};
 use crate::error::{ApiPath, ApiQuery, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PutQuery {
     filename: Option<String>,
@@ -41,6 +43,19 @@ fn stored(kept: Kept) -> Stored {
 }
 
 /// `PUT /api/v1/artifacts?filename=fw.bin` with the image as the body.
+#[utoipa::path(
+    put,
+    path = "/api/v1/artifacts",
+    summary = "Upload an image (raw body)",
+    tag = "artifacts",
+    params(PutQuery),
+    request_body(content(("application/octet-stream")), description = "The image"),
+    responses(
+        (status = 201, description = "Stored", body = Artifact),
+        (status = 200, description = "The same bytes were stored before", body = Artifact),
+        (status = 413, description = "Larger than --max-artifact-size"),
+    )
+)]
 pub async fn put_raw(
     _: Admin,
     State(app): State<App>,
@@ -55,6 +70,18 @@ pub async fn put_raw(
 }
 
 /// `POST /api/v1/artifacts` as `multipart/form-data`; the first part with a file name is the image.
+#[utoipa::path(
+    post,
+    path = "/api/v1/artifacts",
+    summary = "Upload an image (multipart form)",
+    tag = "artifacts",
+    request_body(content(("multipart/form-data")), description = "The first part with a file name is the image"),
+    responses(
+        (status = 201, description = "Stored", body = Artifact),
+        (status = 200, description = "The same bytes were stored before", body = Artifact),
+        (status = 413, description = "Larger than --max-artifact-size"),
+    )
+)]
 pub async fn post_multipart(
     _: Admin,
     State(app): State<App>,
@@ -65,6 +92,15 @@ pub async fn post_multipart(
 }
 
 /// `GET /api/v1/artifacts/{sha256}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts/{sha256}",
+    summary = "Get an artifact",
+    tag = "artifacts",
+    responses(
+        (status = 200, body = Artifact),
+    )
+)]
 pub async fn get(
     _: Admin,
     State(app): State<App>,

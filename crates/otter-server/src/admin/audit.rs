@@ -6,12 +6,14 @@ use otter_app::{App, audit};
 use otter_core::model::{AuditEntry, Page, parse_rfc3339};
 use otter_store::AuditFilter;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::ListQuery;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiQuery, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     actor: Option<String>,
@@ -33,6 +35,16 @@ fn time(field: &'static str, value: Option<String>) -> ApiResult<Option<i64>> {
 }
 
 /// `GET /api/v1/audit?actor=&action=&target=&since=&until=`
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    summary = "List the audit log, newest first",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, body = Page<AuditEntry>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,

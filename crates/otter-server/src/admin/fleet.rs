@@ -11,6 +11,7 @@ use otter_core::model::{Device, Page, UpdateReport, parse_rfc3339};
 use otter_store::{DeviceChange, DeviceFilter};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::ListQuery;
 use crate::audit::AuditNote;
@@ -20,7 +21,8 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 /// `?device=&tag=&version=&channel=&protocol=&seenBefore=&seenAfter=&status=` (times RFC 3339;
 /// status one of offered, downloading, installed, failed, penalty, in a rollout that is not
 /// over): which devices a list or a tagging means, every parameter given having to match.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterQuery {
     device: Option<String>,
@@ -63,6 +65,16 @@ impl FilterQuery {
 }
 
 /// `GET /api/v1/products/{product}/devices` with a [`FilterQuery`] and `limit`/`cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/devices",
+    summary = "List devices, filtered",
+    tag = "devices",
+    params(FilterQuery),
+    responses(
+        (status = 200, body = Page<Device>),
+    )
+)]
 pub async fn devices(
     _: Admin,
     State(app): State<App>,
@@ -79,6 +91,15 @@ pub async fn devices(
 }
 
 /// `GET /api/v1/products/{product}/devices/{device}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/devices/{device}",
+    summary = "Get a device and its rollout attempts",
+    tag = "devices",
+    responses(
+        (status = 200, body = DeviceDetail),
+    )
+)]
 pub async fn device(
     _: Admin,
     State(app): State<App>,
@@ -89,13 +110,15 @@ pub async fn device(
 
 /// What an operator may change about a device; a field left out stays as it is, `null` clears
 /// the assigned channel or the pin.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DevicePatch {
     auto_update: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     assigned_channel: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pinned_version: Option<Option<String>>,
 }
 
@@ -106,6 +129,17 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 
 /// `PATCH /api/v1/products/{product}/devices/{device}` with any of `{"autoUpdate": true,
 /// "assignedChannel": "beta", "pinnedVersion": "1.2.0"}`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{product}/devices/{device}",
+    summary = "Change a device (auto-update, assigned channel, pin)",
+    tag = "devices",
+    request_body = DevicePatch,
+    responses(
+        (status = 200, body = Device),
+        (status = 409, description = "The pinned release is yanked"),
+    )
+)]
 pub async fn patch_device(
     _: Admin,
     State(app): State<App>,
@@ -137,6 +171,15 @@ pub async fn patch_device(
 }
 
 /// `DELETE /api/v1/products/{product}/devices/{device}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/devices/{device}",
+    summary = "Delete a device",
+    tag = "devices",
+    responses(
+        (status = 204, description = "Deleted"),
+    )
+)]
 pub async fn delete_device(
     _: Admin,
     State(app): State<App>,
@@ -148,6 +191,16 @@ pub async fn delete_device(
 
 /// `POST /api/v1/products/{product}/tags/{tag}` with a [`FilterQuery`]: tags every matching
 /// device (no filter: every device) → `{"tag", "changed"}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/tags/{tag}",
+    summary = "Tag the matching devices",
+    tag = "devices",
+    params(FilterQuery),
+    responses(
+        (status = 200, description = "`{tag, changed}`", body = serde_json::Value),
+    )
+)]
 pub async fn tag(
     admin: Admin,
     app: State<App>,
@@ -159,6 +212,16 @@ pub async fn tag(
 
 /// `DELETE /api/v1/products/{product}/tags/{tag}` with a [`FilterQuery`]: untags every matching
 /// device → `{"tag", "changed"}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/tags/{tag}",
+    summary = "Untag the matching devices",
+    tag = "devices",
+    params(FilterQuery),
+    responses(
+        (status = 200, description = "`{tag, changed}`", body = serde_json::Value),
+    )
+)]
 pub async fn untag(
     admin: Admin,
     app: State<App>,
@@ -188,6 +251,15 @@ async fn tagging(
 }
 
 /// `GET /api/v1/products/{product}/admission` → `{"mode", "allowed", "denied"}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/admission",
+    summary = "Get a product's admission rules",
+    tag = "admission",
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn admission(
     _: Admin,
     State(app): State<App>,
@@ -196,13 +268,24 @@ pub async fn admission(
     Ok(Json(registry::admission(&app, &product).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionBody {
+    /// `open` or `allowlist`.
     mode: String,
 }
 
 /// `PUT /api/v1/products/{product}/admission` with `{"mode": "open" | "allowlist"}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/admission",
+    summary = "Set a product's admission mode",
+    tag = "admission",
+    request_body = AdmissionBody,
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn set_admission(
     _: Admin,
     State(app): State<App>,
@@ -217,13 +300,24 @@ pub async fn set_admission(
     Ok(Json(registry::admission(&app, &product).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessBody {
+    /// `allow` or `deny`.
     access: String,
 }
 
 /// `PUT /api/v1/products/{product}/admission/{device}` with `{"access": "allow" | "deny"}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/admission/{device}",
+    summary = "Allow or deny a device",
+    tag = "admission",
+    request_body = AccessBody,
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn set_device_access(
     _: Admin,
     State(app): State<App>,
@@ -240,6 +334,15 @@ pub async fn set_device_access(
 
 /// `DELETE /api/v1/products/{product}/admission/{device}`: the device's rule goes, the mode
 /// decides.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/admission/{device}",
+    summary = "Remove a device's admission rule",
+    tag = "admission",
+    responses(
+        (status = 200, body = AdmissionRules),
+    )
+)]
 pub async fn clear_device_access(
     _: Admin,
     State(app): State<App>,
@@ -249,7 +352,8 @@ pub async fn clear_device_access(
     Ok(Json(registry::admission(&app, &product).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     device: Option<String>,
@@ -258,6 +362,16 @@ pub struct ReportQuery {
 }
 
 /// `GET /api/v1/products/{product}/reports?device=ID`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/reports",
+    summary = "List update reports, newest first",
+    tag = "devices",
+    params(ReportQuery),
+    responses(
+        (status = 200, body = Page<UpdateReport>),
+    )
+)]
 pub async fn reports(
     _: Admin,
     State(app): State<App>,

@@ -19,6 +19,7 @@ use axum::extract::State;
 use otter_store::PageRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use otter_app::App;
 
@@ -26,7 +27,8 @@ use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 
 /// `?limit=&cursor=` of every list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub limit: Option<u32>,
@@ -50,6 +52,15 @@ impl ListQuery {
 }
 
 /// `GET /api/v1/status`: queue health, counters, and signatures that expire within 30 days.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    summary = "Server status",
+    tag = "status",
+    responses(
+        (status = 200, description = "Queue health, counters, and signatures expiring within 30 days", body = serde_json::Value),
+    )
+)]
 pub async fn status(_: Admin, State(app): State<App>) -> ApiResult<Json<Value>> {
     let expiring = otter_app::trust::expiring(&app, otter_store::now()).await?;
     Ok(Json(json!({

@@ -8,17 +8,19 @@ use otter_core::Scheme;
 use otter_core::model::{Page, Product};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::ListQuery;
 use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     name: String,
     #[serde(default = "default_scheme")]
+    #[schema(default = "semver")]
     scheme: Scheme,
 }
 
@@ -27,6 +29,17 @@ fn default_scheme() -> Scheme {
 }
 
 /// `POST /api/v1/products`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    summary = "Create a product",
+    tag = "products",
+    request_body = NewProduct,
+    responses(
+        (status = 201, body = Product),
+        (status = 409, description = "A product of that name exists"),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -38,6 +51,16 @@ pub async fn create(
 }
 
 /// `GET /api/v1/products`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    summary = "List products",
+    tag = "products",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page<Product>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -47,6 +70,15 @@ pub async fn list(
 }
 
 /// `GET /api/v1/products/{product}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}",
+    summary = "Get a product",
+    tag = "products",
+    responses(
+        (status = 200, body = Product),
+    )
+)]
 pub async fn get(
     _: Admin,
     State(app): State<App>,
@@ -55,7 +87,7 @@ pub async fn get(
     Ok(Json(app.product(&name).await?.product.clone()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IotawattSettings {
     /// 64 hex digits, or the C array `otter iotawatt keygen` prints.
@@ -64,6 +96,16 @@ pub struct IotawattSettings {
 
 /// `PUT /api/v1/products/{product}/iotawatt` with `{"publicKey": …}`: makes the product an
 /// IotaWatt product whose release blobs must verify with this key.
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/iotawatt",
+    summary = "Make a product an IotaWatt product (its public key)",
+    tag = "products",
+    request_body = IotawattSettings,
+    responses(
+        (status = 200, description = "`{product, publicKey}`", body = serde_json::Value),
+    )
+)]
 pub async fn set_iotawatt(
     _: Admin,
     State(app): State<App>,
@@ -75,6 +117,15 @@ pub async fn set_iotawatt(
 }
 
 /// `GET /api/v1/products/{product}/iotawatt`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/iotawatt",
+    summary = "Get a product's IotaWatt key",
+    tag = "products",
+    responses(
+        (status = 200, description = "`{product, publicKey}`", body = serde_json::Value),
+    )
+)]
 pub async fn iotawatt(
     _: Admin,
     State(app): State<App>,

@@ -12,6 +12,17 @@ use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
 /// `POST /api/v1/products/{product}/releases`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/releases",
+    summary = "Publish a release",
+    tag = "releases",
+    request_body = NewRelease,
+    responses(
+        (status = 201, body = Release),
+        (status = 409, description = "The version exists, or the release breaks a rule of the product"),
+    )
+)]
 pub async fn publish(
     _: Admin,
     State(app): State<App>,
@@ -33,6 +44,16 @@ pub async fn publish(
 }
 
 /// `GET /api/v1/products/{product}/releases`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/releases",
+    summary = "List releases, newest first",
+    tag = "releases",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page<Release>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -43,6 +64,15 @@ pub async fn list(
 }
 
 /// `GET /api/v1/products/{product}/releases/{version}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/releases/{version}",
+    summary = "Get a release",
+    tag = "releases",
+    responses(
+        (status = 200, body = Release),
+    )
+)]
 pub async fn get(
     _: Admin,
     State(app): State<App>,
@@ -53,6 +83,16 @@ pub async fn get(
 
 /// `PATCH /api/v1/products/{product}/releases/{version}` with any of
 /// `{"deprecated","yanked","mandatory"}`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{product}/releases/{version}",
+    summary = "Deprecate, yank or make a release mandatory",
+    tag = "releases",
+    request_body = ReleasePatch,
+    responses(
+        (status = 200, body = Release),
+    )
+)]
 pub async fn patch(
     _: Admin,
     State(app): State<App>,

@@ -13,6 +13,17 @@ use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 
 /// `POST /api/v1/products/{product}/rollouts`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/rollouts",
+    summary = "Start a rollout",
+    tag = "rollouts",
+    request_body = NewRollout,
+    responses(
+        (status = 201, body = RolloutView),
+        (status = 409, description = "A rollout of that channel is active"),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -24,6 +35,16 @@ pub async fn create(
 }
 
 /// `GET /api/v1/products/{product}/rollouts`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/rollouts",
+    summary = "List rollouts, newest first",
+    tag = "rollouts",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page<Rollout>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -34,6 +55,16 @@ pub async fn list(
 }
 
 /// `GET /api/v1/products/{product}/rollouts/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/rollouts/{id}",
+    summary = "Get a rollout with its counts per stage",
+    tag = "rollouts",
+    params(("id" = i64, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, body = RolloutView),
+    )
+)]
 pub async fn show(
     _: Admin,
     State(app): State<App>,
@@ -43,6 +74,17 @@ pub async fn show(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/advance`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/rollouts/{id}/advance",
+    summary = "Advance a rollout to its next stage",
+    tag = "rollouts",
+    params(("id" = i64, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, body = RolloutView),
+        (status = 409, description = "Not in a state that allows it"),
+    )
+)]
 pub async fn advance(
     _: Admin,
     State(app): State<App>,
@@ -52,6 +94,17 @@ pub async fn advance(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/pause`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/rollouts/{id}/pause",
+    summary = "Pause a rollout",
+    tag = "rollouts",
+    params(("id" = i64, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, body = RolloutView),
+        (status = 409, description = "Not in a state that allows it"),
+    )
+)]
 pub async fn pause(
     _: Admin,
     State(app): State<App>,
@@ -61,6 +114,17 @@ pub async fn pause(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/resume`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/rollouts/{id}/resume",
+    summary = "Resume a rollout",
+    tag = "rollouts",
+    params(("id" = i64, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, body = RolloutView),
+        (status = 409, description = "Not in a state that allows it"),
+    )
+)]
 pub async fn resume(
     _: Admin,
     State(app): State<App>,
@@ -70,6 +134,17 @@ pub async fn resume(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/abort`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/rollouts/{id}/abort",
+    summary = "Abort a rollout",
+    tag = "rollouts",
+    params(("id" = i64, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, body = RolloutView),
+        (status = 409, description = "Not in a state that allows it"),
+    )
+)]
 pub async fn abort(
     _: Admin,
     State(app): State<App>,
@@ -79,6 +154,17 @@ pub async fn abort(
 }
 
 /// `POST /api/v1/products/{product}/rollouts/{id}/retry-failed`
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/rollouts/{id}/retry-failed",
+    summary = "Let a rollout's failed devices try again",
+    tag = "rollouts",
+    params(("id" = i64, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, body = Retried),
+        (status = 409, description = "Not in a state that allows it"),
+    )
+)]
 pub async fn retry_failed(
     _: Admin,
     State(app): State<App>,

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use otter_app::App;
 use otter_app::schedules::{self, ChannelWindow};
+use otter_core::model::Page;
 use otter_core::schedule::{PollHint, WindowSpec};
 use serde_json::{Value, json};
 
@@ -13,6 +14,15 @@ use crate::auth::Admin;
 use crate::error::{ApiJson, ApiPath, ApiResult};
 
 /// `GET /api/v1/products/{product}/windows`
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/windows",
+    summary = "List maintenance windows",
+    tag = "schedules",
+    responses(
+        (status = 200, body = Page<ChannelWindow>),
+    )
+)]
 pub async fn list_windows(
     _: Admin,
     State(app): State<App>,
@@ -23,6 +33,16 @@ pub async fn list_windows(
 }
 
 /// `PUT /api/v1/products/{product}/windows/{channel}` with `{"timezone": …, "slots": […]}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/windows/{channel}",
+    summary = "Set a channel's maintenance window",
+    tag = "schedules",
+    request_body = WindowSpec,
+    responses(
+        (status = 200, body = ChannelWindow),
+    )
+)]
 pub async fn set_window(
     _: Admin,
     State(app): State<App>,
@@ -35,6 +55,15 @@ pub async fn set_window(
 }
 
 /// `DELETE /api/v1/products/{product}/windows/{channel}`: the channel is open at all times.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/windows/{channel}",
+    summary = "Remove a channel's maintenance window",
+    tag = "schedules",
+    responses(
+        (status = 204, description = "Removed"),
+    )
+)]
 pub async fn delete_window(
     _: Admin,
     State(app): State<App>,
@@ -45,6 +74,15 @@ pub async fn delete_window(
 }
 
 /// `GET /api/v1/products/{product}/poll-hint`: the hint, or `null` without one.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/poll-hint",
+    summary = "Get the poll hint",
+    tag = "schedules",
+    responses(
+        (status = 200, description = "The hint, or `null`", body = Option<PollHint>),
+    )
+)]
 pub async fn poll_hint(
     _: Admin,
     State(app): State<App>,
@@ -54,6 +92,16 @@ pub async fn poll_hint(
 }
 
 /// `PUT /api/v1/products/{product}/poll-hint` with `{"intervalSeconds": …, "jitterPercent": …}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product}/poll-hint",
+    summary = "Set the poll hint",
+    tag = "schedules",
+    request_body = PollHint,
+    responses(
+        (status = 200, body = PollHint),
+    )
+)]
 pub async fn set_poll_hint(
     _: Admin,
     State(app): State<App>,
@@ -66,6 +114,15 @@ pub async fn set_poll_hint(
 }
 
 /// `DELETE /api/v1/products/{product}/poll-hint`: checks answer no `nextCheckSeconds`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product}/poll-hint",
+    summary = "Remove the poll hint",
+    tag = "schedules",
+    responses(
+        (status = 204, description = "Removed"),
+    )
+)]
 pub async fn delete_poll_hint(
     _: Admin,
     State(app): State<App>,

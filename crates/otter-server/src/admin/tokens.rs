@@ -10,13 +10,14 @@ use otter_core::model::{ApiToken, Page, Role};
 use otter_core::units::parse_duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::ListQuery;
 use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
@@ -26,7 +27,7 @@ pub struct NewToken {
 }
 
 /// A token's lifetime as sent: `"90d"`, `"12h"`, or a number of seconds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Lifetime {
     Seconds(u64),
@@ -34,6 +35,17 @@ enum Lifetime {
 }
 
 /// `POST /api/v1/tokens` with `{"name","role","expires"}` → the token, once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    summary = "Create an admin API token (shown once)",
+    tag = "tokens",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The token (`token`, shown once) and what `GET /api/v1/tokens` lists of it", body = serde_json::Value),
+        (status = 409, description = "A token of that name exists"),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(app): State<App>,
@@ -65,6 +77,16 @@ pub async fn create(
 }
 
 /// `GET /api/v1/tokens`: names, roles and times, never the tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    summary = "List admin API tokens",
+    tag = "tokens",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page<ApiToken>),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(app): State<App>,
@@ -74,6 +96,15 @@ pub async fn list(
 }
 
 /// `DELETE /api/v1/tokens/{name}`: revokes the token (it stays listed, revoked).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{name}",
+    summary = "Revoke an admin API token",
+    tag = "tokens",
+    responses(
+        (status = 204, description = "Revoked"),
+    )
+)]
 pub async fn revoke(
     _: Admin,
     State(app): State<App>,

@@ -8,13 +8,14 @@ use axum::http::{HeaderMap, StatusCode};
 use otter_app::{App, uploads};
 use otter_core::model::{Artifact, UploadSession};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::body::reject_oversized;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BeginUpload {
     size: u64,
@@ -25,19 +26,31 @@ pub struct BeginUpload {
 
 /// The optional body of a finalize: the SHA-256 the client computed while sending, when the
 /// session began without one.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinalizeUpload {
     sha256: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkQuery {
     offset: Option<u64>,
 }
 
 /// `POST /api/v1/uploads`
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    summary = "Begin a resumable upload",
+    tag = "uploads",
+    request_body = BeginUpload,
+    responses(
+        (status = 201, body = UploadSession),
+        (status = 413, description = "Larger than --max-artifact-size"),
+    )
+)]
 pub async fn begin(
     _: Admin,
     State(app): State<App>,
@@ -56,6 +69,15 @@ pub async fn begin(
 }
 
 /// `GET /api/v1/uploads/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}",
+    summary = "Get a resumable upload's state",
+    tag = "uploads",
+    responses(
+        (status = 200, body = UploadSession),
+    )
+)]
 pub async fn status(
     _: Admin,
     State(app): State<App>,
@@ -65,6 +87,18 @@ pub async fn status(
 }
 
 /// `PUT /api/v1/uploads/{id}?offset=N` with the chunk as the body.
+#[utoipa::path(
+    put,
+    path = "/api/v1/uploads/{id}",
+    summary = "Send the next bytes of a resumable upload",
+    tag = "uploads",
+    params(ChunkQuery),
+    request_body(content(("application/octet-stream")), description = "The next bytes"),
+    responses(
+        (status = 200, body = UploadSession),
+        (status = 409, description = "The offset is not the session's (the body's `offset` says where to go on)"),
+    )
+)]
 pub async fn chunk(
     _: Admin,
     State(app): State<App>,
@@ -79,6 +113,17 @@ pub async fn chunk(
 }
 
 /// `POST /api/v1/uploads/{id}/finalize`, with no body or `{"sha256": …}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads/{id}/finalize",
+    summary = "Finish a resumable upload",
+    tag = "uploads",
+    request_body(content = Option<FinalizeUpload>, description = "Optional"),
+    responses(
+        (status = 201, body = Artifact),
+        (status = 409, description = "Bytes missing, or the SHA-256 does not match"),
+    )
+)]
 pub async fn finalize(
     _: Admin,
     State(app): State<App>,
@@ -96,6 +141,15 @@ pub async fn finalize(
 }
 
 /// `DELETE /api/v1/uploads/{id}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/uploads/{id}",
+    summary = "Abort a resumable upload",
+    tag = "uploads",
+    responses(
+        (status = 204, description = "Aborted"),
+    )
+)]
 pub async fn abort(
     _: Admin,
     State(app): State<App>,

@@ -13,12 +13,14 @@ use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
 use otter_core::signing::device::CheckRequest;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::IntoParams;
 
 use crate::download::url_base;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::peer::Peer;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CheckQuery {
     current: Option<String>,
     device: Option<String>,
@@ -29,6 +31,17 @@ pub struct CheckQuery {
 
 const NO_UPDATE: &str = r#"{"hasUpdate":false}"#;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product}/check",
+    summary = "Check for an update (devices)",
+    tag = "device",
+    params(CheckQuery),
+    responses(
+        (status = 200, description = "`{\"hasUpdate\": false}`, or the offered release (see docs/api.md)", body = serde_json::Value),
+        (status = 403, description = "The device is not admitted"),
+    )
+)]
 pub async fn check(
     State(app): State<App>,
     ApiPath(name): ApiPath<String>,

@@ -10,6 +10,17 @@ use otter_core::model::UpdateReport;
 
 use crate::error::{ApiJson, ApiPath, ApiResult};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/products/{product}/reports",
+    summary = "Report how an update went (devices)",
+    tag = "device",
+    request_body = Report,
+    responses(
+        (status = 201, body = UpdateReport),
+        (status = 403, description = "The device is not admitted"),
+    )
+)]
 pub async fn create(
     State(app): State<App>,
     ApiPath(product): ApiPath<String>,

@@ -20,6 +20,7 @@ mod manifest;
 mod metrics;
 mod mqtt;
 mod nodes;
+mod openapi;
 mod ota_backend;
 mod pagination;
 mod persistence;
