@@ -618,6 +618,7 @@ pub struct ApiToken {
 /// A user account of the admin web UI as listed: never the password, which is kept only as an
 /// argon2id hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub name: String,
@@ -625,10 +626,13 @@ pub struct User {
     /// A disabled user cannot log in and has no live session.
     pub disabled: bool,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub password_changed_at: i64,
     #[serde(default, with = "rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_login_at: Option<i64>,
 }
 

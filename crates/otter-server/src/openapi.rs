@@ -26,7 +26,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::admin::{
     apikeys, artifacts, audit, fleet, products, releases, rollouts, schedules, signing, tokens,
-    uploads,
+    uploads, users,
 };
 use crate::native::{check, reports};
 use crate::router::{AdminRoute, admin_routes};
@@ -135,8 +135,15 @@ const COMMON_ERRORS: [(&str, &str, &str, bool); 5] = [
         tokens::list,
         tokens::create,
         tokens::revoke,
+        users::list,
+        users::create,
+        users::update,
+        users::revoke_sessions,
+        users::show,
+        users::logout,
         audit::list,
         // The native device API and downloads: public.
+        users::login,
         check::check,
         reports::create,
         signing::get_root,

@@ -11,19 +11,32 @@ use otter_app::{App, accounts};
 use otter_core::model::{ActorKind, Page, Role, User, format_rfc3339};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::ListQuery;
 use crate::audit::AuditNote;
 use crate::auth::{self, Admin};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     name: String,
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    summary = "Log in: sets the session cookie `otter_session`",
+    tag = "users",
+    request_body = Credentials,
+    responses(
+        (status = 200, body = serde_json::Value, description = "Who is logged in: `{name, role, kind, expiresAt}`"),
+        (status = 401, description = "`login_failed`: a wrong password, an unknown or a disabled user"),
+        (status = 403, description = "`cross_origin`: sent from another site's page"),
+    )
+)]
 /// `POST /api/v1/session` with `{"name","password"}`: logs in (see [`auth::log_in`]), sets the
 /// session cookie and answers who is logged in.
 pub async fn login(
@@ -60,6 +73,15 @@ fn whoami(name: &str, role: Role, kind: ActorKind, expires_at: Option<i64>) -> V
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    summary = "Who is asking (a session or a token)",
+    tag = "users",
+    responses(
+        (status = 200, body = serde_json::Value, description = "Who is logged in: `{name, role, kind, expiresAt}`"),
+    )
+)]
 /// `GET /api/v1/session`: who is asking (`{name, role, kind, expiresAt}`), for a session or a
 /// token (a token's `expiresAt` is `null`).
 pub async fn show(
@@ -79,6 +101,15 @@ pub async fn show(
     )))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    summary = "Log out: ends the session and clears its cookie",
+    tag = "users",
+    responses(
+        (status = 204, description = "Logged out"),
+    )
+)]
 /// `DELETE /api/v1/session`: ends the request's session and clears its cookie; 400
 /// `no_session` for a request authenticated by a token.
 pub async fn logout(
@@ -106,7 +137,7 @@ pub async fn logout(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
@@ -114,6 +145,17 @@ pub struct NewUser {
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    summary = "Create a user of the web UI",
+    tag = "users",
+    request_body = NewUser,
+    responses(
+        (status = 201, body = User),
+        (status = 409, description = "`user_exists`"),
+    )
+)]
 /// `POST /api/v1/users` with `{"name","role","password"}` → the user.
 pub async fn create(
     _: Admin,
@@ -125,6 +167,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, note, Json(user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    summary = "List the users",
+    tag = "users",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page<User>),
+    )
+)]
 /// `GET /api/v1/users`: names, roles, whether disabled, and times; never a password.
 pub async fn list(
     _: Admin,
@@ -134,7 +186,7 @@ pub async fn list(
     Ok(Json(accounts::list_users(&app, &query.page()?).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     role: Option<Role>,
@@ -142,6 +194,16 @@ pub struct UserPatch {
     password: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{name}",
+    summary = "Change a user's role, password, or disable them",
+    tag = "users",
+    request_body = UserPatch,
+    responses(
+        (status = 200, body = User),
+    )
+)]
 /// `PATCH /api/v1/users/{name}` with any of `role`, `disabled`, `password` → the user.
 /// Disabling a user or a new password ends their sessions.
 pub async fn update(
@@ -175,6 +237,15 @@ pub async fn update(
     Ok((AuditNote::summary(summary.join(", ")), Json(user)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{name}/sessions",
+    summary = "End every session of a user",
+    tag = "users",
+    responses(
+        (status = 200, body = serde_json::Value, description = "`{\"revoked\": n}`"),
+    )
+)]
 /// `DELETE /api/v1/users/{name}/sessions`: ends every session of the user → `{"revoked": n}`.
 pub async fn revoke_sessions(
     _: Admin,

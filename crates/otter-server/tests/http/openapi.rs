@@ -20,7 +20,8 @@ use crate::common::{TestServer, json_body};
 
 /// The public routes the document covers besides the admin table: the native device API, roots
 /// of trust and downloads (a public route of the API added later, such as a login, goes here too).
-const PUBLIC_ROUTES: [(&str, &str); 5] = [
+const PUBLIC_ROUTES: [(&str, &str); 6] = [
+    ("post", "/api/v1/session"),
     ("get", "/api/v1/products/{product}/check"),
     ("post", "/api/v1/products/{product}/reports"),
     ("get", "/api/v1/products/{product}/root/{file}"),
