@@ -364,6 +364,26 @@ fn paginate<T>(mut items: Vec<T>, page: &PageRequest, cursor_of: impl Fn(&T) -> 
     Page { items, next_cursor }
 }
 
+/// A page of a table listed by its `name` column: `select` is `SELECT <columns> FROM <table>`,
+/// `item` reads a row, and the cursor is the last name of the previous page.
+async fn page_by_name<T>(
+    pool: &AnyPool,
+    select: &str,
+    page: &PageRequest,
+    item: impl Fn(&AnyRow) -> Result<T>,
+    name_of: impl Fn(&T) -> String,
+) -> Result<Page<T>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{select} WHERE name > $1 ORDER BY name LIMIT $2"
+    )))
+    .bind(page.cursor.as_deref().unwrap_or(""))
+    .bind(limit(page) + 1)
+    .fetch_all(pool)
+    .await?;
+    let items = rows.iter().map(item).collect::<Result<_>>()?;
+    Ok(paginate(items, page, name_of))
+}
+
 /// The row an integer cursor (a `seq` or `id` handed out as `nextCursor`) points at; `None`
 /// for the first page.
 fn int_cursor(page: &PageRequest) -> Result<Option<i64>> {

@@ -6,7 +6,7 @@ use otter_core::model::{Artifact, Page, Product};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{SqlStore, conflict, limit, paginate, timed, to_i64, u64_col};
+use super::{SqlStore, conflict, page_by_name, timed, to_i64, u64_col};
 use crate::{CatalogChanges, PageRequest, ProductStore, Result, StoreError};
 
 fn product_from(row: &AnyRow) -> Result<Product> {
@@ -77,24 +77,16 @@ impl ProductStore for SqlStore {
     }
 
     async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>> {
-        timed("list_products", async {
-            let rows = match &page.cursor {
-                Some(after) => sqlx::query(
-                    "SELECT name, scheme, created_at FROM products WHERE name > $1 \
-                     ORDER BY name LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit(page) + 1),
-                None => sqlx::query(
-                    "SELECT name, scheme, created_at FROM products ORDER BY name LIMIT $1",
-                )
-                .bind(limit(page) + 1),
-            }
-            .fetch_all(&self.pool)
-            .await?;
-            let items = rows.iter().map(product_from).collect::<Result<_>>()?;
-            Ok(paginate(items, page, |p: &Product| p.name.clone()))
-        })
+        timed(
+            "list_products",
+            page_by_name(
+                &self.pool,
+                "SELECT name, scheme, created_at FROM products",
+                page,
+                product_from,
+                |p: &Product| p.name.clone(),
+            ),
+        )
         .await
     }
 

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use otter_core::model::{ApiToken, Page};
 
-use super::{SqlStore, conflict, limit, paginate, timed};
+use super::{SqlStore, conflict, page_by_name, timed};
 use crate::{OttStore, PageRequest, Result, StoreError, StoredToken, TokenStore};
 
 fn ott_from(row: &AnyRow) -> Result<OneTimeToken> {
@@ -116,20 +116,16 @@ impl TokenStore for SqlStore {
     }
 
     async fn list_tokens(&self, page: &PageRequest) -> Result<Page<ApiToken>> {
-        timed("list_tokens", async {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {TOKEN_COLUMNS} FROM admin_tokens WHERE name > $1 ORDER BY name LIMIT $2"
-            )))
-            .bind(page.cursor.as_deref().unwrap_or(""))
-            .bind(limit(page) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-            let items = rows
-                .iter()
-                .map(|r| token_from(r).map(|t| t.token))
-                .collect::<Result<_>>()?;
-            Ok(paginate(items, page, |t: &ApiToken| t.name.clone()))
-        })
+        timed(
+            "list_tokens",
+            page_by_name(
+                &self.pool,
+                &format!("SELECT {TOKEN_COLUMNS} FROM admin_tokens"),
+                page,
+                |r| token_from(r).map(|t| t.token),
+                |t: &ApiToken| t.name.clone(),
+            ),
+        )
         .await
     }
 

@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use otter_core::model::{Page, User};
 
-use super::{SqlStore, bool_col, conflict, limit, paginate, timed};
+use super::{SqlStore, bool_col, conflict, page_by_name, timed};
 use crate::{PageRequest, Result, StoreError, StoredSession, StoredUser, UserChange, UserStore};
 
 const USER_COLUMNS: &str =
@@ -95,20 +95,16 @@ impl UserStore for SqlStore {
     }
 
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>> {
-        timed("list_users", async {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE name > $1 ORDER BY name LIMIT $2"
-            )))
-            .bind(page.cursor.as_deref().unwrap_or(""))
-            .bind(limit(page) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-            let items = rows
-                .iter()
-                .map(|r| user_from(r).map(|u| u.user))
-                .collect::<Result<_>>()?;
-            Ok(paginate(items, page, |u: &User| u.name.clone()))
-        })
+        timed(
+            "list_users",
+            page_by_name(
+                &self.pool,
+                &format!("SELECT {USER_COLUMNS} FROM users"),
+                page,
+                |r| user_from(r).map(|u| u.user),
+                |u: &User| u.name.clone(),
+            ),
+        )
         .await
     }
 
