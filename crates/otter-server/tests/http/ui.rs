@@ -162,13 +162,30 @@ async fn log_in_with_the_form_then_log_out() {
 }
 
 /// The dashboard opens for a signed-in viewer, and the admin-only sections are not offered.
+/// Everything the page loaded came from otter itself: no CDN, font or script from elsewhere.
 #[tokio::test]
 async fn a_viewer_sees_the_dashboard_without_admin_sections() {
     let server = TestServer::start().await;
+    server.create_product("door-sensor", "semver").await;
     let Some(browser) = signed_in(&server, "viewer").await else {
         return;
     };
     let nav = browser.wait_for("header nav").await.text().await.unwrap();
     assert!(nav.contains("Products"), "{nav}");
     assert!(!nav.contains("Tokens"), "{nav}");
+    let loaded = browser
+        .execute(
+            "return performance.getEntriesByType('resource').map((r) => r.name)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
+    assert!(
+        loaded.iter().any(|url| url.ends_with(".css")),
+        "the stylesheet is among the loaded files: {loaded:?}"
+    );
+    for url in &loaded {
+        assert!(url.starts_with(&server.base), "{url} is not otter's");
+    }
 }
