@@ -183,6 +183,26 @@ impl Browser {
         }
     }
 
+    /// Types `text` into the field matching the CSS `selector`, replacing what it held.
+    pub async fn fill(&self, selector: &str, text: &str) {
+        let field = self.wait_for(selector).await;
+        field.clear().await.expect("clear the field");
+        field.send_keys(text).await.expect("type into the field");
+    }
+
+    /// Clicks the button that says `label`.
+    pub async fn press(&self, label: &str) {
+        self.client
+            .find(Locator::XPath(&format!(
+                "//button[normalize-space()='{label}']"
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("no button {label:?}: {e}"))
+            .click()
+            .await
+            .expect("click the button");
+    }
+
     /// The visible text of the page's `<main>`.
     pub async fn main_text(&self) -> String {
         self.wait_for("main")

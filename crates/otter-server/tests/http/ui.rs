@@ -1,7 +1,6 @@
 //! The web UI's frame, in a real headless Chromium: the way in, the pages guard, the assets.
 //! The pages' own flows are in the `ui_*` modules.
 
-use fantoccini::Locator;
 use otter_testkit::browser::Browser;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, LOCATION};
@@ -78,22 +77,11 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Fills the login form the browser shows and sends it.
 pub async fn log_in(browser: &Browser, name: &str, password: &str) {
-    let form = browser.wait_for("main#login form").await;
-    let field = form.find(Locator::Css("input[name=name]")).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(name).await.unwrap();
-    form.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.fill("main#login input[name=name]", name).await;
+    browser
+        .fill("main#login input[name=password]", password)
+        .await;
+    browser.press("Log in").await;
 }
 
 /// A browser signed in to `server` with `role` (`admin`, `publisher`, `viewer`) as the user

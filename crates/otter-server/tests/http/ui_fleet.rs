@@ -43,26 +43,6 @@ async fn tag(server: &TestServer, product: &str, tag: &str, device: &str) {
     json_body(resp, StatusCode::OK).await;
 }
 
-/// Types `text` into the input matching `css`.
-async fn fill(browser: &Browser, css: &str, text: &str) {
-    let input = browser.wait_for(css).await;
-    input.clear().await.unwrap();
-    input.send_keys(text).await.unwrap();
-}
-
-/// Clicks the button that says `label`.
-async fn press(browser: &Browser, label: &str) {
-    browser
-        .find(Locator::XPath(&format!(
-            "//button[normalize-space()='{label}']"
-        )))
-        .await
-        .unwrap_or_else(|e| panic!("no button {label:?}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
 /// Marks the open page, so a later check can tell it was not reloaded.
 async fn mark(browser: &Browser) {
     browser
@@ -99,8 +79,8 @@ async fn a_device_is_listed_found_by_its_tag_and_tagged_from_its_page() {
     browser.screenshots("devices").await;
 
     // The filter form is a GET: the tag filter finds the tagged device only.
-    fill(&browser, "form.filters input[name=tag]", "lab").await;
-    press(&browser, "Filter").await;
+    browser.fill("form.filters input[name=tag]", "lab").await;
+    browser.press("Filter").await;
     browser
         .wait_until(
             "the list shows the tag's devices",
@@ -130,8 +110,8 @@ async fn a_device_is_listed_found_by_its_tag_and_tagged_from_its_page() {
         facts.contains("1.0.0") && facts.contains("native"),
         "{facts}"
     );
-    fill(&browser, "#tags input[name=tag]", "canary").await;
-    press(&browser, "Add tag").await;
+    browser.fill("#tags input[name=tag]", "canary").await;
+    browser.press("Add tag").await;
     browser
         .wait_until(
             "the page shows the new tag",
@@ -163,19 +143,18 @@ async fn a_rollout_started_from_the_form_shows_its_devices_live_and_pauses_and_r
         .goto(&server.url("/ui/products/lamp/rollouts"))
         .await
         .unwrap();
-    fill(&browser, "form[data-rollout] input[name=version]", "2.0.0").await;
-    fill(&browser, ".stage-row [data-stage=tags]", "canary").await;
-    fill(&browser, ".stage-row [data-stage=percent]", "100").await;
-    press(&browser, "Add stage").await;
-    fill(
-        &browser,
-        ".stage-row:nth-child(2) [data-stage=percent]",
-        "50",
-    )
-    .await;
-    fill(&browser, "[data-policy='pauseOn.failures']", "5").await;
+    browser
+        .fill("form[data-rollout] input[name=version]", "2.0.0")
+        .await;
+    browser.fill(".stage-row [data-stage=tags]", "canary").await;
+    browser.fill(".stage-row [data-stage=percent]", "100").await;
+    browser.press("Add stage").await;
+    browser
+        .fill(".stage-row:nth-child(2) [data-stage=percent]", "50")
+        .await;
+    browser.fill("[data-policy='pauseOn.failures']", "5").await;
     browser.screenshots("rollout-new").await;
-    press(&browser, "Start rollout").await;
+    browser.press("Start rollout").await;
     browser.wait_for("main#rollout #live").await;
     let rollouts = server.get_json("/api/v1/products/lamp/rollouts").await;
     let rollout = &rollouts["items"][0];
@@ -228,7 +207,7 @@ async fn a_rollout_started_from_the_form_shows_its_devices_live_and_pauses_and_r
             "const s = document.querySelector('#live [data-state]'); return s !== null && s.dataset.state === '{state}'"
         )
     };
-    press(&browser, "Pause").await;
+    browser.press("Pause").await;
     browser
         .wait_until("the state reads paused", &state_is("paused"))
         .await;
@@ -241,7 +220,7 @@ async fn a_rollout_started_from_the_form_shows_its_devices_live_and_pauses_and_r
             .await["state"],
         "paused"
     );
-    press(&browser, "Resume").await;
+    browser.press("Resume").await;
     browser
         .wait_until("the state reads running", &state_is("running"))
         .await;
@@ -308,14 +287,14 @@ async fn tokens_are_shown_once_and_revoked_users_managed_and_the_audit_log_names
 
     // A token, shown once in the page.
     browser.goto(&server.url("/ui/tokens")).await.unwrap();
-    fill(&browser, "main#tokens input[name=name]", "ci-bot").await;
+    browser.fill("main#tokens input[name=name]", "ci-bot").await;
     browser
         .wait_for("main#tokens select[name=role]")
         .await
         .select_by_value("publisher")
         .await
         .unwrap();
-    press(&browser, "Create token").await;
+    browser.press("Create token").await;
     browser
         .wait_until(
             "the new token shows",
@@ -342,8 +321,8 @@ async fn tokens_are_shown_once_and_revoked_users_managed_and_the_audit_log_names
     assert!(!page.contains(&token), "the token is shown only once");
 
     // Revoked after a confirmation: listed as revoked, refused by the API.
-    press(&browser, "Revoke ci-bot").await;
-    press(&browser, "Confirm").await;
+    browser.press("Revoke ci-bot").await;
+    browser.press("Confirm").await;
     browser.wait_for("tr[data-token=ci-bot] .badge.bad").await;
     let refused = server
         .as_token(&token, Method::GET, "/api/v1/products")
@@ -355,17 +334,14 @@ async fn tokens_are_shown_once_and_revoked_users_managed_and_the_audit_log_names
 
     // A user, created and disabled.
     browser.goto(&server.url("/ui/users")).await.unwrap();
-    fill(&browser, "main#users input[name=name]", "ann").await;
-    fill(
-        &browser,
-        "main#users input[name=password]",
-        "a long enough password",
-    )
-    .await;
-    press(&browser, "Create user").await;
+    browser.fill("main#users input[name=name]", "ann").await;
+    browser
+        .fill("main#users input[name=password]", "a long enough password")
+        .await;
+    browser.press("Create user").await;
     browser.wait_for("tr[data-user=ann]").await;
-    press(&browser, "Disable ann").await;
-    press(&browser, "Confirm").await;
+    browser.press("Disable ann").await;
+    browser.press("Confirm").await;
     browser.wait_for("tr[data-user=ann] .badge.bad").await;
     let users = server.get_json("/api/v1/users").await;
     let ann: Vec<&Value> = users["items"]
@@ -388,8 +364,10 @@ async fn tokens_are_shown_once_and_revoked_users_managed_and_the_audit_log_names
         assert!(log.contains(action), "{action} missing from:\n{log}");
     }
     browser.screenshots("audit").await;
-    fill(&browser, "form.filters input[name=action]", "token.revoke").await;
-    press(&browser, "Filter").await;
+    browser
+        .fill("form.filters input[name=action]", "token.revoke")
+        .await;
+    browser.press("Filter").await;
     browser
         .wait_until(
             "only revocations are listed",

@@ -73,21 +73,11 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         return;
     };
     browser.goto(&server.url("/ui/products")).await.unwrap();
-    let create = browser.wait_for("form[name=create-product]").await;
-    create
-        .find(Locator::Css("input[name=name]"))
-        .await
-        .unwrap()
-        .send_keys("door-sensor")
-        .await
-        .unwrap();
+    browser.wait_for("form[name=create-product]").await;
     browser
-        .find(Locator::XPath("//button[text()='Create product']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .fill("form[name=create-product] input[name=name]", "door-sensor")
+        .await;
+    browser.press("Create product").await;
     browser.wait_for("main#product").await;
     assert!(browser.main_text().await.contains("No releases yet"));
 
@@ -108,19 +98,9 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
 
     // A title one character over the contract's limit: refused in the page, nothing sent.
     let field = |name: &str| format!("form[name=publish] [name={name}]");
-    browser
-        .wait_for(&field("version"))
-        .await
-        .send_keys("1.0.0")
-        .await
-        .unwrap();
-    let title = browser.wait_for(&field("title")).await;
-    title.send_keys(&"t".repeat(61)).await.unwrap();
-    let publish = browser
-        .find(Locator::XPath("//button[text()='Publish release']"))
-        .await
-        .unwrap();
-    publish.click().await.unwrap();
+    browser.fill(&field("version"), "1.0.0").await;
+    browser.fill(&field("title"), &"t".repeat(61)).await;
+    browser.press("Publish release").await;
     let refusal = browser
         .wait_for("form[name=publish] [name=title] + .field-error")
         .await
@@ -145,15 +125,9 @@ async fn a_release_is_uploaded_published_and_yanked_in_the_browser() {
         .unwrap();
     assert_eq!(nothing.status(), StatusCode::NOT_FOUND);
 
-    title.clear().await.unwrap();
-    title.send_keys("Door sensor 1.0").await.unwrap();
-    browser
-        .wait_for(&field("summary"))
-        .await
-        .send_keys("First release.")
-        .await
-        .unwrap();
-    publish.click().await.unwrap();
+    browser.fill(&field("title"), "Door sensor 1.0").await;
+    browser.fill(&field("summary"), "First release.").await;
+    browser.press("Publish release").await;
     browser.wait_for("main#release").await;
     let page = browser.main_text().await;
     assert!(page.contains("door-sensor 1.0.0"), "{page}");
@@ -448,13 +422,7 @@ async fn the_signing_page_shows_roots_and_expiring_signatures() {
         )
         .await
         .unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Add root']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.press("Add root").await;
     browser
         .wait_until(
             "root version 2 is listed",
