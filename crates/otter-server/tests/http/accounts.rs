@@ -219,7 +219,7 @@ async fn cookie_changes_need_the_same_origin_and_bearer_requests_do_not() {
     // (product name, headers beside the cookie, expected status): no Origin or Referer, a
     // foreign Origin, a foreign Origin beside a matching Referer (the Origin wins), otter's own
     // Origin, otter's own Referer.
-    let cases: [(&str, Vec<(&str, &str)>, u16); 5] = [
+    let cases = [
         ("no-origin", vec![], 403),
         ("foreign", vec![("origin", "http://evil.example")], 403),
         (
