@@ -14,7 +14,7 @@ use std::io::{self, Read};
 
 use bzip2::read::BzDecoder;
 
-use crate::{DeltaError, Output};
+use crate::{DeltaError, Output, read_n};
 
 const MAGIC: &[u8; 8] = b"BSDIFF40";
 const HEADER_LEN: usize = 32;
@@ -111,15 +111,6 @@ impl<'p> Patch<'p> {
     pub fn read_extra(&mut self, n: u64, out: &mut Vec<u8>) -> Result<(), DeltaError> {
         read_n(&mut self.extra, n, out).map_err(read_err("extra"))
     }
-}
-
-/// Appends exactly `n` bytes of `r` to `out` (the caller has bounded `n`).
-fn read_n(r: &mut impl Read, n: u64, out: &mut Vec<u8>) -> io::Result<()> {
-    let got = r.take(n).read_to_end(out)?;
-    if (got as u64) < n {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
 }
 
 /// Reads every control of `patch`, checking each against the announced length, and hands it to
