@@ -172,7 +172,12 @@ pub(crate) fn create(base: &[u8], target: &[u8]) -> Result<Vec<u8>, DeltaError> 
         });
     }
     let mut patch = Vec::new();
+    // Every exact match counts (qbsdiff skips those under 12 bytes by default): on real programs
+    // this makes both bsdiff and esp-delta-ota patches smaller (a statically linked program with
+    // a one-line change: bsdiff 2.16 % → 1.54 % of the image, esp-delta-ota 4.14 % → 3.41 %,
+    // which is what detools' own bsdiff reaches), for about 1.5× the time.
     qbsdiff::Bsdiff::new(base, target)
+        .small_match(0)
         .compare(io::Cursor::new(&mut patch))
         .map_err(|e| corrupt(format!("bsdiff: {e}")))?;
     Ok(patch)
