@@ -11,7 +11,9 @@
 #   (b) one C program built twice with a one-line source change, dynamically linked (small) and
 #       statically linked (about the size of an ESP-IDF app),
 #   (c) two builds of one real program: rustfmt from two Rust toolchains, when both are installed,
-#   (d) 16 MiB images: generation time and peak memory (max RSS, /usr/bin/time -v) per format.
+#   (d) 16 MiB images: generation time and peak memory (max RSS, /usr/bin/time -v) per format,
+#   and, with DELTAS_EXTRA="OLD NEW [OLD NEW …]", sizes for those files (e.g. two releases of an
+#   ESP-IDF app).
 # Inputs that are not ESP app images are wrapped into one, so every format sees the same bytes.
 set -euo pipefail
 
@@ -39,7 +41,7 @@ sizes() {
   echo "--- $title"
   "$DELTAS" sizes "$base" "$target"
   if command -v detools >/dev/null; then
-    # The cases below are never ESP app images: wrapped, as `deltas sizes` wraps them.
+    # Wrapped (unless already ESP app images) as `deltas sizes` wraps them.
     "$DELTAS" wrap "$base" ref-base.bin
     "$DELTAS" wrap "$target" ref-target.bin
     detools create_patch -c heatshrink ref-base.bin ref-target.bin ref.patch >/dev/null
@@ -119,6 +121,12 @@ else
   echo
   echo "--- (c) skipped: no two different rustfmt builds under $TOOLCHAINS"
 fi
+
+# ---- your own pairs ----------------------------------------------------------------------------
+read -r -a extra <<<"${DELTAS_EXTRA:-}"
+for ((i = 0; i + 1 < ${#extra[@]}; i += 2)); do
+  sizes "${extra[i]} → ${extra[i + 1]}" "${extra[i]}" "${extra[i + 1]}"
+done
 
 # ---- (d) 16 MiB: generation time and peak memory --------------------------------------------------
 # Real code (the largest programs on this machine, concatenated) rather than random bytes, and a

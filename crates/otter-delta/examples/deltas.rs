@@ -3,7 +3,7 @@
 //! ```text
 //! deltas sizes BASE TARGET          one line per format: patch bytes, share of the target, time
 //! deltas one FORMAT BASE TARGET [OUT]  makes one patch (under /usr/bin/time -v for its memory)
-//! deltas wrap FILE ESP_IMAGE        writes FILE as the payload of an ESP app image
+//! deltas wrap FILE ESP_IMAGE        FILE as the payload of an ESP app image (as is if it is one)
 //! ```
 //!
 //! Files that are not ESP app images are first wrapped into one (as the payload of a flash-data
@@ -75,8 +75,12 @@ fn run(args: &[String]) -> Result<(), String> {
             }
         }
         [cmd, file, out] if cmd == "wrap" => {
-            let payload = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
-            std::fs::write(out, esp32_app(&payload)).map_err(|e| format!("{out}: {e}"))
+            let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+            let image = match esp_validation_hash(&bytes) {
+                Ok(_) => bytes,
+                Err(_) => esp32_app(&bytes),
+            };
+            std::fs::write(out, image).map_err(|e| format!("{out}: {e}"))
         }
         _ => Err(
             "usage: deltas sizes BASE TARGET | one FORMAT BASE TARGET [OUT] | wrap FILE ESP_IMAGE"

@@ -169,7 +169,7 @@ fn esptool_image_info_prints_the_hash_the_header_names() {
     let base = std::fs::read(dir.path().join("base.bin")).unwrap();
     let target = std::fs::read(dir.path().join("new.bin")).unwrap();
     let patch = create(Format::EspDeltaOta, &base, &target).unwrap();
-    let info = run(dir.path(), &esptool, &["image_info", "base.bin"]);
+    let info = run(dir.path(), &esptool, &["image-info", "base.bin"]);
     let printed = format!("Validation hash: {} (valid)", hex(&patch[4..36]));
     assert!(info.contains(&printed), "{printed:?} not in:\n{info}");
     assert_eq!(
@@ -179,7 +179,7 @@ fn esptool_image_info_prints_the_hash_the_header_names() {
 
     // The images the other tests build are ESP32 app images by esptool's reading too.
     std::fs::write(dir.path().join("built.bin"), esp32_app(&rodata)).unwrap();
-    let info = run(dir.path(), &esptool, &["image_info", "built.bin"]);
+    let info = run(dir.path(), &esptool, &["image-info", "built.bin"]);
     let printed = format!(
         "Validation hash: {} (valid)",
         hex(&esp_validation_hash(&esp32_app(&rodata)).unwrap())
