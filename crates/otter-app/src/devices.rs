@@ -124,7 +124,7 @@ fn count_check(protocol: &'static str, result: &'static str) {
 
 /// Holds a device of `product` to `--rate-limit-device`: its checks and reports share one
 /// bucket, refusals counted in `otter_rate_limited_total{scope="device"}`.
-fn admit(app: &App, product: &str, device: &str) -> AppResult<()> {
+pub(crate) fn admit(app: &App, product: &str, device: &str) -> AppResult<()> {
     app.device_limit.take((product, device)).map_err(|wait| {
         metrics::counter!("otter_rate_limited_total", "scope" => "device").increment(1);
         AppError::rate_limited(format!("device {device:?} asks too often"), wait)

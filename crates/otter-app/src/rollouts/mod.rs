@@ -210,6 +210,18 @@ impl Rollouts {
     }
 }
 
+/// Whether the newest rollout of `version` on `channel` is paused or aborted: devices it let in
+/// may finish on protocols that cannot take an offer back, but a hawkBit DDI action for it is
+/// canceled ([`crate::ddi`]).
+pub fn halted(index: &ProductIndex, channel: &str, version: &str) -> bool {
+    index.rollouts.gating(channel, version).is_some_and(|g| {
+        matches!(
+            g.rollout.state,
+            RolloutState::Paused | RolloutState::Aborted
+        )
+    })
+}
+
 /// Reads a product's gating rollouts and the devices each keeps in memory.
 pub async fn load(store: &dyn Store, product: &str) -> otter_store::Result<Rollouts> {
     let at = now();
