@@ -115,6 +115,8 @@ pub struct Poll {
     pub sleep_seconds: u32,
     /// Whether otter lacks the device's attributes (the answer links configData).
     pub wants_config: bool,
+    /// The id of the newest action the device installed (the answer links installedBase).
+    pub installed: Option<i64>,
 }
 
 /// The action a poll points the controller at.
@@ -142,7 +144,7 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
         channel: DEFAULT_CHANNEL,
         current: current.as_deref(),
     };
-    let action = match actions.open {
+    let action = match actions.open.clone() {
         Some(open) => {
             devices::admit(app, product, &c.device)?;
             if still_offered(index, &check, &open.version)? {
@@ -152,7 +154,11 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
             }
         }
         None => match devices::decide(app, index, check).await? {
-            Decision::Offer { index: i, .. } => {
+            // A paused rollout lets the devices it took in finish; through DDI, whose actions
+            // it cancels, they wait for it to resume instead.
+            Decision::Offer { index: i, .. }
+                if still_offered(index, &check, &index.releases[i].release.version)? =>
+            {
                 let version = &index.releases[i].release.version;
                 let opened = app
                     .store
@@ -160,7 +166,7 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
                     .await?;
                 Some(PollAction::Deploy(opened))
             }
-            Decision::UpToDate | Decision::NoPath => None,
+            Decision::Offer { .. } | Decision::UpToDate | Decision::NoPath => None,
         },
     };
     app.seen.record(
@@ -172,6 +178,7 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
         action,
         sleep_seconds: schedules::next_check_seconds(index).unwrap_or(DEFAULT_SLEEP_SECONDS),
         wants_config: device.is_none_or(|d| d.attributes.as_object().is_none_or(Map::is_empty)),
+        installed: actions.installed.map(|a| a.id),
     })
 }
 
@@ -210,8 +217,8 @@ pub struct Deployment {
     pub release: IndexedRelease,
     /// The release is mandatory: download and update are `forced`, else `attempt`.
     pub forced: bool,
-    /// The device's channel is inside its maintenance window (or has none).
-    pub window_open: bool,
+    /// Whether the device's channel is inside its maintenance window; `None` without one.
+    pub window_open: Option<bool>,
 }
 
 fn action_not_found(id: &str) -> AppError {
@@ -248,7 +255,7 @@ pub async fn deployment(app: &App, c: &Controller, id: &str) -> AppResult<Deploy
         .unwrap_or(DEFAULT_CHANNEL);
     Ok(Deployment {
         forced: release.release.mandatory,
-        window_open: schedules::withheld(&c.index, channel, now()).is_none(),
+        window_open: c.index.windows.get(channel).map(|w| w.is_open(now())),
         release,
         action,
     })
@@ -422,10 +429,18 @@ pub async fn config_data(
         Some(device) => device.attributes.as_object().cloned().unwrap_or_default(),
         None => Map::new(),
     };
+    // Values are kept as text (SWUpdate sends strings; a number or flag is spelt out).
+    let data = data.into_iter().map(|(k, v)| match v {
+        Value::Number(_) | Value::Bool(_) => (k, Value::String(v.to_string())),
+        other => (k, other),
+    });
     match mode {
         Mode::Merge => attributes.extend(data),
-        Mode::Replace => attributes = data,
-        Mode::Remove => attributes.retain(|k, _| !data.contains_key(k)),
+        Mode::Replace => attributes = data.collect(),
+        Mode::Remove => {
+            let gone: Vec<String> = data.map(|(k, _)| k).collect();
+            attributes.retain(|k, _| !gone.contains(k));
+        }
     }
     if attributes.len() > MAX_ATTRIBUTES
         || attributes.iter().any(|(k, v)| {
@@ -445,7 +460,12 @@ pub async fn config_data(
     }
     let mut seen = c.index.sighting(c.device.clone(), None, DEFAULT_CHANNEL);
     seen.attributes = Some(Value::Object(attributes));
-    app.seen.record_in_order(seen).await;
+    // Written now rather than queued: the next configData (a `remove` after a `merge`) reads
+    // what this one left. Queued sightings never clear attributes, so none undoes it.
+    let limit = app.config.max_devices_per_product;
+    app.store
+        .record_seen(&[seen], (limit > 0).then_some(limit))
+        .await?;
     Ok(())
 }
 
