@@ -1,0 +1,100 @@
+//! hawkBit DDI tokens, options and actions ([`otter_store::DdiStore`]).
+
+use otter_store::{ActionState, DdiHolder, DdiOptions};
+
+use super::*;
+
+pub async fn ddi_tokens_open_their_holder_and_a_new_one_replaces_the_old(store: &dyn Store) {
+    let target = DdiHolder::Target {
+        product: "door".to_owned(),
+        device: "d-1".to_owned(),
+    };
+    let gateway = DdiHolder::Gateway {
+        product: "door".to_owned(),
+    };
+    store.set_ddi_token("t1", &target, T0).await.unwrap();
+    store.set_ddi_token("g1", &gateway, T0).await.unwrap();
+    assert_eq!(store.ddi_token("t1").await.unwrap(), Some(target.clone()));
+    assert_eq!(store.ddi_token("g1").await.unwrap(), Some(gateway.clone()));
+    store.set_ddi_token("t2", &target, T0 + 1).await.unwrap();
+    store.set_ddi_token("g2", &gateway, T0 + 1).await.unwrap();
+    assert_eq!(store.ddi_token("t1").await.unwrap(), None);
+    assert_eq!(store.ddi_token("g1").await.unwrap(), None);
+    assert_eq!(store.ddi_token("t2").await.unwrap(), Some(target));
+    assert_eq!(store.ddi_token("g2").await.unwrap(), Some(gateway));
+
+    assert_eq!(
+        store.ddi_options("door").await.unwrap(),
+        DdiOptions::default()
+    );
+    let options = DdiOptions {
+        anonymous: true,
+        token_downloads: false,
+    };
+    store.set_ddi_options("door", &options, T0).await.unwrap();
+    assert_eq!(store.ddi_options("door").await.unwrap(), options);
+}
+
+pub async fn one_ddi_action_is_open_per_device(store: &dyn Store) {
+    let first = store
+        .open_ddi_action("door", "d-1", "1.0.0", T0)
+        .await
+        .unwrap();
+    assert_eq!(first.state, ActionState::Open);
+    // Opening again (a racing poll) finds the open one.
+    let again = store
+        .open_ddi_action("door", "d-1", "1.1.0", T0)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let other = store
+        .open_ddi_action("door", "d-2", "1.0.0", T0)
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+
+    assert!(
+        store
+            .update_ddi_action(first.id, ActionState::Open, "proceeding", T0 + 1)
+            .await
+            .unwrap()
+    );
+    let found = store.device_actions("door", "d-1").await.unwrap();
+    assert_eq!(found.open.as_ref().map(|a| a.id), Some(first.id));
+    assert_eq!(found.open.unwrap().execution.as_deref(), Some("proceeding"));
+    assert_eq!(found.installed, None);
+
+    assert!(
+        store
+            .update_ddi_action(first.id, ActionState::Installed, "closed", T0 + 2)
+            .await
+            .unwrap()
+    );
+    // A closed action stays closed.
+    assert!(
+        !store
+            .update_ddi_action(first.id, ActionState::Failed, "closed", T0 + 3)
+            .await
+            .unwrap()
+    );
+    let next = store
+        .open_ddi_action("door", "d-1", "1.1.0", T0 + 4)
+        .await
+        .unwrap();
+    assert!(next.id > first.id);
+    let found = store.device_actions("door", "d-1").await.unwrap();
+    assert_eq!(found.open.map(|a| a.id), Some(next.id));
+    let installed = found.installed.unwrap();
+    assert_eq!(
+        (installed.id, installed.state),
+        (first.id, ActionState::Installed)
+    );
+    assert_eq!(
+        store.get_ddi_action("door", "d-1", first.id).await.unwrap(),
+        Some(installed)
+    );
+    assert_eq!(
+        store.get_ddi_action("door", "d-2", first.id).await.unwrap(),
+        None
+    );
+}
