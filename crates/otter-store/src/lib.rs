@@ -99,6 +99,9 @@ pub struct DeviceFilter {
     pub channel: Option<String>,
     /// Devices whose last check-in spoke this protocol.
     pub protocol: Option<String>,
+    /// Devices whose attributes hold this key with this (string) value, e.g. what a hawkBit
+    /// DDI controller sent as configData.
+    pub attribute: Option<(String, String)>,
     /// Devices last seen before this time (Unix seconds).
     pub seen_before: Option<i64>,
     /// Devices last seen at or after this time (Unix seconds).

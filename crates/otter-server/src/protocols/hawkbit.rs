@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::download::{serve, url_base};
+use crate::download::{serve_proxied, url_base};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::peer::Peer;
 
@@ -372,11 +372,12 @@ pub async fn artifact(
         None => (path.file.as_str(), false),
     };
     let not_found = || ApiError::not_found("artifact_not_found", "no such artifact");
-    // Only the artifacts of the controller's own product's releases.
+    // Only the artifacts of the controller's own product's releases, never a yanked one.
     let artifact = c
         .index
         .releases
         .iter()
+        .filter(|r| !r.release.yanked)
         .map(|r| &r.release.artifact)
         .find(|a| a.sha256.eq_ignore_ascii_case(sha256))
         .ok_or_else(not_found)?;
@@ -387,5 +388,6 @@ pub async fn artifact(
         )
             .into_response());
     }
-    serve(&app, artifact, &method, &headers).await
+    // Streamed, never redirected, as in every device protocol.
+    serve_proxied(&app, artifact, &method, &headers).await
 }

@@ -98,3 +98,46 @@ pub async fn one_ddi_action_is_open_per_device(store: &dyn Store) {
         None
     );
 }
+
+pub async fn devices_filter_by_attribute(store: &dyn Store) {
+    let seen = |id: &str, attributes: serde_json::Value| {
+        let mut seen = DeviceSeen::new("door".to_owned(), id.to_owned(), "stable".to_owned(), T0);
+        seen.attributes = Some(attributes);
+        seen
+    };
+    store
+        .record_seen(
+            &[
+                seen("a", json!({"board": "rev2", "odd%_\\\"": "x"})),
+                seen("b", json!({"board": "rev22"})),
+                seen("c", json!({"xboard": "rev2", "note": "\"board\":\"rev2\""})),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = async |key: &str, value: &str| {
+        let filter = DeviceFilter {
+            attribute: Some((key.to_owned(), value.to_owned())),
+            ..DeviceFilter::default()
+        };
+        let page = store
+            .list_devices(
+                "door",
+                &filter,
+                &PageRequest {
+                    limit: 10,
+                    cursor: None,
+                },
+            )
+            .await
+            .unwrap();
+        page.items.into_iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids("board", "rev2").await, ["a"]);
+    assert_eq!(ids("board", "rev22").await, ["b"]);
+    assert_eq!(ids("odd%_\\\"", "x").await, ["a"]);
+    assert!(ids("board", "rev%").await.is_empty());
+    assert!(ids("board", "REV2").await.is_empty());
+    assert!(ids("oard", "rev2").await.is_empty());
+}

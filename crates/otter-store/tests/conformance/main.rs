@@ -246,6 +246,7 @@ conformance! {
         windows_and_poll_hints_are_set_replaced_and_removed,
         ddi_tokens_open_their_holder_and_a_new_one_replaces_the_old,
         one_ddi_action_is_open_per_device,
+        devices_filter_by_attribute,
         products_create_get_list,
         products_are_unique,
         products_paginate,
