@@ -132,12 +132,9 @@ pub enum PollAction {
 pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -> AppResult<Poll> {
     let index = &c.index;
     let product = &index.product.name;
-    let device = app.store.get_device(product, &c.device).await?;
+    // The poll's one read besides the token's: the actions and the device row together.
     let actions = app.store.device_actions(product, &c.device).await?;
-    let current = current_version(
-        &actions,
-        device.as_ref().and_then(|d| d.current_version.as_deref()),
-    );
+    let current = current_version(&actions);
     let check = CheckIn {
         protocol: "ddi",
         device: Some(&c.device),
@@ -177,20 +174,19 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
     Ok(Poll {
         action,
         sleep_seconds: schedules::next_check_seconds(index).unwrap_or(DEFAULT_SLEEP_SECONDS),
-        wants_config: device.is_none_or(|d| d.attributes.as_object().is_none_or(Map::is_empty)),
+        wants_config: !actions.has_attributes,
         installed: actions.installed.map(|a| a.id),
     })
 }
 
 /// What the device runs as far as otter knows: the release of its newest installed action, else
 /// what its last check-in or report said.
-fn current_version(actions: &DeviceActions, known: Option<&str>) -> Option<String> {
+fn current_version(actions: &DeviceActions) -> Option<String> {
     actions
         .installed
         .as_ref()
-        .map(|a| a.version.as_str())
-        .or(known)
-        .map(str::to_owned)
+        .map(|a| a.version.clone())
+        .or_else(|| actions.current_version.clone())
 }
 
 /// Whether an open action's release is still what the device may install: not yanked, the

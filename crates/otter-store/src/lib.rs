@@ -780,13 +780,17 @@ pub struct DdiOptions {
     pub token_downloads: bool,
 }
 
-/// A device's DDI actions as a poll needs them ([`DdiStore::device_actions`]).
+/// A device as a DDI poll needs it ([`DdiStore::device_actions`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceActions {
     /// Its open action, if any.
     pub open: Option<DdiAction>,
     /// Its newest installed action: the release it runs, as far as DDI knows.
     pub installed: Option<DdiAction>,
+    /// The version its device row says it runs (`None` also for a device never seen).
+    pub current_version: Option<String>,
+    /// Whether its device row holds any attributes.
+    pub has_attributes: bool,
 }
 
 /// hawkBit DDI: tokens (kept as SHA-256 hex), per-product options and actions.
@@ -808,7 +812,8 @@ pub trait DdiStore: Send + Sync {
         version: &str,
         at: i64,
     ) -> Result<DdiAction>;
-    /// The device's open action and newest installed one, in one query.
+    /// The device's open action, newest installed one and what its device row says, in one
+    /// query (the poll's only read besides its token).
     async fn device_actions(&self, product: &str, device: &str) -> Result<DeviceActions>;
     async fn get_ddi_action(
         &self,

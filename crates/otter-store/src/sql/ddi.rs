@@ -156,28 +156,43 @@ impl DdiStore for SqlStore {
 
     async fn device_actions(&self, product: &str, device: &str) -> Result<DeviceActions> {
         timed("device_actions", async {
-            // Both walk the (product, device, state, id) index from its end.
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {ACTION_COLUMNS} FROM (SELECT {ACTION_COLUMNS} FROM ddi_actions \
-                 WHERE product = $1 AND device = $2 AND state = 'open' \
-                 ORDER BY id DESC LIMIT 1) o UNION ALL \
-                 SELECT {ACTION_COLUMNS} FROM (SELECT {ACTION_COLUMNS} FROM ddi_actions \
-                 WHERE product = $1 AND device = $2 AND state = 'installed' \
-                 ORDER BY id DESC LIMIT 1) i"
-            )))
-            .bind(product)
-            .bind(device)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut found = DeviceActions::default();
-            for row in &rows {
-                let a = action(row)?;
-                match a.state {
-                    ActionState::Open => found.open = Some(a),
-                    _ => found.installed = Some(a),
-                }
-            }
-            Ok(found)
+            // One row whatever exists: the device row and each action joined to a constant,
+            // the actions found by walking the (product, device, state, id) index from its end.
+            let pick = |state: &str| {
+                format!(
+                    "(SELECT id FROM ddi_actions WHERE product = $1 AND device = $2 \
+                     AND state = '{state}' ORDER BY id DESC LIMIT 1)"
+                )
+            };
+            let columns = |t: &str| {
+                ACTION_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("{t}.{c} AS {t}_{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
+                "SELECT d.current_version, d.attributes, {}, {} FROM (SELECT 1 AS one) x \
+                 LEFT JOIN devices d ON d.product = $1 AND d.id = $2 \
+                 LEFT JOIN ddi_actions o ON o.id = {} \
+                 LEFT JOIN ddi_actions i ON i.id = {}",
+                columns("o"),
+                columns("i"),
+                pick("open"),
+                pick("installed"),
+            );
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(product)
+                .bind(device)
+                .fetch_one(&self.pool)
+                .await?;
+            let attributes: Option<String> = row.try_get("attributes")?;
+            Ok(DeviceActions {
+                open: joined_action(&row, "o")?,
+                installed: joined_action(&row, "i")?,
+                current_version: row.try_get("current_version")?,
+                has_attributes: attributes.is_some_and(|a| a.trim() != "{}"),
+            })
         })
         .await
     }
@@ -227,6 +242,26 @@ impl DdiStore for SqlStore {
         })
         .await
     }
+}
+
+/// The action whose columns carry the prefix `t_` in a joined row, if the join found one.
+fn joined_action(row: &AnyRow, t: &str) -> Result<Option<DdiAction>> {
+    let col = |c: &str| format!("{t}_{c}");
+    let Some(id) = row.try_get::<Option<i64>, _>(col("id").as_str())? else {
+        return Ok(None);
+    };
+    let state: String = row.try_get(col("state").as_str())?;
+    Ok(Some(DdiAction {
+        id,
+        product: row.try_get(col("product").as_str())?,
+        device: row.try_get(col("device").as_str())?,
+        version: row.try_get(col("version").as_str())?,
+        state: ActionState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("DDI action state {state:?}")))?,
+        execution: row.try_get(col("execution").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        updated_at: row.try_get(col("updated_at").as_str())?,
+    }))
 }
 
 async fn open_action(store: &SqlStore, product: &str, device: &str) -> Result<Option<DdiAction>> {

@@ -97,6 +97,24 @@ pub async fn one_ddi_action_is_open_per_device(store: &dyn Store) {
         store.get_ddi_action("door", "d-2", first.id).await.unwrap(),
         None
     );
+
+    // The device row rides along: nothing for a device never seen, else its version and
+    // whether it has attributes.
+    assert_eq!((found.current_version, found.has_attributes), (None, false));
+    let mut seen = DeviceSeen::new("door".to_owned(), "d-1".to_owned(), "stable".to_owned(), T0);
+    seen.current_version = Some("0.9.0".to_owned());
+    store.record_seen(&[seen.clone()], None).await.unwrap();
+    let found = store.device_actions("door", "d-1").await.unwrap();
+    assert_eq!(found.current_version.as_deref(), Some("0.9.0"));
+    assert!(!found.has_attributes);
+    seen.at = T0 + 5;
+    seen.attributes = Some(json!({"board": "rev2"}));
+    store.record_seen(&[seen], None).await.unwrap();
+    let found = store.device_actions("door", "d-1").await.unwrap();
+    assert!(found.has_attributes);
+    assert_eq!(found.open.map(|a| a.id), Some(next.id));
+    let empty = store.device_actions("door", "nobody").await.unwrap();
+    assert_eq!(empty, Default::default());
 }
 
 pub async fn devices_filter_by_attribute(store: &dyn Store) {
