@@ -143,10 +143,13 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
     };
     let action = match actions.open.clone() {
         Some(open) => {
+            // Not decided again, but held to the same rate limit and counted like a check.
             devices::admit(app, product, &c.device)?;
             if still_offered(index, &check, &open.version)? {
+                devices::count_check("ddi", "offered");
                 Some(PollAction::Deploy(open))
             } else {
+                devices::count_check("ddi", "up_to_date");
                 Some(PollAction::Cancel(open))
             }
         }

@@ -101,7 +101,7 @@ pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppR
 /// Adds one to `otter_checks_total{protocol,result}`. The handles are kept: looking one up in
 /// the recorder on every check (hashing its labels, a lock, an allocation) cost about a third of
 /// deciding the check.
-fn count_check(protocol: &'static str, result: &'static str) {
+pub(crate) fn count_check(protocol: &'static str, result: &'static str) {
     type Handles = HashMap<(&'static str, &'static str), metrics::Counter>;
     static HANDLES: OnceLock<RwLock<Handles>> = OnceLock::new();
     let handles = HANDLES.get_or_init(Default::default);
