@@ -43,6 +43,16 @@ pub enum Credential<'a> {
     None,
 }
 
+impl<'a> Credential<'a> {
+    /// The token, if one was sent.
+    pub fn token(&self) -> Option<&'a str> {
+        match *self {
+            Credential::Target(token) | Credential::Gateway(token) => Some(token),
+            Credential::None => None,
+        }
+    }
+}
+
 /// A controller a request was authenticated as: a device of one product.
 pub struct Controller {
     pub index: Arc<ProductIndex>,
@@ -67,11 +77,9 @@ pub async fn authenticate(
     credential: Credential<'_>,
 ) -> AppResult<Controller> {
     validate_device_id("controllerId", controller_id)?;
-    let holder = match credential {
-        Credential::Target(token) | Credential::Gateway(token) => {
-            app.store.ddi_token(&token_hash(token)).await?
-        }
-        Credential::None => None,
+    let holder = match credential.token() {
+        Some(token) => app.store.ddi_token(&token_hash(token)).await?,
+        None => None,
     };
     let product = match (credential, holder) {
         (Credential::Target(_), Some(DdiHolder::Target { product, device })) => {

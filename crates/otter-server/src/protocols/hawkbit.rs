@@ -15,6 +15,7 @@
 //! really send them: `id` a number, a string or `""`, `time` in hawkBit's compact form or
 //! missing, `mode` null, `details` with blank lines; unknown fields are ignored.
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -28,7 +29,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::download::{serve_proxied, url_base};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::peer::Peer;
 
 /// `/{tenant}/controller/v1/{controllerId}`
@@ -58,10 +59,16 @@ pub struct ArtifactPath {
 
 /// The credentials in `Authorization`; an unknown scheme is refused, never taken as anonymous.
 fn credential(headers: &HeaderMap) -> ApiResult<Credential<'_>> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(Credential::None);
-    };
-    let value = value.to_str().unwrap_or_default().trim();
+    match headers.get(AUTHORIZATION) {
+        None => Ok(Credential::None),
+        Some(value) => parse_authorization(value.to_str().unwrap_or_default()),
+    }
+}
+
+/// Reads `TargetToken <token>` or `GatewayToken <token>` (the scheme in any case); anything else
+/// is 401 `ddi_unauthorized`. Fuzzed (`fuzz/fuzz_targets/ddi.rs`).
+pub fn parse_authorization(value: &str) -> ApiResult<Credential<'_>> {
+    let value = value.trim();
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     let token = token.trim();
     match scheme {
@@ -259,7 +266,7 @@ async fn deployment_json(
 
 /// A feedback or configData body's `status`, as clients send it.
 #[derive(Debug, Deserialize)]
-pub struct Status {
+struct Status {
     execution: Execution,
     result: StatusResult,
     /// Lines of text; SWUpdate sends `[""]`, others numbers now and then.
@@ -268,15 +275,35 @@ pub struct Status {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct StatusResult {
+struct StatusResult {
     finished: Finished,
 }
 
 /// `POST …/feedback`'s body. `id` (a number, a string or `""`) and `time` are read by no one:
 /// the path names the action, and otter times what it records itself.
 #[derive(Debug, Deserialize)]
-pub struct FeedbackBody {
+struct FeedbackBody {
     status: Status,
+}
+
+/// A body that is not the JSON expected: 400 `invalid_json`. The content type is not checked:
+/// clients send what they send.
+fn invalid_json(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request("invalid_json", e.to_string())
+}
+
+/// Reads a feedback body (of a deployment or a cancel) as clients send it. Fuzzed
+/// (`fuzz/fuzz_targets/ddi.rs`).
+pub fn parse_feedback(body: &[u8]) -> ApiResult<Feedback> {
+    let body: FeedbackBody = serde_json::from_slice(body).map_err(invalid_json)?;
+    Ok(body.status.into())
+}
+
+/// Reads a configData body: the attributes and how they change the stored ones. Fuzzed
+/// (`fuzz/fuzz_targets/ddi.rs`).
+pub fn parse_config_data(body: &[u8]) -> ApiResult<(Map<String, Value>, Mode)> {
+    let body: ConfigDataBody = serde_json::from_slice(body).map_err(invalid_json)?;
+    Ok((body.data, body.mode.unwrap_or_default()))
 }
 
 impl From<Status> for Feedback {
@@ -303,10 +330,10 @@ pub async fn deployment_feedback(
     State(app): State<App>,
     ApiPath(path): ApiPath<ActionPath>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<FeedbackBody>,
+    body: Bytes,
 ) -> ApiResult<StatusCode> {
     let c = controller(&app, &path.target, &headers).await?;
-    ddi::feedback(&app, &c, &path.action_id, body.status.into()).await?;
+    ddi::feedback(&app, &c, &path.action_id, parse_feedback(&body)?).await?;
     Ok(StatusCode::OK)
 }
 
@@ -329,16 +356,16 @@ pub async fn cancel_feedback(
     State(app): State<App>,
     ApiPath(path): ApiPath<ActionPath>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<FeedbackBody>,
+    body: Bytes,
 ) -> ApiResult<StatusCode> {
     let c = controller(&app, &path.target, &headers).await?;
-    ddi::cancel_feedback(&app, &c, &path.action_id, body.status.into()).await?;
+    ddi::cancel_feedback(&app, &c, &path.action_id, parse_feedback(&body)?).await?;
     Ok(StatusCode::OK)
 }
 
 /// `PUT …/configData`'s body; `status` is not needed (configData has no action).
 #[derive(Debug, Deserialize)]
-pub struct ConfigDataBody {
+struct ConfigDataBody {
     #[serde(default)]
     data: Map<String, Value>,
     /// `merge` when missing or null.
@@ -351,10 +378,11 @@ pub async fn config_data(
     State(app): State<App>,
     ApiPath(target): ApiPath<Target>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<ConfigDataBody>,
+    body: Bytes,
 ) -> ApiResult<StatusCode> {
     let c = controller(&app, &target, &headers).await?;
-    ddi::config_data(&app, &c, body.data, body.mode.unwrap_or_default()).await?;
+    let (data, mode) = parse_config_data(&body)?;
+    ddi::config_data(&app, &c, data, mode).await?;
     Ok(StatusCode::OK)
 }
 
