@@ -896,6 +896,10 @@ impl DdiStore for Counting {
         self.count("ddi_token");
         self.inner.ddi_token(token_sha256).await
     }
+    async fn ddi_tokens(&self, product: &str) -> Result<Vec<(String, DdiHolder)>> {
+        self.count("ddi_tokens");
+        self.inner.ddi_tokens(product).await
+    }
     async fn set_ddi_options(&self, product: &str, options: &DdiOptions, at: i64) -> Result<()> {
         self.count("set_ddi_options");
         self.inner.set_ddi_options(product, options, at).await

@@ -1885,6 +1885,8 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     )
     .ok();
     admin(&source, &["product", "poll-hint", "door", "--every", "2h"]).ok();
+    let ddi_token = admin(&source, &["device", "token", "door", "ddi-1"]).ok();
+    admin(&source, &["product", "ddi", "door", "--anonymous", "on"]).ok();
     let client = reqwest::Client::new();
     client
         .get(format!(
@@ -2121,6 +2123,15 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     );
     let windows = admin(&["product", "windows", "door"]);
     assert!(windows.contains("sat 22:00-04:00"), "{windows}");
+    // hawkBit DDI: the device's token still opens it, and the options came along.
+    let polled = client
+        .get(format!("{}/DEFAULT/controller/v1/ddi-1", dest.url()))
+        .header("authorization", format!("TargetToken {}", ddi_token.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polled.status(), reqwest::StatusCode::OK);
+    assert!(admin(&["product", "ddi", "door"]).contains("anonymous DDI on"));
     let bytes = client
         .get(answer["manifest"]["url"].as_str().unwrap())
         .send()

@@ -800,6 +800,8 @@ pub trait DdiStore: Send + Sync {
     async fn set_ddi_token(&self, token_sha256: &str, holder: &DdiHolder, at: i64) -> Result<()>;
     /// What the token with this SHA-256 opens, if anything.
     async fn ddi_token(&self, token_sha256: &str) -> Result<Option<DdiHolder>>;
+    /// Every token of a product as `(SHA-256, holder)`, by hash (`migrate-data` copies them).
+    async fn ddi_tokens(&self, product: &str) -> Result<Vec<(String, DdiHolder)>>;
     async fn set_ddi_options(&self, product: &str, options: &DdiOptions, at: i64) -> Result<()>;
     /// A product's options (the defaults when never set).
     async fn ddi_options(&self, product: &str) -> Result<DdiOptions>;

@@ -27,6 +27,19 @@ fn action(row: &AnyRow) -> Result<DdiAction> {
     })
 }
 
+fn holder(row: &AnyRow) -> Result<DdiHolder> {
+    let product: String = row.try_get("product")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(match kind.as_str() {
+        "target" => DdiHolder::Target {
+            product,
+            device: row.try_get("device")?,
+        },
+        "gateway" => DdiHolder::Gateway { product },
+        other => return Err(StoreError::Corrupt(format!("DDI token kind {other:?}"))),
+    })
+}
+
 #[async_trait]
 impl DdiStore for SqlStore {
     async fn set_ddi_token(&self, token_sha256: &str, holder: &DdiHolder, at: i64) -> Result<()> {
@@ -67,19 +80,23 @@ impl DdiStore for SqlStore {
                     .bind(token_sha256)
                     .fetch_optional(&self.pool)
                     .await?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            let product: String = row.try_get("product")?;
-            let kind: String = row.try_get("kind")?;
-            Ok(Some(match kind.as_str() {
-                "target" => DdiHolder::Target {
-                    product,
-                    device: row.try_get("device")?,
-                },
-                "gateway" => DdiHolder::Gateway { product },
-                other => return Err(StoreError::Corrupt(format!("DDI token kind {other:?}"))),
-            }))
+            row.as_ref().map(holder).transpose()
+        })
+        .await
+    }
+
+    async fn ddi_tokens(&self, product: &str) -> Result<Vec<(String, DdiHolder)>> {
+        timed("ddi_tokens", async {
+            let rows = sqlx::query(
+                "SELECT token_sha256, product, kind, device FROM ddi_tokens WHERE product = $1 \
+                 ORDER BY token_sha256",
+            )
+            .bind(product)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("token_sha256")?, holder(row)?)))
+                .collect()
         })
         .await
     }

@@ -20,8 +20,13 @@ pub async fn ddi_tokens_open_their_holder_and_a_new_one_replaces_the_old(store: 
     store.set_ddi_token("g2", &gateway, T0 + 1).await.unwrap();
     assert_eq!(store.ddi_token("t1").await.unwrap(), None);
     assert_eq!(store.ddi_token("g1").await.unwrap(), None);
-    assert_eq!(store.ddi_token("t2").await.unwrap(), Some(target));
-    assert_eq!(store.ddi_token("g2").await.unwrap(), Some(gateway));
+    assert_eq!(store.ddi_token("t2").await.unwrap(), Some(target.clone()));
+    assert_eq!(store.ddi_token("g2").await.unwrap(), Some(gateway.clone()));
+    assert_eq!(
+        store.ddi_tokens("door").await.unwrap(),
+        [("g2".to_owned(), gateway), ("t2".to_owned(), target)]
+    );
+    assert!(store.ddi_tokens("other").await.unwrap().is_empty());
 
     assert_eq!(
         store.ddi_options("door").await.unwrap(),
