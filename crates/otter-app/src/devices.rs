@@ -18,6 +18,10 @@ use crate::index::{IndexedRelease, ProductIndex, is_digest};
 use crate::registry::{self, Route};
 use crate::{App, AppError, AppResult, schedules};
 
+/// Protocols whose devices report the outcome of every attempt themselves (hawkBit DDI's
+/// feedback; an attempt otter canceled is no failure): their check-ins never count as one.
+const REPORTS_OUTCOMES: &[&str] = &["ddi"];
+
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
 
@@ -85,8 +89,17 @@ pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppR
             let outside_window = schedules::withheld(index, channel, now);
             let withheld =
                 |release: &IndexedRelease| outside_window.as_ref().is_some_and(|w| w(release));
-            crate::rollouts::decide(app, index, check.device, channel, check.current, withheld)
-                .await?
+            let infer_progress = !REPORTS_OUTCOMES.contains(&check.protocol);
+            crate::rollouts::decide(
+                app,
+                index,
+                check.device,
+                channel,
+                check.current,
+                withheld,
+                infer_progress,
+            )
+            .await?
         }
     };
     let result = match decision {

@@ -196,6 +196,9 @@ async fn failures_through_ddi_pause_a_rollout_and_the_pause_cancels_open_actions
     let open = waiting.poll().await.unwrap().update().expect("offered");
     let open = open.fetch().await.unwrap();
     assert_eq!(open.chunks().next().unwrap().version(), "2.0.0");
+    open.send_feedback(Execution::Proceeding, Finished::None, vec![])
+        .await
+        .unwrap();
     for device in ["bad-1", "bad-2"] {
         let update = gw(device).poll().await.unwrap().update().expect("offered");
         let update = update.fetch().await.unwrap();
@@ -221,6 +224,11 @@ async fn failures_through_ddi_pause_a_rollout_and_the_pause_cancels_open_actions
         .unwrap();
     let reply = waiting.poll().await.unwrap();
     assert!(reply.update().is_none() && reply.cancel_action().is_none());
+    // The attempt otter canceled is no failure, though the device still runs 1.0.0.
+    let shown = srv
+        .get_json(&format!("/api/v1/products/fleet/rollouts/{}", r["id"]))
+        .await;
+    assert_eq!(shown["counts"][0]["failed"], 2, "{shown}");
     // A newcomer (running who knows what) is offered the release outside the paused rollout.
     let update = gw("newcomer")
         .poll()
