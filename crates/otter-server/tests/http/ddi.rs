@@ -335,6 +335,23 @@ async fn answers_have_the_shapes_clients_need() {
     assert_eq!(resp.status(), StatusCode::OK);
     let next = link(&poll_json(&srv, &token, "s-1").await, "deploymentBase").expect("again");
     assert_ne!(next, base);
+    // A device that cancels an action itself is offered afresh too.
+    let feedback = next.split('?').next().unwrap().to_owned() + "/feedback";
+    let resp = ddi(&srv, &token, Method::POST, &feedback)
+        .json(
+            &json!({"id": "", "status": {"execution": "canceled", "result": {"finished": "none"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let third = link(&poll_json(&srv, &token, "s-1").await, "deploymentBase").expect("again");
+    assert!(third != next && third != base, "{third}");
+    // Neither a rejection nor a cancel is a report.
+    let reports = srv
+        .get_json("/api/v1/products/shape/reports?device=s-1")
+        .await;
+    assert_eq!(reports["items"], json!([]), "{reports}");
 }
 
 #[tokio::test]
