@@ -190,14 +190,18 @@ pub async fn poll(app: &App, c: &Controller, remote: Option<std::net::IpAddr>) -
     })
 }
 
-/// What the device runs as far as otter knows: the release of its newest installed action, else
-/// what its last check-in or report said.
+/// What the device runs as far as otter knows: the newer of its newest installed action and its
+/// device row. The action covers the moment before the sighting its `installed` report queued
+/// is written; the row, what the device said later (through another protocol).
 fn current_version(actions: &DeviceActions) -> Option<String> {
-    actions
-        .installed
-        .as_ref()
-        .map(|a| a.version.clone())
-        .or_else(|| actions.current_version.clone())
+    let row = actions.current_version.as_ref();
+    match (&actions.installed, actions.last_seen) {
+        (Some(installed), Some(seen)) if seen > installed.updated_at && row.is_some() => {
+            row.cloned()
+        }
+        (Some(installed), _) => Some(installed.version.clone()),
+        (None, _) => row.cloned(),
+    }
 }
 
 /// Whether an open action's release is still what the device may install: not yanked, the

@@ -789,6 +789,8 @@ pub struct DeviceActions {
     pub installed: Option<DdiAction>,
     /// The version its device row says it runs (`None` also for a device never seen).
     pub current_version: Option<String>,
+    /// When its device row was last written (Unix seconds).
+    pub last_seen: Option<i64>,
     /// Whether its device row holds any attributes.
     pub has_attributes: bool,
 }

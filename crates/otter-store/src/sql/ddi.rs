@@ -189,7 +189,8 @@ impl DdiStore for SqlStore {
                     .join(", ")
             };
             let sql = format!(
-                "SELECT d.current_version, d.attributes, {}, {} FROM (SELECT 1 AS one) x \
+                "SELECT d.current_version, d.last_seen, d.attributes, {}, {} \
+                 FROM (SELECT 1 AS one) x \
                  LEFT JOIN devices d ON d.product = $1 AND d.id = $2 \
                  LEFT JOIN ddi_actions o ON o.id = {} \
                  LEFT JOIN ddi_actions i ON i.id = {}",
@@ -208,6 +209,7 @@ impl DdiStore for SqlStore {
                 open: joined_action(&row, "o")?,
                 installed: joined_action(&row, "i")?,
                 current_version: row.try_get("current_version")?,
+                last_seen: row.try_get("last_seen")?,
                 has_attributes: attributes.is_some_and(|a| a.trim() != "{}"),
             })
         })

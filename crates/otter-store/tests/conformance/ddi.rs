@@ -111,6 +111,7 @@ pub async fn one_ddi_action_is_open_per_device(store: &dyn Store) {
     store.record_seen(&[seen.clone()], None).await.unwrap();
     let found = store.device_actions("door", "d-1").await.unwrap();
     assert_eq!(found.current_version.as_deref(), Some("0.9.0"));
+    assert_eq!(found.last_seen, Some(T0));
     assert!(!found.has_attributes);
     seen.at = T0 + 5;
     seen.attributes = Some(json!({"board": "rev2"}));
