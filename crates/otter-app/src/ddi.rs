@@ -7,7 +7,7 @@
 //!   is found by the `{tenant}` (or `--ddi-default-product`).
 //! - An **action** is otter's offer of one release to one device, with a stable numeric id. A
 //!   poll without an open action decides through [`devices::decide`] (protocol `ddi`) with the
-//!   release the device last installed through DDI (else the version otter last knew) and opens
+//!   release the device last installed through DDI (or what otter heard of it later) and opens
 //!   an action for an offer; a poll with one keeps it while its release is still offered, and
 //!   answers a cancel otherwise (yanked, pinned elsewhere, its rollout paused or aborted).
 //! - Feedback becomes update reports ([`devices::report`]), so rollouts' counters, automatic
