@@ -18,6 +18,10 @@ use crate::index::{IndexedRelease, ProductIndex, is_digest};
 use crate::registry::{self, Route};
 use crate::{App, AppError, AppResult, schedules};
 
+/// Protocols whose devices report the outcome of every attempt themselves (hawkBit DDI's
+/// feedback; an attempt otter canceled is no failure): their check-ins never count as one.
+const REPORTS_OUTCOMES: &[&str] = &["ddi"];
+
 /// Longest report message kept.
 const MAX_MESSAGE_LEN: usize = 2000;
 
@@ -85,8 +89,17 @@ pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppR
             let outside_window = schedules::withheld(index, channel, now);
             let withheld =
                 |release: &IndexedRelease| outside_window.as_ref().is_some_and(|w| w(release));
-            crate::rollouts::decide(app, index, check.device, channel, check.current, withheld)
-                .await?
+            let infer_progress = !REPORTS_OUTCOMES.contains(&check.protocol);
+            crate::rollouts::decide(
+                app,
+                index,
+                check.device,
+                channel,
+                check.current,
+                withheld,
+                infer_progress,
+            )
+            .await?
         }
     };
     let result = match decision {
@@ -101,7 +114,7 @@ pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppR
 /// Adds one to `otter_checks_total{protocol,result}`. The handles are kept: looking one up in
 /// the recorder on every check (hashing its labels, a lock, an allocation) cost about a third of
 /// deciding the check.
-fn count_check(protocol: &'static str, result: &'static str) {
+pub(crate) fn count_check(protocol: &'static str, result: &'static str) {
     type Handles = HashMap<(&'static str, &'static str), metrics::Counter>;
     static HANDLES: OnceLock<RwLock<Handles>> = OnceLock::new();
     let handles = HANDLES.get_or_init(Default::default);
@@ -124,7 +137,7 @@ fn count_check(protocol: &'static str, result: &'static str) {
 
 /// Holds a device of `product` to `--rate-limit-device`: its checks and reports share one
 /// bucket, refusals counted in `otter_rate_limited_total{scope="device"}`.
-fn admit(app: &App, product: &str, device: &str) -> AppResult<()> {
+pub(crate) fn admit(app: &App, product: &str, device: &str) -> AppResult<()> {
     app.device_limit.take((product, device)).map_err(|wait| {
         metrics::counter!("otter_rate_limited_total", "scope" => "device").increment(1);
         AppError::rate_limited(format!("device {device:?} asks too often"), wait)

@@ -9,7 +9,7 @@
 //!   [`accounts`] (users of the admin UI, their passwords and login sessions),
 //!   [`audit`] (the audit log), [`trust`] (roots of trust, signed releases and answers),
 //!   [`iotawatt`] (IotaWatt products), [`rollouts`] (staged rollouts and their gate on every
-//!   check).
+//!   check), [`ddi`] (hawkBit DDI controllers, their actions and feedback).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
 //!   answers), [`overview`] (a product at a glance, for the dashboard); [`seen`]: batched device
 //!   sightings.
@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod answers;
 pub mod artifacts;
 pub mod audit;
+pub mod ddi;
 pub mod devices;
 pub mod error;
 pub mod index;

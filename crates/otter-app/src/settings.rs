@@ -224,6 +224,16 @@ pub struct Settings {
     )]
     pub default_product: Option<String>,
 
+    /// The product of anonymous hawkBit DDI polls whose `{tenant}` is not a product name
+    /// (clients usually send `DEFAULT`); that product must still allow anonymous DDI.
+    #[arg(
+        long,
+        env = "OTTER_DDI_DEFAULT_PRODUCT",
+        value_name = "PRODUCT",
+        value_parser = product_name
+    )]
+    pub ddi_default_product: Option<String>,
+
     /// ota-backend's OTA_SECRET: every /v1 request must then send it in `x-ota-secret`
     /// (creating a firmware also accepts an admin token). Empty means none, as in ota-backend.
     #[arg(

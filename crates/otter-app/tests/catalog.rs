@@ -27,7 +27,10 @@ use otter_store::{
     OverLimit, PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredSession,
     StoredToken, StoredUser, TokenStore, TrustStore, UploadStore, UserChange, UserStore,
 };
-use otter_store::{Failure, RolloutMembers, RolloutStore, SlotAnswer};
+use otter_store::{
+    ActionState, DdiAction, DdiHolder, DdiOptions, DdiStore, DeviceActions, Failure,
+    RolloutMembers, RolloutStore, SlotAnswer,
+};
 
 const PRODUCTS: usize = 50_000;
 
@@ -880,5 +883,64 @@ impl RolloutStore for Counting {
     async fn rollout_members(&self, id: i64, now: i64) -> Result<RolloutMembers> {
         self.count("rollout_members");
         self.inner.rollout_members(id, now).await
+    }
+}
+
+#[async_trait]
+impl DdiStore for Counting {
+    async fn set_ddi_token(&self, token_sha256: &str, holder: &DdiHolder, at: i64) -> Result<()> {
+        self.count("set_ddi_token");
+        self.inner.set_ddi_token(token_sha256, holder, at).await
+    }
+    async fn ddi_token(&self, token_sha256: &str) -> Result<Option<DdiHolder>> {
+        self.count("ddi_token");
+        self.inner.ddi_token(token_sha256).await
+    }
+    async fn ddi_tokens(&self, product: &str) -> Result<Vec<(String, DdiHolder)>> {
+        self.count("ddi_tokens");
+        self.inner.ddi_tokens(product).await
+    }
+    async fn set_ddi_options(&self, product: &str, options: &DdiOptions, at: i64) -> Result<()> {
+        self.count("set_ddi_options");
+        self.inner.set_ddi_options(product, options, at).await
+    }
+    async fn ddi_options(&self, product: &str) -> Result<DdiOptions> {
+        self.count("ddi_options");
+        self.inner.ddi_options(product).await
+    }
+    async fn open_ddi_action(
+        &self,
+        product: &str,
+        device: &str,
+        version: &str,
+        at: i64,
+    ) -> Result<DdiAction> {
+        self.count("open_ddi_action");
+        self.inner
+            .open_ddi_action(product, device, version, at)
+            .await
+    }
+    async fn device_actions(&self, product: &str, device: &str) -> Result<DeviceActions> {
+        self.count("device_actions");
+        self.inner.device_actions(product, device).await
+    }
+    async fn get_ddi_action(
+        &self,
+        product: &str,
+        device: &str,
+        id: i64,
+    ) -> Result<Option<DdiAction>> {
+        self.count("get_ddi_action");
+        self.inner.get_ddi_action(product, device, id).await
+    }
+    async fn update_ddi_action(
+        &self,
+        id: i64,
+        state: ActionState,
+        execution: &str,
+        at: i64,
+    ) -> Result<bool> {
+        self.count("update_ddi_action");
+        self.inner.update_ddi_action(id, state, execution, at).await
     }
 }

@@ -8,7 +8,8 @@
 //! roles, expiry and revocation), users of the web UI (with their password hashes; not their
 //! sessions, so everyone logs in again) and the audit log (in order), the keys and
 //! device rules of ota-backend firmwares, device API keys, signing keys, roots of trust,
-//! release signatures, maintenance windows and poll hints. The online key is a file in the data directory (or `--online-key`):
+//! release signatures, maintenance windows and poll hints, hawkBit DDI tokens and options (not
+//! DDI actions: a device with an open one is offered afresh). The online key is a file in the data directory (or `--online-key`):
 //! copy it, or give the new installation the same `--online-key`, or devices will not trust
 //! its check responses until a root lists the new one. One-time download tokens are not
 //! copied: devices get new ones at their next check-in. Upload sessions in progress are not
@@ -189,6 +190,16 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 .set_signing_key(&product.name, &kind, &public_key, product.created_at)
                 .await?;
         }
+        // hawkBit DDI tokens (their hashes) and options; DDI actions are not copied.
+        for (hash, holder) in from.store.ddi_tokens(&product.name).await? {
+            to.store
+                .set_ddi_token(&hash, &holder, product.created_at)
+                .await?;
+        }
+        let ddi = from.store.ddi_options(&product.name).await?;
+        to.store
+            .set_ddi_options(&product.name, &ddi, product.created_at)
+            .await?;
         for (device, access) in from.store.device_access(&product.name).await? {
             to.store
                 .set_device_access(&product.name, &device, Some(access), otter_store::now())
@@ -266,7 +277,7 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
                 attributes: Some(device.attributes.clone()),
                 // The protocols whose check-ins record one (a name otter wrote itself).
                 protocol: device.protocol.as_deref().and_then(|p| {
-                    ["native", "arduino", "thinx", "ota_backend"]
+                    ["native", "arduino", "thinx", "ota_backend", "ddi"]
                         .into_iter()
                         .find(|known| *known == p)
                 }),

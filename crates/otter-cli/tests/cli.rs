@@ -1885,6 +1885,8 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     )
     .ok();
     admin(&source, &["product", "poll-hint", "door", "--every", "2h"]).ok();
+    let ddi_token = admin(&source, &["device", "token", "door", "ddi-1"]).ok();
+    admin(&source, &["product", "ddi", "door", "--anonymous", "on"]).ok();
     let client = reqwest::Client::new();
     client
         .get(format!(
@@ -2121,6 +2123,15 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     );
     let windows = admin(&["product", "windows", "door"]);
     assert!(windows.contains("sat 22:00-04:00"), "{windows}");
+    // hawkBit DDI: the device's token still opens it, and the options came along.
+    let polled = client
+        .get(format!("{}/DEFAULT/controller/v1/ddi-1", dest.url()))
+        .header("authorization", format!("TargetToken {}", ddi_token.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polled.status(), reqwest::StatusCode::OK);
+    assert!(admin(&["product", "ddi", "door"]).contains("anonymous DDI on"));
     let bytes = client
         .get(answer["manifest"]["url"].as_str().unwrap())
         .send()
@@ -2646,4 +2657,48 @@ async fn a_rollout_holds_across_two_serve_processes_on_postgres() {
         "{shown}"
     );
     assert!(shown.contains("updating now: 2 (cap 5)"), "{shown}");
+}
+
+#[tokio::test]
+async fn ddi_tokens_options_and_the_attribute_filter_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    admin(&server, &["product", "create", "gw"]).ok();
+    let is_token = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let token = admin(&server, &["device", "token", "gw", "gw-1"]).ok();
+    let token = token.trim();
+    assert!(is_token(token), "only the token on stdout: {token:?}");
+    let gateway = admin(&server, &["product", "ddi", "gw", "--gateway-token"]).ok();
+    assert!(is_token(gateway.trim()), "{gateway:?}");
+    assert_eq!(
+        admin(&server, &["product", "ddi", "gw"]).ok(),
+        "gw: anonymous DDI off, token downloads off\n"
+    );
+    assert_eq!(
+        admin(&server, &["product", "ddi", "gw", "--anonymous", "on"]).ok(),
+        "gw: anonymous DDI on, token downloads off\n"
+    );
+
+    // What the controller says about itself filters the device list.
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/DEFAULT/controller/v1/gw-1/configData",
+            server.url()
+        ))
+        .header("authorization", format!("TargetToken {token}"))
+        .json(&serde_json::json!({"mode": null, "data": {"board": "rev2"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let listed = |attribute: &str| {
+        let out = admin(
+            &server,
+            &["device", "list", "gw", "--attribute", attribute, "--json"],
+        )
+        .ok();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(listed("board:rev2")[0]["id"], "gw-1");
+    assert_eq!(listed("board:rev3"), serde_json::json!([]));
 }

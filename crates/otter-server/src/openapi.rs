@@ -25,8 +25,8 @@ use utoipa::openapi::{Components, Ref, RefOr, Required, Response, Schema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::admin::{
-    apikeys, artifacts, audit, fleet, products, releases, rollouts, schedules, signing, tokens,
-    uploads, users,
+    apikeys, artifacts, audit, ddi, fleet, products, releases, rollouts, schedules, signing,
+    tokens, uploads, users,
 };
 use crate::native::{check, reports};
 use crate::router::{AdminRoute, admin_routes};
@@ -110,6 +110,10 @@ const COMMON_ERRORS: [(&str, &str, &str, bool); 5] = [
         apikeys::list,
         apikeys::create,
         apikeys::revoke,
+        ddi::target_token,
+        ddi::gateway_token,
+        ddi::options,
+        ddi::set_options,
         artifacts::put_raw,
         artifacts::post_multipart,
         artifacts::get,

@@ -16,13 +16,13 @@ use otter_app::App;
 use otter_core::model::Role;
 
 use crate::admin::{
-    apikeys, artifacts, audit, fleet, products, releases, rollouts, schedules, signing, tokens,
-    uploads, users,
+    apikeys, artifacts, audit, ddi, fleet, products, releases, rollouts, schedules, signing,
+    tokens, uploads, users,
 };
 use crate::auth::{Rule, guard};
 use crate::error::{no_route, wrong_method};
 use crate::native::{check, reports};
-use crate::protocols::{arduino, iotawatt, manifest, ota_backend, thinx};
+use crate::protocols::{arduino, hawkbit, iotawatt, manifest, ota_backend, thinx};
 use crate::{download, limits, metrics, request_log, ui};
 
 /// One admin route as the table declares it: method and path, the least [`Role`] that may call
@@ -242,6 +242,26 @@ pub fn admin_routes() -> Vec<AdminRoute> {
             Admin,
             "apikey.revoke",
             apikeys::revoke,
+        ),
+        // hawkBit DDI credentials and options
+        AdminRoute::post(
+            "/api/v1/products/{product}/devices/{device}/ddi-token",
+            Admin,
+            "ddi.target_token",
+            ddi::target_token,
+        ),
+        AdminRoute::post(
+            "/api/v1/products/{product}/ddi/gateway-token",
+            Admin,
+            "ddi.gateway_token",
+            ddi::gateway_token,
+        ),
+        AdminRoute::get("/api/v1/products/{product}/ddi", Viewer, ddi::options),
+        AdminRoute::put(
+            "/api/v1/products/{product}/ddi",
+            Admin,
+            "ddi.options",
+            ddi::set_options,
         ),
         // Artifacts and resumable uploads
         AdminRoute::put(
@@ -475,6 +495,8 @@ pub fn router(app: App, with_metrics: bool) -> Router {
         // IotaWatt, at its own paths for --iotawatt-product and per product.
         .merge(iotawatt_paths())
         .nest("/iotawatt/{product}", iotawatt_paths())
+        // hawkBit DDI, at hawkBit's own paths (a tenant segment first, as clients build them).
+        .nest("/{tenant}/controller/v1/{controllerId}", hawkbit_ddi())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
     let router = if with_metrics {
@@ -528,6 +550,25 @@ fn iotawatt_paths() -> Router<App> {
         .route("/firmware/versions.json", get(iotawatt::versions))
         .route("/firmware/bin/{file}", get(iotawatt::binary))
         .route("/download/tables/{file}", get(iotawatt::tables))
+}
+
+/// The hawkBit DDI paths under `/{tenant}/controller/v1/{controllerId}`.
+fn hawkbit_ddi() -> Router<App> {
+    Router::new()
+        .route("/", get(hawkbit::poll))
+        .route("/deploymentBase/{actionId}", get(hawkbit::deployment_base))
+        .route(
+            "/deploymentBase/{actionId}/feedback",
+            post(hawkbit::deployment_feedback),
+        )
+        .route("/cancelAction/{actionId}", get(hawkbit::cancel_action))
+        .route(
+            "/cancelAction/{actionId}/feedback",
+            post(hawkbit::cancel_feedback),
+        )
+        .route("/installedBase/{actionId}", get(hawkbit::installed_base))
+        .route("/configData", put(hawkbit::config_data))
+        .route("/artifacts/{file}", get(hawkbit::artifact))
 }
 
 /// `/metrics` alone, for `--metrics-listen`.

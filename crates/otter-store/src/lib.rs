@@ -2,7 +2,8 @@
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
 //!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`AuditStore`],
-//!   [`ScheduleStore`], [`RolloutStore`], [`UserStore`], gathered in [`Store`]) are all the
+//!   [`ScheduleStore`], [`RolloutStore`], [`UserStore`], [`DdiStore`], gathered in [`Store`]) are
+//!   all the
 //!   server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
@@ -98,6 +99,9 @@ pub struct DeviceFilter {
     pub channel: Option<String>,
     /// Devices whose last check-in spoke this protocol.
     pub protocol: Option<String>,
+    /// Devices whose attributes hold this key with this (string) value, e.g. what a hawkBit
+    /// DDI controller sent as configData.
+    pub attribute: Option<(String, String)>,
     /// Devices last seen before this time (Unix seconds).
     pub seen_before: Option<i64>,
     /// Devices last seen at or after this time (Unix seconds).
@@ -703,6 +707,135 @@ pub trait RolloutStore: Send + Sync {
     ) -> Result<Vec<DeviceAttempt>>;
 }
 
+/// Where a hawkBit DDI action stands ([`DdiAction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionState {
+    /// Offered; the device has not finished it.
+    Open,
+    /// The device installed the release (closed with success).
+    Installed,
+    /// The device failed to install it (closed with failure).
+    Failed,
+    /// otter took it back (cancelAction) or the device canceled it.
+    Canceled,
+    /// The device refused it.
+    Rejected,
+}
+
+impl ActionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionState::Open => "open",
+            ActionState::Installed => "installed",
+            ActionState::Failed => "failed",
+            ActionState::Canceled => "canceled",
+            ActionState::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ActionState::Open,
+            ActionState::Installed,
+            ActionState::Failed,
+            ActionState::Canceled,
+            ActionState::Rejected,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}
+
+/// A hawkBit DDI action: otter's offer of one release to one device, with the id the device
+/// reports against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdiAction {
+    pub id: i64,
+    pub product: String,
+    pub device: String,
+    pub version: String,
+    pub state: ActionState,
+    /// The last `execution` the device reported (`proceeding`, `download`…).
+    pub execution: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a DDI token opens ([`DdiStore::ddi_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DdiHolder {
+    /// A TargetToken: one device of a product.
+    Target { product: String, device: String },
+    /// A GatewayToken: any controller of a product.
+    Gateway { product: String },
+}
+
+/// A product's DDI options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DdiOptions {
+    /// Polls without a token are answered (the `{tenant}` names the product).
+    pub anonymous: bool,
+    /// Artifacts are downloaded with the DDI token, under the controller's path, instead of
+    /// otter's unauthenticated download URL.
+    pub token_downloads: bool,
+}
+
+/// A device as a DDI poll needs it ([`DdiStore::device_actions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceActions {
+    /// Its open action, if any.
+    pub open: Option<DdiAction>,
+    /// Its newest installed action: the release it runs, as far as DDI knows.
+    pub installed: Option<DdiAction>,
+    /// The version its device row says it runs (`None` also for a device never seen).
+    pub current_version: Option<String>,
+    /// When its device row was last written (Unix seconds).
+    pub last_seen: Option<i64>,
+    /// Whether its device row holds any attributes.
+    pub has_attributes: bool,
+}
+
+/// hawkBit DDI: tokens (kept as SHA-256 hex), per-product options and actions.
+#[async_trait]
+pub trait DdiStore: Send + Sync {
+    /// Stores a token for `holder`, replacing the one it had.
+    async fn set_ddi_token(&self, token_sha256: &str, holder: &DdiHolder, at: i64) -> Result<()>;
+    /// What the token with this SHA-256 opens, if anything.
+    async fn ddi_token(&self, token_sha256: &str) -> Result<Option<DdiHolder>>;
+    /// Every token of a product as `(SHA-256, holder)`, by hash (`migrate-data` copies them).
+    async fn ddi_tokens(&self, product: &str) -> Result<Vec<(String, DdiHolder)>>;
+    async fn set_ddi_options(&self, product: &str, options: &DdiOptions, at: i64) -> Result<()>;
+    /// A product's options (the defaults when never set).
+    async fn ddi_options(&self, product: &str) -> Result<DdiOptions>;
+    /// Opens an action offering `version` to `device`, or returns the device's open action if it
+    /// has one (opened meanwhile through another request or node).
+    async fn open_ddi_action(
+        &self,
+        product: &str,
+        device: &str,
+        version: &str,
+        at: i64,
+    ) -> Result<DdiAction>;
+    /// The device's open action, newest installed one and what its device row says, in one
+    /// query (the poll's only read besides its token).
+    async fn device_actions(&self, product: &str, device: &str) -> Result<DeviceActions>;
+    async fn get_ddi_action(
+        &self,
+        product: &str,
+        device: &str,
+        id: i64,
+    ) -> Result<Option<DdiAction>>;
+    /// Records the device's latest `execution` on an open action and, with `state` other than
+    /// open, closes it; whether the action was open.
+    async fn update_ddi_action(
+        &self,
+        id: i64,
+        state: ActionState,
+        execution: &str,
+        at: i64,
+    ) -> Result<bool>;
+}
+
 /// Everything the server needs from a database.
 pub trait Store:
     ProductStore
@@ -717,6 +850,7 @@ pub trait Store:
     + ScheduleStore
     + RolloutStore
     + UserStore
+    + DdiStore
 {
 }
 
@@ -733,6 +867,7 @@ impl<T> Store for T where
         + ScheduleStore
         + RolloutStore
         + UserStore
+        + DdiStore
 {
 }
 

@@ -210,6 +210,18 @@ impl Rollouts {
     }
 }
 
+/// Whether the newest rollout of `version` on `channel` is paused or aborted: devices it let in
+/// may finish on protocols that cannot take an offer back, but a hawkBit DDI action for it is
+/// canceled ([`crate::ddi`]).
+pub fn halted(index: &ProductIndex, channel: &str, version: &str) -> bool {
+    index.rollouts.gating(channel, version).is_some_and(|g| {
+        matches!(
+            g.rollout.state,
+            RolloutState::Paused | RolloutState::Aborted
+        )
+    })
+}
+
 /// Reads a product's gating rollouts and the devices each keeps in memory.
 pub async fn load(store: &dyn Store, product: &str) -> otter_store::Result<Rollouts> {
     let at = now();
@@ -234,6 +246,10 @@ pub async fn load(store: &dyn Store, product: &str) -> otter_store::Result<Rollo
 /// other steps' rules) and those of rollouts the device is not let into. A release offered under
 /// a rollout the device is not yet in takes a slot first; without one it is held back too and
 /// the check decided again, so the device is offered what it was offered before.
+///
+/// With `infer_progress`, what the device runs also records its attempt's progress (running the
+/// release: installed; running another after downloading it: failed); protocols whose devices
+/// report every outcome themselves (hawkBit DDI's feedback) pass `false`.
 pub async fn decide(
     app: &App,
     index: &ProductIndex,
@@ -241,6 +257,7 @@ pub async fn decide(
     channel: &str,
     current: Option<&str>,
     held: impl Fn(&IndexedRelease) -> bool,
+    infer_progress: bool,
 ) -> AppResult<Decision> {
     let at = now();
     let current_of = current.map_or(Current::Unknown, Current::Reported);
@@ -265,6 +282,7 @@ pub async fn decide(
     // report or the device timeout, and a device that could not be let in is offered what it
     // would be offered without the rollout's release.
     if let Some(device) = device
+        && infer_progress
         && gates.iter().any(|gate| gate.progress(runs).is_some())
         && let Err(e) = progress_from_check(app, &mut gates, device, runs, at).await
     {

@@ -82,6 +82,11 @@ pub enum DeviceCommand {
         #[arg(long, value_enum, value_name = "on|off")]
         auto_update: OnOff,
     },
+    /// Make a device's hawkBit DDI TargetToken (its controller id is the device id): printed
+    /// once, stored hashed; a new one replaces the old (docs/protocols/hawkbit-ddi.md).
+    #[command(after_help = "Example:
+  otter device token gateway gw-0042    # then: swupdate … -u \"-t DEFAULT -u URL -i gw-0042 -k TOKEN\"")]
+    Token { product: String, device: String },
 }
 
 /// Which devices a list or a tagging means: every filter given must match.
@@ -96,9 +101,14 @@ pub struct FilterArgs {
     /// Devices on this channel (the assigned one, else the one they ask for).
     #[arg(long)]
     channel: Option<String>,
-    /// Devices whose last check-in spoke this protocol (native, arduino, thinx, ota_backend).
+    /// Devices whose last check-in spoke this protocol (native, arduino, thinx, ota_backend,
+    /// ddi).
     #[arg(long)]
     protocol: Option<String>,
+    /// Devices with this attribute, as KEY:VALUE (what a hawkBit DDI controller sent as
+    /// configData).
+    #[arg(long, value_name = "KEY:VALUE")]
+    attribute: Option<String>,
     /// Devices last seen before this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     seen_before: Option<String>,
@@ -122,6 +132,7 @@ impl FilterArgs {
             ("version", &self.version),
             ("channel", &self.channel),
             ("protocol", &self.protocol),
+            ("attribute", &self.attribute),
             ("seenBefore", &self.seen_before),
             ("seenAfter", &self.seen_after),
             ("status", &self.status),
@@ -306,6 +317,15 @@ impl DeviceCommand {
                 let body = json!({ "pinnedVersion": version });
                 let device: Device = client.patch(device_url(&product, &device), &body).await?;
                 println!("{product} {}: pinned to {version}", device.id);
+                Ok(())
+            }
+            DeviceCommand::Token { product, device } => {
+                let mut url = device_url(&product, &device);
+                url.path_segments_mut()
+                    .map_err(|()| anyhow::anyhow!("the server URL cannot take a path"))?
+                    .push("ddi-token");
+                let made: serde_json::Value = client.post_empty(url).await?;
+                println!("{}", made["token"].as_str().unwrap_or_default());
                 Ok(())
             }
             DeviceCommand::Show { product, device } => {

@@ -97,6 +97,27 @@ pub enum ProductCommand {
         #[arg(value_enum)]
         mode: Option<AdmissionArg>,
     },
+    /// Show or set a product's hawkBit DDI options, or make its GatewayToken
+    /// (docs/protocols/hawkbit-ddi.md).
+    #[command(after_help = "Examples:
+  otter product ddi gateway                        # show the options
+  otter product ddi gateway --anonymous on         # polls without a token are answered
+  otter product ddi gateway --token-downloads on   # artifacts need the DDI token too
+  otter product ddi gateway --gateway-token        # print a new GatewayToken (replaces the old)")]
+    Ddi {
+        product: String,
+        /// Answer polls that carry no token (the tenant names the product, else
+        /// --ddi-default-product).
+        #[arg(long, value_enum, value_name = "on|off")]
+        anonymous: Option<super::fleet::OnOff>,
+        /// Serve artifacts under the controller's path with its token, instead of otter's
+        /// unauthenticated download URL.
+        #[arg(long, value_enum, value_name = "on|off")]
+        token_downloads: Option<super::fleet::OnOff>,
+        /// Make the product's GatewayToken and print it (once).
+        #[arg(long, conflicts_with_all = ["anonymous", "token_downloads"])]
+        gateway_token: bool,
+    },
     /// List all products.
     #[command(after_help = "Examples:
   otter product list
@@ -249,6 +270,45 @@ impl ProductCommand {
                     ),
                     None => println!("{product}: no poll hint (devices keep their own schedule)"),
                 }
+                Ok(())
+            }
+            ProductCommand::Ddi {
+                product,
+                anonymous,
+                token_downloads,
+                gateway_token,
+            } => {
+                let url = client.url(&["api", "v1", "products", &product, "ddi"]);
+                if gateway_token {
+                    let url =
+                        client.url(&["api", "v1", "products", &product, "ddi", "gateway-token"]);
+                    let made: Value = client.post_empty(url).await?;
+                    println!("{}", made["token"].as_str().unwrap_or_default());
+                    return Ok(());
+                }
+                let mut options: Value = client.get(url.clone()).await?;
+                if anonymous.is_some() || token_downloads.is_some() {
+                    let on = |v: super::fleet::OnOff| json!(v == super::fleet::OnOff::On);
+                    if let Some(v) = anonymous {
+                        options["anonymous"] = on(v);
+                    }
+                    if let Some(v) = token_downloads {
+                        options["tokenDownloads"] = on(v);
+                    }
+                    options = client.put_json(url, &options).await?;
+                }
+                let word = |v: &Value| {
+                    if v.as_bool() == Some(true) {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                };
+                println!(
+                    "{product}: anonymous DDI {}, token downloads {}",
+                    word(&options["anonymous"]),
+                    word(&options["tokenDownloads"])
+                );
                 Ok(())
             }
             ProductCommand::Admission { product, mode } => {

@@ -18,9 +18,10 @@ use crate::audit::AuditNote;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
-/// `?device=&tag=&version=&channel=&protocol=&seenBefore=&seenAfter=&status=` (times RFC 3339;
-/// status one of offered, downloading, installed, failed, penalty, in a rollout that is not
-/// over): which devices a list or a tagging means, every parameter given having to match.
+/// `?device=&tag=&version=&channel=&protocol=&attribute=&seenBefore=&seenAfter=&status=` (times
+/// RFC 3339; attribute `key:value`; status one of offered, downloading, installed, failed,
+/// penalty, in a rollout that is not over): which devices a list or a tagging means, every
+/// parameter given having to match.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -30,6 +31,7 @@ pub struct FilterQuery {
     version: Option<String>,
     channel: Option<String>,
     protocol: Option<String>,
+    attribute: Option<String>,
     seen_before: Option<String>,
     seen_after: Option<String>,
     status: Option<String>,
@@ -52,6 +54,17 @@ impl FilterQuery {
             version: self.version.clone(),
             channel: self.channel.clone(),
             protocol: self.protocol.clone(),
+            attribute: self
+                .attribute
+                .as_deref()
+                .map(|a| {
+                    a.split_once(':')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| {
+                            ApiError::bad_request("invalid_query", "attribute must be key:value")
+                        })
+                })
+                .transpose()?,
             seen_before: time("seenBefore", &self.seen_before)?,
             seen_after: time("seenAfter", &self.seen_after)?,
             status: self

@@ -3,6 +3,7 @@
 //! release or decision logic of its own.
 
 pub mod arduino;
+pub mod hawkbit;
 pub mod iotawatt;
 pub mod manifest;
 pub mod ota_backend;

@@ -291,6 +291,33 @@ async fn every_change_in_the_routes_table_writes_exactly_one_entry() {
     )
     .await;
 
+    // hawkBit DDI tokens (never in the log) and options.
+    let (made, entry) = a
+        .change(
+            Method::POST,
+            "/api/v1/products/{product}/devices/{device}/ddi-token",
+            admin(Method::POST, "/api/v1/products/p/devices/d1/ddi-token"),
+        )
+        .await;
+    assert_eq!(entry["target"], "p/d1");
+    let (gateway, entry) = a
+        .change(
+            Method::POST,
+            "/api/v1/products/{product}/ddi/gateway-token",
+            admin(Method::POST, "/api/v1/products/p/ddi/gateway-token"),
+        )
+        .await;
+    assert_eq!(entry["target"], "p");
+    for token in [&made["token"], &gateway["token"]] {
+        assert!(!entry.to_string().contains(token.as_str().unwrap()));
+    }
+    a.change(
+        Method::PUT,
+        "/api/v1/products/{product}/ddi",
+        admin(Method::PUT, "/api/v1/products/p/ddi").json(&json!({"anonymous": true})),
+    )
+    .await;
+
     // A rollout through its whole life.
     let (rollout, entry) = a
         .change(

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use otter_core::model::{Device, DeviceSeen, Page, ReportState, UpdateReport};
+use serde_json::Value;
 use sqlx::any::AnyArguments;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -255,7 +256,7 @@ enum Bound {
 
 /// `filter` as SQL conditions on `devices d` (each starting with ` AND `), numbered from
 /// `$first`, and the values to bind to them in order.
-fn filter_sql(filter: &DeviceFilter, first: usize) -> (String, Vec<Bound>) {
+fn filter_sql(filter: &DeviceFilter, first: usize, backend: Backend) -> (String, Vec<Bound>) {
     let text = |v: &Option<String>| v.clone().map(Bound::Text);
     // `?` marks where each condition's placeholder goes.
     let conditions = [
@@ -271,6 +272,22 @@ fn filter_sql(filter: &DeviceFilter, first: usize) -> (String, Vec<Bound>) {
             text(&filter.channel),
         ),
         ("d.protocol = ?", text(&filter.protocol)),
+        // Attributes are a JSON object stored as compact text, the same on both backends: the
+        // pair is found as its own JSON text, `"key":"value"` (quotes included, so neither a
+        // longer key nor a longer value matches), case-sensitively (SQLite's LIKE is not).
+        (
+            match backend {
+                Backend::Sqlite => "instr(d.attributes, ?) > 0",
+                Backend::Postgres => "strpos(d.attributes, ?) > 0",
+            },
+            filter.attribute.as_ref().map(|(key, value)| {
+                Bound::Text(format!(
+                    "{}:{}",
+                    Value::from(key.as_str()),
+                    Value::from(value.as_str())
+                ))
+            }),
+        ),
         ("d.last_seen < ?", filter.seen_before.map(Bound::Int)),
         ("d.last_seen >= ?", filter.seen_after.map(Bound::Int)),
     ];
@@ -378,7 +395,7 @@ impl DeviceStore for SqlStore {
         page: &PageRequest,
     ) -> Result<Page<Device>> {
         timed("list_devices", async {
-            let (conditions, values) = filter_sql(filter, 2);
+            let (conditions, values) = filter_sql(filter, 2, self.backend);
             let mut n = 2 + values.len();
             let after = match &page.cursor {
                 Some(_) => {
@@ -447,7 +464,7 @@ impl DeviceStore for SqlStore {
 
     async fn tag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64> {
         timed("tag_devices", async {
-            let (conditions, values) = filter_sql(filter, 3);
+            let (conditions, values) = filter_sql(filter, 3, self.backend);
             // Safe: only the filter's fixed conditions and numbered placeholders are
             // interpolated; every value is bound. (SQLite needs the WHERE to tell the upsert's
             // ON CONFLICT from a join's ON.)
@@ -465,7 +482,7 @@ impl DeviceStore for SqlStore {
 
     async fn untag_devices(&self, product: &str, filter: &DeviceFilter, tag: &str) -> Result<u64> {
         timed("untag_devices", async {
-            let (conditions, values) = filter_sql(filter, 3);
+            let (conditions, values) = filter_sql(filter, 3, self.backend);
             // Safe: as in `tag_devices`.
             let sql = format!(
                 "DELETE FROM device_tags WHERE product = $1 AND tag = $2 AND device IN \

@@ -13,7 +13,7 @@
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
 //! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`,
-//! `rollouts`, `users`), plus `registry` (what operators set on devices), `whole` (the store as
+//! `rollouts`, `users`, `ddi`), plus `registry` (what operators set on devices), `whole` (the store as
 //! a whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
@@ -38,6 +38,7 @@ use tempfile::TempDir;
 
 mod access;
 mod audit;
+mod ddi;
 mod devices;
 mod products;
 mod registry;
@@ -53,6 +54,7 @@ mod whole;
 
 use access::*;
 use audit::*;
+use ddi::*;
 use devices::*;
 use products::*;
 use registry::*;
@@ -242,6 +244,9 @@ macro_rules! conformance {
 conformance! {
     store: [
         windows_and_poll_hints_are_set_replaced_and_removed,
+        ddi_tokens_open_their_holder_and_a_new_one_replaces_the_old,
+        one_ddi_action_is_open_per_device,
+        devices_filter_by_attribute,
         products_create_get_list,
         products_are_unique,
         products_paginate,
