@@ -13,9 +13,10 @@
 //! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
 //! device rules, signing keys), `trust` (roots, release signatures), `audit` (the audit log),
 //! `schedules` (maintenance windows, poll hints), `rollouts` (rollouts and the devices they took
-//! in); `schema` holds the migrations. What they share is here: connecting per backend, `timed`
-//! (which every store method runs its queries through, recording
-//! `otter_store_duration_seconds{op}`), error mapping, pagination and column conversions.
+//! in), `deltas` (delta policies and patches); `schema` holds the migrations. What they share
+//! is here: connecting per backend, `timed` (which every store method runs its queries through,
+//! recording `otter_store_duration_seconds{op}`), error mapping, pagination and column
+//! conversions.
 
 use std::future::Future;
 use std::time::Instant;
@@ -28,6 +29,7 @@ use crate::{PageRequest, Result, StoreError};
 
 mod access;
 mod audit;
+mod deltas;
 mod devices;
 mod products;
 mod releases;

@@ -13,7 +13,7 @@
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
 //! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`,
-//! `rollouts`, `users`), plus `registry` (what operators set on devices), `whole` (the store as
+//! `rollouts`, `users`, `deltas`), plus `registry` (what operators set on devices), `whole` (the store as
 //! a whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
@@ -38,6 +38,7 @@ use tempfile::TempDir;
 
 mod access;
 mod audit;
+mod deltas;
 mod devices;
 mod products;
 mod registry;
@@ -53,6 +54,7 @@ mod whole;
 
 use access::*;
 use audit::*;
+use deltas::*;
 use devices::*;
 use products::*;
 use registry::*;
@@ -242,6 +244,8 @@ macro_rules! conformance {
 conformance! {
     store: [
         windows_and_poll_hints_are_set_replaced_and_removed,
+        delta_policies_are_set_replaced_and_removed,
+        deltas_are_recorded_per_pair_and_format_and_replaced,
         products_create_get_list,
         products_are_unique,
         products_paginate,
