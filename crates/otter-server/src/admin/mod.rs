@@ -4,6 +4,7 @@
 pub mod apikeys;
 pub mod artifacts;
 pub mod audit;
+pub mod deltas;
 pub mod fleet;
 pub mod products;
 pub mod releases;
