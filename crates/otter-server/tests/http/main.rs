@@ -11,6 +11,7 @@ mod arduino;
 mod audit;
 mod check;
 mod connections;
+mod deltas;
 mod downloads;
 mod files;
 mod inputs;

@@ -1,0 +1,333 @@
+//! Delta updates: the policy API, patches built in the background after a publish, their status,
+//! the `delta` an offer carries for a device on a base (native check and manifest contract), and
+//! a patch rebuilt at start when its blob is gone.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use otter_core::signing::device::{ArtifactCheck, CheckRequest, TrustState};
+use otter_core::signing::documents::Root;
+use otter_core::signing::dsse::Envelope;
+
+use crate::common::{TestServer, eventually, expect_error, firmware, json_body, sha256_hex};
+use crate::signing::{publish_release_signed, signed_product};
+
+/// An image of `version`: the same 64 KiB for every version but for the version string in it, as
+/// two builds of one program differ.
+pub(crate) fn image(version: &str) -> Vec<u8> {
+    let mut image = firmware(7, 65_536);
+    let marker = format!("version={version};");
+    image[1000..1000 + marker.len()].copy_from_slice(marker.as_bytes());
+    image
+}
+
+/// Uploads [`image`] of `version` and publishes it on `stable`.
+async fn release(srv: &TestServer, product: &str, version: &str) -> String {
+    let sha = srv.upload(&image(version)).await;
+    srv.publish(product, version, &sha, json!({})).await;
+    sha
+}
+
+pub(crate) async fn set_policy(srv: &TestServer, product: &str, policy: Value) -> Value {
+    let resp = srv
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/products/{product}/delta-policy"),
+        )
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    json_body(resp, StatusCode::OK).await
+}
+
+/// The release's delta status once the builder is done with every patch.
+pub(crate) async fn built(srv: &TestServer, product: &str, version: &str) -> Value {
+    let path = format!("/api/v1/products/{product}/releases/{version}/deltas");
+    eventually("the delta builds to finish", async || {
+        let status = srv.get_json(&path).await;
+        if status["total"].as_u64() > Some(0) && status["done"] == status["total"] {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_delta_policy_is_off_by_default_checked_set_and_removed() {
+    let srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    let path = "/api/v1/products/door/delta-policy";
+    assert_eq!(srv.get_json(path).await, Value::Null, "off by default");
+
+    for (policy, status, code) in [
+        (json!({"format": "xdelta"}), 400, "invalid_delta_policy"),
+        (
+            json!({"format": "bsdiff", "fromLast": 2, "fromVersion": "1.0.0"}),
+            400,
+            "invalid_delta_policy",
+        ),
+        (
+            json!({"format": "bsdiff", "fromLast": 0}),
+            400,
+            "invalid_delta_policy",
+        ),
+        (
+            json!({"format": "zstd", "maxSharePercent": 100}),
+            400,
+            "invalid_delta_policy",
+        ),
+        (
+            json!({"format": "zstd", "fromVersion": "0.9.0"}),
+            404,
+            "release_not_found",
+        ),
+    ] {
+        let resp = srv.admin(Method::PUT, path).json(&policy).send().await.unwrap();
+        expect_error(resp, status, code).await;
+    }
+
+    assert_eq!(
+        set_policy(&srv, "door", json!({"format": "bsdiff"})).await,
+        json!({"format": "bsdiff", "fromLast": 3, "maxSharePercent": 50}),
+        "defaults filled in"
+    );
+    assert_eq!(srv.get_json(path).await["format"], "bsdiff");
+    let resp = srv.admin(Method::DELETE, path).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(srv.get_json(path).await, Value::Null);
+
+    let resp = srv
+        .admin(Method::PUT, "/api/v1/products/nope/delta-policy")
+        .json(&json!({"format": "bsdiff"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 404, "product_not_found").await;
+}
+
+#[tokio::test]
+async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
+    let srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    release(&srv, "door", "1.0.0").await;
+    let sha_11 = release(&srv, "door", "1.1.0").await;
+    // One base per release: the newest release gets a patch from the one before at once.
+    set_policy(&srv, "door", json!({"format": "bsdiff", "fromLast": 1})).await;
+    let status = built(&srv, "door", "1.1.0").await;
+    assert_eq!(status["deltas"][0]["from"], "1.0.0", "{status}");
+    assert_eq!(status["deltas"][0]["state"], "ready", "{status}");
+
+    // A publish builds the patches to the new release in the background.
+    release(&srv, "door", "1.2.0").await;
+    let status = built(&srv, "door", "1.2.0").await;
+    assert_eq!(status["total"], 1, "fromLast 1: one base");
+    let delta = &status["deltas"][0];
+    assert_eq!(delta["from"], "1.1.0");
+    assert_eq!(delta["state"], "ready", "{status}");
+    let size = delta["size"].as_u64().unwrap();
+    assert!(size < 65_536 / 2, "under half the image: {status}");
+    let shown = srv.get_json("/api/v1/products/door/releases/1.2.0").await;
+    assert_eq!(shown["deltas"], status["deltas"], "the release's admin JSON");
+
+    // On the base (by version or by image hash): the manifest names the patch.
+    for current in ["1.1.0", sha_11.as_str()] {
+        let answer = srv.check("door", &format!("current={current}")).await;
+        let manifest = &answer["manifest"];
+        assert_eq!(manifest["version"], "1.2.0");
+        assert_eq!(manifest["sha256"], sha256_hex(&image("1.2.0")), "full image");
+        let offered = &manifest["delta"];
+        assert_eq!(offered["from"], "1.1.0", "{answer}");
+        assert_eq!(offered["format"], "bsdiff");
+        assert_eq!(offered["size"], size);
+        assert_eq!(offered["sha256"], delta["sha256"]);
+        assert_eq!(
+            offered["url"],
+            format!("{}/dl/{}", srv.base, delta["sha256"].as_str().unwrap())
+        );
+    }
+    // Not on a base, an unknown current, none at all: the full image only.
+    for query in ["current=1.0.0", "current=0.9.0", ""] {
+        let answer = srv.check("door", query).await;
+        assert_eq!(answer["manifest"]["version"], "1.2.0", "{query}");
+        assert!(answer["manifest"].get("delta").is_none(), "{query}: {answer}");
+    }
+
+    // The patch downloads like any artifact: whole, by range, with its digest.
+    let url = status["deltas"][0]["sha256"].as_str().unwrap();
+    let resp = srv
+        .anon(Method::GET, &format!("/dl/{url}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let patch = resp.bytes().await.unwrap();
+    assert_eq!(patch.len() as u64, size);
+    assert_eq!(sha256_hex(&patch), url);
+    let resp = srv
+        .anon(Method::GET, &format!("/dl/{url}"))
+        .header("range", "bytes=10-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&resp.bytes().await.unwrap()[..], &patch[10..]);
+    assert_eq!(
+        otter_delta::apply(
+            otter_delta::Format::Bsdiff,
+            &image("1.1.0"),
+            &patch,
+            65_536
+        )
+        .unwrap(),
+        image("1.2.0"),
+        "the patch makes the new image from the base"
+    );
+
+    // The manifest contract carries the same field.
+    let answer = srv
+        .anon(Method::GET, "/m/door/api/firmware/check?current=1.1.0")
+        .send()
+        .await
+        .unwrap();
+    let answer = json_body(answer, StatusCode::OK).await;
+    assert_eq!(answer["manifest"]["delta"]["sha256"], delta["sha256"]);
+    assert_eq!(answer["manifest"]["binarySha256"], sha256_hex(&image("1.2.0")));
+    let answer = srv
+        .anon(Method::GET, "/m/door/api/firmware/check?current=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let answer = json_body(answer, StatusCode::OK).await;
+    assert!(answer["manifest"].get("delta").is_none(), "{answer}");
+
+    // Without a policy nothing is offered, though the patches stay.
+    let resp = srv
+        .admin(Method::DELETE, "/api/v1/products/door/delta-policy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let answer = srv.check("door", "current=1.1.0").await;
+    assert!(answer["manifest"].get("delta").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn a_patch_not_under_the_share_is_skipped_and_never_offered() {
+    let srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    set_policy(&srv, "door", json!({"format": "bsdiff"})).await;
+    // Unrelated images: a patch is as large as the image.
+    srv.release("door", "1.0.0", json!({})).await;
+    srv.release("door", "2.0.0", json!({})).await;
+    let status = built(&srv, "door", "2.0.0").await;
+    let delta = &status["deltas"][0];
+    assert_eq!(delta["state"], "skipped", "{status}");
+    assert!(
+        delta["message"].as_str().unwrap().contains("not under 50 %"),
+        "{status}"
+    );
+    let answer = srv.check("door", "current=1.0.0").await;
+    assert_eq!(answer["manifest"]["version"], "2.0.0");
+    assert!(answer["manifest"].get("delta").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn a_patch_whose_blob_is_gone_is_rebuilt_at_start() {
+    let mut srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    set_policy(&srv, "door", json!({"format": "zstd"})).await;
+    release(&srv, "door", "1.0.0").await;
+    release(&srv, "door", "1.1.0").await;
+    let status = built(&srv, "door", "1.1.0").await;
+    let sha = status["deltas"][0]["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(status["deltas"][0]["state"], "ready", "{status}");
+
+    let blob = srv
+        .data_dir()
+        .join("blobs/sha256")
+        .join(&sha[..2])
+        .join(&sha);
+    std::fs::remove_file(&blob).unwrap();
+    srv.restart().await;
+
+    let patch = eventually("the patch to be rebuilt", async || {
+        let resp = srv
+            .anon(Method::GET, &format!("/dl/{sha}"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK {
+            Ok(resp.bytes().await.unwrap())
+        } else {
+            Err(resp.status().to_string())
+        }
+    })
+    .await;
+    assert_eq!(sha256_hex(&patch), sha, "the same patch again");
+    let answer = srv.check("door", "current=1.0.0").await;
+    assert_eq!(answer["manifest"]["delta"]["sha256"], sha, "{answer}");
+}
+
+#[tokio::test]
+async fn a_signed_answer_with_a_delta_verifies_and_the_patched_image_passes_the_manifest() {
+    const DAY: i64 = 86_400;
+    let (srv, owner, _) = signed_product().await;
+    publish_release_signed(&srv, &owner, "1.0.0", 1, &image("1.0.0"), 90 * DAY).await;
+    publish_release_signed(&srv, &owner, "1.1.0", 2, &image("1.1.0"), 90 * DAY).await;
+    set_policy(&srv, "door", json!({"format": "bsdiff"})).await;
+    let status = built(&srv, "door", "1.1.0").await;
+    assert_eq!(status["deltas"][0]["state"], "ready", "{status}");
+
+    let text = srv
+        .anon(Method::GET, "/api/v1/products/door/root/1.json")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pinned = Root::open_first(&Envelope::parse(text.as_bytes()).unwrap()).unwrap();
+    let mut device = TrustState::new(pinned, 1);
+    let nonce = "00112233445566778899aabbccddeeff";
+    let answer = srv
+        .check("door", &format!("current=1.0.0&device=d1&nonce={nonce}"))
+        .await;
+    let delta = &answer["manifest"]["delta"];
+    assert_eq!(delta["from"], "1.0.0", "{answer}");
+    let response_env: Envelope = serde_json::from_value(answer["signedResponse"].clone()).unwrap();
+    let asked = CheckRequest {
+        nonce,
+        device: "d1",
+        current: Some("1.0.0"),
+        channel: "stable",
+    };
+    let response = device.check_response(&response_env, &asked, 0).unwrap();
+    let manifest_env: Envelope = serde_json::from_value(answer["releaseManifest"].clone()).unwrap();
+    let verified = device
+        .check_manifest(&manifest_env, &response, "esp32-c3")
+        .unwrap();
+
+    // The device applies the patch to what it runs and checks the result as the full image.
+    let patch = srv
+        .client
+        .get(delta["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let rebuilt = otter_delta::apply(
+        otter_delta::Format::Bsdiff,
+        &image("1.0.0"),
+        &patch,
+        verified.artifact.length,
+    )
+    .unwrap();
+    let mut stream = ArtifactCheck::new(&verified);
+    stream.update(&rebuilt).unwrap();
+    stream.finish().unwrap();
+}
