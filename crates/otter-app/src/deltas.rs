@@ -81,20 +81,9 @@ impl Builder {
     }
 }
 
-/// The formats otter builds, as policies name them.
-pub const FORMATS: [otter_delta::Format; 3] = [
-    otter_delta::Format::EspDeltaOta,
-    otter_delta::Format::Bsdiff,
-    otter_delta::Format::Zstd,
-];
-
 fn parse_format(name: &str) -> AppResult<otter_delta::Format> {
-    name.parse().map_err(|_| {
-        let known: Vec<String> = FORMATS.iter().map(ToString::to_string).collect();
-        AppError::invalid(
-            "invalid_delta_policy",
-            format!("unknown delta format {name:?}: use {}", known.join(", ")),
-        )
+    name.parse().map_err(|e: otter_delta::UnknownFormat| {
+        AppError::invalid("invalid_delta_policy", e.to_string())
     })
 }
 
@@ -375,40 +364,4 @@ async fn build(app: &App, job: &Job) -> AppResult<()> {
     );
     // Puts the patch in the check index, here and on the other nodes.
     app.reindex(&job.product).await
-}
-
-// TEMP-SHIM: stands in for the `otter-delta` crate until h17-formats is merged.
-mod otter_delta {
-    #[derive(Debug, Clone, Copy)]
-    pub enum Format {
-        EspDeltaOta,
-        Bsdiff,
-        Zstd,
-    }
-    impl std::fmt::Display for Format {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(match self {
-                Format::EspDeltaOta => "esp-delta-ota",
-                Format::Bsdiff => "bsdiff",
-                Format::Zstd => "zstd",
-            })
-        }
-    }
-    impl std::str::FromStr for Format {
-        type Err = String;
-        fn from_str(s: &str) -> Result<Self, String> {
-            Ok(match s {
-                "esp-delta-ota" => Format::EspDeltaOta,
-                "bsdiff" => Format::Bsdiff,
-                "zstd" => Format::Zstd,
-                _ => return Err(s.to_owned()),
-            })
-        }
-    }
-    pub fn create(_: Format, base: &[u8], target: &[u8]) -> Result<Vec<u8>, String> {
-        let mut out = b"SHIM".to_vec();
-        out.extend_from_slice(&(base.len() as u64).to_le_bytes());
-        out.extend_from_slice(&target[..target.len().min(16)]);
-        Ok(out)
-    }
 }

@@ -85,7 +85,12 @@ async fn the_delta_policy_is_off_by_default_checked_set_and_removed() {
             "release_not_found",
         ),
     ] {
-        let resp = srv.admin(Method::PUT, path).json(&policy).send().await.unwrap();
+        let resp = srv
+            .admin(Method::PUT, path)
+            .json(&policy)
+            .send()
+            .await
+            .unwrap();
         expect_error(resp, status, code).await;
     }
 
@@ -130,14 +135,21 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
     let size = delta["size"].as_u64().unwrap();
     assert!(size < 65_536 / 2, "under half the image: {status}");
     let shown = srv.get_json("/api/v1/products/door/releases/1.2.0").await;
-    assert_eq!(shown["deltas"], status["deltas"], "the release's admin JSON");
+    assert_eq!(
+        shown["deltas"], status["deltas"],
+        "the release's admin JSON"
+    );
 
     // On the base (by version or by image hash): the manifest names the patch.
     for current in ["1.1.0", sha_11.as_str()] {
         let answer = srv.check("door", &format!("current={current}")).await;
         let manifest = &answer["manifest"];
         assert_eq!(manifest["version"], "1.2.0");
-        assert_eq!(manifest["sha256"], sha256_hex(&image("1.2.0")), "full image");
+        assert_eq!(
+            manifest["sha256"],
+            sha256_hex(&image("1.2.0")),
+            "full image"
+        );
         let offered = &manifest["delta"];
         assert_eq!(offered["from"], "1.1.0", "{answer}");
         assert_eq!(offered["format"], "bsdiff");
@@ -152,7 +164,10 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
     for query in ["current=1.0.0", "current=0.9.0", ""] {
         let answer = srv.check("door", query).await;
         assert_eq!(answer["manifest"]["version"], "1.2.0", "{query}");
-        assert!(answer["manifest"].get("delta").is_none(), "{query}: {answer}");
+        assert!(
+            answer["manifest"].get("delta").is_none(),
+            "{query}: {answer}"
+        );
     }
 
     // The patch downloads like any artifact: whole, by range, with its digest.
@@ -175,13 +190,7 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(&resp.bytes().await.unwrap()[..], &patch[10..]);
     assert_eq!(
-        otter_delta::apply(
-            otter_delta::Format::Bsdiff,
-            &image("1.1.0"),
-            &patch,
-            65_536
-        )
-        .unwrap(),
+        otter_delta::apply(otter_delta::Format::Bsdiff, &image("1.1.0"), &patch, 65_536).unwrap(),
         image("1.2.0"),
         "the patch makes the new image from the base"
     );
@@ -194,7 +203,10 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
         .unwrap();
     let answer = json_body(answer, StatusCode::OK).await;
     assert_eq!(answer["manifest"]["delta"]["sha256"], delta["sha256"]);
-    assert_eq!(answer["manifest"]["binarySha256"], sha256_hex(&image("1.2.0")));
+    assert_eq!(
+        answer["manifest"]["binarySha256"],
+        sha256_hex(&image("1.2.0"))
+    );
     let answer = srv
         .anon(Method::GET, "/m/door/api/firmware/check?current=1.0.0")
         .send()
@@ -226,7 +238,10 @@ async fn a_patch_not_under_the_share_is_skipped_and_never_offered() {
     let delta = &status["deltas"][0];
     assert_eq!(delta["state"], "skipped", "{status}");
     assert!(
-        delta["message"].as_str().unwrap().contains("not under 50 %"),
+        delta["message"]
+            .as_str()
+            .unwrap()
+            .contains("not under 50 %"),
         "{status}"
     );
     let answer = srv.check("door", "current=1.0.0").await;
