@@ -92,7 +92,9 @@ pub async fn get(
 pub struct ReleaseView {
     #[serde(flatten)]
     release: Release,
-    /// Patches to this release from earlier ones (`docs/deltas.md`), by base.
+    /// Patches to this release from earlier ones (`docs/deltas.md`), by base; left out when
+    /// there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     deltas: Vec<Delta>,
 }
 
