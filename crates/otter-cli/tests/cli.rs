@@ -2647,3 +2647,78 @@ async fn a_rollout_holds_across_two_serve_processes_on_postgres() {
     );
     assert!(shown.contains("updating now: 2 (cap 5)"), "{shown}");
 }
+
+/// Delta updates from the command line: a policy set, two releases published, the patch waited
+/// for and listed, and the policy turned off.
+#[test]
+fn delta_policy_and_patches_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let otter = |args: &[&str]| admin(&server, args);
+    otter(&["product", "create", "door", "--scheme", "semver"]).ok();
+    assert!(
+        otter(&["product", "set-delta", "door"])
+            .ok()
+            .contains("delta updates off")
+    );
+    let set = otter(&[
+        "product",
+        "set-delta",
+        "door",
+        "--format",
+        "zstd",
+        "--from-last",
+        "2",
+    ])
+    .ok();
+    assert!(
+        set.contains("zstd patches from the last 2 releases, kept under 50 % of the image"),
+        "{set}"
+    );
+    let refused = otter(&["product", "set-delta", "door", "--format", "xdelta"]).fails();
+    assert!(refused.contains("unknown delta format"), "{refused}");
+
+    // Two builds of one image that differ in a few bytes.
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 64 * 1024);
+    let mut image = std::fs::read(&v1).unwrap();
+    image[100..107].copy_from_slice(b"v1.1.0!");
+    let v2 = tmp.path().join("v2.bin");
+    std::fs::write(&v2, &image).unwrap();
+    for (file, version) in [(&v1, "1.0.0"), (&v2, "1.1.0")] {
+        otter(&[
+            "release",
+            "publish",
+            "door",
+            path(file),
+            "--version",
+            version,
+        ])
+        .ok();
+    }
+    let shown = otter(&[
+        "release",
+        "deltas",
+        "door",
+        "1.1.0",
+        "--wait",
+        "--timeout",
+        "60s",
+    ])
+    .ok();
+    assert!(shown.contains("1 of 1 patches done"), "{shown}");
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("1.0.0"))
+        .unwrap_or_else(|| panic!("a row for the patch from 1.0.0: {shown}"));
+    assert!(row.contains("zstd") && row.contains("ready"), "{row}");
+    let json: Value =
+        serde_json::from_str(&otter(&["release", "deltas", "door", "1.1.0", "--json"]).ok())
+            .unwrap();
+    assert_eq!(json["deltas"][0]["state"], "ready", "{json}");
+
+    assert!(
+        otter(&["product", "set-delta", "door", "--off"])
+            .ok()
+            .contains("delta updates off")
+    );
+}
