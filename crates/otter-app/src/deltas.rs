@@ -20,6 +20,7 @@ use otter_store::now;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::index::ProductIndex;
 use crate::{App, AppError, AppResult, artifacts};
 
 /// One patch for the worker to build: which product, base, target and format.
@@ -102,7 +103,9 @@ pub async fn set_policy(
         })
         .transpose()?;
     if let Some(policy) = &policy {
-        parse_format(&policy.format)?;
+        if parse_format(&policy.format)? == otter_delta::Format::EspDeltaOta {
+            check_esp_images(app, &index).await?;
+        }
         if let Some(from) = &policy.from_version
             && index.release(from).is_none()
         {
@@ -130,6 +133,25 @@ pub async fn set_policy(
         }
     }
     Ok(policy)
+}
+
+/// Refuses `esp-delta-ota` for a product whose newest image is not an ESP app image: its
+/// patches name the base by the hash only such an image carries, and every build would fail.
+async fn check_esp_images(app: &App, index: &ProductIndex) -> AppResult<()> {
+    let Some(newest) = index.releases.iter().max_by_key(|r| r.release.seq) else {
+        return Ok(());
+    };
+    let image = artifacts::read_whole(app, &newest.release.artifact).await?;
+    otter_delta::esp_validation_hash(&image).map_err(|e| {
+        AppError::invalid(
+            "not_esp_image",
+            format!(
+                "esp-delta-ota needs ESP app images, and {} {} is not one: {e}",
+                index.product.name, newest.release.version
+            ),
+        )
+    })?;
+    Ok(())
 }
 
 /// `product`'s delta policy, if it has one.

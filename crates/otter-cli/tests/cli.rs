@@ -1885,6 +1885,11 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     )
     .ok();
     admin(&source, &["product", "poll-hint", "door", "--every", "2h"]).ok();
+    admin(
+        &source,
+        &["product", "set-delta", "door", "--format", "zstd"],
+    )
+    .ok();
     let client = reqwest::Client::new();
     client
         .get(format!(
@@ -2121,6 +2126,11 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     );
     let windows = admin(&["product", "windows", "door"]);
     assert!(windows.contains("sat 22:00-04:00"), "{windows}");
+    let policy = admin(&["product", "set-delta", "door"]);
+    assert!(
+        policy.contains("zstd patches"),
+        "the delta policy came along: {policy}"
+    );
     let bytes = client
         .get(answer["manifest"]["url"].as_str().unwrap())
         .send()

@@ -59,6 +59,7 @@ pub(crate) async fn built(srv: &TestServer, product: &str, version: &str) -> Val
 async fn the_delta_policy_is_off_by_default_checked_set_and_removed() {
     let srv = TestServer::start().await;
     srv.create_product("door", "semver").await;
+    release(&srv, "door", "1.0.0").await;
     let path = "/api/v1/products/door/delta-policy";
     assert_eq!(srv.get_json(path).await, Value::Null, "off by default");
 
@@ -84,6 +85,8 @@ async fn the_delta_policy_is_off_by_default_checked_set_and_removed() {
             404,
             "release_not_found",
         ),
+        // Its images are no ESP app images.
+        (json!({"format": "esp-delta-ota"}), 400, "not_esp_image"),
     ] {
         let resp = srv
             .admin(Method::PUT, path)
