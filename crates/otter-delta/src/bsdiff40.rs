@@ -14,7 +14,7 @@ use std::io::{self, Read};
 
 use bzip2::read::BzDecoder;
 
-use crate::{DeltaError, Output};
+use crate::{DeltaError, Output, read_n};
 
 const MAGIC: &[u8; 8] = b"BSDIFF40";
 const HEADER_LEN: usize = 32;
@@ -113,15 +113,6 @@ impl<'p> Patch<'p> {
     }
 }
 
-/// Appends exactly `n` bytes of `r` to `out` (the caller has bounded `n`).
-fn read_n(r: &mut impl Read, n: u64, out: &mut Vec<u8>) -> io::Result<()> {
-    let got = r.take(n).read_to_end(out)?;
-    if (got as u64) < n {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
-}
-
 /// Reads every control of `patch`, checking each against the announced length, and hands it to
 /// `each` with the base position it starts at. Ends when the announced length is reached.
 pub(crate) fn for_each_control(
@@ -181,7 +172,12 @@ pub(crate) fn create(base: &[u8], target: &[u8]) -> Result<Vec<u8>, DeltaError> 
         });
     }
     let mut patch = Vec::new();
+    // Every exact match counts (qbsdiff skips those under 12 bytes by default): on real programs
+    // this makes both bsdiff and esp-delta-ota patches smaller (a statically linked program with
+    // a one-line change: bsdiff 2.16 % → 1.54 % of the image, esp-delta-ota 4.14 % → 3.41 %,
+    // which is what detools' own bsdiff reaches), for about 1.5× the time.
     qbsdiff::Bsdiff::new(base, target)
+        .small_match(0)
         .compare(io::Cursor::new(&mut patch))
         .map_err(|e| corrupt(format!("bsdiff: {e}")))?;
     Ok(patch)

@@ -65,3 +65,39 @@ pub fn esp_validation_hash(image: &[u8]) -> Result<[u8; 32], DeltaError> {
     }
     Ok(stored)
 }
+
+/// `esp_delta_ota`'s patch header (idf-extra-components `esp_delta_ota`, its patch generator
+/// `esp_delta_ota_patch_gen.py`): the magic, the base's validation hash, reserved zeros.
+const DELTA_OTA_MAGIC: u32 = 0xfccd_de10;
+const DELTA_OTA_HEADER_LEN: usize = 64;
+
+/// An esp-delta-ota patch: the 64-byte header naming `base`, then a detools patch.
+#[cfg(feature = "create")]
+pub(crate) fn create_delta_ota(base: &[u8], target: &[u8]) -> Result<Vec<u8>, DeltaError> {
+    let base_hash = esp_validation_hash(base)?;
+    esp_validation_hash(target)?;
+    let mut patch = Vec::with_capacity(DELTA_OTA_HEADER_LEN);
+    patch.extend_from_slice(&DELTA_OTA_MAGIC.to_le_bytes());
+    patch.extend_from_slice(&base_hash);
+    patch.resize(DELTA_OTA_HEADER_LEN, 0);
+    patch.extend_from_slice(&crate::detools::create(base, target)?);
+    Ok(patch)
+}
+
+/// Applies an esp-delta-ota patch to the base its header names (as the device checks against
+/// its running partition's hash before it starts).
+pub(crate) fn apply_delta_ota(
+    base: &[u8],
+    patch: &[u8],
+    max_len: u64,
+) -> Result<Vec<u8>, DeltaError> {
+    if patch.len() < DELTA_OTA_HEADER_LEN || patch[..4] != DELTA_OTA_MAGIC.to_le_bytes() {
+        return Err(DeltaError::Corrupt(
+            "no esp_delta_ota header (magic 0xfccdde10)".into(),
+        ));
+    }
+    if patch[4..36] != esp_validation_hash(base)? {
+        return Err(DeltaError::WrongBase);
+    }
+    crate::detools::apply(base, &patch[DELTA_OTA_HEADER_LEN..], max_len)
+}
