@@ -172,7 +172,7 @@ pub async fn release_published(app: &App, release: &Release) {
 }
 
 /// Records as pending, and queues, the patches to `target` that the product's policy asks for
-/// and that are not recorded yet.
+/// and that are not recorded yet, or whose build failed (setting the policy again retries them).
 async fn plan(app: &App, target: &Release) -> AppResult<()> {
     let Some(policy) = app.store.delta_policy(&target.product).await? else {
         return Ok(());
@@ -204,6 +204,7 @@ async fn plan(app: &App, target: &Release) -> AppResult<()> {
         .deltas(&target.product, Some(&target.version))
         .await?
         .iter()
+        .filter(|d| d.state != DeltaState::Failed)
         .map(Job::of)
         .collect();
     for from in bases.into_iter().filter(|from| *from != target.version) {
