@@ -349,3 +349,29 @@ async fn a_signed_answer_with_a_delta_verifies_and_the_patched_image_passes_the_
     stream.update(&rebuilt).unwrap();
     stream.finish().unwrap();
 }
+
+#[tokio::test]
+async fn with_blobs_in_s3_a_patch_is_stored_in_the_bucket_and_downloads_from_it() {
+    let Some(s3) = otter_testkit::s3::start() else {
+        return;
+    };
+    let srv = TestServer::with_s3(&s3, "ota", crate::common::test_config()).await;
+    srv.create_product("door", "semver").await;
+    set_policy(&srv, "door", json!({"format": "bsdiff"})).await;
+    release(&srv, "door", "1.0.0").await;
+    release(&srv, "door", "1.1.0").await;
+    let status = built(&srv, "door", "1.1.0").await;
+    let sha = status["deltas"][0]["sha256"].as_str().unwrap().to_owned();
+    let stored = s3
+        .get(&format!("ota/sha256/{}/{sha}", &sha[..2]))
+        .expect("the patch is in the bucket");
+    assert_eq!(sha256_hex(&stored), sha);
+
+    // The offered URL redirects to the bucket (the default with S3); following it gives the patch.
+    let answer = srv.check("door", "current=1.0.0").await;
+    let url = answer["manifest"]["delta"]["url"].as_str().unwrap();
+    let resp = srv.client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_ne!(resp.url().as_str(), url, "served by the bucket");
+    assert_eq!(resp.bytes().await.unwrap(), stored);
+}
