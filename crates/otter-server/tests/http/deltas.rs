@@ -375,3 +375,47 @@ async fn with_blobs_in_s3_a_patch_is_stored_in_the_bucket_and_downloads_from_it(
     assert_ne!(resp.url().as_str(), url, "served by the bucket");
     assert_eq!(resp.bytes().await.unwrap(), stored);
 }
+
+#[tokio::test]
+async fn esp_app_images_get_esp_delta_ota_patches_naming_their_base() {
+    use otter_testkit::images::esp32_app;
+    let srv = TestServer::start().await;
+    srv.create_product("c3", "semver").await;
+    let base = esp32_app(&image("1.0.0"));
+    let target = esp32_app(&image("1.1.0"));
+    let sha = srv.upload(&base).await;
+    srv.publish("c3", "1.0.0", &sha, json!({})).await;
+    set_policy(&srv, "c3", json!({"format": "esp-delta-ota"})).await;
+    let sha = srv.upload(&target).await;
+    srv.publish("c3", "1.1.0", &sha, json!({})).await;
+    let status = built(&srv, "c3", "1.1.0").await;
+    assert_eq!(status["deltas"][0]["state"], "ready", "{status}");
+
+    let answer = srv.check("c3", "current=1.0.0").await;
+    let delta = &answer["manifest"]["delta"];
+    assert_eq!(delta["format"], "esp-delta-ota", "{answer}");
+    let patch = srv
+        .client
+        .get(delta["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        patch[4..36],
+        otter_delta::esp_validation_hash(&base).unwrap(),
+        "the header names the base as the device knows it"
+    );
+    assert_eq!(
+        otter_delta::apply(
+            otter_delta::Format::EspDeltaOta,
+            &base,
+            &patch,
+            target.len() as u64
+        )
+        .unwrap(),
+        target
+    );
+}
