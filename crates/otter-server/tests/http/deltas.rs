@@ -229,6 +229,55 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
     assert!(answer["manifest"].get("delta").is_none(), "{answer}");
 }
 
+/// The bases of each patch, as the release's status lists them.
+async fn bases(srv: &TestServer, product: &str, version: &str) -> Vec<String> {
+    built(srv, product, version).await["deltas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["from"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn patches_start_from_the_newest_earlier_releases_of_the_channel_or_the_one_named() {
+    let srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    set_policy(&srv, "door", json!({"format": "zstd", "fromLast": 2})).await;
+    for (version, channels) in [
+        ("1.0.0", json!(["stable"])),
+        ("1.1.0", json!(["stable"])),
+        ("1.2.0", json!(["beta"])),
+        ("1.3.0", json!(["stable"])),
+    ] {
+        let sha = srv.upload(&image(version)).await;
+        srv.publish("door", version, &sha, json!({ "channels": channels }))
+            .await;
+    }
+    srv.patch_release("door", "1.3.0", json!({"yanked": true}))
+        .await;
+    release(&srv, "door", "1.4.0").await;
+    assert_eq!(
+        bases(&srv, "door", "1.4.0").await,
+        ["1.0.0", "1.1.0"],
+        "the two newest on stable, neither yanked nor on another channel"
+    );
+
+    // One named base: applied at once to the newest release of each channel.
+    set_policy(
+        &srv,
+        "door",
+        json!({"format": "zstd", "fromVersion": "1.0.0"}),
+    )
+    .await;
+    assert_eq!(bases(&srv, "door", "1.2.0").await, ["1.0.0"]);
+    assert_eq!(
+        bases(&srv, "door", "1.4.0").await,
+        ["1.0.0", "1.1.0"],
+        "nothing built twice"
+    );
+}
+
 #[tokio::test]
 async fn a_patch_not_under_the_share_is_skipped_and_never_offered() {
     let srv = TestServer::start().await;
