@@ -356,7 +356,7 @@ async fn build(app: &App, job: &Job) -> AppResult<()> {
     };
     let size = patch.len() as u64;
     let share = format!(
-        "{:.1} % of the image ({size} of {full} bytes)",
+        "{:.2} % of the image ({size} of {full} bytes)",
         size as f64 * 100.0 / full.max(1) as f64
     );
     if size * 100 >= u64::from(policy.max_share_percent) * full {
