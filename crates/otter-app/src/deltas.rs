@@ -311,7 +311,7 @@ async fn build_logged(app: &App, job: Job) {
             "delta build failed"
         );
         let record = job.record(DeltaState::Failed, Some(e.to_string()));
-        if let Err(e) = app.store.put_delta(&record).await {
+        if let Err(e) = finish(app, &record).await {
             tracing::warn!(error = %e, "could not record a failed delta build");
         }
     }
@@ -323,10 +323,7 @@ async fn build(app: &App, job: &Job) -> AppResult<()> {
     let Some(policy) = app.store.delta_policy(&job.product).await? else {
         // Removed while this waited: nothing is offered, so nothing is built.
         let message = Some("the product no longer has a delta policy".to_owned());
-        return Ok(app
-            .store
-            .put_delta(&job.record(DeltaState::Skipped, message))
-            .await?);
+        return finish(app, &job.record(DeltaState::Skipped, message)).await;
     };
     let format = parse_format(&job.format)?;
     let index = app.product(&job.product).await?;
@@ -351,7 +348,7 @@ async fn build(app: &App, job: &Job) -> AppResult<()> {
         Ok(patch) => patch,
         Err(e) => {
             let record = job.record(DeltaState::Failed, Some(e.to_string()));
-            return Ok(app.store.put_delta(&record).await?);
+            return finish(app, &record).await;
         }
     };
     let size = patch.len() as u64;
@@ -362,7 +359,7 @@ async fn build(app: &App, job: &Job) -> AppResult<()> {
     if size * 100 >= u64::from(policy.max_share_percent) * full {
         let message = format!("{share}: not under {} %", policy.max_share_percent);
         let record = job.record(DeltaState::Skipped, Some(message));
-        return Ok(app.store.put_delta(&record).await?);
+        return finish(app, &record).await;
     }
     let staged = app
         .staging
@@ -380,11 +377,23 @@ async fn build(app: &App, job: &Job) -> AppResult<()> {
         message: Some(share),
         ..job.record(DeltaState::Ready, None)
     };
-    app.store.put_delta(&record).await?;
+    finish(app, &record).await?;
     tracing::info!(
         product = %job.product, from = %job.from, to = %job.to, format = %job.format, size,
         "delta patch ready"
     );
     // Puts the patch in the check index, here and on the other nodes.
     app.reindex(&job.product).await
+}
+
+/// Records the outcome of a build (ready, skipped or failed) and counts it.
+async fn finish(app: &App, record: &Delta) -> AppResult<()> {
+    app.store.put_delta(record).await?;
+    metrics::counter!(
+        "otter_delta_builds_total",
+        "format" => record.format.clone(),
+        "state" => record.state.as_str()
+    )
+    .increment(1);
+    Ok(())
 }

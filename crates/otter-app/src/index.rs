@@ -260,7 +260,10 @@ impl ProductIndex {
             .get(&self.releases.get(offered)?.release.version)?
             .iter()
             .find(|(base_version, _)| base_version == from)
-            .map(|(_, doc)| doc.render(base))
+            .map(|(_, doc)| {
+                metrics::counter!("otter_delta_offers_total").increment(1);
+                doc.render(base)
+            })
     }
 
     pub fn release(&self, version: &str) -> Option<&IndexedRelease> {

@@ -173,6 +173,26 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
         );
     }
 
+    // Scraped: the build and the offers are counted.
+    let metrics = srv
+        .anon(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for counted in [
+        r#"otter_delta_builds_total{format="bsdiff",state="ready"}"#,
+        "otter_delta_offers_total",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(counted)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{counted} in {metrics}"));
+        assert!(value >= 2.0, "{counted} {value}");
+    }
+
     // The patch downloads like any artifact: whole, by range, with its digest.
     let url = status["deltas"][0]["sha256"].as_str().unwrap();
     let resp = srv
