@@ -142,7 +142,7 @@ pub(crate) fn for_each_control(
 pub(crate) fn apply(base: &[u8], patch: &[u8], max_len: u64) -> Result<Vec<u8>, DeltaError> {
     let mut patch = Patch::parse(patch)?;
     let mut out = Output::new(patch.new_len, max_len);
-    out.reserve(patch.new_len)?;
+    out.ensure_room(patch.new_len)?;
     for_each_control(&mut patch, |patch, c, old_pos| {
         let start = out.bytes.len();
         patch.read_diff(c.diff, &mut out.bytes)?;

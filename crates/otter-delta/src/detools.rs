@@ -128,7 +128,7 @@ pub(crate) fn apply(base: &[u8], patch: &[u8], max_len: u64) -> Result<Vec<u8>, 
     let to_len =
         u64::try_from(unpack_size(&mut rest)?).map_err(|_| corrupt("a negative target length"))?;
     let mut out = Output::new(to_len, max_len);
-    out.reserve(to_len)?;
+    out.ensure_room(to_len)?;
     if to_len == 0 {
         return match rest.is_empty() {
             true => Ok(out.bytes),

@@ -155,7 +155,7 @@ impl Output {
     }
 
     /// Room for `n` more bytes, or [`DeltaError::TooLarge`].
-    fn reserve(&self, n: u64) -> Result<(), DeltaError> {
+    fn ensure_room(&self, n: u64) -> Result<(), DeltaError> {
         if (self.bytes.len() as u64).saturating_add(n) > self.max_len {
             return Err(DeltaError::TooLarge {
                 max_len: self.max_len,

@@ -96,3 +96,21 @@ fn esp_delta_ota_refuses_images_that_are_not_esp_app_images() {
         Err(DeltaError::NotEspImage(_))
     ));
 }
+
+#[test]
+fn empty_bases_and_targets_make_patches_that_apply() {
+    let some = image(3, 5_000);
+    for format in [Format::Bsdiff, Format::Zstd] {
+        for (base, target) in [(&[][..], &some[..]), (&some, &[]), (&[], &[])] {
+            let patch = create(format, base, target).unwrap();
+            let applied = apply(format, base, &patch, target.len() as u64).unwrap();
+            assert_eq!(
+                applied,
+                target,
+                "{format}: {} → {}",
+                base.len(),
+                target.len()
+            );
+        }
+    }
+}

@@ -70,7 +70,7 @@ pub(crate) fn apply(base: &[u8], patch: &[u8], max_len: u64) -> Result<Vec<u8>, 
         if n == 0 {
             return Ok(out.bytes);
         }
-        out.reserve(n as u64)?;
+        out.ensure_room(n as u64)?;
         out.bytes.extend_from_slice(&chunk[..n]);
     }
 }
