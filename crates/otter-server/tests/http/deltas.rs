@@ -488,3 +488,30 @@ async fn esp_app_images_get_esp_delta_ota_patches_naming_their_base() {
         target
     );
 }
+
+#[tokio::test]
+async fn a_patch_built_on_one_node_is_offered_by_another() {
+    let a = TestServer::start().await;
+    let b = TestServer::sharing_database_with(&a).await;
+    a.create_product("door", "semver").await;
+    set_policy(&a, "door", json!({"format": "bsdiff"})).await;
+    release(&a, "door", "1.0.0").await;
+    release(&a, "door", "1.1.0").await;
+    let sha = built(&a, "door", "1.1.0").await["deltas"][0]["sha256"].clone();
+
+    // Node B learns of the ready patch from the catalogue clock, as of a release.
+    eventually("node B offers the patch", async || {
+        let resp = b
+            .anon(Method::GET, "/api/v1/products/door/check?current=1.0.0")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if answer["manifest"]["delta"]["sha256"] == sha {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+}
