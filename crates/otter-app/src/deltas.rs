@@ -8,7 +8,8 @@
 //! bytes become an artifact addressed by their SHA-256 (so `/dl/{sha256}` serves it with ranges,
 //! on local disk or S3), and the product is reindexed, which puts the ready patch in the check
 //! index ([`crate::index::ReadyDeltas`]). At start the worker picks up what a restart cut short:
-//! patches still pending or building, and ready patches whose blob is gone.
+//! patches still pending or building, ready patches whose blob is gone, and patches to the
+//! newest releases that were never recorded.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
@@ -118,21 +119,35 @@ pub async fn set_policy(
     app.reindex(product).await?;
     tracing::info!(product, policy = ?policy, "delta policy changed");
     if policy.is_some() {
-        let channels: BTreeSet<&str> = index
-            .releases
-            .iter()
-            .flat_map(|r| r.release.channels.iter().map(String::as_str))
-            .collect();
-        let mut newest = HashSet::new();
-        for channel in channels {
-            if let Some(release) = index.newest(channel)
-                && newest.insert(release.release.version.clone())
-            {
-                plan(app, &release.release).await?;
-            }
-        }
+        plan_newest(app, &index, Retry::Failed).await?;
     }
     Ok(policy)
+}
+
+/// Whether planning records a patch again whose earlier build failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Failed,
+    No,
+}
+
+/// [`plan`] for the newest release of each of the product's channels: what devices are offered
+/// now.
+async fn plan_newest(app: &App, index: &ProductIndex, retry: Retry) -> AppResult<()> {
+    let channels: BTreeSet<&str> = index
+        .releases
+        .iter()
+        .flat_map(|r| r.release.channels.iter().map(String::as_str))
+        .collect();
+    let mut newest = HashSet::new();
+    for channel in channels {
+        if let Some(release) = index.newest(channel)
+            && newest.insert(release.release.version.clone())
+        {
+            plan(app, &release.release, retry).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses `esp-delta-ota` for a product whose newest image is not an ESP app image: its
@@ -163,7 +178,7 @@ pub async fn policy(app: &App, product: &str) -> AppResult<Option<DeltaPolicy>> 
 /// After `release` was published: records and queues the patches its product's policy asks for.
 /// A failure here is logged, not returned: the release is published either way.
 pub async fn release_published(app: &App, release: &Release) {
-    if let Err(e) = plan(app, release).await {
+    if let Err(e) = plan(app, release, Retry::No).await {
         tracing::warn!(
             product = %release.product, version = %release.version, error = %e,
             "could not plan delta patches"
@@ -172,8 +187,8 @@ pub async fn release_published(app: &App, release: &Release) {
 }
 
 /// Records as pending, and queues, the patches to `target` that the product's policy asks for
-/// and that are not recorded yet, or whose build failed (setting the policy again retries them).
-async fn plan(app: &App, target: &Release) -> AppResult<()> {
+/// and that are not recorded yet (or whose build failed, with [`Retry::Failed`]).
+async fn plan(app: &App, target: &Release, retry: Retry) -> AppResult<()> {
     let Some(policy) = app.store.delta_policy(&target.product).await? else {
         return Ok(());
     };
@@ -204,7 +219,7 @@ async fn plan(app: &App, target: &Release) -> AppResult<()> {
         .deltas(&target.product, Some(&target.version))
         .await?
         .iter()
-        .filter(|d| d.state != DeltaState::Failed)
+        .filter(|d| retry == Retry::No || d.state != DeltaState::Failed)
         .map(Job::of)
         .collect();
     for from in bases.into_iter().filter(|from| *from != target.version) {
@@ -271,6 +286,10 @@ pub(crate) async fn run(app: App) {
             if !resumed.is_empty() {
                 tracing::info!(patches = resumed.len(), "resuming delta builds");
             }
+            // After the list is taken, so what this plans is queued once, not also resumed.
+            if let Err(e) = plan_policies(&app).await {
+                tracing::warn!(error = %e, "could not plan missing delta patches");
+            }
             for job in resumed {
                 build_logged(&app, job).await;
             }
@@ -280,6 +299,16 @@ pub(crate) async fn run(app: App) {
     while let Some(job) = jobs.recv().await {
         build_logged(&app, job).await;
     }
+}
+
+/// At start, the patches to the newest releases that were never recorded (a stop between a
+/// publish and its planning).
+async fn plan_policies(app: &App) -> AppResult<()> {
+    for (product, _) in app.store.all_delta_policies().await? {
+        let index = app.product(&product).await?;
+        plan_newest(app, &index, Retry::No).await?;
+    }
+    Ok(())
 }
 
 /// Patches of the current policies that are pending or building (a restart interrupted them), or

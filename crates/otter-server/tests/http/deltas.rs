@@ -515,3 +515,34 @@ async fn a_patch_built_on_one_node_is_offered_by_another() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn patches_never_planned_are_built_at_start() {
+    let mut srv = TestServer::start().await;
+    srv.create_product("door", "semver").await;
+    release(&srv, "door", "1.0.0").await;
+    release(&srv, "door", "1.1.0").await;
+    // A policy that reached the database without its planning (as after a stop between a
+    // publish and the patches it asks for being recorded).
+    let url = format!("sqlite://{}", srv.data_dir().join("otter.db").display());
+    let store = otter_store::sql::SqlStore::connect(&url).await.unwrap();
+    let policy = otter_core::deltas::DeltaPolicy {
+        format: "bsdiff".to_owned(),
+        from_last: Some(1),
+        from_version: None,
+        max_share_percent: 50,
+    };
+    otter_store::DeltaStore::set_delta_policy(&store, "door", Some(&policy), 0)
+        .await
+        .unwrap();
+    store.close().await;
+    let status = srv
+        .get_json("/api/v1/products/door/releases/1.1.0/deltas")
+        .await;
+    assert_eq!(status["total"], 0, "{status}");
+
+    srv.restart().await;
+    let status = built(&srv, "door", "1.1.0").await;
+    assert_eq!(status["deltas"][0]["from"], "1.0.0");
+    assert_eq!(status["deltas"][0]["state"], "ready", "{status}");
+}
