@@ -129,26 +129,35 @@ for ((i = 0; i + 1 < ${#extra[@]}; i += 2)); do
 done
 
 # ---- (d) 16 MiB: generation time and peak memory --------------------------------------------------
-# Real code (the largest programs on this machine, concatenated) rather than random bytes, and a
-# target with a change every MiB plus one 64 KiB insertion.
+# Real code (the largest programs on this machine, concatenated) rather than random bytes: a
+# target with a change every MiB plus one 64 KiB insertion, and an unrelated target (the next
+# 16 MiB of programs), the slow case.
 MIB=$((1024 * 1024))
-find /usr/bin /usr/lib -maxdepth 2 -type f -size +1M -print0 2>/dev/null | sort -z |
-  xargs -0 cat 2>/dev/null | head -c $((16 * MIB - 4096)) >big-payload || true
-python3 - <<'EOF'
+find /usr/bin /usr/lib -maxdepth 3 -type f -size +1M -print0 2>/dev/null | sort -z |
+  xargs -0 cat 2>/dev/null | head -c $((32 * MIB - 8192)) >big-all || true
+head -c $((16 * MIB - 4096)) big-all >big-payload
+tail -c +$((16 * MIB - 4096 + 1)) big-all >big-payload-3
+python3 - <<'PY'
 data = bytearray(open("big-payload", "rb").read())
 for i in range(1, 16):
     data[i * 1024 * 1024 : i * 1024 * 1024 + 7] = b"v9.9.9\0"
 data[8 * 1024 * 1024 : 8 * 1024 * 1024] = bytes(range(256)) * 256
 open("big-payload-2", "wb").write(data[: len(data) - 65536])
-EOF
+PY
 "$DELTAS" wrap big-payload big-1.bin
 "$DELTAS" wrap big-payload-2 big-2.bin
-echo
-echo "--- (d) $(stat -c %s big-2.bin)-byte images (16 MiB): time and peak memory per format"
-for format in esp-delta-ota bsdiff zstd; do
-  /usr/bin/time -v "$DELTAS" one "$format" big-1.bin big-2.bin 2>time.log
-  awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {m=$2}
-    END {printf "               wall %s, peak RSS %.0f MiB (includes the two 16 MiB images)\n", w, m/1024}' time.log
+"$DELTAS" wrap big-payload-3 big-3.bin
+for target in big-2.bin big-3.bin; do
+  echo
+  case "$target" in
+    big-2.bin) echo "--- (d) $(stat -c %s "$target")-byte images (16 MiB), small changes: time and peak memory" ;;
+    *) echo "--- (d) $(stat -c %s "$target")-byte images (16 MiB), unrelated contents: time and peak memory" ;;
+  esac
+  for format in esp-delta-ota bsdiff zstd; do
+    /usr/bin/time -v "$DELTAS" one "$format" big-1.bin "$target" 2>time.log
+    awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {m=$2}
+      END {printf "               wall %s, peak RSS %.0f MiB (includes the two 16 MiB images)\n", w, m/1024}' time.log
+  done
 done
 echo
 echo "cores: $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"

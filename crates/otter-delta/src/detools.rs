@@ -106,6 +106,7 @@ pub(crate) fn create(base: &[u8], target: &[u8]) -> Result<Vec<u8>, DeltaError> 
         write(body.write_all(&bytes))?;
         write(pack_size(c.seek, &mut body))
     })?;
+    // Freed before compressing: the body and its compressed stream are what remain.
     drop(bsdiff);
     patch.push((WINDOW_SZ2 - 4) << 4 | (LOOKAHEAD_SZ2 - 3));
     patch.extend_from_slice(&body.finish());

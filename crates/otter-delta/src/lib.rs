@@ -102,11 +102,6 @@ pub enum DeltaError {
         /// The largest image the encoder takes.
         limit: u64,
     },
-    /// This build cannot make patches of this format. Returned by no format today (the first
-    /// version of this crate answered it for `esp-delta-ota`); kept so callers that match on it
-    /// keep compiling.
-    #[error("{0} patches are not supported by this build")]
-    Unsupported(Format),
 }
 
 /// Makes a patch that turns `base` into `target`.
