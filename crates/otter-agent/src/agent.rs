@@ -9,7 +9,10 @@
 //! failures), verifies length and SHA-256 — and, for products with a root of trust, the root
 //! chain, the nonce-bound signed response, the release manifest and its security counter — and
 //! installs it: the boot state names the new slot as pending and `--install-cmd` tells the
-//! bootloader (U-Boot env, GRUB). Every step is reported to the server. With `--mqtt-url` a
+//! bootloader (U-Boot env, GRUB). When the offer carries a `bsdiff` or `zstd` patch from the
+//! release the active slot runs, the agent downloads the patch instead, applies it from the
+//! active slot into the inactive one and verifies the result as the full image; on any failure
+//! it downloads the full image (`docs/deltas.md`). Every step is reported to the server. With `--mqtt-url` a
 //! release announced on the broker is checked at once rather than at the next poll. With
 //! `--listen` it also takes images pushed over the LAN ([`crate::receiver`]); with `--listen` and
 //! no `--server` it is a push-only device that neither checks nor reports.
@@ -363,6 +366,39 @@ struct Offer {
     url: String,
     /// The verified manifest, for a signed product.
     signed: Option<ReleaseManifest>,
+    /// A patch from the running release, when the server offers one this agent applies.
+    delta: Option<DeltaOffer>,
+}
+
+/// A patch the server offers beside the full image (`manifest.delta`). It is not signed and
+/// need not be: what it makes is checked as the full image is (length, SHA-256, signature).
+struct DeltaOffer {
+    from: String,
+    format: otter_delta::Format,
+    size: u64,
+    sha256: String,
+    url: String,
+}
+
+impl DeltaOffer {
+    /// The offer's `delta`, if it is one this agent can apply to the release it runs: a
+    /// `bsdiff` or `zstd` patch from exactly that release.
+    fn usable(manifest: &Value, running: &str) -> Option<DeltaOffer> {
+        let delta = manifest.get("delta")?;
+        let format = delta["format"].as_str()?.parse().ok()?;
+        let offer = DeltaOffer {
+            from: delta["from"].as_str()?.to_owned(),
+            format,
+            size: delta["size"].as_u64()?,
+            sha256: delta["sha256"].as_str()?.to_ascii_lowercase(),
+            url: delta["url"].as_str()?.to_owned(),
+        };
+        let applies = matches!(
+            format,
+            otter_delta::Format::Bsdiff | otter_delta::Format::Zstd
+        );
+        (applies && offer.from == running).then_some(offer)
+    }
 }
 
 impl Agent {
@@ -468,6 +504,7 @@ impl Agent {
         self.state.active = pending.slot;
         self.state.version = pending.version.clone();
         self.state.sha256 = Some(pending.sha256.clone());
+        self.state.size = pending.size;
         self.state.security_counter = self.state.security_counter.max(pending.security_counter);
         self.state.pending = None;
         self.state.save(&self.args.state)?;
@@ -518,40 +555,151 @@ impl Agent {
             size,
             url: download_url,
             signed,
+            delta,
         } = offer;
         if self.state.held_back.as_deref() == Some(version.as_str()) {
             println!("holding back {version}: it rolled back on this device");
             return Ok(());
         }
         let target = 1 - self.state.active;
+        let patch = delta.as_ref().map_or_else(String::new, |d| {
+            format!(" from a {} delta of {} bytes", d.format, d.size)
+        });
         self.report(
             &version,
             "downloading",
-            Some(format!("{size} bytes into slot {}", SLOT_NAMES[target])),
+            Some(format!(
+                "{size} bytes into slot {}{patch}",
+                SLOT_NAMES[target]
+            )),
         )
         .await;
         let job = Download {
             version: version.clone(),
-            sha256: sha256.clone(),
+            sha256,
             size,
         };
-        if let Err(e) = self.download(&download_url, target, &job).await {
+        // A patch first, when one is offered from what runs; on any failure, the full image.
+        let mut fell_back = None;
+        if let Some(delta) = &delta {
+            match self.apply_delta(delta, target, &job, signed.as_ref()).await {
+                Ok(()) => {
+                    let how = format!(
+                        "{} delta from {} ({} of {size} bytes downloaded)",
+                        delta.format, delta.from, delta.size
+                    );
+                    return self.downloaded(target, job, signed, how).await;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "the {} delta failed ({e:#}); downloading the full image",
+                        delta.format
+                    );
+                    clear_slot(&self.args.slots[target]).await;
+                    fell_back = Some(format!("{e:#}"));
+                }
+            }
+        }
+        let slot = self.args.slots[target].clone();
+        if let Err(e) = self.download(&download_url, &slot, &job).await {
             self.report(&version, "failed", Some(format!("download: {e:#}")))
                 .await;
             return Err(e);
         }
-        if let Err(e) = verify_slot(&self.args.slots[target], &job, signed.as_ref()).await {
+        if let Err(e) = verify_slot(&slot, &job, signed.as_ref()).await {
             self.report(&version, "failed", Some(format!("verification: {e:#}")))
                 .await;
             self.state.download = None;
             self.state.save(&self.args.state)?;
-            clear_slot(&self.args.slots[target]).await;
+            clear_slot(&slot).await;
             return Err(e);
         }
-        self.report(&version, "downloaded", None).await;
+        let how = match (&delta, fell_back) {
+            (Some(delta), Some(why)) => {
+                format!(
+                    "full image ({size} bytes); the {} delta failed: {why}",
+                    delta.format
+                )
+            }
+            _ => format!("full image ({size} bytes)"),
+        };
+        self.downloaded(target, job, signed, how).await
+    }
+
+    /// A verified image is in slot `target`: reports how it came (`how`) and installs it.
+    async fn downloaded(
+        &mut self,
+        target: usize,
+        job: Download,
+        signed: Option<ReleaseManifest>,
+        how: String,
+    ) -> anyhow::Result<()> {
+        self.report(&job.version, "downloaded", Some(how)).await;
         self.state.download = None;
         let counter = signed.map_or(0, |m| m.security_counter);
-        self.install(target, &version, sha256, counter).await
+        self.install(target, &job.version, job.sha256, job.size, counter)
+            .await
+    }
+
+    /// Downloads the patch `delta` (resuming like an image), applies it to the image in the
+    /// active slot, writes the result into slot `target` and verifies it as the full image
+    /// `job` (and, for a signed product, against its manifest). Memory holds the base, the patch
+    /// and the result at once: three images' worth at most.
+    async fn apply_delta(
+        &mut self,
+        delta: &DeltaOffer,
+        target: usize,
+        job: &Download,
+        signed: Option<&ReleaseManifest>,
+    ) -> anyhow::Result<()> {
+        if delta.size >= job.size {
+            bail!("the patch is not smaller than the image");
+        }
+        let patch_path = self.args.state.join("delta.patch");
+        let patch_job = Download {
+            version: format!("{}+delta-from-{}", job.version, delta.from),
+            sha256: delta.sha256.clone(),
+            size: delta.size,
+        };
+        self.download(&delta.url, &patch_path, &patch_job).await?;
+        let patch = tokio::fs::read(&patch_path).await?;
+        tokio::fs::remove_file(&patch_path).await.ok();
+        if hex::encode(Sha256::digest(&patch)) != delta.sha256 {
+            bail!("the patch's SHA-256 is not the one offered");
+        }
+        let base = self.active_image().await?;
+        let (format, max_len) = (delta.format, job.size);
+        let image =
+            tokio::task::spawn_blocking(move || otter_delta::apply(format, &base, &patch, max_len))
+                .await??;
+        let slot = &self.args.slots[target];
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(slot)
+            .await?;
+        file.write_all(&image).await?;
+        if file.metadata().await?.is_file() {
+            file.set_len(image.len() as u64).await?;
+        }
+        file.sync_all().await?;
+        verify_slot(slot, job, signed).await
+    }
+
+    /// The image the active slot runs, checked against its SHA-256 when the agent knows it (an
+    /// image it installed): a patch applied to anything else makes garbage.
+    async fn active_image(&self) -> anyhow::Result<Vec<u8>> {
+        let mut image = tokio::fs::read(&self.args.slots[self.state.active]).await?;
+        if let Some(size) = self.state.size {
+            image.truncate(usize::try_from(size)?);
+        }
+        if let Some(sha256) = &self.state.sha256
+            && hex::encode(Sha256::digest(&image)) != sha256.to_ascii_lowercase()
+        {
+            bail!("the active slot does not hold the image the agent installed");
+        }
+        Ok(image)
     }
 
     /// What a check answer offers, if anything. For a product with a root every answer is
@@ -579,6 +727,7 @@ impl Agent {
                 size: manifest["size"].as_u64().context("no size in the offer")?,
                 url: text("url")?,
                 signed: None,
+                delta: DeltaOffer::usable(manifest, &self.state.version),
             }));
         };
         let newest = self.walk_roots(upstream, &mut trust, document).await?;
@@ -608,6 +757,7 @@ impl Agent {
                 .download_url
                 .context("the signed response names no download")?,
             signed: Some(manifest),
+            delta: DeltaOffer::usable(&answer["manifest"], &self.state.version),
         }))
     }
 
@@ -618,6 +768,7 @@ impl Agent {
         target: usize,
         version: &str,
         sha256: String,
+        size: u64,
         security_counter: u32,
     ) -> anyhow::Result<()> {
         self.report(
@@ -644,6 +795,7 @@ impl Agent {
             slot: target,
             version: version.to_owned(),
             sha256,
+            size: Some(size),
             security_counter,
             failed_boots: 0,
         });
@@ -734,7 +886,7 @@ impl Agent {
                 }
             },
         };
-        self.install(target, &version, image.sha256, counter)
+        self.install(target, &version, image.sha256, image.size, counter)
             .await
             .map_err(failed)
     }
@@ -833,9 +985,10 @@ impl Agent {
         }
     }
 
-    /// Downloads into `slot`, resuming a partial download of the same image with `Range`.
-    async fn download(&mut self, url: &str, slot: usize, job: &Download) -> anyhow::Result<()> {
-        let path = self.args.slots[slot].clone();
+    /// Downloads into `path` (a slot, or a patch file), resuming a partial download of the same
+    /// bytes with `Range`.
+    async fn download(&mut self, url: &str, path: &Path, job: &Download) -> anyhow::Result<()> {
+        let path = path.to_owned();
         let mut written = match &self.state.download {
             Some(d) if d == job => std::fs::metadata(&path)
                 .map(|m| m.len().min(job.size))

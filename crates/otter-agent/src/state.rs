@@ -15,6 +15,10 @@ pub(crate) struct State {
     pub(crate) active: usize,
     pub(crate) version: String,
     pub(crate) sha256: Option<String>,
+    /// The running image's length, for a slot larger than its image (a block device): a patch
+    /// applies to the image, not the slot.
+    #[serde(default)]
+    pub(crate) size: Option<u64>,
     /// An image written to the other slot, waiting for its first healthy boot.
     pub(crate) pending: Option<Pending>,
     /// A download in progress (for resuming).
@@ -38,6 +42,8 @@ pub(crate) struct Pending {
     pub(crate) slot: usize,
     pub(crate) version: String,
     pub(crate) sha256: String,
+    #[serde(default)]
+    pub(crate) size: Option<u64>,
     pub(crate) security_counter: u32,
     pub(crate) failed_boots: u32,
 }

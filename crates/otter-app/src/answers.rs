@@ -1,8 +1,10 @@
 //! Device answers serialised once per release, when the catalogue changes, instead of once per
-//! request: the native check's offer and the firmware manifest contract's manifest. Download
+//! request: the native check's offer, the firmware manifest contract's manifest, and the `delta`
+//! either carries for a device on the base of a ready patch. Download
 //! URLs inside them start with [`URL_BASE`], which [`crate::index::UrlTemplate`] replaces per
 //! request.
 
+use otter_core::deltas::Delta;
 use otter_core::model::Release;
 use serde_json::{Value, json};
 
@@ -58,4 +60,43 @@ pub fn contract_manifest(release: &Release, binary_signature: Option<&str>) -> V
         manifest["binarySignature"] = json!(signature);
     }
     manifest
+}
+
+/// A ready patch as an offer's `delta` carries it, downloaded from `/dl/{sha256}` under
+/// [`URL_BASE`]; `None` for a record without its size and digest.
+pub fn delta(delta: &Delta) -> Option<Value> {
+    let sha256 = delta.sha256.as_deref()?;
+    Some(json!({
+        "from": delta.from,
+        "format": delta.format,
+        "size": delta.size?,
+        "sha256": sha256,
+        "url": format!("{URL_BASE}/dl/{sha256}"),
+    }))
+}
+
+/// Adds `"delta": delta` as the last member of the object that closes `depth` braces before the
+/// end of `body` (a compact JSON object, as every pre-serialised answer is): 1 for a manifest
+/// itself, 2 for a native offer (`{"hasUpdate":true,"manifest":{…}}`).
+pub fn insert_delta(body: &mut String, depth: usize, delta: &str) {
+    let at = body.len().saturating_sub(depth);
+    body.insert_str(at, &format!(",\"delta\":{delta}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_goes_last_in_the_manifest_and_the_answer_stays_json() {
+        let mut offer = r#"{"hasUpdate":true,"manifest":{"version":"1.1.0"}}"#.to_owned();
+        insert_delta(&mut offer, 2, r#"{"from":"1.0.0"}"#);
+        let parsed: Value = serde_json::from_str(&offer).unwrap();
+        assert_eq!(parsed["manifest"]["delta"]["from"], "1.0.0");
+        assert_eq!(parsed["manifest"]["version"], "1.1.0");
+        let mut manifest = r#"{"version":"1.1.0"}"#.to_owned();
+        insert_delta(&mut manifest, 1, r#"{"from":"1.0.0"}"#);
+        let parsed: Value = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(parsed["delta"]["from"], "1.0.0");
+    }
 }

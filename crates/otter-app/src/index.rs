@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use otter_core::access::Firewall;
+use otter_core::deltas::{Delta, DeltaState};
 use otter_core::model::{Artifact, DeviceSeen, Product, Release, ReleaseSignatures};
 use otter_core::schedule::{MaintenanceWindow, PollHint};
 use otter_core::signing::documents::Root;
@@ -170,6 +171,56 @@ pub fn download_path(product: &str, version: &str, filename: &str) -> String {
     format!("/dl/{product}/{version}/{filename}")
 }
 
+/// A product's ready delta patches in its policy's format, by target version, each as the JSON
+/// object an offer's `delta` holds (serialised once, when the catalogue changes). Empty for a
+/// product without a policy, so the check path of such a product does no more than before.
+#[derive(Default)]
+pub struct ReadyDeltas {
+    by_target: HashMap<String, Vec<(String, UrlTemplate)>>,
+}
+
+impl ReadyDeltas {
+    /// The ready patches of `product` under its current policy (none without one).
+    async fn load(store: &dyn Store, product: &str) -> Result<Self> {
+        let Some(policy) = store.delta_policy(product).await? else {
+            return Ok(Self::default());
+        };
+        Ok(Self::new(
+            store
+                .deltas(product, None)
+                .await?
+                .into_iter()
+                .filter(|d| d.format == policy.format),
+        ))
+    }
+
+    fn new(deltas: impl IntoIterator<Item = Delta>) -> Self {
+        let mut by_target: HashMap<String, Vec<(String, UrlTemplate)>> = HashMap::new();
+        for delta in deltas {
+            if delta.state != DeltaState::Ready {
+                continue;
+            }
+            let Some(doc) = answers::delta(&delta) else {
+                continue;
+            };
+            by_target
+                .entry(delta.to)
+                .or_default()
+                .push((delta.from, UrlTemplate::new(&doc)));
+        }
+        ReadyDeltas { by_target }
+    }
+
+    /// How many ready patches there are.
+    pub fn len(&self) -> usize {
+        self.by_target.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_target.is_empty()
+    }
+}
+
 /// One product's releases, and what the registry says about its devices.
 pub struct ProductIndex {
     pub product: Product,
@@ -191,9 +242,30 @@ pub struct ProductIndex {
     /// Rollouts that gate their release, with what this node remembers of their devices;
     /// shared when one release is swapped in, so the memory survives a publish.
     pub rollouts: Arc<Rollouts>,
+    /// Ready delta patches ([`crate::deltas`]).
+    pub deltas: Arc<ReadyDeltas>,
 }
 
 impl ProductIndex {
+    /// The ready patch from the release a device's `current` names (version or image digest) to
+    /// `releases[offered]`, as the JSON object an offer's `delta` holds, with its URL under `base`.
+    /// `None` at once for a product without patches.
+    pub fn delta(&self, current: Option<&str>, offered: usize, base: &str) -> Option<String> {
+        if self.deltas.is_empty() {
+            return None;
+        }
+        let from = &self.identify(current?)?.release.version;
+        self.deltas
+            .by_target
+            .get(&self.releases.get(offered)?.release.version)?
+            .iter()
+            .find(|(base_version, _)| base_version == from)
+            .map(|(_, doc)| {
+                metrics::counter!("otter_delta_offers_total").increment(1);
+                doc.render(base)
+            })
+    }
+
     pub fn release(&self, version: &str) -> Option<&IndexedRelease> {
         self.lineup.release(version).map(|i| &self.releases[i])
     }
@@ -269,6 +341,7 @@ impl ProductIndex {
             windows: self.windows.clone(),
             poll_hint: self.poll_hint,
             rollouts: self.rollouts.clone(),
+            deltas: self.deltas.clone(),
         }
     }
 
@@ -593,6 +666,7 @@ impl CheckIndex {
         let windows = crate::schedules::load_windows(name, store.windows(name).await?);
         let poll_hint = store.poll_hint(name).await?;
         let rollouts = Arc::new(crate::rollouts::load(store, name).await?);
+        let deltas = Arc::new(ReadyDeltas::load(store, name).await?);
         self.insert(
             name,
             ProductIndex {
@@ -605,6 +679,7 @@ impl CheckIndex {
                 windows,
                 poll_hint,
                 rollouts,
+                deltas,
             },
         );
         self.names

@@ -9,7 +9,8 @@
 //!   [`accounts`] (users of the admin UI, their passwords and login sessions),
 //!   [`audit`] (the audit log), [`trust`] (roots of trust, signed releases and answers),
 //!   [`iotawatt`] (IotaWatt products), [`rollouts`] (staged rollouts and their gate on every
-//!   check), [`ddi`] (hawkBit DDI controllers, their actions and feedback).
+//!   check), [`ddi`] (hawkBit DDI controllers, their actions and feedback), [`deltas`] (delta
+//!   policies and the background builder of patches).
 //! - Read models: [`index`] (the in-memory check index), [`answers`] (pre-serialised device
 //!   answers), [`overview`] (a product at a glance, for the dashboard); [`seen`]: batched device
 //!   sightings.
@@ -21,6 +22,7 @@ pub mod answers;
 pub mod artifacts;
 pub mod audit;
 pub mod ddi;
+pub mod deltas;
 pub mod devices;
 pub mod error;
 pub mod index;
@@ -121,6 +123,8 @@ pub struct Inner {
     pub address_limit: Limiter,
     /// Checks per device of a product ([`devices::decide`] applies it).
     pub device_limit: Limiter,
+    /// The queue of delta patches to build ([`deltas`]).
+    pub deltas: deltas::Builder,
     observers: RwLock<Vec<Arc<dyn Observer>>>,
 }
 
@@ -219,6 +223,7 @@ impl App {
         let app = App(Arc::new(Inner {
             address_limit: Limiter::new(config.rate_limit_address),
             device_limit: Limiter::new(config.rate_limit_device),
+            deltas: deltas::Builder::default(),
             config,
             store,
             blobs,
@@ -329,7 +334,7 @@ impl App {
     /// Starts the background work: expiring idle uploads and one-time tokens, expiry warnings
     /// for signatures, following catalogue and token changes made through other nodes, writing
     /// when admin tokens were last used, keeping a SQLite WAL small, and moving rollouts along
-    /// (scheduled starts, timeouts, automatic advance and pause).
+    /// (scheduled starts, timeouts, automatic advance and pause), and building delta patches.
     pub fn start_background(&self) -> Background {
         Background {
             tasks: vec![
@@ -338,6 +343,7 @@ impl App {
                 tokio::spawn(write_token_use(self.clone())),
                 tokio::spawn(checkpoint_wal(self.sql.clone())),
                 tokio::spawn(rollouts::run(self.clone(), self.config.rollout_tick)),
+                tokio::spawn(deltas::run(self.clone())),
             ],
         }
     }

@@ -165,6 +165,7 @@ pub async fn publish(app: &App, product: &str, mut new: NewRelease) -> AppResult
         .then_some(signatures);
     app.release_changed(release.clone(), signed).await?;
     tracing::info!(product = %product, version = %release.version, "release published");
+    crate::deltas::release_published(app, &release).await;
     Ok(release)
 }
 

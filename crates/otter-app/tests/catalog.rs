@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use otter_app::index::CheckIndex;
 use otter_core::access::Access;
+use otter_core::deltas::{Delta, DeltaPolicy};
 use otter_core::model::{
     ApiKey, ApiToken, Artifact, AuditEntry, Device, DeviceSeen, Page, Product, Release,
     ReleasePatch, ReleaseSignatures, UpdateReport, UploadSession, User,
@@ -22,7 +23,7 @@ use otter_core::version::Scheme;
 use otter_core::{Current, Decision};
 use otter_store::sql::SqlStore;
 use otter_store::{
-    AccessStore, AuditFilter, AuditStore, CatalogChanges, DeviceChange, DeviceControls,
+    AccessStore, AuditFilter, AuditStore, CatalogChanges, DeltaStore, DeviceChange, DeviceControls,
     DeviceFilter, DeviceStore, ExpiringSignature, FleetSummary, NewAuditEntry, NewReport, OttStore,
     OverLimit, PageRequest, ProductStore, ReleaseStore, Result, ScheduleStore, StoredSession,
     StoredToken, StoredUser, TokenStore, TrustStore, UploadStore, UserChange, UserStore,
@@ -751,6 +752,37 @@ impl ScheduleStore for Counting {
     async fn poll_hint(&self, product: &str) -> Result<Option<PollHint>> {
         self.count("poll_hint");
         self.inner.poll_hint(product).await
+    }
+}
+
+#[async_trait]
+impl DeltaStore for Counting {
+    async fn set_delta_policy(
+        &self,
+        product: &str,
+        policy: Option<&DeltaPolicy>,
+        updated_at: i64,
+    ) -> Result<()> {
+        self.count("set_delta_policy");
+        self.inner
+            .set_delta_policy(product, policy, updated_at)
+            .await
+    }
+    async fn delta_policy(&self, product: &str) -> Result<Option<DeltaPolicy>> {
+        self.count("delta_policy");
+        self.inner.delta_policy(product).await
+    }
+    async fn all_delta_policies(&self) -> Result<Vec<(String, DeltaPolicy)>> {
+        self.count("all_delta_policies");
+        self.inner.all_delta_policies().await
+    }
+    async fn put_delta(&self, delta: &Delta) -> Result<()> {
+        self.count("put_delta");
+        self.inner.put_delta(delta).await
+    }
+    async fn deltas(&self, product: &str, to: Option<&str>) -> Result<Vec<Delta>> {
+        self.count("deltas");
+        self.inner.deltas(product, to).await
     }
 }
 

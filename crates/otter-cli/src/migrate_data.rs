@@ -22,6 +22,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use otter_core::deltas::{Delta, DeltaState};
 use otter_core::model::{Artifact, DeviceSeen};
 use otter_core::signing::documents::Root;
 use otter_core::signing::dsse::Envelope;
@@ -252,6 +253,33 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
     }
     for release in &releases {
         to.store.create_release(release).await?;
+    }
+    // Delta policies, and their patches as pending: patch bytes are not copied (they are not
+    // release artifacts), so the destination's first start builds them again.
+    let mut patches = 0;
+    for (product, policy) in from.store.all_delta_policies().await? {
+        to.store
+            .set_delta_policy(&product, Some(&policy), otter_store::now())
+            .await?;
+        for delta in from.store.deltas(&product, None).await? {
+            let delta = match delta.state {
+                DeltaState::Ready => {
+                    patches += 1;
+                    Delta {
+                        state: DeltaState::Pending,
+                        size: None,
+                        sha256: None,
+                        message: None,
+                        ..delta
+                    }
+                }
+                _ => delta,
+            };
+            to.store.put_delta(&delta).await?;
+        }
+    }
+    if patches > 0 {
+        println!("not copied: {patches} delta patches (the destination builds them at its start)");
     }
     let mut devices = 0;
     let mut reports = 0;

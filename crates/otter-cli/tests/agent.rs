@@ -1,7 +1,8 @@
 //! `otter agent` as real processes against a real `otter serve`: an update into the other slot,
 //! a healthy boot that commits it, an unhealthy one that rolls back after the allowed failures
 //! (and the server listing the rollback), a download cut by a proxy that resumes, an MQTT
-//! wake-up, pushes over the LAN, and a push-only device without a server.
+//! wake-up, pushes over the LAN, a push-only device without a server, and delta updates (a patch
+//! applied from the active slot, and the fall back to the full image).
 //!
 //! Every process binds port 0 itself and the test reads the address it prints, so no port is
 //! ever picked by one process and bound by another.
@@ -72,6 +73,16 @@ fn image(seed: u8, len: usize) -> Vec<u8> {
 
 /// One agent run (a boot); returns (success, stdout + stderr).
 fn agent(server: &str, dir: &Path, extra: &[&str]) -> (bool, String) {
+    agent_running("0.9.0", server, dir, extra)
+}
+
+/// [`agent`] for a device whose first start runs `initial_version` in slot A.
+fn agent_running(
+    initial_version: &str,
+    server: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (bool, String) {
     let slots = format!(
         "{},{}",
         dir.join("slot-a").display(),
@@ -88,7 +99,7 @@ fn agent(server: &str, dir: &Path, extra: &[&str]) -> (bool, String) {
             "gw-1",
             "--once",
             "--initial-version",
-            "0.9.0",
+            initial_version,
         ])
         .arg("--state")
         .arg(dir.join("agent-state"))
@@ -1114,4 +1125,91 @@ fn the_counter_floor_covers_every_channel_of_a_release() {
             "{name}: {stderr}"
         );
     }
+}
+
+/// Delta updates end to end: otter builds a bsdiff patch from 1.0.0 to 1.1.0; a device running
+/// 1.0.0 downloads the patch instead of the image and applies it from its active slot into the
+/// other; a device whose slot does not hold 1.0.0, and then any device while the stored patch is
+/// corrupt, falls back to the full image. Each says in its report which it used.
+#[test]
+fn the_agent_applies_a_delta_and_falls_back_to_the_full_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // No download cache: the corrupted blob below must be what is served.
+    let server = serve(dir, &["--download-cache", "0"]);
+    admin(&server, &["product", "create", "gateway"]);
+    admin(
+        &server,
+        &["product", "set-delta", "gateway", "--format", "bsdiff"],
+    );
+    let v1 = image(1, 300_000);
+    let mut v2 = v1.clone();
+    v2[150_000..150_016].copy_from_slice(b"version 1.1.0 ok");
+    publish(&server, dir, "1.0.0", &v1);
+    publish(&server, dir, "1.1.0", &v2);
+    let shown = admin(
+        &server,
+        &["release", "deltas", "gateway", "1.1.0", "--wait", "--json"],
+    );
+    let status: Value = serde_json::from_str(&shown).unwrap();
+    let delta = &status["deltas"][0];
+    assert_eq!(delta["state"], "ready", "{status}");
+    let patch_sha = delta["sha256"].as_str().unwrap().to_owned();
+
+    let device = |name: &str, slot_a: &[u8]| {
+        let device = dir.join(name);
+        std::fs::create_dir_all(&device).unwrap();
+        std::fs::write(device.join("slot-a"), slot_a).unwrap();
+        let (ok, out) = agent_running("1.0.0", server.url(), &device, &[]);
+        assert!(ok && out.contains("installed 1.1.0 into slot B"), "{out}");
+        assert_eq!(std::fs::read(device.join("slot-b")).unwrap(), v2, "{out}");
+        out
+    };
+    let out = device("patched", &v1);
+    assert!(
+        out.contains("downloaded 1.1.0: bsdiff delta from 1.0.0"),
+        "{out}"
+    );
+
+    // Slot A does not hold what 1.0.0 is: the patch makes garbage, the full image is used.
+    let mut wrong = v1.clone();
+    wrong[10] ^= 0xff;
+    let out = device("wrong-base", &wrong);
+    assert!(
+        out.contains("downloaded 1.1.0: full image (300000 bytes); the bsdiff delta failed"),
+        "{out}"
+    );
+
+    // The stored patch is corrupt: its digest does not match, the full image is used.
+    let blob = dir
+        .join("server/blobs/sha256")
+        .join(&patch_sha[..2])
+        .join(&patch_sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let out = device("corrupt-patch", &v1);
+    assert!(
+        out.contains("the bsdiff delta failed: the patch's SHA-256 is not the one offered"),
+        "{out}"
+    );
+
+    // The server heard which each device used.
+    let reports: Vec<Value> =
+        serde_json::from_str(&admin(&server, &["report", "list", "gateway", "--json"])).unwrap();
+    let downloaded: Vec<&str> = reports
+        .iter()
+        .filter(|r| r["state"] == "downloaded")
+        .filter_map(|r| r["message"].as_str())
+        .collect();
+    assert_eq!(downloaded.len(), 3, "{downloaded:?}");
+    assert_eq!(
+        downloaded
+            .iter()
+            .filter(|m| m.starts_with("bsdiff delta from 1.0.0"))
+            .count(),
+        1,
+        "{downloaded:?}"
+    );
 }

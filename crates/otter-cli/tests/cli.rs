@@ -1887,6 +1887,11 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
     admin(&source, &["product", "poll-hint", "door", "--every", "2h"]).ok();
     let ddi_token = admin(&source, &["device", "token", "door", "ddi-1"]).ok();
     admin(&source, &["product", "ddi", "door", "--anonymous", "on"]).ok();
+    admin(
+        &source,
+        &["product", "set-delta", "door", "--format", "zstd"],
+    )
+    .ok();
     let client = reqwest::Client::new();
     client
         .get(format!(
@@ -2132,6 +2137,11 @@ async fn migrate_data_moves_sqlite_and_files_to_postgres_and_s3() {
         .unwrap();
     assert_eq!(polled.status(), reqwest::StatusCode::OK);
     assert!(admin(&["product", "ddi", "door"]).contains("anonymous DDI on"));
+    let policy = admin(&["product", "set-delta", "door"]);
+    assert!(
+        policy.contains("zstd patches"),
+        "the delta policy came along: {policy}"
+    );
     let bytes = client
         .get(answer["manifest"]["url"].as_str().unwrap())
         .send()
@@ -2701,4 +2711,79 @@ async fn ddi_tokens_options_and_the_attribute_filter_from_the_cli() {
     };
     assert_eq!(listed("board:rev2")[0]["id"], "gw-1");
     assert_eq!(listed("board:rev3"), serde_json::json!([]));
+}
+
+/// Delta updates from the command line: a policy set, two releases published, the patch waited
+/// for and listed, and the policy turned off.
+#[test]
+fn delta_policy_and_patches_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let otter = |args: &[&str]| admin(&server, args);
+    otter(&["product", "create", "door", "--scheme", "semver"]).ok();
+    assert!(
+        otter(&["product", "set-delta", "door"])
+            .ok()
+            .contains("delta updates off")
+    );
+    let set = otter(&[
+        "product",
+        "set-delta",
+        "door",
+        "--format",
+        "zstd",
+        "--from-last",
+        "2",
+    ])
+    .ok();
+    assert!(
+        set.contains("zstd patches from the last 2 releases, kept under 50 % of the image"),
+        "{set}"
+    );
+    let refused = otter(&["product", "set-delta", "door", "--format", "xdelta"]).fails();
+    assert!(refused.contains("unknown delta format"), "{refused}");
+
+    // Two builds of one image that differ in a few bytes.
+    let (v1, _) = random_file(tmp.path(), "v1.bin", 64 * 1024);
+    let mut image = std::fs::read(&v1).unwrap();
+    image[100..107].copy_from_slice(b"v1.1.0!");
+    let v2 = tmp.path().join("v2.bin");
+    std::fs::write(&v2, &image).unwrap();
+    for (file, version) in [(&v1, "1.0.0"), (&v2, "1.1.0")] {
+        otter(&[
+            "release",
+            "publish",
+            "door",
+            path(file),
+            "--version",
+            version,
+        ])
+        .ok();
+    }
+    let shown = otter(&[
+        "release",
+        "deltas",
+        "door",
+        "1.1.0",
+        "--wait",
+        "--timeout",
+        "60s",
+    ])
+    .ok();
+    assert!(shown.contains("1 of 1 patches done"), "{shown}");
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("1.0.0"))
+        .unwrap_or_else(|| panic!("a row for the patch from 1.0.0: {shown}"));
+    assert!(row.contains("zstd") && row.contains("ready"), "{row}");
+    let json: Value =
+        serde_json::from_str(&otter(&["release", "deltas", "door", "1.1.0", "--json"]).ok())
+            .unwrap();
+    assert_eq!(json["deltas"][0]["state"], "ready", "{json}");
+
+    assert!(
+        otter(&["product", "set-delta", "door", "--off"])
+            .ok()
+            .contains("delta updates off")
+    );
 }

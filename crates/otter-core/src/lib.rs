@@ -3,6 +3,7 @@
 //! - [`version`]: version schemes and their ordering,
 //! - [`model`]: products, artifacts, releases, devices and update reports as the API and store see them,
 //! - [`decision`]: which release (if any) a device should be offered,
+//! - [`deltas`]: delta update policies and the patches built between releases,
 //! - [`digest`]: the SHA-256 / SHA-1 / MD5 triple computed over every artifact,
 //! - [`access`]: which devices may use a product (ota-backend's firewall),
 //! - [`ott`]: one-time download tokens (THiNX),
@@ -17,6 +18,7 @@
 
 pub mod access;
 pub mod decision;
+pub mod deltas;
 pub mod digest;
 pub mod formats;
 pub mod iotawatt;

@@ -25,8 +25,8 @@ use utoipa::openapi::{Components, Ref, RefOr, Required, Response, Schema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::admin::{
-    apikeys, artifacts, audit, ddi, fleet, products, releases, rollouts, schedules, signing,
-    tokens, uploads, users,
+    apikeys, artifacts, audit, ddi, deltas, fleet, products, releases, rollouts, schedules,
+    signing, tokens, uploads, users,
 };
 use crate::native::{check, reports};
 use crate::router::{AdminRoute, admin_routes};
@@ -136,6 +136,10 @@ const COMMON_ERRORS: [(&str, &str, &str, bool); 5] = [
         schedules::poll_hint,
         schedules::set_poll_hint,
         schedules::delete_poll_hint,
+        deltas::policy,
+        deltas::set_policy,
+        deltas::delete_policy,
+        deltas::status,
         tokens::list,
         tokens::create,
         tokens::revoke,

@@ -16,8 +16,8 @@ use otter_app::App;
 use otter_core::model::Role;
 
 use crate::admin::{
-    apikeys, artifacts, audit, ddi, fleet, products, releases, rollouts, schedules, signing,
-    tokens, uploads, users,
+    apikeys, artifacts, audit, ddi, deltas, fleet, products, releases, rollouts, schedules,
+    signing, tokens, uploads, users,
 };
 use crate::auth::{Rule, guard};
 use crate::error::{no_route, wrong_method};
@@ -381,6 +381,29 @@ pub fn admin_routes() -> Vec<AdminRoute> {
             Publisher,
             "poll_hint.remove",
             schedules::delete_poll_hint,
+        ),
+        // Delta updates
+        AdminRoute::get(
+            "/api/v1/products/{product}/delta-policy",
+            Viewer,
+            deltas::policy,
+        ),
+        AdminRoute::put(
+            "/api/v1/products/{product}/delta-policy",
+            Publisher,
+            "delta_policy.set",
+            deltas::set_policy,
+        ),
+        AdminRoute::delete(
+            "/api/v1/products/{product}/delta-policy",
+            Publisher,
+            "delta_policy.remove",
+            deltas::delete_policy,
+        ),
+        AdminRoute::get(
+            "/api/v1/products/{product}/releases/{version}/deltas",
+            Viewer,
+            deltas::status,
         ),
         // Tokens and the audit log
         AdminRoute::get("/api/v1/tokens", Admin, tokens::list),

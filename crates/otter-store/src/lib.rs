@@ -2,9 +2,8 @@
 //!
 //! - The store traits ([`ProductStore`], [`ReleaseStore`], [`DeviceStore`], [`UploadStore`],
 //!   [`TokenStore`], [`AccessStore`], [`OttStore`], [`TrustStore`], [`AuditStore`],
-//!   [`ScheduleStore`], [`RolloutStore`], [`UserStore`], [`DdiStore`], gathered in [`Store`]) are
-//!   all the
-//!   server knows about the database.
+//!   [`ScheduleStore`], [`RolloutStore`], [`UserStore`], [`DdiStore`], [`DeltaStore`], gathered
+//!   in [`Store`]) are all the server knows about the database.
 //! - [`sql::SqlStore`] implements them with portable SQL over sqlx's `Any` driver, so SQLite and
 //!   PostgreSQL share one implementation and differ only in their migrations.
 //! - [`blob::Blobs`] keeps artifact bytes content-addressed in an object store (a local directory
@@ -14,6 +13,7 @@
 
 use async_trait::async_trait;
 use otter_core::access::Access;
+use otter_core::deltas::{Delta, DeltaPolicy};
 use otter_core::model::{
     Actor, ApiKey, ApiToken, Artifact, AuditEntry, Device, DeviceSeen, Page, Product, Release,
     ReleasePatch, ReleaseSignatures, ReportState, Role, UpdateReport, UploadSession, User,
@@ -836,6 +836,28 @@ pub trait DdiStore: Send + Sync {
     ) -> Result<bool>;
 }
 
+/// Delta updates: each product's policy and the patches built between its releases (their bytes
+/// are artifacts, in the blob store).
+#[async_trait]
+pub trait DeltaStore: Send + Sync {
+    /// Sets (`Some`, replacing) or removes (`None`) a product's delta policy.
+    async fn set_delta_policy(
+        &self,
+        product: &str,
+        policy: Option<&DeltaPolicy>,
+        updated_at: i64,
+    ) -> Result<()>;
+    async fn delta_policy(&self, product: &str) -> Result<Option<DeltaPolicy>>;
+    /// Every product with a delta policy, by name.
+    async fn all_delta_policies(&self) -> Result<Vec<(String, DeltaPolicy)>>;
+    /// Records a patch (product, from, to and format name it), replacing what was recorded of
+    /// the same patch before.
+    async fn put_delta(&self, delta: &Delta) -> Result<()>;
+    /// A product's patches (only those to release `to`, when given), by target, base and
+    /// format.
+    async fn deltas(&self, product: &str, to: Option<&str>) -> Result<Vec<Delta>>;
+}
+
 /// Everything the server needs from a database.
 pub trait Store:
     ProductStore
@@ -851,6 +873,7 @@ pub trait Store:
     + RolloutStore
     + UserStore
     + DdiStore
+    + DeltaStore
 {
 }
 
@@ -868,6 +891,7 @@ impl<T> Store for T where
         + RolloutStore
         + UserStore
         + DdiStore
+        + DeltaStore
 {
 }
 

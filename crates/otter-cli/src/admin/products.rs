@@ -1,10 +1,12 @@
-//! `otter product`: create, list and show products, their maintenance windows and poll hints.
+//! `otter product`: create, list and show products, their maintenance windows, poll hints and
+//! delta policies.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use otter_client::Client;
 use otter_core::Scheme;
+use otter_core::deltas::DeltaPolicy;
 use otter_core::model::{Product, format_rfc3339};
 use otter_core::schedule::{PollHint, WindowSpec};
 use serde_json::{Value, json};
@@ -86,6 +88,33 @@ pub enum ProductCommand {
         /// Remove the hint: checks answer no nextCheckSeconds.
         #[arg(long, conflicts_with = "every")]
         remove: bool,
+    },
+    /// Show, set or turn off the product's delta policy: after each publish, otter builds
+    /// patches from earlier releases to the new one and offers them to devices running a base
+    /// (docs/deltas.md). Off by default.
+    #[command(after_help = "Examples:
+  otter product set-delta door                                  # show it
+  otter product set-delta door --format bsdiff                  # from the last 3 releases
+  otter product set-delta door --format zstd --from-last 5 --max-share 30
+  otter product set-delta door --format esp-delta-ota --from 1.4.2
+  otter product set-delta door --off")]
+    SetDelta {
+        product: String,
+        /// esp-delta-ota, bsdiff or zstd.
+        #[arg(long)]
+        format: Option<String>,
+        /// Patches from this many earlier releases on the new release's channels [default: 3].
+        #[arg(long, value_name = "N", requires = "format", conflicts_with = "from")]
+        from_last: Option<u32>,
+        /// A patch from this one release only.
+        #[arg(long, value_name = "VERSION", requires = "format")]
+        from: Option<String>,
+        /// Keep a patch only when it is smaller than this share of the image, in percent.
+        #[arg(long, value_name = "PERCENT", requires = "format", default_value_t = DeltaPolicy::DEFAULT_MAX_SHARE)]
+        max_share: u32,
+        /// Turn delta updates off: nothing more is built or offered.
+        #[arg(long, conflicts_with = "format")]
+        off: bool,
     },
     /// Show who a product admits, or set it: `open` (every device not denied by name, the
     /// default) or `allowlist` (only devices allowed with `otter device allow`).
@@ -309,6 +338,47 @@ impl ProductCommand {
                     word(&options["anonymous"]),
                     word(&options["tokenDownloads"])
                 );
+                Ok(())
+            }
+            ProductCommand::SetDelta {
+                product,
+                format,
+                from_last,
+                from,
+                max_share,
+                off,
+            } => {
+                let url = client.url(&["api", "v1", "products", &product, "delta-policy"]);
+                let policy: Option<DeltaPolicy> = if off {
+                    client.delete(url).await?;
+                    None
+                } else if let Some(format) = format {
+                    let policy = DeltaPolicy {
+                        format,
+                        from_last,
+                        from_version: from,
+                        max_share_percent: max_share,
+                    };
+                    client.put_json(url, &policy).await?
+                } else {
+                    client.get(url).await?
+                };
+                match policy {
+                    Some(p) => {
+                        let bases = match (&p.from_version, p.from_last) {
+                            (Some(v), _) => format!("from {v}"),
+                            (None, n) => format!(
+                                "from the last {} releases",
+                                n.unwrap_or(DeltaPolicy::DEFAULT_FROM_LAST)
+                            ),
+                        };
+                        println!(
+                            "{product}: {} patches {bases}, kept under {} % of the image",
+                            p.format, p.max_share_percent
+                        );
+                    }
+                    None => println!("{product}: delta updates off"),
+                }
                 Ok(())
             }
             ProductCommand::Admission { product, mode } => {

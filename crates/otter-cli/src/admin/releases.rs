@@ -8,6 +8,7 @@ use indicatif::HumanBytes;
 use otter_client::Client;
 use otter_client::files::progress_bar;
 use otter_client::upload::{Pacing, local_image, upload};
+use otter_core::deltas::{Delta, DeltaPolicy};
 use otter_core::model::{NewRelease, Product, Release};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -106,6 +107,24 @@ pub enum ReleaseCommand {
         product: String,
         /// Version to deprecate.
         version: String,
+    },
+    /// Show the delta patches built to a release (docs/deltas.md); with --wait, wait for the
+    /// builder to finish them, with a progress bar.
+    #[command(after_help = "Examples:
+  otter release deltas door-sensor 1.4.2
+  otter release deltas door-sensor 1.4.2 --wait --timeout 5m")]
+    Deltas {
+        product: String,
+        version: String,
+        /// Wait until every patch is ready, skipped or failed.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits at most (e.g. 90s, 10m).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = otter_core::units::parse_duration)]
+        timeout: std::time::Duration,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Yank a release, so it is never offered again.
     ///
@@ -224,6 +243,13 @@ impl ReleaseCommand {
                 })
                 .await
             }
+            ReleaseCommand::Deltas {
+                product,
+                version,
+                wait,
+                timeout,
+                json,
+            } => deltas(client, &product, &version, wait.then_some(timeout), json).await,
             ReleaseCommand::Deprecate { product, version } => {
                 patch_release(client, &product, &version, json!({ "deprecated": true })).await?;
                 println!(
@@ -238,6 +264,90 @@ impl ReleaseCommand {
             }
         }
     }
+}
+
+/// A release's patches as `GET …/releases/{version}/deltas` answers.
+#[derive(serde::Deserialize)]
+struct DeltaStatus {
+    policy: Option<DeltaPolicy>,
+    deltas: Vec<Delta>,
+    done: u64,
+    total: u64,
+}
+
+/// `otter release deltas`: the patches to a release, after waiting for the builder if asked.
+async fn deltas(
+    client: &Client,
+    product: &str,
+    version: &str,
+    wait: Option<std::time::Duration>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let url = client.url(&[
+        "api", "v1", "products", product, "releases", version, "deltas",
+    ]);
+    let mut answer: Value = client.get(url.clone()).await?;
+    if let Some(timeout) = wait {
+        let deadline = std::time::Instant::now() + timeout;
+        let bar = progress_bar();
+        bar.set_message("patches");
+        loop {
+            let status: DeltaStatus = serde_json::from_value(answer.clone())?;
+            bar.set_length(status.total);
+            bar.set_position(status.done);
+            if status.done == status.total {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                bar.abandon();
+                anyhow::bail!(
+                    "{product} {version}: {} of {} patches built after {} s",
+                    status.done,
+                    status.total,
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            answer = client.get(url.clone()).await?;
+        }
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let status: DeltaStatus = serde_json::from_value(answer)?;
+    match &status.policy {
+        Some(policy) => println!(
+            "{product}: {} patches kept under {} % of the image",
+            policy.format, policy.max_share_percent
+        ),
+        None => println!("{product}: no delta policy (no patches are built or offered)"),
+    }
+    println!(
+        "{product} {version}: {} of {} patches done",
+        status.done, status.total
+    );
+    let rows: Vec<Vec<String>> = status
+        .deltas
+        .into_iter()
+        .map(|d| {
+            vec![
+                d.from,
+                d.format,
+                d.state.as_str().to_owned(),
+                d.size
+                    .map_or_else(|| "-".to_owned(), |s| HumanBytes(s).to_string()),
+                or_dash(d.message),
+            ]
+        })
+        .collect();
+    super::write_table(
+        &mut std::io::stdout().lock(),
+        &["FROM", "FORMAT", "STATE", "SIZE", "NOTE"],
+        &rows,
+    )?;
+    Ok(())
 }
 
 async fn patch_release(

@@ -5,6 +5,7 @@ pub mod apikeys;
 pub mod artifacts;
 pub mod audit;
 pub mod ddi;
+pub mod deltas;
 pub mod fleet;
 pub mod products;
 pub mod releases;

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use otter_app::{App, releases};
+use otter_core::deltas::Delta;
 use otter_core::model::{NewRelease, Page, Release, ReleasePatch};
+use serde::Serialize;
 
 use super::ListQuery;
 use crate::audit::AuditNote;
@@ -70,15 +72,30 @@ pub async fn list(
     summary = "Get a release",
     tag = "releases",
     responses(
-        (status = 200, body = Release),
+        (status = 200, body = ReleaseView),
     )
 )]
 pub async fn get(
     _: Admin,
     State(app): State<App>,
     ApiPath((product, version)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Release>> {
-    Ok(Json(releases::get(&app, &product, &version).await?))
+) -> ApiResult<Json<ReleaseView>> {
+    let release = releases::get(&app, &product, &version).await?;
+    let deltas = otter_app::deltas::status(&app, &product, &version)
+        .await?
+        .deltas;
+    Ok(Json(ReleaseView { release, deltas }))
+}
+
+/// A release as `GET …/releases/{version}` shows it: with the delta patches built to it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReleaseView {
+    #[serde(flatten)]
+    release: Release,
+    /// Patches to this release from earlier ones (`docs/deltas.md`), by base; left out when
+    /// there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deltas: Vec<Delta>,
 }
 
 /// `PATCH /api/v1/products/{product}/releases/{version}` with any of

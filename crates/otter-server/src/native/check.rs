@@ -1,5 +1,6 @@
 //! `GET /api/v1/products/{product}/check`: the hot path. Answered from the in-memory index with a
-//! pre-serialised body; the device's sighting is queued, never written inline.
+//! pre-serialised body (plus a pre-serialised `delta` for a device on the base of a ready patch);
+//! the device's sighting is queued, never written inline.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
@@ -7,7 +8,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use otter_app::devices::CheckIn;
 use otter_app::index::ProductIndex;
-use otter_app::{App, devices, schedules};
+use otter_app::{App, answers, devices, schedules};
 use otter_core::Decision;
 use otter_core::model::{DEFAULT_CHANNEL, validate_device_id, validate_name};
 use otter_core::signing::device::CheckRequest;
@@ -82,7 +83,12 @@ pub async fn check(
     };
     let mut body = match offered {
         Some((i, stepping_stone)) => {
-            index.releases[i].offer_body(&url_base(&app, headers), stepping_stone)
+            let base = url_base(&app, headers);
+            let mut body = index.releases[i].offer_body(&base, stepping_stone);
+            if let Some(delta) = index.delta(current, i, &base) {
+                answers::insert_delta(&mut body, 2, &delta);
+            }
+            body
         }
         None => NO_UPDATE.to_owned(),
     };

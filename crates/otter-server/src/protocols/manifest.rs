@@ -4,6 +4,7 @@
 //! - `GET /api/firmware/latest`: the newest release that is neither deprecated nor yanked,
 //! - `GET /api/firmware/check?current=…`: `{"hasUpdate":false}` or `{"hasUpdate":true,
 //!   "manifest":{…}}`, decided by otter's update rules (so `minSourceVersion` chains hop by hop),
+//!   the manifest carrying `delta` when `current` is the base of a ready patch (`docs/deltas.md`),
 //! - `GET /api/firmware/{version}`: one release's manifest (yanked ones are gone),
 //! - `GET /firmware/{product}-{version}.bin`: the image, streamed with `Content-Length`, `ETag`,
 //!   `Last-Modified` and ranges (the contract's device streams it straight into `Update.h`).
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use otter_app::devices::CheckIn;
 use otter_app::index::{IndexedRelease, ProductIndex};
-use otter_app::{App, devices};
+use otter_app::{App, answers, devices};
 use otter_core::model::DEFAULT_CHANNEL;
 use otter_core::{Decision, Scheme, Version};
 use serde::Deserialize;
@@ -174,9 +175,13 @@ pub async fn check(
     let decision = devices::decide(&app, &index, check).await?;
     let body = match decision {
         Decision::Offer { index: i, .. } => {
-            let manifest = index.releases[i]
+            let mut manifest = index.releases[i]
                 .manifest()
                 .render(&base(&app, &headers, &prefix));
+            // Patches are downloaded from `/dl/{sha256}`, outside the mount.
+            if let Some(delta) = index.delta(Some(current), i, &url_base(&app, &headers)) {
+                answers::insert_delta(&mut manifest, 1, &delta);
+            }
             format!(r#"{{"hasUpdate":true,"manifest":{manifest}}}"#)
         }
         Decision::UpToDate | Decision::NoPath => r#"{"hasUpdate":false}"#.to_owned(),

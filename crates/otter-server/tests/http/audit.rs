@@ -378,6 +378,18 @@ async fn every_change_in_the_routes_table_writes_exactly_one_entry() {
         admin(Method::DELETE, "/api/v1/products/p/poll-hint"),
     )
     .await;
+    a.change(
+        Method::PUT,
+        "/api/v1/products/{product}/delta-policy",
+        admin(Method::PUT, "/api/v1/products/p/delta-policy").json(&json!({"format": "zstd"})),
+    )
+    .await;
+    a.change(
+        Method::DELETE,
+        "/api/v1/products/{product}/delta-policy",
+        admin(Method::DELETE, "/api/v1/products/p/delta-policy"),
+    )
+    .await;
 
     // Product settings: an IotaWatt key, a declared image format.
     srv.create_product("iw", "lexical").await;

@@ -12,6 +12,7 @@ mod audit;
 mod check;
 mod connections;
 mod ddi;
+mod deltas;
 mod downloads;
 mod files;
 mod inputs;

@@ -13,9 +13,11 @@
 //! reports), `uploads`, `tokens` (admin and one-time tokens), `access` (product and API keys,
 //! device rules, signing keys), `trust` (roots, release signatures), `audit` (the audit log),
 //! `schedules` (maintenance windows, poll hints), `rollouts` (rollouts and the devices they took
-//! in), `ddi` (hawkBit DDI tokens, options and actions); `schema` holds the migrations. What they share is here: connecting per backend, `timed`
-//! (which every store method runs its queries through, recording
-//! `otter_store_duration_seconds{op}`), error mapping, pagination and column conversions.
+//! in), `ddi` (hawkBit DDI tokens, options and actions), `deltas` (delta policies and patches);
+//! `schema` holds the migrations. What they share
+//! is here: connecting per backend, `timed` (which every store method runs its queries through,
+//! recording `otter_store_duration_seconds{op}`), error mapping, pagination and column
+//! conversions.
 
 use std::future::Future;
 use std::time::Instant;
@@ -29,6 +31,7 @@ use crate::{PageRequest, Result, StoreError};
 mod access;
 mod audit;
 mod ddi;
+mod deltas;
 mod devices;
 mod products;
 mod releases;

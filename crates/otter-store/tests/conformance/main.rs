@@ -13,7 +13,8 @@
 //!
 //! The behaviours live in one module per store trait, as `src/sql/` does (`products`,
 //! `releases`, `devices`, `uploads`, `tokens`, `access`, `trust`, `audit`, `schedules`,
-//! `rollouts`, `users`, `ddi`), plus `registry` (what operators set on devices), `whole` (the store as
+//! `rollouts`, `users`, `ddi`, `deltas`), plus `registry` (what operators set on devices), `whole`
+//! (the store as
 //! a whole) and `schema` (migrations). They take the harness and fixtures below with
 //! `use super::*`.
 
@@ -39,6 +40,7 @@ use tempfile::TempDir;
 mod access;
 mod audit;
 mod ddi;
+mod deltas;
 mod devices;
 mod products;
 mod registry;
@@ -55,6 +57,7 @@ mod whole;
 use access::*;
 use audit::*;
 use ddi::*;
+use deltas::*;
 use devices::*;
 use products::*;
 use registry::*;
@@ -247,6 +250,8 @@ conformance! {
         ddi_tokens_open_their_holder_and_a_new_one_replaces_the_old,
         one_ddi_action_is_open_per_device,
         devices_filter_by_attribute,
+        delta_policies_are_set_replaced_and_removed,
+        deltas_are_recorded_per_pair_and_format_and_replaced,
         products_create_get_list,
         products_are_unique,
         products_paginate,

@@ -1,0 +1,25 @@
+-- Delta updates: a product's policy (which patches to build after a publish; none without a row)
+-- and the patches built from a base release to a target release. A ready patch's bytes are an
+-- artifact (its sha256 names the blob), so it is served and stored like any image.
+-- (PostgreSQL twin of migrations/sqlite/0015_deltas.sql.)
+CREATE TABLE delta_policies (
+    product             TEXT COLLATE "C" PRIMARY KEY,
+    format              TEXT COLLATE "C" NOT NULL,
+    from_last           BIGINT,
+    from_version        TEXT,
+    max_share_percent   BIGINT NOT NULL,
+    updated_at          BIGINT NOT NULL
+);
+
+CREATE TABLE deltas (
+    product         TEXT COLLATE "C" NOT NULL,
+    to_version      TEXT COLLATE "C" NOT NULL,
+    from_version    TEXT COLLATE "C" NOT NULL,
+    format          TEXT COLLATE "C" NOT NULL,
+    state           TEXT NOT NULL,
+    size            BIGINT,
+    sha256          TEXT,
+    message         TEXT,
+    updated_at      BIGINT NOT NULL,
+    PRIMARY KEY (product, to_version, from_version, format)
+);
