@@ -36,21 +36,6 @@ fn serve(dir: &Path, extra: &[&str]) -> Serve {
         .start()
 }
 
-/// `otter <args>` as `server`'s admin; returns what it printed.
-fn admin(server: &Serve, args: &[&str]) -> String {
-    let out = command(OTTER)
-        .args(args)
-        .envs(server.admin_env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "otter {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The address `server` listens on.
 fn addr(server: &Serve) -> SocketAddr {
     server
@@ -185,7 +170,7 @@ fn hourly_agent(server: &Serve, dir: &Path, extra: &[&str]) -> Watched {
     let agent = Watched::spawn(command);
     // Its start-up check is done when the server has seen the device.
     otter_testkit::wait::wait_until(PATIENCE, "the agent's start-up check", || {
-        let devices = admin(server, &["device", "list", "gateway", "--json"]);
+        let devices = server.admin(&["device", "list", "gateway", "--json"]);
         if devices.contains("\"gw-1\"") {
             Ok(())
         } else {
@@ -202,17 +187,14 @@ fn state(dir: &Path) -> Value {
 fn publish(server: &Serve, dir: &Path, version: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(format!("gateway-{version}.bin"));
     std::fs::write(&path, bytes).unwrap();
-    admin(
-        server,
-        &[
-            "release",
-            "publish",
-            "gateway",
-            path.to_str().unwrap(),
-            "--version",
-            version,
-        ],
-    );
+    server.admin(&[
+        "release",
+        "publish",
+        "gateway",
+        path.to_str().unwrap(),
+        "--version",
+        version,
+    ]);
     path
 }
 
@@ -221,7 +203,7 @@ fn update_commit_then_rollback_after_failed_health_checks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = serve(dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
+    server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let v1 = image(1, 300_000);
     publish(&server, dir, "1.0.0", &v1);
@@ -289,7 +271,7 @@ fn update_commit_then_rollback_after_failed_health_checks() {
     assert!(state(dir)["pending"].is_null());
 
     // The server saw every step.
-    let reports = admin(&server, &["report", "list", "gateway", "--json"]);
+    let reports = server.admin(&["report", "list", "gateway", "--json"]);
     let reports: Vec<Value> = serde_json::from_str(&reports).unwrap();
     let states: Vec<(&str, &str)> = reports
         .iter()
@@ -324,7 +306,7 @@ async fn a_download_cut_midway_resumes_with_range() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let server = serve(&dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
+    server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let v1 = image(7, 3 * 1024 * 1024);
     publish(&server, &dir, "1.0.0", &v1);
@@ -352,7 +334,7 @@ fn an_mqtt_notice_makes_the_agent_check_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = serve(dir, &["--mqtt-url", &broker.url()]);
-    admin(&server, &["product", "create", "gateway"]);
+    server.admin(&["product", "create", "gateway"]);
     let mut agent = hourly_agent(&server, dir, &["--mqtt-url", &broker.url()]);
     let v1 = image(9, 50_000);
     publish(&server, dir, "1.0.0", &v1);
@@ -374,7 +356,7 @@ fn a_rollback_on_a_canary_device_pauses_the_rollout() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = serve(dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
+    server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     publish(&server, dir, "1.0.0", &image(1, 100_000));
     let (ok, out) = agent(server.url(), dir, &[]);
@@ -383,21 +365,18 @@ fn a_rollback_on_a_canary_device_pauses_the_rollout() {
     assert!(ok, "{out}");
     assert_eq!(state(dir)["version"], "1.0.0");
 
-    let created = admin(
-        &server,
-        &[
-            "rollout",
-            "create",
-            "gateway",
-            "1.1.0",
-            "--stage",
-            "tag=canary",
-            "--stage",
-            "100%",
-            "--pause-failures",
-            "1",
-        ],
-    );
+    let created = server.admin(&[
+        "rollout",
+        "create",
+        "gateway",
+        "1.1.0",
+        "--stage",
+        "tag=canary",
+        "--stage",
+        "100%",
+        "--pause-failures",
+        "1",
+    ]);
     let id = created
         .split_whitespace()
         .find_map(|w| {
@@ -412,7 +391,7 @@ fn a_rollback_on_a_canary_device_pauses_the_rollout() {
     assert!(ok && !out.contains("installed 1.1.0"), "{out}");
     assert!(state(dir)["pending"].is_null());
 
-    admin(&server, &["device", "tag", "gateway", "canary", "gw-1"]);
+    server.admin(&["device", "tag", "gateway", "canary", "gw-1"]);
     let (ok, out) = agent(server.url(), dir, &[]);
     assert!(ok && out.contains("installed 1.1.0 into slot A"), "{out}");
     let unhealthy = ["--health-cmd", "exit 3", "--max-boot-failures", "1"];
@@ -420,9 +399,9 @@ fn a_rollback_on_a_canary_device_pauses_the_rollout() {
     assert!(out.contains("rolled_back 1.1.0"), "{out}");
     assert_eq!(state(dir)["version"], "1.0.0");
 
-    let shown = admin(&server, &["rollout", "show", "gateway", &id.to_string()]);
+    let shown = server.admin(&["rollout", "show", "gateway", &id.to_string()]);
     assert!(shown.contains("paused"), "{shown}");
-    let device = admin(&server, &["device", "show", "gateway", "gw-1"]);
+    let device = server.admin(&["device", "show", "gateway", "gw-1"]);
     assert!(device.contains("\"failed\""), "{device}");
 }
 
@@ -431,19 +410,16 @@ fn the_agent_waits_as_long_as_the_server_asks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = serve(dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
-    let shown = admin(
-        &server,
-        &[
-            "product",
-            "poll-hint",
-            "gateway",
-            "--every",
-            "1s",
-            "--jitter",
-            "0",
-        ],
-    );
+    server.admin(&["product", "create", "gateway"]);
+    let shown = server.admin(&[
+        "product",
+        "poll-hint",
+        "gateway",
+        "--every",
+        "1s",
+        "--jitter",
+        "0",
+    ]);
     assert!(shown.contains("after 1 s ± 0 %"), "{shown}");
     // A daemon whose own schedule would not check again for an hour.
     let mut agent = hourly_agent(&server, dir, &[]);
@@ -461,7 +437,7 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let server = serve(&dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
+    server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let (mut agent_process, addr) = listening_agent(Some(server.url()), &dir, &[]);
     let base = format!("http://{addr}/ota");
@@ -523,13 +499,13 @@ async fn a_pushed_image_goes_through_the_same_slot_commit_path() {
     assert!(ok, "{out}");
     assert_eq!(state(&dir)["active"], 1);
     // It names the pushed image by its hash, which the server accepts as a version.
-    let reports = admin(&server, &["report", "list", "gateway"]);
+    let reports = server.admin(&["report", "list", "gateway"]);
     assert!(
         reports.contains(&sha) && reports.contains("installed"),
         "{reports}"
     );
     let devices: Value =
-        serde_json::from_str(&admin(&server, &["device", "list", "gateway", "--json"])).unwrap();
+        serde_json::from_str(&server.admin(&["device", "list", "gateway", "--json"])).unwrap();
     assert_eq!(devices[0]["currentHash"], sha.as_str(), "{devices}");
     assert_eq!(devices[0]["currentVersion"], Value::Null, "{devices}");
 }
@@ -540,7 +516,7 @@ fn otter_push_updates_an_agent_on_the_lan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = serve(dir, &[]);
-    admin(&server, &["product", "create", "gateway"]);
+    server.admin(&["product", "create", "gateway"]);
     std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
     let (mut agent_process, addr) = listening_agent(Some(server.url()), dir, &[]);
     let push = |file: &Path, extra: &[&str]| otter_push(addr, file, extra);
@@ -638,20 +614,19 @@ impl SignedGateway {
             server: serve(dir, &[]),
             dir: dir.to_owned(),
         };
-        admin(&gateway.server, &["product", "create", "gateway"]);
+        gateway.server.admin(&["product", "create", "gateway"]);
         for key in ["root", "rel"] {
             gateway.offline(&["keys", "generate", "--out", &gateway.path(key)]);
         }
         std::fs::write(
             gateway.path("online.pub"),
-            admin(&gateway.server, &["online-key"]),
+            gateway.server.admin(&["online-key"]),
         )
         .unwrap();
         gateway.make_root("root-1.json", "root", "rel");
-        admin(
-            &gateway.server,
-            &["root", "upload", "gateway", &gateway.path("root-1.json")],
-        );
+        gateway
+            .server
+            .admin(&["root", "upload", "gateway", &gateway.path("root-1.json")]);
         std::fs::write(dir.join("slot-a"), image(0, 1000)).unwrap();
         gateway
     }
@@ -728,7 +703,7 @@ impl SignedGateway {
             &manifest,
         ];
         args.extend_from_slice(extra);
-        admin(&self.server, &args);
+        self.server.admin(&args);
         bytes
     }
 
@@ -863,7 +838,7 @@ async fn only_signed_fields_decide_what_is_installed() {
     assert!(ok && out.contains("installed 1.0.0 into slot B"), "{out}");
     assert_eq!(state(tmp.path())["pending"]["version"], "1.0.0");
     assert_eq!(std::fs::read(tmp.path().join("slot-b")).unwrap(), v1);
-    let reports = admin(&gateway.server, &["report", "list", "gateway"]);
+    let reports = gateway.server.admin(&["report", "list", "gateway"]);
     assert!(!reports.contains("99.0.0"), "{reports}");
 }
 
@@ -883,7 +858,7 @@ async fn every_answer_walks_and_keeps_the_newest_root() {
         "--key",
         &gateway.path("root.key"),
     ]);
-    admin(&gateway.server, &["root", "upload", "gateway", &next]);
+    gateway.server.admin(&["root", "upload", "gateway", &next]);
 
     // Root 2 hidden: the answer is under a root the device could not reach.
     let relay = Relay::start(
@@ -1137,20 +1112,14 @@ fn the_agent_applies_a_delta_and_falls_back_to_the_full_image() {
     let dir = tmp.path();
     // No download cache: the corrupted blob below must be what is served.
     let server = serve(dir, &["--download-cache", "0"]);
-    admin(&server, &["product", "create", "gateway"]);
-    admin(
-        &server,
-        &["product", "set-delta", "gateway", "--format", "bsdiff"],
-    );
+    server.admin(&["product", "create", "gateway"]);
+    server.admin(&["product", "set-delta", "gateway", "--format", "bsdiff"]);
     let v1 = image(1, 300_000);
     let mut v2 = v1.clone();
     v2[150_000..150_016].copy_from_slice(b"version 1.1.0 ok");
     publish(&server, dir, "1.0.0", &v1);
     publish(&server, dir, "1.1.0", &v2);
-    let shown = admin(
-        &server,
-        &["release", "deltas", "gateway", "1.1.0", "--wait", "--json"],
-    );
+    let shown = server.admin(&["release", "deltas", "gateway", "1.1.0", "--wait", "--json"]);
     let status: Value = serde_json::from_str(&shown).unwrap();
     let delta = &status["deltas"][0];
     assert_eq!(delta["state"], "ready", "{status}");
@@ -1197,7 +1166,7 @@ fn the_agent_applies_a_delta_and_falls_back_to_the_full_image() {
 
     // The server heard which each device used.
     let reports: Vec<Value> =
-        serde_json::from_str(&admin(&server, &["report", "list", "gateway", "--json"])).unwrap();
+        serde_json::from_str(&server.admin(&["report", "list", "gateway", "--json"])).unwrap();
     let downloaded: Vec<&str> = reports
         .iter()
         .filter(|r| r["state"] == "downloaded")

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use otter_testkit::http::parse_raw_response;
 use otter_testkit::process::Watched;
-use otter_testkit::serve::{Serve, command};
-use otter_testkit::{tool, wait_until};
+use otter_testkit::serve::Serve;
+use otter_testkit::{run_tool, tool, wait_until};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -25,21 +25,6 @@ const OTTER: &str = env!("CARGO_BIN_EXE_otter");
 const TOKEN: &str = "swupdate-test-token-0123456789abcdef012345";
 /// How long SWUpdate may take to do what the test waits for (it polls every second here).
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// `otter <args>` as `server`'s admin; returns what it printed.
-fn admin(server: &Serve, args: &[&str]) -> String {
-    let out = command(OTTER)
-        .args(args)
-        .envs(server.admin_env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "otter {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `GET path` with `authorization`, answered as JSON.
 fn get(server: &Serve, path: &str, authorization: &str) -> Value {
@@ -56,20 +41,6 @@ fn get(server: &Serve, path: &str, authorization: &str) -> Value {
     let response = parse_raw_response(&answer);
     assert_eq!(response.status, 200, "GET {path}");
     response.json()
-}
-
-fn run(program: &Path, args: &[&str], dir: &Path) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        program.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 struct Tools {
@@ -94,7 +65,8 @@ fn swu(tools: &Tools, dir: &Path, name: &str, payload: &[u8], target: &Path) -> 
     );
     std::fs::write(work.join("sw-description"), description).unwrap();
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    run(
+    run_tool(
+        &work,
         &tools.openssl,
         &[
             "cms",
@@ -112,7 +84,6 @@ fn swu(tools: &Tools, dir: &Path, name: &str, payload: &[u8], target: &Path) -> 
             "-nosmimecap",
             "-binary",
         ],
-        &work,
     );
     // sw-description first, then its signature, then the images.
     let mut cpio = Command::new(&tools.cpio)
@@ -178,7 +149,8 @@ fn swupdate_installs_through_ddi_and_obeys_a_cancel() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // SWUpdate checks the signer's certificate for the email-protection purpose.
-    run(
+    run_tool(
+        dir,
         &tools.openssl,
         &[
             "req",
@@ -197,41 +169,35 @@ fn swupdate_installs_through_ddi_and_obeys_a_cancel() {
             "-addext",
             "extendedKeyUsage=emailProtection",
         ],
-        dir,
     );
     let server = Serve::builder(OTTER)
         .data(dir.join("server"))
         .admin_token(TOKEN)
         .start();
-    admin(&server, &["product", "create", "gw", "--scheme", "semver"]);
+    server.admin(&["product", "create", "gw", "--scheme", "semver"]);
     // SWUpdate waits as long as the poll answer says, whatever its own -p.
-    admin(
-        &server,
-        &[
-            "product",
-            "poll-hint",
-            "gw",
-            "--every",
-            "1s",
-            "--jitter",
-            "0",
-        ],
-    );
+    server.admin(&[
+        "product",
+        "poll-hint",
+        "gw",
+        "--every",
+        "1s",
+        "--jitter",
+        "0",
+    ]);
     let target = dir.join("installed.bin");
     let first: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
     let image = swu(&tools, dir, "1.1.0", &first, &target);
-    admin(
-        &server,
-        &[
-            "release",
-            "publish",
-            "gw",
-            "--version",
-            "1.1.0",
-            image.to_str().unwrap(),
-        ],
-    );
-    let token = admin(&server, &["device", "token", "gw", "dev1"])
+    server.admin(&[
+        "release",
+        "publish",
+        "gw",
+        "--version",
+        "1.1.0",
+        image.to_str().unwrap(),
+    ]);
+    let token = server
+        .admin(&["device", "token", "gw", "dev1"])
         .trim()
         .to_owned();
     let admin_auth = format!("Bearer {TOKEN}");
@@ -281,19 +247,16 @@ fn swupdate_installs_through_ddi_and_obeys_a_cancel() {
     // A cancel: an action opened for 1.2.0, then the release yanked before SWUpdate came by.
     let second: Vec<u8> = first.iter().map(|b| b ^ 0x5a).collect();
     let image = swu(&tools, dir, "1.2.0", &second, &target);
-    admin(
-        &server,
-        &[
-            "release",
-            "publish",
-            "gw",
-            "--version",
-            "1.2.0",
-            image.to_str().unwrap(),
-        ],
-    );
+    server.admin(&[
+        "release",
+        "publish",
+        "gw",
+        "--version",
+        "1.2.0",
+        image.to_str().unwrap(),
+    ]);
     assert!(poll()["_links"].get("deploymentBase").is_some());
-    admin(&server, &["release", "yank", "gw", "1.2.0"]);
+    server.admin(&["release", "yank", "gw", "1.2.0"]);
     assert!(poll()["_links"].get("cancelAction").is_some());
     let run3 = suricatta(&tools, &server, dir, &token, "");
     wait_until(PATIENCE, "SWUpdate acknowledges the cancel", || {

@@ -15,23 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use otter_core::formats::{FormatError, esp_idf_sbv2, esp8266_rsa, iotawatt, minisign};
-use otter_testkit::tool;
-
-/// Runs `program` with `args` in `dir`; panics with its output unless it succeeds.
-fn run(dir: &Path, program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program:?} {args:?} failed:\n{text}");
-    text
-}
+use otter_testkit::{run_tool, tool};
 
 /// Whether `program` with `args` succeeds.
 fn succeeds(dir: &Path, program: &Path, args: &[&str]) -> bool {
@@ -50,21 +34,21 @@ fn openssl_key(openssl: &Path, dir: &Path, name: &str, genpkey: &[&str]) -> (Vec
     let pem = format!("{name}.pem");
     let mut args = vec!["genpkey", "-out", &pem];
     args.extend_from_slice(genpkey);
-    run(dir, openssl, &args);
+    run_tool(dir, openssl, &args);
     let der = format!("{name}.der");
-    run(
+    run_tool(
         dir,
         openssl,
         &["pkey", "-in", &pem, "-outform", "DER", "-out", &der],
     );
     let pub_pem = format!("{name}.pub.pem");
-    run(
+    run_tool(
         dir,
         openssl,
         &["pkey", "-in", &pem, "-pubout", "-out", &pub_pem],
     );
     let pub_der = format!("{name}.pub.der");
-    run(
+    run_tool(
         dir,
         openssl,
         &[
@@ -129,7 +113,7 @@ fn esp8266_trailer_verifies_with_openssl_and_openssl_signatures_attach() {
     assert_eq!(&signed[signed.len() - 4..], &256u32.to_le_bytes());
     write(dir, "image.bin", &image);
     write(dir, "image.sig", &signed[image.len()..signed.len() - 4]);
-    let out = run(
+    let out = run_tool(
         dir,
         &openssl,
         &[
@@ -145,7 +129,7 @@ fn esp8266_trailer_verifies_with_openssl_and_openssl_signatures_attach() {
     assert!(out.contains("Verified OK"), "{out}");
 
     // The signing.py way: `openssl dgst -sha256 -sign`, then the trailer.
-    run(
+    run_tool(
         dir,
         &openssl,
         &[
@@ -213,11 +197,11 @@ fn sbv2_rsa_pss_verifies_with_openssl_and_openssl_signatures_attach() {
         "pss.sig",
         "padded.bin",
     ]);
-    let out = run(dir, &openssl, &args);
+    let out = run_tool(dir, &openssl, &args);
     assert!(out.contains("Verified OK"), "{out}");
     // pkeyutl on the digest stored in the block, as espsecure's Prehashed check does.
     write(dir, "digest.bin", &block[4..36]);
-    run(
+    run_tool(
         dir,
         &openssl,
         &[
@@ -243,7 +227,7 @@ fn sbv2_rsa_pss_verifies_with_openssl_and_openssl_signatures_attach() {
     let mut args = vec!["dgst", "-sha256"];
     args.extend(pss);
     args.extend(["-sign", "rsa.pem", "-out", "openssl.sig", "padded.bin"]);
-    run(dir, &openssl, &args);
+    run_tool(dir, &openssl, &args);
     let attached = esp_idf_sbv2::attach(
         &image,
         &read(dir, "openssl.sig"),
@@ -255,7 +239,7 @@ fn sbv2_rsa_pss_verifies_with_openssl_and_openssl_signatures_attach() {
     let verified = esp_idf_sbv2::verify(&attached, &public).unwrap();
     assert_eq!(verified.scheme, esp_idf_sbv2::Scheme::Rsa3072Pss);
     // A PKCS#1 v1.5 signature is not what the device checks.
-    run(
+    run_tool(
         dir,
         &openssl,
         &[
@@ -305,7 +289,7 @@ fn sbv2_ecdsa_verifies_with_openssl_and_openssl_signatures_attach() {
     rs.extend(reversed(&block[133..165]));
     write(dir, "padded.bin", &signed[..sector]);
     write(dir, "ecdsa.sig", &ecdsa_der(&rs));
-    let out = run(
+    let out = run_tool(
         dir,
         &openssl,
         &[
@@ -320,7 +304,7 @@ fn sbv2_ecdsa_verifies_with_openssl_and_openssl_signatures_attach() {
     );
     assert!(out.contains("Verified OK"), "{out}");
 
-    run(
+    run_tool(
         dir,
         &openssl,
         &[
@@ -377,7 +361,7 @@ fn sbv2_matches_espsecure_both_ways() {
         let signed = esp_idf_sbv2::sign(&image, &key, esp_idf_sbv2::SECTOR_LEN).unwrap();
         let ours = format!("{name}-otter.bin");
         write(dir, &ours, &signed);
-        run(
+        run_tool(
             dir,
             &espsecure,
             &[
@@ -390,7 +374,7 @@ fn sbv2_matches_espsecure_both_ways() {
             ],
         );
         let digest_file = format!("{name}-digest.bin");
-        run(
+        run_tool(
             dir,
             &espsecure,
             &[
@@ -414,7 +398,7 @@ fn sbv2_matches_espsecure_both_ways() {
         // espsecure signs, otter verifies; everything up to the signature is the same bytes
         // (magic, version, digest and the key: n, e, R, M' or curve, X, Y).
         let theirs = format!("{name}-espsecure.bin");
-        run(
+        run_tool(
             dir,
             &espsecure,
             &[
@@ -482,7 +466,7 @@ fn minisign_verifies_otters_signatures_and_otter_verifies_minisigns() {
     let minisig = minisign::sign(&file, &key, &comment).unwrap();
     write(dir, "fw.bin.minisig", minisig.as_bytes());
     let public = minisign::PublicKey::from_private_key(&key).unwrap();
-    let out = run(
+    let out = run_tool(
         dir,
         &minisign_bin,
         &["-Vm", "fw.bin", "-P", &public.to_base64()],
@@ -492,7 +476,7 @@ fn minisign_verifies_otters_signatures_and_otter_verifies_minisigns() {
         "{out}"
     );
     write(dir, "otter.pub", public.to_file().as_bytes());
-    run(dir, &minisign_bin, &["-Vm", "fw.bin", "-p", "otter.pub"]);
+    run_tool(dir, &minisign_bin, &["-Vm", "fw.bin", "-p", "otter.pub"]);
     // minisign refuses what otter refuses.
     let mut changed = file.clone();
     changed[7] ^= 1;
@@ -516,12 +500,12 @@ fn minisign_verifies_otters_signatures_and_otter_verifies_minisigns() {
     );
 
     // minisign's own key and signature, verified by otter.
-    run(
+    run_tool(
         dir,
         &minisign_bin,
         &["-G", "-W", "-p", "mini.pub", "-s", "mini.key"],
     );
-    run(
+    run_tool(
         dir,
         &minisign_bin,
         &[
@@ -565,7 +549,7 @@ fn iotawatt_signature_verifies_with_openssl() {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
     write(dir, "digest.bin", digest.as_ref());
     write(dir, "blob.sig", signature);
-    run(
+    run_tool(
         dir,
         &openssl,
         &[

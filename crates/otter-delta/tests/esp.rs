@@ -9,29 +9,9 @@
 //!
 //! A missing tool prints `SKIP <tool>: not installed` (and fails the test under `CI=true`).
 
-use std::path::Path;
-use std::process::Command;
-
 use otter_delta::{DeltaError, Format, apply, create, esp_validation_hash};
 use otter_testkit::images::{esp32_app, firmware};
-use otter_testkit::tool;
-
-/// Runs `program` with `args` in `dir`; panics with its output unless it succeeds, else
-/// returns stdout and stderr.
-fn run(dir: &Path, program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program:?} {args:?} failed:\n{text}");
-    text
-}
+use otter_testkit::{run_tool, tool};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -65,13 +45,13 @@ fn the_header_names_the_base_and_detools_applies_the_rest() {
     );
     std::fs::write(dir.path().join("base.bin"), &base).unwrap();
     std::fs::write(dir.path().join("body.patch"), &patch[64..]).unwrap();
-    run(
+    run_tool(
         dir.path(),
         &detools,
         &["apply_patch", "base.bin", "body.patch", "new.bin"],
     );
     assert!(std::fs::read(dir.path().join("new.bin")).unwrap() == target);
-    let info = run(dir.path(), &detools, &["patch_info", "body.patch"]);
+    let info = run_tool(dir.path(), &detools, &["patch_info", "body.patch"]);
     for line in [
         "Type:               sequential",
         "Compression:        heatshrink",
@@ -89,7 +69,7 @@ fn otter_applies_what_detools_create_patch_makes() {
     let (base, target) = base_and_target();
     std::fs::write(dir.path().join("base.bin"), &base).unwrap();
     std::fs::write(dir.path().join("new.bin"), &target).unwrap();
-    run(
+    run_tool(
         dir.path(),
         &detools,
         &[
@@ -153,7 +133,7 @@ fn esptool_image_info_prints_the_hash_the_header_names() {
     next[100..107].copy_from_slice(b"v2.0.0\0");
     for (name, data) in [("base", &rodata), ("new", &next)] {
         std::fs::write(dir.path().join(format!("{name}.elf")), xtensa_elf(data)).unwrap();
-        run(
+        run_tool(
             dir.path(),
             &esptool,
             &[
@@ -169,7 +149,7 @@ fn esptool_image_info_prints_the_hash_the_header_names() {
     let base = std::fs::read(dir.path().join("base.bin")).unwrap();
     let target = std::fs::read(dir.path().join("new.bin")).unwrap();
     let patch = create(Format::EspDeltaOta, &base, &target).unwrap();
-    let info = run(dir.path(), &esptool, &["image-info", "base.bin"]);
+    let info = run_tool(dir.path(), &esptool, &["image-info", "base.bin"]);
     let printed = format!("Validation hash: {} (valid)", hex(&patch[4..36]));
     assert!(info.contains(&printed), "{printed:?} not in:\n{info}");
     assert_eq!(
@@ -179,7 +159,7 @@ fn esptool_image_info_prints_the_hash_the_header_names() {
 
     // The images the other tests build are ESP32 app images by esptool's reading too.
     std::fs::write(dir.path().join("built.bin"), esp32_app(&rodata)).unwrap();
-    let info = run(dir.path(), &esptool, &["image-info", "built.bin"]);
+    let info = run_tool(dir.path(), &esptool, &["image-info", "built.bin"]);
     let printed = format!(
         "Validation hash: {} (valid)",
         hex(&esp_validation_hash(&esp32_app(&rodata)).unwrap())

@@ -5,12 +5,9 @@
 //!
 //! A missing tool prints `SKIP <tool>: not installed` (and fails the test under `CI=true`).
 
-use std::path::Path;
-use std::process::Command;
-
 use otter_delta::{Format, apply, create};
 use otter_testkit::images::firmware;
-use otter_testkit::tool;
+use otter_testkit::{run_tool, tool};
 
 /// A base image and a target that differs from it by a 7-byte version string, an insertion and
 /// a changed tail: the kinds of change a firmware release makes.
@@ -22,21 +19,6 @@ fn base_and_target() -> (Vec<u8>, Vec<u8>) {
     target.truncate(290_000);
     target.extend_from_slice(&firmware(3, 20_000));
     (base, target)
-}
-
-/// Runs `program` with `args` in `dir`; panics with its output unless it succeeds.
-fn run(dir: &Path, program: &Path, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program:?} {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -54,7 +36,7 @@ fn bspatch_applies_otters_bsdiff_patches() {
     );
     std::fs::write(dir.path().join("base"), &base).unwrap();
     std::fs::write(dir.path().join("patch"), &patch).unwrap();
-    run(dir.path(), &bspatch, &["base", "new", "patch"]);
+    run_tool(dir.path(), &bspatch, &["base", "new", "patch"]);
     assert!(std::fs::read(dir.path().join("new")).unwrap() == target);
 }
 
@@ -73,7 +55,7 @@ fn zstd_patch_from_applies_otters_zstd_patches() {
     );
     std::fs::write(dir.path().join("base"), &base).unwrap();
     std::fs::write(dir.path().join("patch.zst"), &patch).unwrap();
-    run(
+    run_tool(
         dir.path(),
         &zstd,
         &["-q", "-d", "--patch-from=base", "patch.zst", "-o", "new"],
@@ -90,7 +72,7 @@ fn otter_applies_what_zstd_patch_from_makes() {
     let (base, target) = base_and_target();
     std::fs::write(dir.path().join("base"), &base).unwrap();
     std::fs::write(dir.path().join("new"), &target).unwrap();
-    run(
+    run_tool(
         dir.path(),
         &zstd,
         &["-q", "-19", "--patch-from=base", "new", "-o", "patch.zst"],
@@ -109,7 +91,7 @@ fn otter_applies_what_debian_bsdiff_makes() {
     let (base, target) = base_and_target();
     std::fs::write(dir.path().join("base"), &base).unwrap();
     std::fs::write(dir.path().join("new"), &target).unwrap();
-    run(dir.path(), &bsdiff, &["base", "new", "patch"]);
+    run_tool(dir.path(), &bsdiff, &["base", "new", "patch"]);
     let patch = std::fs::read(dir.path().join("patch")).unwrap();
     let applied = apply(Format::Bsdiff, &base, &patch, target.len() as u64).unwrap();
     assert!(applied == target);

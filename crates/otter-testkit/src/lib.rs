@@ -48,6 +48,24 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Runs `program` with `args` in `dir` and returns what it printed (stdout, then stderr);
+/// panics with that output unless it succeeds. For the independent tools tests check otter
+/// against.
+pub fn run_tool(dir: &std::path::Path, program: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program:?} {args:?} failed:\n{text}");
+    text
+}
+
 /// A command-line tool from the environment variable `env` (when given and set) or `PATH`, or
 /// `None` after a SKIP line.
 pub fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {

@@ -118,8 +118,8 @@ impl Builder {
     /// Starts the server and returns once it listens. Panics, with everything the server
     /// printed, when it exits first or does not listen within 30 s.
     pub fn start(self) -> Serve {
-        let mut command = command(&self.program);
-        command
+        let mut serve = command(&self.program);
+        serve
             .arg("serve")
             .args(&self.args)
             .env("OTTER_LISTEN", "127.0.0.1:0")
@@ -128,9 +128,9 @@ impl Builder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(cwd) = &self.cwd {
-            command.current_dir(cwd);
+            serve.current_dir(cwd);
         }
-        let mut child = command.spawn().expect("spawn otter serve");
+        let mut child = serve.spawn().expect("spawn otter serve");
 
         let stdout = Arc::new(Mutex::new(String::new()));
         let log = Arc::new(Mutex::new(String::new()));
@@ -146,6 +146,7 @@ impl Builder {
         ];
         let mut server = Serve {
             child,
+            program: self.program,
             url: String::new(),
             data: PathBuf::new(),
             admin_token: self.admin_token,
@@ -176,6 +177,8 @@ impl Builder {
 /// A running `otter serve`, killed when dropped.
 pub struct Serve {
     child: Child,
+    /// The `otter` binary, for admin commands against this server.
+    program: PathBuf,
     url: String,
     data: PathBuf,
     admin_token: Option<String>,
@@ -235,6 +238,22 @@ impl Serve {
             ("OTTER_SERVER", self.url.clone()),
             ("OTTER_TOKEN", self.admin_token()),
         ]
+    }
+
+    /// `otter <args>` as this server's admin (the same binary); returns what it printed to
+    /// stdout, and panics with its stderr unless it succeeds.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = command(&self.program)
+            .args(args)
+            .envs(self.admin_env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "otter {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Everything the server has logged (stderr) so far, without colour codes.
