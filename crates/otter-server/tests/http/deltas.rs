@@ -5,12 +5,11 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use otter_core::signing::device::{ArtifactCheck, CheckRequest, TrustState};
-use otter_core::signing::documents::Root;
+use otter_core::signing::device::{ArtifactCheck, CheckRequest};
 use otter_core::signing::dsse::Envelope;
 
 use crate::common::{TestServer, eventually, expect_error, firmware, json_body, sha256_hex};
-use crate::signing::{publish_release_signed, signed_product};
+use crate::signing::{device_shipped_with_root_1, publish_release_signed, signed_product};
 
 /// An image of `version`: the same 64 KiB for every version but for the version string in it, as
 /// two builds of one program differ.
@@ -368,16 +367,7 @@ async fn a_signed_answer_with_a_delta_verifies_and_the_patched_image_passes_the_
     let status = built(&srv, "door", "1.1.0").await;
     assert_eq!(status["deltas"][0]["state"], "ready", "{status}");
 
-    let text = srv
-        .anon(Method::GET, "/api/v1/products/door/root/1.json")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pinned = Root::open_first(&Envelope::parse(text.as_bytes()).unwrap()).unwrap();
-    let mut device = TrustState::new(pinned, 1);
+    let mut device = device_shipped_with_root_1(&srv, 1).await;
     let nonce = "00112233445566778899aabbccddeeff";
     let answer = srv
         .check("door", &format!("current=1.0.0&device=d1&nonce={nonce}"))

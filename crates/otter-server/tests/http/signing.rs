@@ -155,6 +155,21 @@ async fn publish_signed(
     srv.try_publish("door", version, &sha, extra).await
 }
 
+/// A device of "door" as it ships: root 1 pinned (fetched here from the public endpoint) and
+/// `counter` as the security counter of what it runs.
+pub(crate) async fn device_shipped_with_root_1(srv: &TestServer, counter: u32) -> TrustState {
+    let text = srv
+        .anon(Method::GET, "/api/v1/products/door/root/1.json")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pinned = Root::open_first(&Envelope::parse(text.as_bytes()).unwrap()).unwrap();
+    TrustState::new(pinned, counter)
+}
+
 /// Publishes `image` as `version` with a manifest signed by the owner's release key, expecting
 /// success.
 pub(crate) async fn publish_release_signed(
@@ -275,16 +290,7 @@ async fn a_device_verifies_root_response_manifest_and_bytes() {
     publish_release_signed(&srv, &owner, "2.0.0", 4, &image, 90 * DAY).await;
 
     // The device ships with root 1 (fetched here from the public endpoint).
-    let text = srv
-        .anon(Method::GET, "/api/v1/products/door/root/1.json")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pinned = Root::open_first(&Envelope::parse(text.as_bytes()).unwrap()).unwrap();
-    let mut device = TrustState::new(pinned, 3);
+    let mut device = device_shipped_with_root_1(&srv, 3).await;
 
     let nonce = "00112233445566778899aabbccddeeff";
     let answer = srv
