@@ -1,10 +1,11 @@
-//! A release's page: its artifact's hashes and size, download URL, channels, flags and signature
-//! status, and for publishers the flag changes (deprecate, undeprecate, yank with confirmation)
+//! A release's page: its artifact's hashes and size, download URL, channels, flags, signature
+//! status and the delta patches built to it, and for publishers the flag changes (deprecate, undeprecate, yank with confirmation)
 //! through `PATCH /api/v1/products/{p}/releases/{v}`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use otter_app::deltas::{self, DeltaStatus};
 use otter_app::index::download_path;
 use otter_app::{App, trust};
 use otter_core::model::{Release, Role};
@@ -122,11 +123,53 @@ pub async fn show(
             .image_format
             .unwrap_or("plain image (none declared)"),
     ));
+    match deltas::status(&app, &product, &version).await {
+        Ok(status) => body.push(&patches(&status, artifact.size)),
+        Err(e) => return refused(&viewer, e),
+    };
     if viewer.role >= Role::Publisher {
         body.push(&flag_forms(&p, &url_part(&release.version), release));
     }
     let title = format!("{product} {}", release.version);
     layout::page(&viewer, Section::Products, "release", &title, body)
+}
+
+/// The delta patches to this release (from which base, format, state, size as a share of the
+/// full image, why one was skipped or failed); nothing for a product without a policy or patches.
+fn patches(status: &DeltaStatus, image_size: u64) -> Html {
+    let mut html = Html::new();
+    if status.policy.is_none() && status.deltas.is_empty() {
+        return html;
+    }
+    html.add(format_args!(
+        "<h2>Delta patches</h2><p>{} of {} built.</p>",
+        status.done, status.total
+    ));
+    if status.deltas.is_empty() {
+        return html;
+    }
+    html.raw(
+        "<div class=\"scroll\"><table id=\"deltas\"><thead><tr><th>From</th><th>Format</th>\
+         <th>State</th><th>Size</th><th>Note</th></tr></thead><tbody>",
+    );
+    for delta in &status.deltas {
+        let size = delta.size.map_or_else(String::new, |size| {
+            format!(
+                "{size} bytes ({:.1} %)",
+                size as f64 * 100.0 / image_size.max(1) as f64
+            )
+        });
+        html.add(format_args!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&delta.from),
+            esc(&delta.format),
+            delta.state.as_str(),
+            size,
+            esc(delta.message.as_deref().unwrap_or_default()),
+        ));
+    }
+    html.raw("</tbody></table></div>");
+    html
 }
 
 /// The buttons that change a release's flags, each a form on the PATCH route; yanking asks

@@ -1,7 +1,7 @@
 //! The web UI's products, releases, dashboard and signing pages in a real headless Chromium:
 //! create a product, upload through the resumable upload API (resuming a cut chunk), publish
 //! with the form's checks, yank with confirmation; what a viewer may not do; the dashboard's
-//! version chart; roots and expiring signatures.
+//! version chart; roots and expiring signatures; a release's delta patches.
 
 use fantoccini::Locator;
 use otter_core::signing::documents::ROOT_TYPE;
@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, eventually, firmware, sha256_hex};
+use crate::deltas::{built, set_policy};
 use crate::signing::{publish_release_signed, root_doc, seal, signed_product};
 use crate::ui::signed_in;
 
@@ -445,5 +446,39 @@ async fn the_signing_page_shows_roots_and_expiring_signatures() {
             &release_key[..16]
         )),
         "{signature}"
+    );
+}
+
+/// A release's page lists the delta patches built to it: from which base, in which format, and
+/// their size as a share of the full image.
+#[tokio::test]
+async fn a_release_page_lists_its_delta_patches() {
+    let server = TestServer::start().await;
+    server.create_product("door", "semver").await;
+    let base = firmware(6, 200_000);
+    let mut next = base.clone();
+    next[1_000..1_007].copy_from_slice(b"v1.1.0\0");
+    for (version, image) in [("1.0.0", &base), ("1.1.0", &next)] {
+        let sha = server.upload(image).await;
+        server.publish("door", version, &sha, json!({})).await;
+    }
+    set_policy(&server, "door", json!({"format": "bsdiff"})).await;
+    built(&server, "door", "1.1.0").await;
+    let Some(browser) = signed_in(&server, "viewer").await else {
+        return;
+    };
+    browser
+        .goto(&server.url("/ui/products/door/releases/1.1.0"))
+        .await
+        .unwrap();
+    let row = browser
+        .wait_for("table#deltas tbody tr")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.starts_with("1.0.0 bsdiff ready") && row.contains(" bytes (0."),
+        "{row}"
     );
 }
