@@ -14,26 +14,26 @@ use crate::common::{TestServer, expect_error, firmware_for, json_body, test_conf
 
 /// Makes `device`'s TargetToken through the admin API.
 async fn target_token(srv: &TestServer, product: &str, device: &str) -> String {
-    let resp = srv
-        .admin(
-            Method::POST,
-            &format!("/api/v1/products/{product}/devices/{device}/ddi-token"),
-        )
-        .send()
-        .await
-        .expect("make token");
-    json_body(resp, StatusCode::CREATED).await["token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
+    made_token(
+        srv,
+        &format!("/api/v1/products/{product}/devices/{device}/ddi-token"),
+    )
+    .await
 }
 
+/// Makes `product`'s GatewayToken through the admin API.
 async fn gateway_token(srv: &TestServer, product: &str) -> String {
+    made_token(
+        srv,
+        &format!("/api/v1/products/{product}/ddi/gateway-token"),
+    )
+    .await
+}
+
+/// The token a `POST` to an admin token route made.
+async fn made_token(srv: &TestServer, path: &str) -> String {
     let resp = srv
-        .admin(
-            Method::POST,
-            &format!("/api/v1/products/{product}/ddi/gateway-token"),
-        )
+        .admin(Method::POST, path)
         .send()
         .await
         .expect("make token");
