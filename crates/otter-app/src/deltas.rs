@@ -249,7 +249,8 @@ pub struct DeltaStatus {
     pub policy: Option<DeltaPolicy>,
     /// Patches to this release, by base.
     pub deltas: Vec<Delta>,
-    /// How many of them the builder is done with (ready, skipped or failed).
+    /// How many of them the builder is done with (skipped, failed, or ready and, under the
+    /// current policy, offered by this node).
     pub done: usize,
     /// How many there are.
     pub total: usize,
@@ -262,10 +263,21 @@ pub async fn status(app: &App, product: &str, version: &str) -> AppResult<DeltaS
         return Err(AppError::release_not_found(product, version));
     }
     let deltas = app.store.deltas(product, Some(version)).await?;
+    let policy = app.store.delta_policy(product).await?;
+    // The worker marks a patch ready, then reindexes: until this node's check index holds the
+    // patch, devices are not offered it yet, so it is not done (`--wait` returns when they are).
+    let offered_or_never = |d: &Delta| {
+        d.state != DeltaState::Ready
+            || policy.as_ref().is_none_or(|p| p.format != d.format)
+            || index.deltas.has(&d.from, &d.to)
+    };
     Ok(DeltaStatus {
-        policy: app.store.delta_policy(product).await?,
-        done: deltas.iter().filter(|d| d.state.is_final()).count(),
+        done: deltas
+            .iter()
+            .filter(|d| d.state.is_final() && offered_or_never(d))
+            .count(),
         total: deltas.len(),
+        policy,
         deltas,
     })
 }

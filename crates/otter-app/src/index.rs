@@ -211,6 +211,13 @@ impl ReadyDeltas {
         ReadyDeltas { by_target }
     }
 
+    /// Whether the patch from release `from` to release `to` is offered.
+    pub fn has(&self, from: &str, to: &str) -> bool {
+        self.by_target
+            .get(to)
+            .is_some_and(|bases| bases.iter().any(|(base, _)| base == from))
+    }
+
     /// How many ready patches there are.
     pub fn len(&self) -> usize {
         self.by_target.values().map(Vec::len).sum()
