@@ -312,6 +312,18 @@ pub struct Settings {
     )]
     pub rate_limit_device: RateLimit,
 
+    /// How long the answer to a request refused with 429 is held back (never past its
+    /// Retry-After; 0 answers at once). A client flooding over keep-alive connections then gets
+    /// one answer per connection per hold, instead of taking the CPU devices need.
+    #[arg(
+        long,
+        env = "OTTER_RATE_LIMIT_HOLD",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "1s"
+    )]
+    pub rate_limit_hold: Duration,
+
     /// Most devices one product records (0: no limit); check-ins of further new devices are
     /// answered but not recorded.
     #[arg(

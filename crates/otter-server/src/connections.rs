@@ -4,6 +4,9 @@
 //! headers within `--header-timeout`, stays idle between requests past `--idle-timeout`, or sends
 //! a request body or reads a response slower than `--min-rate` over `--min-rate-window`.
 //!
+//! A client cut for sending its request head too slowly gets a 408 in otter's JSON format, and
+//! hyper's own answers to heads it cannot parse are replaced by JSON ones ([`crate::unparsed`]).
+//!
 //! The watchdog only blames the client for time the server spent waiting on it: a handler
 //! waiting for request body bytes, or a response write the socket would not take. A slow
 //! database or bucket behind a request never cuts it.
@@ -134,6 +137,7 @@ pub(crate) async fn serve(
         let io = TokioIo::new(Metered {
             io: tcp,
             activity: activity.clone(),
+            replacing: None,
         });
         let conn = builder
             .serve_connection_with_upgrades(io, service(router.clone(), activity.clone(), remote))
@@ -141,13 +145,19 @@ pub(crate) async fn serve(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _slot = slot;
+            tokio::pin!(conn);
             tokio::select! {
-                result = conn => if let Err(e) = result {
+                result = &mut conn => if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 },
                 missed = watchdog(&activity, limits) => {
                     metrics::counter!("otter_connections_cut_total", "deadline" => missed).increment(1);
                     tracing::debug!(missed, "closing a connection that missed a deadline");
+                    if activity.answer_timeout.load(Relaxed) {
+                        // hyper is waiting to read the rest of the head: its next read writes
+                        // the 408 and ends the connection.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), &mut conn).await;
+                    }
                 }
             }
         });
@@ -169,6 +179,10 @@ struct Activity {
     body_waiting: AtomicBool,
     /// The socket would not take the response bytes written to it.
     write_waiting: AtomicBool,
+    /// The connection speaks HTTP/2 (its first bytes were the preface).
+    http2: AtomicBool,
+    /// Cut for a request head sent too slowly: the next read writes a 408 and fails.
+    answer_timeout: AtomicBool,
 }
 
 /// Resolves when the connection has missed a deadline, naming it: `header`, `idle`,
@@ -184,6 +198,8 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
     // client that connects and says nothing misses the header deadline), else its first byte.
     let mut head_since = Some(idle_since);
     let (mut read, mut written) = (0, 0);
+    // Bytes read when the current phase began: more since means a request head has started.
+    let mut read_at_phase = 0;
     // The rate window's start and the bytes moved before it.
     let mut window = (idle_since, 0);
     loop {
@@ -196,6 +212,7 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
         let current = activity.changes.load(Relaxed);
         if current != changes {
             changes = current;
+            read_at_phase = read;
             idle_since = now;
             head_since = None;
             window = (now, moved);
@@ -230,6 +247,13 @@ async fn watchdog(activity: &Activity, limits: Limits) -> &'static str {
                     .header_timeout
                     .is_some_and(|limit| now - since >= limit)
                 {
+                    // A 408 only for a head begun over HTTP/1 with no answer still going out:
+                    // a connection that never spoke, or sits idle between requests, is closed
+                    // without one (a client could take it for the answer to its next request).
+                    let answer = read > read_at_phase
+                        && !activity.http2.load(Relaxed)
+                        && !activity.write_waiting.load(Relaxed);
+                    activity.answer_timeout.store(answer, Relaxed);
                     return "header";
                 }
             }
@@ -349,13 +373,38 @@ impl http_body::Body for Answering {
     }
 }
 
-/// A connection's socket, counting the bytes that pass and noting when a write must wait.
+/// A connection's socket, counting the bytes that pass and noting when a write must wait; it
+/// also writes the answers of [`crate::unparsed`].
 struct Metered {
     io: TcpStream,
     activity: Arc<Activity>,
+    /// A JSON answer going out in place of hyper's own, and how much of it was sent.
+    replacing: Option<(Bytes, usize)>,
 }
 
 impl Metered {
+    /// Sends the answer in [`Metered::replacing`]; once it is all out, reports hyper's `len`
+    /// bytes as written.
+    fn poll_replace(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
+        while let Some((answer, sent)) = self.replacing.take() {
+            if sent == answer.len() {
+                break;
+            }
+            let polled = Pin::new(&mut self.io).poll_write(cx, &answer[sent..]);
+            self.wrote(&polled);
+            match polled {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.replacing = Some((answer, sent + n)),
+                Poll::Pending => {
+                    self.replacing = Some((answer, sent));
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(len))
+    }
+
     fn wrote(&self, polled: &Poll<io::Result<usize>>) {
         match polled {
             Poll::Ready(Ok(n)) => {
@@ -374,10 +423,19 @@ impl AsyncRead for Metered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.activity.answer_timeout.load(Relaxed) {
+            // Best effort: a client that sends this slowly may not read either.
+            let _ = self.io.try_write(&crate::unparsed::request_timeout());
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let read = buf.filled().len() - before;
-        self.activity.read.fetch_add(read as u64, Relaxed);
+        if self.activity.read.fetch_add(read as u64, Relaxed) == 0
+            && buf.filled()[before..].starts_with(b"PRI ")
+        {
+            self.activity.http2.store(true, Relaxed);
+        }
         polled
     }
 }
@@ -388,6 +446,12 @@ impl AsyncWrite for Metered {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() {
+            self.replacing = crate::unparsed::answer(buf).map(|answer| (answer, 0));
+        }
+        if self.replacing.is_some() {
+            return self.poll_replace(cx, buf.len());
+        }
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         self.wrote(&polled);
         polled
@@ -398,6 +462,16 @@ impl AsyncWrite for Metered {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper's own answer is a head alone: one non-empty slice.
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            if self.replacing.is_none() {
+                self.replacing = crate::unparsed::answer(only).map(|answer| (answer, 0));
+            }
+            if self.replacing.is_some() {
+                return self.poll_replace(cx, only.len());
+            }
+        }
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         self.wrote(&polled);
         polled

@@ -30,6 +30,7 @@ pub mod protocols;
 pub mod request_log;
 pub mod router;
 pub mod ui;
+mod unparsed;
 
 use std::future::Future;
 use std::sync::Arc;

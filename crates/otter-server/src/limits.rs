@@ -3,10 +3,19 @@
 //! and `/metrics`
 //! (a load balancer's probes and a scraper come from one address). Refusals are 429
 //! `rate_limited` with `Retry-After`, counted in `otter_rate_limited_total{scope="address"}`.
+//!
+//! Every 429, whichever limit gave it, is held back `--rate-limit-hold` before it goes out: a
+//! refusal costs little, but a client that floods from keep-alive connections would otherwise
+//! get one as fast as it can ask, and answering it takes the cores devices need (at full speed
+//! a flood halved well-behaved devices' checks). Held, each of its connections gets one answer
+//! per hold, and waiting costs a timer, not CPU; the connections it holds count against
+//! `--max-connections` like any other.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use otter_app::App;
 
@@ -32,4 +41,18 @@ pub fn per_address(app: &App, req: &Request) -> Option<Response> {
         ApiError::rate_limited(format!("too many requests from {}", peer.ip()), wait)
             .into_response(),
     )
+}
+
+/// How long to hold `response` back: `--rate-limit-hold` (at most its `Retry-After`) for a 429.
+pub fn refusal_hold(app: &App, response: &Response) -> Option<std::time::Duration> {
+    let hold = app.config.rate_limit_hold;
+    if response.status() != StatusCode::TOO_MANY_REQUESTS || hold.is_zero() {
+        return None;
+    }
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .map_or(hold, std::time::Duration::from_secs);
+    Some(hold.min(retry_after))
 }

@@ -35,7 +35,7 @@ pub fn current() -> Option<Arc<str>> {
 
 /// A new id: a random per-process prefix and a counter, so making one costs no system call on
 /// the check path and ids from several nodes do not collide.
-fn new_id() -> Arc<str> {
+pub(crate) fn new_id() -> Arc<str> {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let prefix = PREFIX.get_or_init(|| otter_store::random_id()[..12].to_owned());

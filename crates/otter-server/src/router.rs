@@ -533,8 +533,8 @@ pub fn router(app: App, with_metrics: bool) -> Router {
 }
 
 /// What runs in front of every route, outermost first: the request id and access log
-/// ([`request_log`]), request metrics ([`metrics`]), the `Host` check ([`download`]) and the
-/// per-address rate limit ([`limits`]). One middleware rather than one layer each: every `from_fn`
+/// ([`request_log`]), request metrics ([`metrics`]), the `Host` check ([`download`]), the
+/// per-address rate limit and the hold on every 429 ([`limits`]). One middleware rather than one layer each: every `from_fn`
 /// layer clones and boxes the route's whole stack below it on each request, which on the check
 /// path cost more than the handler.
 async fn front(State(app): State<App>, request: Request, next: Next) -> Response {
@@ -549,6 +549,9 @@ async fn front(State(app): State<App>, request: Request, next: Next) -> Response
             None => next.run(request).await,
         };
         metrics::record(route.as_ref(), &method, response.status(), started);
+        if let Some(hold) = limits::refusal_hold(&app, &response) {
+            tokio::time::sleep(hold).await;
+        }
         response
     })
     .await

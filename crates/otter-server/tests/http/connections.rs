@@ -1,6 +1,7 @@
 //! Connection deadlines, on raw sockets: a client that says nothing, sends its headers or body a
 //! byte a second, idles on a keep-alive connection or never reads its download is cut after the
-//! (shortened) deadline, however long it would hold on.
+//! (shortened) deadline, however long it would hold on; one cut in the middle of its request head
+//! is told so with a 408. Heads the HTTP library cannot parse get otter's JSON errors too.
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ async fn partial_headers_are_closed_after_the_header_timeout() {
     let mut stream = TcpStream::connect(srv.addr).await.expect("connect");
     let head = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", srv.addr);
     stream.write_all(head.as_bytes()).await.expect("write");
-    assert!(until_closed(&mut stream).await.is_empty());
+    expect_json_error(&until_closed(&mut stream).await, 408, "request_timeout");
 }
 
 #[tokio::test]
@@ -81,7 +82,93 @@ async fn headers_a_byte_a_second_are_closed_after_the_header_timeout() {
         "a".repeat(60)
     );
     let mut stream = trickle(stream, head.into_bytes());
-    assert!(until_closed(&mut stream).await.is_empty());
+    expect_json_error(&until_closed(&mut stream).await, 408, "request_timeout");
+}
+
+/// Asserts that `answer` is one whole HTTP/1.1 answer with `status`, `Connection: close` and a
+/// JSON error body with `code`.
+fn expect_json_error(answer: &[u8], status: u16, code: &str) {
+    let answer = String::from_utf8_lossy(answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a whole head");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with(&format!("http/1.1 {status} ")), "{answer}");
+    assert!(
+        head.contains("\r\ncontent-type: application/json\r\n"),
+        "{answer}"
+    );
+    assert!(head.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+        "{answer}"
+    );
+    assert!(head.contains("\r\nx-request-id: "), "{answer}");
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["error"], code, "{answer}");
+}
+
+/// Requests the HTTP library refuses before otter's router sees them are answered in otter's
+/// JSON error format, with the library's status, and the connection is closed.
+#[tokio::test]
+async fn heads_that_cannot_be_parsed_get_json_errors() {
+    let srv = TestServer::start().await;
+    let host = srv.addr.to_string();
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            ),
+            400,
+            "malformed_request",
+        ),
+        (
+            format!("POST /healthz HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            400,
+            "malformed_request",
+        ),
+        (
+            format!("GET /he\u{1}lthz HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            400,
+            "malformed_request",
+        ),
+        (
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+                "a".repeat(70_000)
+            ),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(2 << 20)
+            ),
+            431,
+            "headers_too_large",
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: {host}\r\n{}\r\n",
+                (0..150)
+                    .map(|i| format!("X-{i}: 1\r\n"))
+                    .collect::<String>()
+            ),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = TcpStream::connect(srv.addr).await.expect("connect");
+        // The server may answer and close before it has read all of a long head.
+        let _ = stream.write_all(request.as_bytes()).await;
+        expect_json_error(&until_closed(&mut stream).await, status, code);
+    }
+    // A well-formed request on a fresh connection is answered as always.
+    let mut stream = TcpStream::connect(srv.addr).await.expect("connect");
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let answer = String::from_utf8_lossy(&until_closed(&mut stream).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[tokio::test]

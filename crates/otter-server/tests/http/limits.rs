@@ -1,8 +1,10 @@
 //! Rate limits over real HTTP: per remote address (`--rate-limit-address`, other addresses and
 //! admins unaffected) and per device (`--rate-limit-device`, in each protocol's format), with
-//! 429, `Retry-After` and `otter_rate_limited_total{scope}`.
+//! 429, `Retry-After` and `otter_rate_limited_total{scope}`; every 429 held back
+//! `--rate-limit-hold`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -148,4 +150,36 @@ async fn a_device_checking_too_often_gets_429_and_other_devices_do_not() {
     assert_eq!(body["code"], "RATE_LIMITED");
 
     assert!(rate_limited(&srv, "device").await >= before + 2.0);
+}
+
+/// A refused device waits `--rate-limit-hold` for its 429 (so a client flooding from keep-alive
+/// connections gets one answer per connection per hold), while other devices are answered
+/// meanwhile.
+#[tokio::test]
+async fn a_refusal_is_held_back_while_other_devices_are_answered() {
+    let hold = Duration::from_secs(5);
+    let srv = TestServer::with_config(otter_server::Settings {
+        rate_limit_device: "1/h:1".parse().unwrap(),
+        rate_limit_hold: hold,
+        ..test_config()
+    })
+    .await;
+    srv.create_product("door", "semver").await;
+    let check = |device: &str| {
+        srv.anon(
+            Method::GET,
+            &format!("/api/v1/products/door/check?device={device}"),
+        )
+        .send()
+    };
+    assert_eq!(check("d1").await.unwrap().status(), StatusCode::OK);
+    let started = Instant::now();
+    let refused = tokio::spawn(check("d1"));
+    assert_eq!(check("d2").await.unwrap().status(), StatusCode::OK);
+    assert!(
+        !refused.is_finished(),
+        "the refusal went out before the hold"
+    );
+    expect_error(refused.await.unwrap().unwrap(), 429, "rate_limited").await;
+    assert!(started.elapsed() >= hold, "{:?}", started.elapsed());
 }
