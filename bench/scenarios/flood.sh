@@ -2,7 +2,8 @@
 # Flood: does a client that --rate-limit-device refuses (429) slow down well-behaved devices?
 # Well-behaved devices (random ids out of FLOOD_DEVICES, 100,000) check in, paced at FLOOD_RATE
 # checks/s (10,000, 256 connections) and then at full speed (64 connections), first alone, then while one device id floods the same
-# endpoint from 64 connections as fast as it can. Follows the bench/scenarios interface
+# endpoint from 64 connections as fast as it can (each of its 429s held back --rate-limit-hold).
+# Follows the bench/scenarios interface
 # (OTTER_BIN, BENCH_TMP, BENCH_DURATION; one markdown section on stdout, progress on stderr):
 #
 #   OTTER_BIN=target/release/otter bash bench/scenarios/flood.sh
@@ -52,7 +53,7 @@ measure "full speed" 0 "$FULL_CONNS"
 cat <<END
 ### Flood of a rate-limited client
 
-Well-behaved devices (random ids out of $DEVICES) checking in for ${DURATION} s alone, then while one device id floods the check endpoint from $FLOOD_CONNS connections and is refused with 429 by --rate-limit-device (default 1/s:30); otter on SQLite.
+Well-behaved devices (random ids out of $DEVICES) checking in for ${DURATION} s alone, then while one device id floods the check endpoint from $FLOOD_CONNS connections and is refused with 429 by --rate-limit-device (default 1/s:30), each 429 held back --rate-limit-hold (default 1 s); otter on SQLite.
 
 | well-behaved load | alone checks/s | alone p99 ms | with flood checks/s | with flood p99 ms | with / alone | flood req/s | flood 429s | errors |
 |---|---|---|---|---|---|---|---|---|

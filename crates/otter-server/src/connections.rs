@@ -278,7 +278,7 @@ fn service(
     remote: std::net::SocketAddr,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<Body>,
+    Response = Response<Answering>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone {
@@ -292,7 +292,8 @@ fn service(
         let answer = tower_service::Service::call(&mut router.clone(), request);
         async move {
             let response = answer.await?;
-            Ok(response.map(|body| Body::new(Answering { body, _busy: busy })))
+            // Not boxed once more as a `Body`: one allocation per request fewer.
+            Ok(response.map(|body| Answering { body, _busy: busy }))
         }
     })
 }
