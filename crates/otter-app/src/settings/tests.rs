@@ -202,7 +202,7 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         }
         seen += 1;
     }
-    assert_eq!(seen, 34, "every setting was checked");
+    assert_eq!(seen, 35, "every setting was checked");
 }
 
 #[test]

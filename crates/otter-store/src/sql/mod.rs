@@ -54,6 +54,8 @@ pub struct SqlStore {
     /// queued in order rather than retried by SQLite's sleeping busy handler, a burst of devices
     /// let in at once neither waits seconds nor runs out of the busy timeout.
     rollout_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// A SQLite file database's WAL file, whose size tells when to checkpoint.
+    wal: Option<std::path::PathBuf>,
 }
 
 impl SqlStore {
@@ -84,12 +86,29 @@ impl SqlStore {
             pool,
             backend,
             rollout_writes: Default::default(),
+            wal: match backend {
+                Backend::Sqlite => sqlite_file(url)?.map(|db| {
+                    let mut wal = db.into_os_string();
+                    wal.push("-wal");
+                    wal.into()
+                }),
+                Backend::Postgres => None,
+            },
         })
     }
 
     /// Whether this is a SQLite database, whose WAL [`SqlStore::checkpoint`] keeps small.
     pub fn has_wal(&self) -> bool {
         self.backend == Backend::Sqlite
+    }
+
+    /// The size of a SQLite database's WAL file in bytes: 0 without one (PostgreSQL, an
+    /// in-memory database, or a WAL that was just truncated).
+    pub fn wal_size(&self) -> u64 {
+        self.wal
+            .as_deref()
+            .and_then(|wal| std::fs::metadata(wal).ok())
+            .map_or(0, |m| m.len())
     }
 
     /// On SQLite, copies everything in the WAL into the database and truncates the WAL to zero
@@ -274,13 +293,21 @@ async fn open_pool(backend: Backend, url: &str) -> Result<AnyPool> {
 /// Creates the database file of a SQLite `url` readable by the owner only when it is missing:
 /// SQLite would create it with the umask's mode (usually world-readable), and gives its WAL and
 /// shared-memory files the database file's mode. An existing file keeps its mode.
-fn create_private_sqlite_file(url: &str) -> Result<()> {
+/// The file of a SQLite `url`; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>> {
     use std::str::FromStr as _;
     if url.contains(":memory:") || url.contains("mode=memory") {
-        return Ok(());
+        return Ok(None);
     }
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
-    let path = options.get_filename();
+    Ok(Some(options.get_filename().to_owned()))
+}
+
+fn create_private_sqlite_file(url: &str) -> Result<()> {
+    let Some(path) = sqlite_file(url)? else {
+        return Ok(());
+    };
+    let path = path.as_path();
     match crate::private::file_options()
         .write(true)
         .create_new(true)
