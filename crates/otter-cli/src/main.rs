@@ -139,11 +139,6 @@ enum EnvelopeCommand {
     Sign(signing::EnvelopeSignArgs),
 }
 
-/// mimalloc rather than the system allocator: the check path allocates a few dozen small
-/// objects per request, and glibc's malloc/free were about a tenth of the server's CPU there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse().command).await {
