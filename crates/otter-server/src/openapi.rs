@@ -8,8 +8,13 @@
 //! The error answers are described once too: every operation gets the shared 400/404/429 (and,
 //! for admin routes, 401/403) responses, and every error response the error body.
 
+use std::sync::LazyLock;
+
 use axum::Router;
-use axum::http::{Method, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use otter_app::App;
 use utoipa::OpenApi;
 use utoipa::openapi::content::ContentBuilder;
@@ -28,6 +33,7 @@ use crate::admin::{
     apikeys, artifacts, audit, ddi, deltas, fleet, products, releases, rollouts, schedules,
     signing, tokens, uploads, users,
 };
+use crate::error::{ApiError, ApiResult};
 use crate::native::{check, reports};
 use crate::router::{AdminRoute, admin_routes};
 
@@ -373,8 +379,22 @@ fn error_response(name: &str, description: &str) -> Response {
 pub fn routes() -> Router<App> {
     // No validator: Swagger UI would send the document to swagger.io's.
     let config = Config::new([DOCUMENT_PATH]).validator_url("none");
-    SwaggerUi::new(DOCS_PATH)
-        .url(DOCUMENT_PATH, ApiDoc::openapi())
-        .config(config)
-        .into()
+    let ui: Router<App> = SwaggerUi::new(DOCS_PATH).config(config).into();
+    ui.route(DOCUMENT_PATH, get(document))
+}
+
+/// The document, built and serialised on its first request rather than at start: kept built
+/// from the start, it held about 3 MiB of heap in every server (a fresh otter's anonymous memory
+/// went from 6.0 to 3.2 MiB), read or not, and was serialised again on every request.
+static DOCUMENT: LazyLock<Result<String, String>> =
+    LazyLock::new(|| serde_json::to_string(&ApiDoc::openapi()).map_err(|e| e.to_string()));
+
+/// `GET /api/openapi.json`
+async fn document() -> ApiResult<axum::response::Response> {
+    let json = DOCUMENT.as_deref().map_err(ApiError::internal)?;
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        json,
+    )
+        .into_response())
 }
