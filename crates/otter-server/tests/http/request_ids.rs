@@ -48,7 +48,7 @@ async fn a_server_fault_names_the_request_id_and_nothing_else() {
     let db = server.data_dir().join("otter.db");
     let python = std::process::Command::new("python3")
         .arg("-c")
-        .arg("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE update_reports RENAME TO gone'); c.commit()")
+        .arg("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=60); c.execute('ALTER TABLE update_reports RENAME TO gone'); c.commit()")
         .arg(&db)
         .status()
         .expect("python3 runs");
