@@ -411,6 +411,14 @@ impl TestServer {
         json_body(resp, StatusCode::OK).await
     }
 
+    /// A GET without credentials, expecting 200; the body as text (a public document,
+    /// `/metrics`).
+    pub async fn anon_text(&self, path: &str) -> String {
+        let resp = self.anon(Method::GET, path).send().await.expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.text().await.expect("a text body")
+    }
+
     /// Every item of a paginated admin list, following `nextCursor` with pages of `limit`.
     pub async fn all_pages(&self, path: &str, limit: u32) -> Vec<Value> {
         let sep = if path.contains('?') { '&' } else { '?' };

@@ -173,14 +173,7 @@ async fn devices_on_a_base_are_offered_the_patch_beside_the_full_image() {
     }
 
     // Scraped: the build and the offers are counted.
-    let metrics = srv
-        .anon(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = srv.anon_text("/metrics").await;
     for counted in [
         r#"otter_delta_builds_total{format="bsdiff",state="ready"}"#,
         "otter_delta_offers_total",

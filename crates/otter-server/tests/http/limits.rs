@@ -13,8 +13,7 @@ use crate::common::{TestServer, expect_error, header, test_config};
 
 /// The counter of refusals in `scope`, from a scrape of `/metrics`.
 async fn rate_limited(srv: &TestServer, scope: &str) -> f64 {
-    let text = srv.anon(Method::GET, "/metrics").send().await.unwrap();
-    let text = text.text().await.unwrap();
+    let text = srv.anon_text("/metrics").await;
     let prefix = format!("otter_rate_limited_total{{scope=\"{scope}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

@@ -158,14 +158,7 @@ async fn publish_signed(
 /// A device of "door" as it ships: root 1 pinned (fetched here from the public endpoint) and
 /// `counter` as the security counter of what it runs.
 pub(crate) async fn device_shipped_with_root_1(srv: &TestServer, counter: u32) -> TrustState {
-    let text = srv
-        .anon(Method::GET, "/api/v1/products/door/root/1.json")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = srv.anon_text("/api/v1/products/door/root/1.json").await;
     let pinned = Root::open_first(&Envelope::parse(text.as_bytes()).unwrap()).unwrap();
     TrustState::new(pinned, counter)
 }
@@ -390,13 +383,8 @@ async fn roots_rotate_one_version_at_a_time() {
         ("root.json", &root2),
     ] {
         let text = srv
-            .anon(Method::GET, &format!("/api/v1/products/door/root/{path}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .anon_text(&format!("/api/v1/products/door/root/{path}"))
+            .await;
         assert_eq!(
             &Envelope::parse(text.as_bytes()).unwrap(),
             expected,
