@@ -4,6 +4,9 @@
 //! headers within `--header-timeout`, stays idle between requests past `--idle-timeout`, or sends
 //! a request body or reads a response slower than `--min-rate` over `--min-rate-window`.
 //!
+//! Each connection is served by [`crate::http1`] until a request needs hyper, which then serves
+//! the rest of it (bodies, upgrades, HTTP/2).
+//!
 //! A client cut for sending its request head too slowly gets a 408 in otter's JSON format, and
 //! hyper's own answers to heads it cannot parse are replaced by JSON ones ([`crate::unparsed`]).
 //!
@@ -14,6 +17,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -28,11 +32,10 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use otter_app::settings::Settings;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 /// The connection settings of [`Settings`], with 0 (off) turned into `None`.
@@ -88,7 +91,8 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // `true` once shutting down; every connection holds a receiver until it ends.
+    let (stopping, stop) = watch::channel(false);
     let builder = auto::Builder::new(TokioExecutor::new());
     let mut full = Throttle::default();
     let mut failing = Throttle::default();
@@ -134,28 +138,24 @@ pub(crate) async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(Metered {
+        let io = Metered {
             io: tcp,
             activity: activity.clone(),
             replacing: None,
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(io, service(router.clone(), activity.clone(), remote))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        };
+        let (router, builder, mut stop) = (router.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
             let _slot = slot;
+            let conn = connection(io, router, builder, activity.clone(), remote, &mut stop);
             tokio::pin!(conn);
             tokio::select! {
-                result = &mut conn => if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                },
+                () = &mut conn => {},
                 missed = watchdog(&activity, limits) => {
                     metrics::counter!("otter_connections_cut_total", "deadline" => missed).increment(1);
                     tracing::debug!(missed, "closing a connection that missed a deadline");
                     if activity.answer_timeout.load(Relaxed) {
-                        // hyper is waiting to read the rest of the head: its next read writes
-                        // the 408 and ends the connection.
+                        // The connection is waiting to read the rest of the head: its next read
+                        // writes the 408 and ends the connection.
                         let _ = tokio::time::timeout(Duration::from_secs(1), &mut conn).await;
                     }
                 }
@@ -163,12 +163,52 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(stop);
+    let _ = stopping.send(true);
+    stopping.closed().await;
+}
+
+/// Serves one connection: [`crate::http1`] first, then hyper if a request needs it. Once `stop`
+/// turns `true`, idle connections close and busy ones close after their current request.
+async fn connection(
+    mut io: Metered,
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    activity: Arc<Activity>,
+    remote: std::net::SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let unread = match crate::http1::serve(&mut io, &router, &activity, remote, stop).await {
+        Ok(Some(unread)) => unread.freeze(),
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection ended with an error");
+            return;
+        }
+    };
+    let io = TokioIo::new(Replayed { unread, io });
+    let conn = builder.serve_connection_with_upgrades(io, service(router, activity, remote));
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = stopping(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Resolves once the server is shutting down (or has gone).
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// What a connection's watchdog needs to know, updated by its socket and its requests.
 #[derive(Default)]
-struct Activity {
+pub(crate) struct Activity {
     read: AtomicU64,
     written: AtomicU64,
     /// Requests started and not yet answered in full.
@@ -299,10 +339,10 @@ fn service(
 }
 
 /// A request in progress, from its headers until its response body is done (or dropped).
-struct Busy(Arc<Activity>);
+pub(crate) struct Busy(Arc<Activity>);
 
 impl Busy {
-    fn start(activity: Arc<Activity>) -> Self {
+    pub(crate) fn start(activity: Arc<Activity>) -> Self {
         activity.body_waiting.store(false, Relaxed);
         activity.busy.fetch_add(1, Relaxed);
         activity.changes.fetch_add(1, Relaxed);
@@ -376,7 +416,7 @@ impl http_body::Body for Answering {
 
 /// A connection's socket, counting the bytes that pass and noting when a write must wait; it
 /// also writes the answers of [`crate::unparsed`].
-struct Metered {
+pub(crate) struct Metered {
     io: TcpStream,
     activity: Arc<Activity>,
     /// A JSON answer going out in place of hyper's own, and how much of it was sent.
@@ -415,6 +455,96 @@ impl Metered {
             Poll::Pending => self.activity.write_waiting.store(true, Relaxed),
             Poll::Ready(Err(_)) => {}
         }
+    }
+
+    /// Sends `range` of `file` with `sendfile(2)`: the kernel moves the bytes from the page
+    /// cache to the socket, with no copy through otter and no buffer held while the client reads.
+    /// A file shorter than `range` fails with `UnexpectedEof`.
+    #[cfg(target_os = "linux")]
+    pub(crate) async fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        mut range: Range<u64>,
+    ) -> io::Result<()> {
+        /// Most bytes per call: a fast client still lets the thread's other connections run.
+        const MOST: u64 = 1024 * 1024;
+        while range.start < range.end {
+            tokio::task::consume_budget().await;
+            let count = (range.end - range.start).min(MOST) as usize;
+            let mut offset = range.start;
+            let sent = self.io.try_io(tokio::io::Interest::WRITABLE, || {
+                Ok(rustix::fs::sendfile(
+                    &self.io,
+                    file,
+                    Some(&mut offset),
+                    count,
+                )?)
+            });
+            match sent {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    self.wrote(&Poll::Ready(Ok(n)));
+                    range.start += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wrote(&Poll::Pending);
+                    self.io.writable().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A socket handed from [`crate::http1`] to hyper, with the bytes read but not yet served.
+struct Replayed {
+    unread: Bytes,
+    io: Metered,
+}
+
+impl AsyncRead for Replayed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.unread.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.unread.len().min(buf.remaining());
+        buf.put_slice(&self.unread.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Replayed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -5,7 +5,8 @@
 //! `If-None-Match`/`If-Modified-Since` → 304, `If-Match`/`If-Unmodified-Since` → 412, and
 //! `If-Range` (which tower-http lacks). Several
 //! ranges in one request get the whole file (allowed by RFC 9110, and no device asks for them).
-//! The bytes stream from the blob store; nothing is buffered whole.
+//! The bytes stream from the blob store; nothing is buffered whole. Over HTTP/1 a local image is
+//! sent with `sendfile(2)` ([`crate::http1::FileRange`]).
 //!
 //! With blobs in S3 the default [`DownloadMode`] is `redirect`: a `GET` is answered with
 //! `302 Found` to a presigned URL valid for [`PRESIGNED_URL_TTL`], so the bytes flow from the
@@ -306,15 +307,20 @@ pub async fn serve_proxied(
         }
     };
 
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from_stream(crate::metrics::counted(
-            app.blobs
-                .open(&artifact.sha256, size, range.clone())
-                .await?,
-        ))
-    };
+    let mut body = Body::empty();
+    if method != Method::HEAD {
+        let (file, stream) = app
+            .blobs
+            .open_download(&artifact.sha256, size, range.clone())
+            .await?;
+        if let Some(file) = file {
+            response = response.extension(crate::http1::FileRange {
+                file,
+                range: range.clone(),
+            });
+        }
+        body = Body::from_stream(crate::metrics::counted(stream));
+    }
     response
         .status(status)
         .header(CONTENT_TYPE, "application/octet-stream")

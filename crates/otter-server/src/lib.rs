@@ -10,7 +10,8 @@
 //!   [`metrics`], [`request_log`] (request ids, the access log), [`limits`] (the per-address
 //!   rate limit), [`peer`] (the client's address, for the device registry).
 //! - [`openapi`]: the OpenAPI document of the admin and device APIs, and Swagger UI.
-//! - `connections`: the accept loop (connection cap, header, idle and minimum-rate deadlines).
+//! - `connections`: the accept loop (connection cap, header, idle and minimum-rate deadlines);
+//!   [`http1`]: otter's own loop for bodiless `GET`/`HEAD` requests, hyper serving the rest.
 //! - [`Server`]: opens the application and serves it until shut down.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod body;
 mod connections;
 pub mod download;
 pub mod error;
+pub mod http1;
 pub mod limits;
 pub mod metrics;
 pub mod native;

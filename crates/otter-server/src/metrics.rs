@@ -130,6 +130,11 @@ pub async fn render(State(app): State<App>) -> Response {
         .into_response()
 }
 
+/// `otter_download_bytes_total`: also counted by [`crate::http1`] for what it sends itself.
+pub fn download_bytes() -> metrics::Counter {
+    counter!("otter_download_bytes_total")
+}
+
 /// Counts a download's bytes as they go out and keeps `otter_downloads_active` up while the
 /// body streams (the gauge drops when the body is dropped: finished, failed or disconnected).
 pub fn counted(body: ByteStream) -> ByteStream {
@@ -141,7 +146,7 @@ pub fn counted(body: ByteStream) -> ByteStream {
     }
     gauge!("otter_downloads_active").increment(1.0);
     let active = Active;
-    let sent = counter!("otter_download_bytes_total");
+    let sent = download_bytes();
     body.inspect_ok(move |chunk| {
         let _alive = &active;
         sent.increment(chunk.len() as u64);

@@ -288,6 +288,36 @@ impl Blobs {
         self.open_uncached(sha256, range).await
     }
 
+    /// A download of `range` of a blob of `size` bytes: with local blobs, the open file (which a
+    /// server can `sendfile(2)` from) and a stream that reads nothing until first polled (read
+    /// only by a server that cannot send the file); otherwise [`Blobs::open`]'s stream.
+    pub async fn open_download(
+        &self,
+        sha256: &str,
+        size: u64,
+        range: Range<u64>,
+    ) -> Result<(Option<Arc<std::fs::File>>, ByteStream)> {
+        let Some(fs) = &self.local else {
+            return Ok((None, self.open(sha256, size, range).await?));
+        };
+        // Opened here rather than on the blocking pool: a metadata lookup in the kernel's
+        // cache, cheaper than the hop to another thread (nginx opens its files the same way).
+        let file = match std::fs::File::open(fs.path_to_filesystem(&Self::key(sha256))?) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let (blobs, sha256) = (self.clone(), sha256.to_owned());
+        let lazy = futures_util::stream::once(async move {
+            blobs
+                .open(&sha256, size, range)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .try_flatten();
+        Ok((Some(Arc::new(file)), lazy.boxed()))
+    }
+
     async fn open_uncached(&self, sha256: &str, range: Range<u64>) -> Result<ByteStream> {
         let key = Self::key(sha256);
         if let Some(fs) = &self.local {

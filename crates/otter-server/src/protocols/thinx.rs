@@ -415,7 +415,9 @@ pub async fn firmware_by_token(
     // Spend the token once the body's last byte has gone to the connection (hyper stops
     // polling a body whose Content-Length it has sent, so "after the end" never comes); a
     // download cut short leaves it usable (within its hour) to resume or retry.
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    // The bytes must pass through this body to be counted: not sent from the file directly.
+    parts.extensions.remove::<crate::http1::FileRange>();
     let mut remaining = parts
         .headers
         .get(axum::http::header::CONTENT_LENGTH)

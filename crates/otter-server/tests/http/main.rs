@@ -15,6 +15,7 @@ mod ddi;
 mod deltas;
 mod downloads;
 mod files;
+mod http1;
 mod inputs;
 mod iotawatt;
 mod limits;
