@@ -142,6 +142,7 @@ pub(crate) async fn serve(
             io: tcp,
             activity: activity.clone(),
             replacing: None,
+            unread: Bytes::new(),
         };
         let (router, builder, mut stop) = (router.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
@@ -186,7 +187,8 @@ async fn connection(
             return;
         }
     };
-    let io = TokioIo::new(Replayed { unread, io });
+    io.unread = unread;
+    let io = TokioIo::new(io);
     let conn = builder.serve_connection_with_upgrades(io, service(router, activity, remote));
     tokio::pin!(conn);
     let ended = tokio::select! {
@@ -421,6 +423,8 @@ pub(crate) struct Metered {
     activity: Arc<Activity>,
     /// A JSON answer going out in place of hyper's own, and how much of it was sent.
     replacing: Option<(Bytes, usize)>,
+    /// Bytes [`crate::http1`] read and handed on with the connection, read again first.
+    unread: Bytes,
 }
 
 impl Metered {
@@ -497,57 +501,6 @@ impl Metered {
     }
 }
 
-/// A socket handed from [`crate::http1`] to hyper, with the bytes read but not yet served.
-struct Replayed {
-    unread: Bytes,
-    io: Metered,
-}
-
-impl AsyncRead for Replayed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.unread.is_empty() {
-            return Pin::new(&mut self.io).poll_read(cx, buf);
-        }
-        let n = self.unread.len().min(buf.remaining());
-        buf.put_slice(&self.unread.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Replayed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 impl AsyncRead for Metered {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -558,6 +511,11 @@ impl AsyncRead for Metered {
             // Best effort: a client that sends this slowly may not read either.
             let _ = self.io.try_write(&crate::unparsed::request_timeout());
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(n));
+            return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);

@@ -533,12 +533,7 @@ impl TestServer {
         let mut stream = TcpStream::connect(self.addr).await.expect("connect");
         let head = format!("{head}\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
         stream.write_all(head.as_bytes()).await.expect("write head");
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-            .await
-            .expect("the server closes the connection within 10 s")
-            .expect("read");
-        answer
+        read_until_closed(&mut stream).await
     }
 
     /// Sends `head` and the first `sent` bytes of a body whose `Content-Length` is larger, then
@@ -559,11 +554,7 @@ impl TestServer {
         stream.write_all(head.as_bytes()).await.expect("write head");
         stream.write_all(sent).await.expect("write partial body");
         stream.shutdown().await.expect("shutdown the sending side");
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-            .await
-            .expect("the server closes the connection within 10 s")
-            .expect("read");
+        let answer = read_until_closed(&mut stream).await;
         if answer.is_empty() {
             return None;
         }
@@ -577,6 +568,16 @@ impl Drop for TestServer {
             running.stop.send(()).ok();
         }
     }
+}
+
+/// Every byte the server sends on `stream` until it closes the connection (within 10 s).
+pub async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection within 10 s")
+        .expect("read");
+    answer
 }
 
 async fn read_raw_response(stream: &mut TcpStream) -> RawResponse {

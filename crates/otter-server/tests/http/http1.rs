@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{TestServer, firmware};
+use crate::common::{TestServer, firmware, read_until_closed};
 
 /// One answer cut from the bytes of a connection.
 struct Answer {
@@ -63,15 +63,6 @@ fn answers(mut bytes: &[u8], heads: &[usize]) -> Vec<Answer> {
     out
 }
 
-async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
-        .await
-        .expect("the server closes the connection within 10 s")
-        .expect("read");
-    got
-}
-
 /// Reads until `got` holds `count` whole answers to `GET`s (by `Content-Length`).
 async fn read_answers(stream: &mut TcpStream, count: usize) -> Vec<Answer> {
     let mut got = Vec::new();
@@ -124,7 +115,7 @@ async fn pipelined_requests_are_answered_in_order() {
          GET /api/v1/products/door/check?current=0.9.0 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
-    let got = until_closed(&mut stream).await;
+    let got = read_until_closed(&mut stream).await;
     let answers = answers(&got, &[2]);
     assert_eq!(answers.len(), 4, "{}", String::from_utf8_lossy(&got));
 
@@ -162,7 +153,7 @@ async fn http_1_0_connections_close_unless_kept_alive() {
         .write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
         .await
         .unwrap();
-    let got = until_closed(&mut stream).await;
+    let got = read_until_closed(&mut stream).await;
     let answer = &answers(&got, &[])[0];
     assert_eq!(answer.status_line, "HTTP/1.0 200 OK");
     assert_eq!(answer.header("content-length"), Some("2"));
@@ -201,7 +192,7 @@ async fn a_request_with_a_body_is_served_by_hyper_on_the_same_connection() {
         body.len()
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
-    let got = until_closed(&mut stream).await;
+    let got = read_until_closed(&mut stream).await;
     let answers = answers(&got, &[]);
     assert_eq!(answers.len(), 2, "{}", String::from_utf8_lossy(&got));
     assert_eq!(answers[0].status_line, "HTTP/1.1 201 Created");
@@ -219,5 +210,5 @@ async fn an_idle_connection_is_closed_when_the_server_shuts_down() {
         .unwrap();
     read_answers(&mut stream, 1).await;
     srv.shutdown().await;
-    assert!(until_closed(&mut stream).await.is_empty());
+    assert!(read_until_closed(&mut stream).await.is_empty());
 }
