@@ -55,8 +55,10 @@ pub fn handle() -> &'static PrometheusHandle {
 
 /// How often histogram samples are folded into their buckets. The recorder keeps every sample
 /// until then (or until `/metrics` is scraped): without upkeep a server nobody scrapes would
-/// grow by 16 bytes per request.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// grow by 16 bytes per request. Often, because folding holds a worker thread: every 5 s at
+/// 100,000 requests a second it held one for milliseconds, and the checks queued behind it
+/// doubled the 99th percentile at 1,000 connections (60 ms against 32 ms).
+const UPKEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Folds recorded samples into the histograms every [`UPKEEP_EVERY`] until the task is aborted.
 pub fn upkeep() -> tokio::task::JoinHandle<()> {
