@@ -461,34 +461,59 @@ impl Metered {
         }
     }
 
-    /// Sends `range` of `file` with `sendfile(2)`: the kernel moves the bytes from the page
-    /// cache to the socket, with no copy through otter and no buffer held while the client reads.
-    /// A file shorter than `range` fails with `UnexpectedEof`.
+    /// Sends `head`, then `range` of `file` with `sendfile(2)`: the kernel moves the bytes from
+    /// the page cache to the socket, with no copy through otter and no buffer held while the
+    /// client reads. The head goes with `MSG_MORE`, so it shares its packet with the first
+    /// bytes of the file (as nginx's `tcp_nopush`). A file shorter than `range` fails with
+    /// `UnexpectedEof`.
     #[cfg(target_os = "linux")]
     pub(crate) async fn send_file(
         &mut self,
+        mut head: &[u8],
         file: &std::fs::File,
         mut range: Range<u64>,
     ) -> io::Result<()> {
+        use rustix::net::SendFlags;
         /// Most bytes per call: a fast client still lets the thread's other connections run.
         const MOST: u64 = 1024 * 1024;
+        while !head.is_empty() {
+            let sent = self
+                .when_writable(|io| Ok(rustix::net::send(io, head, SendFlags::MORE)?))
+                .await?;
+            head = &head[sent..];
+        }
         while range.start < range.end {
             tokio::task::consume_budget().await;
             let count = (range.end - range.start).min(MOST) as usize;
-            let mut offset = range.start;
-            let sent = self.io.try_io(tokio::io::Interest::WRITABLE, || {
-                Ok(rustix::fs::sendfile(
-                    &self.io,
-                    file,
-                    Some(&mut offset),
-                    count,
-                )?)
-            });
-            match sent {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            let sent = self
+                .when_writable(|io| {
+                    let mut offset = range.start;
+                    Ok(rustix::fs::sendfile(io, file, Some(&mut offset), count)?)
+                })
+                .await?;
+            if sent == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            range.start += sent as u64;
+        }
+        Ok(())
+    }
+
+    /// Runs the non-blocking write `op` on the socket once it takes bytes, counting what it
+    /// wrote.
+    #[cfg(target_os = "linux")]
+    async fn when_writable(
+        &mut self,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        loop {
+            match self
+                .io
+                .try_io(tokio::io::Interest::WRITABLE, || op(&self.io))
+            {
                 Ok(n) => {
                     self.wrote(&Poll::Ready(Ok(n)));
-                    range.start += n as u64;
+                    return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wrote(&Poll::Pending);
@@ -497,7 +522,6 @@ impl Metered {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
 }
 

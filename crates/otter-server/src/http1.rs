@@ -293,8 +293,7 @@ async fn write(
         && let Some(file) = parts.extensions.get::<FileRange>()
         && file.range.end - file.range.start == length
     {
-        io.write_all(&out).await?;
-        io.send_file(&file.file, file.range.clone()).await?;
+        io.send_file(&out, &file.file, file.range.clone()).await?;
         crate::metrics::download_bytes().increment(length);
         // The body (kept until now) holds the active-downloads gauge up while the bytes go.
         drop(body);
