@@ -102,8 +102,8 @@ pub(crate) async fn serve(
     }
 }
 
-/// What the buffered bytes hold.
-enum Parsed {
+/// What the buffered bytes of a connection hold.
+pub enum Parsed {
     /// Not yet a whole request head.
     Partial,
     /// A request hyper must serve (or answer with an error).
@@ -112,7 +112,7 @@ enum Parsed {
 }
 
 /// A parsed request head, as offsets into the bytes it was parsed from.
-struct Head {
+pub struct Head {
     len: usize,
     method: Method,
     version: Version,
@@ -121,7 +121,8 @@ struct Head {
     keep_alive: bool,
 }
 
-fn parse(buf: &[u8]) -> Parsed {
+/// Reads the request head at the start of `buf` (outside input: `fuzz/` checks it on its own).
+pub fn parse(buf: &[u8]) -> Parsed {
     if buf.is_empty() {
         return Parsed::Partial;
     }
@@ -185,9 +186,19 @@ fn parse(buf: &[u8]) -> Parsed {
 }
 
 impl Head {
+    /// How many bytes of the buffer the head takes.
+    pub fn size(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the connection stays open after the answer.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
     /// The request, sharing `bytes` (the head) rather than copying its parts; `None` if the
     /// target or a header is not one `http` takes.
-    fn request(&self, bytes: &Bytes) -> Option<Request<Body>> {
+    pub fn request(&self, bytes: &Bytes) -> Option<Request<Body>> {
         let mut request = Request::new(Body::empty());
         *request.method_mut() = self.method.clone();
         *request.version_mut() = self.version;
