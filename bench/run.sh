@@ -414,9 +414,9 @@ report_wrk() {
   else
     echo "- check: $(wc -c <"$TMP/www/check.json") byte JSON body, nginx serves otter's exact response;"
   fi
-  echo "  download: $FILE_SIZE byte random file (from otter's download cache; \`-nocache\`: an otter"
-  echo "  with \`--download-cache 0\`, streaming from disk); download-64m: $BIG_SIZE bytes (past the"
-  echo "  cache's 16 MiB item limit, so always streamed from disk); nginx: \`sendfile on\`"
+  echo "  download: $FILE_SIZE byte random file (\`-nocache\`: an otter with \`--download-cache 0\`);"
+  echo "  download-64m: $BIG_SIZE bytes (past the cache's 16 MiB item limit); otter sends local images"
+  echo "  over HTTP/1 with \`sendfile\` whether cached or not; nginx: \`sendfile on\`"
   echo "- MB/s = 10^6 bytes/s read by wrk (bodies and headers); errors = socket errors + non-2xx/3xx"
   echo
   row test run "otter req/s" "nginx req/s" ratio target "otter MB/s" "nginx MB/s" "otter p50" "nginx p50" "otter p99" "nginx p99" "errors o/n"

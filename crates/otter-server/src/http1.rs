@@ -61,11 +61,21 @@ pub(crate) async fn serve(
     shutdown: &mut watch::Receiver<bool>,
 ) -> io::Result<Option<BytesMut>> {
     let mut buf = BytesMut::with_capacity(4096);
+    // Whether the bytes read since the last parse may end a head: only a line feed can, so a
+    // head sent in many small pieces is not parsed again from its start for each of them (the
+    // header deadline bounds how long that takes, not how much parsing it costs).
+    let mut may_end = false;
     loop {
-        let head = match parse(&buf) {
+        let parsed = if may_end {
+            parse(&buf)
+        } else {
+            Parsed::Partial
+        };
+        let head = match parsed {
             Parsed::Partial if buf.len() >= MAX_HEAD => return Ok(Some(buf)),
             Parsed::Partial => {
                 buf.reserve(4096);
+                let before = buf.len();
                 let read = if buf.is_empty() {
                     // Between requests: a shutdown closes the connection here.
                     tokio::select! {
@@ -78,6 +88,9 @@ pub(crate) async fn serve(
                 if read == 0 {
                     return Ok(None);
                 }
+                // The first bytes are parsed whatever they are, so what is not HTTP/1 at all
+                // (HTTP/2, a TLS hello) goes to hyper at once.
+                may_end = before == 0 || buf[before..].contains(&b'\n');
                 continue;
             }
             Parsed::NotHere => return Ok(Some(buf)),
@@ -99,6 +112,8 @@ pub(crate) async fn serve(
         if !kept {
             return Ok(None);
         }
+        // A pipelined request may already be here, whole.
+        may_end = !buf.is_empty();
     }
 }
 

@@ -212,3 +212,24 @@ async fn an_idle_connection_is_closed_when_the_server_shuts_down() {
     srv.shutdown().await;
     assert!(read_until_closed(&mut stream).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_head_sent_in_pieces_is_answered_once_whole() {
+    let srv = TestServer::start().await;
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    for piece in [
+        "GET /hea",
+        "lthz HTTP/1.1\r",
+        "\nHost: a\r\n",
+        "Connection: cl",
+        "ose\r\n",
+        "\r\n",
+    ] {
+        stream.write_all(piece.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = read_until_closed(&mut stream).await;
+    let answer = &answers(&got, &[])[0];
+    assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(answer.body, b"ok");
+}
