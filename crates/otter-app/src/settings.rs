@@ -120,7 +120,8 @@ pub struct Settings {
     pub max_upload: u64,
 
     /// Memory for recently downloaded images (each up to 16 MiB), so a fleet fetching a new
-    /// release is served from memory; 0 disables it.
+    /// release from S3 or over HTTP/2 is served from memory (HTTP/1 downloads of images in the
+    /// data directory go out with sendfile instead); 0 disables it.
     #[arg(
         long,
         env = "OTTER_DOWNLOAD_CACHE",
