@@ -138,20 +138,8 @@ raise_nofile() {
   fi
 }
 
-USED_PORTS=" "
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
-    [[ "$USED_PORTS" == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS+="$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found on 127.0.0.1"
-}
+# shellcheck source=lib/free-port.sh
+source "$ROOT/bench/lib/free-port.sh"
 
 wait_http() { # name pid url
   local name="$1" pid="$2" url="$3" code

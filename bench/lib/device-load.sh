@@ -63,17 +63,8 @@ trap 'exit 143' TERM
 
 ulimit -n 65536 2>/dev/null || ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port on 127.0.0.1"
-}
+# shellcheck source=free-port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/free-port.sh"
 
 # A throwaway cluster on loopback, as crates/otter-testkit/src/postgres.rs starts one; prints
 # its URL. Durability is off (fsync, synchronous commit), as in the tests: the figures measure

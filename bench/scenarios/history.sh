@@ -33,17 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { # a loopback port nothing answers on
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
+# shellcheck source=../lib/free-port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/free-port.sh"
 
 rss_mib() { # resident set of otter now, MiB with one decimal
   awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$OTTER_PID/status"
