@@ -15,6 +15,7 @@
 //! clients cannot follow redirects go through [`serve_proxied`].
 
 use std::net::Ipv6Addr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -26,10 +27,12 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt};
 use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
 
 use otter_app::App;
+use otter_store::blob::ByteStream;
 
 use crate::DownloadMode;
 use crate::error::{ApiError, ApiPath, ApiResult};
@@ -319,7 +322,10 @@ pub async fn serve_proxied(
                 range: range.clone(),
             });
         }
-        body = Body::from_stream(crate::metrics::counted(stream));
+        let sent = WhenSent::default();
+        response = response.extension(sent.clone());
+        let stream = sent.after(range.end - range.start, crate::metrics::counted(stream));
+        body = Body::from_stream(stream);
     }
     response
         .status(status)
@@ -332,6 +338,43 @@ pub async fn serve_proxied(
         )
         .body(body)
         .map_err(ApiError::internal)
+}
+
+/// What to do once a download's body has gone to the connection in full (never for one cut
+/// short): an adapter sets it on an answer of [`serve_proxied`]; the body runs it as its last
+/// byte passes, or [`crate::http1`] once `sendfile` has sent the file (hyper stops polling a
+/// body whose `Content-Length` it has sent, so its end is never seen).
+#[derive(Clone, Default)]
+pub struct WhenSent(Arc<Mutex<Option<Then>>>);
+
+type Then = Box<dyn FnOnce() + Send>;
+
+impl WhenSent {
+    /// Runs `then` once the body has been sent in full.
+    pub fn set(&self, then: impl FnOnce() + Send + 'static) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(then));
+    }
+
+    /// Runs what was set, once.
+    pub(crate) fn run(&self) {
+        let then = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(then) = then {
+            then();
+        }
+    }
+
+    /// `stream`, `length` bytes long, running this once its last byte has passed.
+    fn after(&self, mut length: u64, stream: ByteStream) -> ByteStream {
+        let sent = self.clone();
+        stream
+            .inspect_ok(move |chunk| {
+                length = length.saturating_sub(chunk.len() as u64);
+                if length == 0 {
+                    sent.run();
+                }
+            })
+            .boxed()
+    }
 }
 
 /// `If-None-Match` wins over `If-Modified-Since` (RFC 9110 §13.2.2).

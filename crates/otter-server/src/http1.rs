@@ -35,8 +35,8 @@ use crate::connections::{Activity, Busy, Metered, stopping};
 
 /// A response body that is `range` of a local file: this loop sends it with `sendfile(2)`
 /// instead of polling the body (which reads the same bytes, for HTTP/2 and connections hyper
-/// serves). A handler that wraps such a body to watch its bytes go by must remove this
-/// extension, or the wrapper never sees them.
+/// serves). What must happen once the bytes are out goes in [`crate::download::WhenSent`],
+/// which both paths run; a wrapper around the body would never see them here.
 #[derive(Clone, Debug)]
 pub struct FileRange {
     pub file: Arc<std::fs::File>,
@@ -321,6 +321,9 @@ async fn write(
     {
         io.send_file(&out, &file.file, file.range.clone()).await?;
         crate::metrics::download_bytes().increment(length);
+        if let Some(sent) = parts.extensions.get::<crate::download::WhenSent>() {
+            sent.run();
+        }
         // The body (kept until now) holds the active-downloads gauge up while the bytes go.
         drop(body);
         return Ok(!close);

@@ -15,7 +15,7 @@
 //! strings (`{"success":false,"response":"<string>"}`, a few raw) but with honest 4xx statuses
 //! where THiNX answers 200.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::header::{
@@ -23,7 +23,6 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use otter_app::devices::CheckIn;
 use otter_app::index::{IndexedRelease, ProductIndex};
 use otter_app::tokens::{self, OttRefusal};
@@ -37,7 +36,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use crate::download::{serve_proxied, url_base};
+use crate::download::{WhenSent, serve_proxied, url_base};
 use crate::error::{ApiError, ApiQuery};
 use crate::peer::Peer;
 
@@ -412,31 +411,12 @@ pub async fn firmware_by_token(
     if method != Method::GET || !reaches_the_end(&response, size) {
         return Ok(response);
     }
-    // Spend the token once the body's last byte has gone to the connection (hyper stops
-    // polling a body whose Content-Length it has sent, so "after the end" never comes); a
-    // download cut short leaves it usable (within its hour) to resume or retry.
-    let (mut parts, body) = response.into_parts();
-    // The bytes must pass through this body to be counted: not sent from the file directly.
-    parts.extensions.remove::<crate::http1::FileRange>();
-    let mut remaining = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let mut spend = Some((app, opened));
-    let body = body.into_data_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            remaining = remaining.saturating_sub(bytes.len() as u64);
-            if remaining == 0
-                && let Some((app, opened)) = spend.take()
-            {
-                opened.spend(&app);
-            }
-        }
-        chunk
-    });
-    Ok(Response::from_parts(parts, Body::from_stream(body)))
+    // Spend the token once the answer's last byte has gone to the connection; a download cut
+    // short leaves it usable (within its hour) to resume or retry.
+    if let Some(sent) = response.extensions().get::<WhenSent>() {
+        sent.set(move || opened.spend(&app));
+    }
+    Ok(response)
 }
 
 /// Whether a download answer carries the image's last byte.
