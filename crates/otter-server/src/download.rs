@@ -114,20 +114,23 @@ pub fn url_base(app: &App, headers: &HeaderMap) -> String {
     }
 }
 
-/// The refusal of a request whose `Host` is not `host[:port]` (RFC 9110 §7.2 asks for a 400):
-/// without `--public-url` that header becomes the start of every download URL otter hands out,
+/// The refusal of a request whose `Host` is not `host[:port]`, or that sends two (RFC 9110 §7.2
+/// and RFC 9112 §3.2 ask for a 400): without `--public-url` that header becomes the start of every download URL otter hands out,
 /// so `Host: evil.example/x?y=` must not reach a handler.
 pub fn invalid_host(headers: &HeaderMap) -> Option<Response> {
-    match headers.get(HOST) {
-        Some(host) if !host.to_str().is_ok_and(is_host_and_port) => Some(
-            ApiError::bad_request(
-                "invalid_host",
-                "the Host header must be host[:port], e.g. otter.example:8080",
-            )
-            .into_response(),
-        ),
-        _ => None,
-    }
+    let mut hosts = headers.get_all(HOST).iter();
+    let valid = match hosts.next() {
+        None => true,
+        // Two are refused too (RFC 9112 §3.2): which one a URL was built from would be a guess.
+        Some(host) => host.to_str().is_ok_and(is_host_and_port) && hosts.next().is_none(),
+    };
+    (!valid).then(|| {
+        ApiError::bad_request(
+            "invalid_host",
+            "the Host header must be sent once, as host[:port], e.g. otter.example:8080",
+        )
+        .into_response()
+    })
 }
 
 /// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets, and an optional

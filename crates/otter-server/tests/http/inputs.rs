@@ -59,6 +59,16 @@ async fn a_host_that_is_not_host_and_port_is_refused() {
             .starts_with("http://otter.example:8080/m/door/"),
         "{manifest}"
     );
+
+    // Two `Host` lines, a valid one first: which one a URL would be built from is no guess.
+    for path in ["/healthz", "/api/v1/products/door/check?current=0.9.0"] {
+        let answer = srv
+            .raw_until_close(&format!("GET {path} HTTP/1.1\r\nHost: otter.example"))
+            .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains(r#""error":"invalid_host""#), "{answer}");
+    }
 }
 
 #[tokio::test]
