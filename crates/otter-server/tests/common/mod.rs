@@ -10,7 +10,9 @@ use std::time::Duration;
 use otter_server::{Bootstrap, Secret, Server, Settings};
 use otter_store::objects::S3Settings;
 pub use otter_testkit::eventually;
-pub use otter_testkit::http::{RawResponse, content_length, json_body, parse_raw_response};
+pub use otter_testkit::http::{
+    RawResponse, complete_raw_responses, json_body, parse_raw_response, parse_raw_responses,
+};
 pub use otter_testkit::images::{firmware, sha256_hex};
 use otter_testkit::s3::TempS3;
 use otter_testkit::wait_until_async;
@@ -524,7 +526,7 @@ impl TestServer {
         stream.write_all(head.as_bytes()).await.expect("write head");
         stream.write_all(body).await.expect("write body");
         stream.flush().await.expect("flush");
-        read_raw_response(&mut stream).await
+        read_raw_responses(&mut stream, 1).await.remove(0)
     }
 
     /// Sends a bodiless request by hand (with `Connection: close`) and returns every byte the
@@ -580,21 +582,22 @@ pub async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     answer
 }
 
-async fn read_raw_response(stream: &mut TcpStream) -> RawResponse {
+/// Reads `stream` until the first `count` answers on it are whole (by `Content-Length`).
+pub async fn read_raw_responses(stream: &mut TcpStream, count: usize) -> Vec<RawResponse> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let length = content_length(&buf[..i]);
-            if buf.len() >= i + 4 + length {
-                return parse_raw_response(&buf);
-            }
+        if let Some(answers) = complete_raw_responses(&buf, count) {
+            return answers;
         }
         let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
             .await
             .expect("response within 10 s")
             .expect("read");
-        assert!(n > 0, "connection closed before a whole response arrived");
+        assert!(
+            n > 0,
+            "connection closed before {count} whole responses arrived"
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }

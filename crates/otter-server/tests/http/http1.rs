@@ -5,94 +5,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::common::{TestServer, firmware, read_until_closed};
-
-/// One answer cut from the bytes of a connection.
-struct Answer {
-    status_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Splits what a connection sent into answers, each delimited by its `Content-Length` (none for
-/// answers to `HEAD`, whose positions `heads` lists).
-fn answers(mut bytes: &[u8], heads: &[usize]) -> Vec<Answer> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let end = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a whole head");
-        let head = std::str::from_utf8(&bytes[..end]).unwrap();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap().to_owned();
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap();
-                (n.to_ascii_lowercase(), v.trim().to_owned())
-            })
-            .collect();
-        let length = if heads.contains(&out.len()) {
-            0
-        } else {
-            headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map_or(0, |(_, v)| v.parse().unwrap())
-        };
-        let body = bytes[end + 4..end + 4 + length].to_vec();
-        bytes = &bytes[end + 4 + length..];
-        out.push(Answer {
-            status_line,
-            headers,
-            body,
-        });
-    }
-    out
-}
-
-/// Reads until `got` holds `count` whole answers to `GET`s (by `Content-Length`).
-async fn read_answers(stream: &mut TcpStream, count: usize) -> Vec<Answer> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        if let Some(parsed) = complete(&got, count) {
-            return parsed;
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("answers within 10 s")
-            .expect("read");
-        assert!(n > 0, "closed after {got:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
-fn complete(bytes: &[u8], count: usize) -> Option<Vec<Answer>> {
-    let mut rest = bytes;
-    for _ in 0..count {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&rest[..end]).ok()?.to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        rest = rest.get(end + 4 + length..)?;
-    }
-    Some(answers(bytes, &[]))
-}
+use crate::common::{
+    TestServer, firmware, parse_raw_responses, read_raw_responses, read_until_closed,
+};
 
 /// A server with one published image; returns it and the image's bytes and digest.
 async fn with_image() -> (TestServer, Vec<u8>, String) {
@@ -116,7 +34,7 @@ async fn pipelined_requests_are_answered_in_order() {
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
     let got = read_until_closed(&mut stream).await;
-    let answers = answers(&got, &[2]);
+    let answers = parse_raw_responses(&got, &[2]);
     assert_eq!(answers.len(), 4, "{}", String::from_utf8_lossy(&got));
 
     assert_eq!(answers[0].status_line, "HTTP/1.1 200 OK");
@@ -154,7 +72,7 @@ async fn http_1_0_connections_close_unless_kept_alive() {
         .await
         .unwrap();
     let got = read_until_closed(&mut stream).await;
-    let answer = &answers(&got, &[])[0];
+    let answer = &parse_raw_responses(&got, &[])[0];
     assert_eq!(answer.status_line, "HTTP/1.0 200 OK");
     assert_eq!(answer.header("content-length"), Some("2"));
     assert_eq!(answer.body, b"ok");
@@ -165,7 +83,7 @@ async fn http_1_0_connections_close_unless_kept_alive() {
             .write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             .await
             .unwrap();
-        let answer = &read_answers(&mut stream, 1).await[0];
+        let answer = &read_raw_responses(&mut stream, 1).await[0];
         assert_eq!(answer.status_line, "HTTP/1.0 200 OK");
         assert_eq!(answer.header("connection"), Some("keep-alive"));
     }
@@ -179,7 +97,7 @@ async fn a_request_with_a_body_is_served_by_hyper_on_the_same_connection() {
         .write_all(format!("GET /dl/{sha} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let first = read_answers(&mut stream, 1).await;
+    let first = read_raw_responses(&mut stream, 1).await;
     assert_eq!(first[0].body, image);
 
     // A product created with a JSON body, then a check, on the connection the download used.
@@ -193,7 +111,7 @@ async fn a_request_with_a_body_is_served_by_hyper_on_the_same_connection() {
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
     let got = read_until_closed(&mut stream).await;
-    let answers = answers(&got, &[]);
+    let answers = parse_raw_responses(&got, &[]);
     assert_eq!(answers.len(), 2, "{}", String::from_utf8_lossy(&got));
     assert_eq!(answers[0].status_line, "HTTP/1.1 201 Created");
     assert_eq!(answers[1].body, b"ok");
@@ -208,7 +126,7 @@ async fn an_idle_connection_is_closed_when_the_server_shuts_down() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    read_answers(&mut stream, 1).await;
+    read_raw_responses(&mut stream, 1).await;
     srv.shutdown().await;
     assert!(read_until_closed(&mut stream).await.is_empty());
 }
@@ -229,7 +147,7 @@ async fn a_head_sent_in_pieces_is_answered_once_whole() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let got = read_until_closed(&mut stream).await;
-    let answer = &answers(&got, &[])[0];
+    let answer = &parse_raw_responses(&got, &[])[0];
     assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
     assert_eq!(answer.body, b"ok");
 }
