@@ -6,7 +6,7 @@
 //! `If-Range` (which tower-http lacks). Several
 //! ranges in one request get the whole file (allowed by RFC 9110, and no device asks for them).
 //! The bytes stream from the blob store; nothing is buffered whole. Over HTTP/1 a local image is
-//! sent with `sendfile(2)` ([`crate::http1::FileRange`]).
+//! sent with `sendfile(2)` ([`Delivery`]).
 //!
 //! With blobs in S3 the default [`DownloadMode`] is `redirect`: a `GET` is answered with
 //! `302 Found` to a presigned URL valid for [`PRESIGNED_URL_TTL`], so the bytes flow from the
@@ -15,6 +15,9 @@
 //! clients cannot follow redirects go through [`serve_proxied`].
 
 use std::net::Ipv6Addr;
+use std::ops::Range;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +31,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
+use metrics::gauge;
 use otter_core::digest::is_hex_digest;
 use otter_core::model::Artifact;
 
@@ -319,16 +323,9 @@ pub async fn serve_proxied(
             .blobs
             .open_download(&artifact.sha256, size, range.clone())
             .await?;
-        if let Some(file) = file {
-            response = response.extension(crate::http1::FileRange {
-                file,
-                range: range.clone(),
-            });
-        }
-        let sent = WhenSent::default();
-        response = response.extension(sent.clone());
-        let stream = sent.after(range.end - range.start, crate::metrics::counted(stream));
-        body = Body::from_stream(stream);
+        let delivery = Delivery::start(file, range.clone());
+        body = Body::from_stream(delivery.body(stream));
+        response = response.extension(delivery);
     }
     response
         .status(status)
@@ -343,39 +340,72 @@ pub async fn serve_proxied(
         .map_err(ApiError::internal)
 }
 
-/// What to do once a download's body has gone to the connection in full (never for one cut
-/// short): an adapter sets it on an answer of [`serve_proxied`]; the body runs it as its last
-/// byte passes, or [`crate::http1`] once `sendfile` has sent the file (hyper stops polling a
-/// body whose `Content-Length` it has sent, so its end is never seen).
-#[derive(Clone, Default)]
-pub struct WhenSent(Arc<Mutex<Option<Then>>>);
+/// A download on its way to the connection, shared by its body and (as a response extension)
+/// [`crate::http1`], which sends a local image with `sendfile(2)` instead of polling the body.
+/// Either way its bytes count in `otter_download_bytes_total`, `otter_downloads_active` is up
+/// until both are gone (finished, failed or disconnected), and what an adapter set with
+/// [`Delivery::when_sent`] runs once the last byte has gone out (never for a download cut short).
+#[derive(Clone)]
+pub struct Delivery(Arc<Progress>);
+
+struct Progress {
+    /// The image's file, when it is local.
+    file: Option<std::fs::File>,
+    /// The part of it this answer carries.
+    range: Range<u64>,
+    /// Bytes not yet sent.
+    left: AtomicU64,
+    then: Mutex<Option<Then>>,
+}
 
 type Then = Box<dyn FnOnce() + Send>;
 
-impl WhenSent {
-    /// Runs `then` once the body has been sent in full.
-    pub fn set(&self, then: impl FnOnce() + Send + 'static) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(then));
+impl Drop for Progress {
+    fn drop(&mut self) {
+        gauge!("otter_downloads_active").decrement(1.0);
+    }
+}
+
+impl Delivery {
+    fn start(file: Option<std::fs::File>, range: Range<u64>) -> Self {
+        gauge!("otter_downloads_active").increment(1.0);
+        Self(Arc::new(Progress {
+            file,
+            left: AtomicU64::new(range.end - range.start),
+            range,
+            then: Mutex::new(None),
+        }))
     }
 
-    /// Runs what was set, once.
-    pub(crate) fn run(&self) {
-        let then = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(then) = then {
-            then();
+    /// Runs `then` once the body has been sent in full.
+    pub fn when_sent(&self, then: impl FnOnce() + Send + 'static) {
+        *self.0.then.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(then));
+    }
+
+    /// The local file and the range of it the answer carries.
+    pub(crate) fn file(&self) -> Option<(&std::fs::File, Range<u64>)> {
+        Some((self.0.file.as_ref()?, self.0.range.clone()))
+    }
+
+    /// Counts `bytes` more as sent; after the last, runs what was set.
+    pub(crate) fn sent(&self, bytes: u64) {
+        crate::metrics::download_bytes().increment(bytes);
+        // One sender at a time (the body, or the HTTP/1 loop), so no lost update.
+        let left = self.0.left.load(Relaxed).saturating_sub(bytes);
+        self.0.left.store(left, Relaxed);
+        if left == 0 {
+            let then = self.0.then.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(then) = then {
+                then();
+            }
         }
     }
 
-    /// `stream`, `length` bytes long, running this once its last byte has passed.
-    fn after(&self, mut length: u64, stream: ByteStream) -> ByteStream {
-        let sent = self.clone();
+    /// `stream`, the answer's bytes, accounted for as they pass.
+    fn body(&self, stream: ByteStream) -> ByteStream {
+        let delivery = self.clone();
         stream
-            .inspect_ok(move |chunk| {
-                length = length.saturating_sub(chunk.len() as u64);
-                if length == 0 {
-                    sent.run();
-                }
-            })
+            .inspect_ok(move |chunk| delivery.sent(chunk.len() as u64))
             .boxed()
     }
 }
@@ -424,7 +454,7 @@ pub enum Answer {
     /// 200 with the whole image.
     Whole,
     /// 206 with these bytes, never empty and never past the end.
-    Part(std::ops::Range<u64>),
+    Part(Range<u64>),
     /// 416.
     Unsatisfiable,
 }
@@ -502,6 +532,31 @@ fn position(digits: &str) -> Result<u64, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn what_runs_when_sent_runs_once_the_last_byte_has_passed() {
+        let runs = Arc::new(AtomicU64::new(0));
+        let delivery = Delivery::start(None, 100..110);
+        let counter = runs.clone();
+        delivery.when_sent(move || {
+            counter.fetch_add(1, Relaxed);
+        });
+        let chunks = ["abcd", "efg", "hij"].map(|c| Ok(bytes::Bytes::from_static(c.as_bytes())));
+        let mut body = delivery.body(futures_util::stream::iter(chunks).boxed());
+        for (i, expected) in [0, 0, 1].into_iter().enumerate() {
+            body.next().await.unwrap().unwrap();
+            assert_eq!(runs.load(Relaxed), expected, "after chunk {i}");
+        }
+        // Cut short: nothing runs.
+        let cut = Delivery::start(None, 0..10);
+        let counter = runs.clone();
+        cut.when_sent(move || {
+            counter.fetch_add(1, Relaxed);
+        });
+        cut.sent(9);
+        drop(cut);
+        assert_eq!(runs.load(Relaxed), 1);
+    }
 
     #[test]
     fn ranges() {

@@ -2,7 +2,7 @@
 //!
 //! Every connection starts here. A request head is parsed with `httparse`, handed to the same
 //! router (every middleware and handler as over hyper), and its answer written straight to the
-//! socket; a download of a local image goes out with `sendfile(2)` ([`FileRange`]), so its bytes
+//! socket; a download of a local image goes out with `sendfile(2)` ([`Delivery`]), so its bytes
 //! are never copied through otter. The first request this loop does not take — one with a body,
 //! an `Upgrade` or `Expect` header, HTTP/2's preface, or a head it cannot parse — hands the
 //! connection, with the bytes already read, to hyper for the rest of its life.
@@ -32,16 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::connections::{Activity, Busy, Metered, stopping};
-
-/// A response body that is `range` of a local file: this loop sends it with `sendfile(2)`
-/// instead of polling the body (which reads the same bytes, for HTTP/2 and connections hyper
-/// serves). What must happen once the bytes are out goes in [`crate::download::WhenSent`],
-/// which both paths run; a wrapper around the body would never see them here.
-#[derive(Clone, Debug)]
-pub struct FileRange {
-    pub file: Arc<std::fs::File>,
-    pub range: Range<u64>,
-}
+use crate::download::Delivery;
 
 /// Most headers a request may have here; a request with more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 64;
@@ -316,16 +307,12 @@ async fn write(
     }
     #[cfg(target_os = "linux")]
     if let Framing::Length(length) = framing
-        && let Some(file) = parts.extensions.get::<FileRange>()
-        && file.range.end - file.range.start == length
+        && let Some(delivery) = parts.extensions.get::<Delivery>()
+        && let Some((file, range)) = delivery.file()
+        && range.end - range.start == length
     {
-        io.send_file(&out, &file.file, file.range.clone()).await?;
-        crate::metrics::download_bytes().increment(length);
-        if let Some(sent) = parts.extensions.get::<crate::download::WhenSent>() {
-            sent.run();
-        }
-        // The body (kept until now) holds the active-downloads gauge up while the bytes go.
-        drop(body);
+        io.send_file(&out, file, range).await?;
+        delivery.sent(length);
         return Ok(!close);
     }
 

@@ -22,10 +22,8 @@ use axum::extract::{MatchedPath, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::{StreamExt, TryStreamExt};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use otter_store::blob::ByteStream;
 
 use crate::error::ApiError;
 use otter_app::App;
@@ -132,26 +130,7 @@ pub async fn render(State(app): State<App>) -> Response {
         .into_response()
 }
 
-/// `otter_download_bytes_total`: also counted by [`crate::http1`] for what it sends itself.
+/// `otter_download_bytes_total`, counted by [`crate::download::Delivery`].
 pub fn download_bytes() -> metrics::Counter {
     counter!("otter_download_bytes_total")
-}
-
-/// Counts a download's bytes as they go out and keeps `otter_downloads_active` up while the
-/// body streams (the gauge drops when the body is dropped: finished, failed or disconnected).
-pub fn counted(body: ByteStream) -> ByteStream {
-    struct Active;
-    impl Drop for Active {
-        fn drop(&mut self) {
-            gauge!("otter_downloads_active").decrement(1.0);
-        }
-    }
-    gauge!("otter_downloads_active").increment(1.0);
-    let active = Active;
-    let sent = download_bytes();
-    body.inspect_ok(move |chunk| {
-        let _alive = &active;
-        sent.increment(chunk.len() as u64);
-    })
-    .boxed()
 }

@@ -296,7 +296,7 @@ impl Blobs {
         sha256: &str,
         size: u64,
         range: Range<u64>,
-    ) -> Result<(Option<Arc<std::fs::File>>, ByteStream)> {
+    ) -> Result<(Option<std::fs::File>, ByteStream)> {
         let Some(fs) = &self.local else {
             return Ok((None, self.open(sha256, size, range).await?));
         };
@@ -315,7 +315,7 @@ impl Blobs {
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })
         .try_flatten();
-        Ok((Some(Arc::new(file)), lazy.boxed()))
+        Ok((Some(file), lazy.boxed()))
     }
 
     async fn open_uncached(&self, sha256: &str, range: Range<u64>) -> Result<ByteStream> {

@@ -36,7 +36,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use crate::download::{WhenSent, serve_proxied, url_base};
+use crate::download::{Delivery, serve_proxied, url_base};
 use crate::error::{ApiError, ApiQuery};
 use crate::peer::Peer;
 
@@ -413,8 +413,8 @@ pub async fn firmware_by_token(
     }
     // Spend the token once the answer's last byte has gone to the connection; a download cut
     // short leaves it usable (within its hour) to resume or retry.
-    if let Some(sent) = response.extensions().get::<WhenSent>() {
-        sent.set(move || opened.spend(&app));
+    if let Some(delivery) = response.extensions().get::<Delivery>() {
+        delivery.when_sent(move || opened.spend(&app));
     }
     Ok(response)
 }
