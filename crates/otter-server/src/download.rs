@@ -349,8 +349,10 @@ pub async fn serve_proxied(
 pub struct Delivery(Arc<Progress>);
 
 struct Progress {
-    /// The image's file, when it is local.
-    file: Option<std::fs::File>,
+    /// The image's file, when it is local, until the loop takes it to send or the body (which
+    /// reads the image its own way) lets it go: it is not held open for the whole of a download
+    /// hyper serves.
+    file: Mutex<Option<std::fs::File>>,
     /// The part of it this answer carries.
     range: Range<u64>,
     /// Bytes not yet sent.
@@ -370,7 +372,7 @@ impl Delivery {
     fn start(file: Option<std::fs::File>, range: Range<u64>) -> Self {
         gauge!("otter_downloads_active").increment(1.0);
         Self(Arc::new(Progress {
-            file,
+            file: Mutex::new(file),
             left: AtomicU64::new(range.end - range.start),
             range,
             then: Mutex::new(None),
@@ -382,9 +384,15 @@ impl Delivery {
         *self.0.then.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(then));
     }
 
-    /// The local file and the range of it the answer carries.
-    pub(crate) fn file(&self) -> Option<(&std::fs::File, Range<u64>)> {
-        Some((self.0.file.as_ref()?, self.0.range.clone()))
+    /// The local file and the range of it the answer carries, for sending it whole.
+    pub(crate) fn take_file(&self) -> Option<(std::fs::File, Range<u64>)> {
+        let file = self
+            .0
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some((file, self.0.range.clone()))
     }
 
     /// Counts `bytes` more as sent; after the last, runs what was set.
@@ -404,8 +412,15 @@ impl Delivery {
     /// `stream`, the answer's bytes, accounted for as they pass.
     fn body(&self, stream: ByteStream) -> ByteStream {
         let delivery = self.clone();
+        let mut file_released = false;
         stream
-            .inspect_ok(move |chunk| delivery.sent(chunk.len() as u64))
+            .inspect_ok(move |chunk| {
+                if !file_released {
+                    drop(delivery.take_file());
+                    file_released = true;
+                }
+                delivery.sent(chunk.len() as u64);
+            })
             .boxed()
     }
 }

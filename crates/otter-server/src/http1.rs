@@ -308,10 +308,10 @@ async fn write(
     #[cfg(target_os = "linux")]
     if let Framing::Length(length) = framing
         && let Some(delivery) = parts.extensions.get::<Delivery>()
-        && let Some((file, range)) = delivery.file()
+        && let Some((file, range)) = delivery.take_file()
         && range.end - range.start == length
     {
-        io.send_file(&out, file, range).await?;
+        io.send_file(&out, &file, range).await?;
         delivery.sent(length);
         return Ok(!close);
     }
