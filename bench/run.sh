@@ -315,6 +315,31 @@ alive_or_die() { # server
   fi
 }
 
+# ---- CPU per request ------------------------------------------------------------------------------
+# wrk shares the cores with the server, so a server's throughput is set by the CPU each side spends
+# per request. Each measured run records the server's user and system clock ticks (every thread of
+# every process) and the machine's busy ticks, before and after.
+server_pids() { # server
+  case "$1" in
+    otter) echo "${OTTER_PIDS[main]} ${OTTER_PIDS[nocache]:-}" ;;
+    nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+  esac
+}
+
+cpu_ticks() { # pids...; prints "user system machine-busy" clock ticks
+  local pid stat user=0 system=0 fields
+  for pid in "$@"; do
+    for stat in /proc/"$pid"/task/*/stat; do
+      # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      fields="$(sed 's/^.*) //' "$stat" 2>/dev/null)" || continue
+      read -r -a fields <<<"$fields"
+      user=$((user + fields[11])) system=$((system + fields[12]))
+    done
+  done
+  # The machine's busy time: user, nice, system, irq, softirq and steal.
+  echo "$user $system $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)"
+}
+
 server_url() { # server test
   local server="$1" test="$2"
   case "$server:$test" in
@@ -330,7 +355,7 @@ server_url() { # server test
 
 SERVERS=()
 bench_test() { # test conns
-  local test="$1" conns="$2" run server order
+  local test="$1" conns="$2" run server order before
   if [[ "$WARMUP" -gt 0 ]]; then
     for server in "${SERVERS[@]}"; do
       log "$test: warm-up $server (${WARMUP}s)"
@@ -346,7 +371,11 @@ bench_test() { # test conns
     for server in "${order[@]}"; do
       alive_or_die "$server"
       log "$test: run $run $server (-c$conns -d${DURATION}s)"
+      # shellcheck disable=SC2046 # the pids are words
+      before="$(cpu_ticks $(server_pids "$server"))"
       run_wrk "$TMP/wrk/$test-$server-$run.txt" "$conns" "$DURATION" "$(server_url "$server" "$test")"
+      # shellcheck disable=SC2046
+      echo "$before $(cpu_ticks $(server_pids "$server"))" >"$TMP/wrk/$test-$server-$run.cpu"
     done
   done
 }
@@ -356,6 +385,7 @@ wrk_stat() { # file stat
   [[ -s "$f" ]] || return 0
   case "$2" in
     rps) awk '$1 == "Requests/sec:" { print $2 }' "$f" ;;
+    requests) awk '$2 == "requests" && $3 == "in" { print $1 }' "$f" ;;
     transfer) awk '$1 == "Transfer/sec:" { print $2 }' "$f" ;;
     p50) awk '$1 == "50%" { print $2 }' "$f" ;;
     p99) awk '$1 == "99%" { print $2 }' "$f" ;;
@@ -435,6 +465,47 @@ report_wrk() {
   done
   echo
   printf '%s\n' "${summary[@]}"
+  echo
+  report_cpu
+}
+
+# Microseconds of CPU per request from a run's .cpu record: "user system others", others being the
+# rest of the machine's busy time (wrk, mostly).
+cpu_per_request() { # test server run
+  local f="$TMP/wrk/$1-$2-$3.cpu" requests
+  requests="$(wrk_stat "$TMP/wrk/$1-$2-$3.txt" requests)"
+  [[ -s "$f" && -n "$requests" ]] || return 0
+  awk -v n="$requests" -v hz="$(getconf CLK_TCK)" '{
+    us = 1e6 / hz / n; u = ($4 - $1) * us; s = ($5 - $2) * us; m = ($6 - $3) * us
+    printf "%.1f %.1f %.1f\n", u, s, m - u - s }' "$f"
+}
+
+report_cpu() {
+  local test target run o n budget
+  [[ "$NGINX_ONLY" == 1 ]] && return 0
+  echo "### CPU per check request"
+  echo
+  echo "Clock ticks of the server's threads and of the whole machine over each run, per request"
+  echo "completed, in µs (user / system; others: the rest of the machine's busy time, wrk mostly)."
+  echo "Budget: otter's CPU per request (user + system) at which, with the cores fully busy and"
+  echo "wrk's cost per request unchanged, it would answer the target × nginx's requests per second:"
+  echo "(nginx's + its others) / target − others."
+  echo
+  echo "| test | run | otter user / system | otter others | nginx user / system | nginx others | otter total | budget |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  for test in "${TESTS[@]}"; do
+    [[ "$test" == check* ]] || continue
+    target="$(target_of "$test")"
+    for run in $(seq 1 "$RUNS"); do
+      o="$(cpu_per_request "$test" otter "$run")"
+      n="$(cpu_per_request "$test" nginx "$run")"
+      [[ -n "$o" && -n "$n" ]] || continue
+      read -r -a o <<<"$o"
+      read -r -a n <<<"$n"
+      budget="$(awk -v u="${n[0]}" -v s="${n[1]}" -v m="${n[2]}" -v t="$target" 'BEGIN { printf "%.1f", (u + s + m) / t - m }')"
+      echo "| $test | $run | ${o[0]} / ${o[1]} | ${o[2]} | ${n[0]} / ${n[1]} | ${n[2]} | $(awk -v u="${o[0]}" -v s="${o[1]}" 'BEGIN { printf "%.1f", u + s }') | $budget |"
+    done
+  done
   echo
 }
 
