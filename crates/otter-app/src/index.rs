@@ -431,6 +431,12 @@ impl CheckIndex {
         if let Some(index) = self.built(name) {
             return Ok(Some(index));
         }
+        // Boxed: loading's state is large and rarely needed; every check would carry it.
+        Box::pin(self.build(store, name)).await
+    }
+
+    /// [`CheckIndex::get`] of a product not built yet.
+    async fn build(&self, store: &dyn Store, name: &str) -> Result<Option<Arc<ProductIndex>>> {
         if !self.read_names().contains(name) {
             return Ok(None);
         }

@@ -284,7 +284,8 @@ pub async fn decide(
     if let Some(device) = device
         && infer_progress
         && gates.iter().any(|gate| gate.progress(runs).is_some())
-        && let Err(e) = progress_from_check(app, &mut gates, device, runs, at).await
+        // Boxed: its state (store calls) is large and rarely needed; every check would carry it.
+        && let Err(e) = Box::pin(progress_from_check(app, &mut gates, device, runs, at)).await
     {
         tracing::warn!(product = %index.product.name, device = device.0, error = %e,
             "could not record a rollout's progress from a check");
