@@ -119,8 +119,8 @@ pub fn url_base(app: &App, headers: &HeaderMap) -> String {
 }
 
 /// The refusal of a request whose `Host` is not `host[:port]`, or that sends two (RFC 9110 §7.2
-/// and RFC 9112 §3.2 ask for a 400): without `--public-url` that header becomes the start of every download URL otter hands out,
-/// so `Host: evil.example/x?y=` must not reach a handler.
+/// and RFC 9112 §3.2 ask for a 400): without `--public-url` that header becomes the start of
+/// every download URL otter hands out, so `Host: evil.example/x?y=` must not reach a handler.
 pub fn invalid_host(headers: &HeaderMap) -> Option<Response> {
     let mut hosts = headers.get_all(HOST).iter();
     let valid = match hosts.next() {
