@@ -4,14 +4,13 @@
 //! Every protocol's check goes through [`decide`], so a rule about who gets what (and the
 //! metrics of it) lives here once, whatever the device speaks.
 
-use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
 use otter_core::model::{
     DEFAULT_CHANNEL, Device, Page, ReportState, UpdateReport, validate_device_id, validate_name,
 };
 use otter_core::version::MAX_VERSION_LEN;
-use otter_core::{Current, Decision, Version};
+use otter_core::{Current, Decision, FastMap, Version};
 use otter_store::{NewReport, PageRequest, now};
 
 use crate::index::{IndexedRelease, ProductIndex, is_digest};
@@ -115,7 +114,7 @@ pub async fn decide(app: &App, index: &ProductIndex, check: CheckIn<'_>) -> AppR
 /// the recorder on every check (hashing its labels, a lock, an allocation) cost about a third of
 /// deciding the check.
 pub(crate) fn count_check(protocol: &'static str, result: &'static str) {
-    type Handles = HashMap<(&'static str, &'static str), metrics::Counter>;
+    type Handles = FastMap<(&'static str, &'static str), metrics::Counter>;
     static HANDLES: OnceLock<RwLock<Handles>> = OnceLock::new();
     let handles = HANDLES.get_or_init(Default::default);
     let found = handles

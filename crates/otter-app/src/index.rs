@@ -24,7 +24,7 @@ use otter_core::deltas::{Delta, DeltaState};
 use otter_core::model::{Artifact, DeviceSeen, Product, Release, ReleaseSignatures};
 use otter_core::schedule::{MaintenanceWindow, PollHint};
 use otter_core::signing::documents::Root;
-use otter_core::{Current, Decision, DecisionError, Lineup, ReleaseFacts, Version};
+use otter_core::{Current, Decision, DecisionError, FastMap, Lineup, ReleaseFacts, Version};
 use otter_store::{Result, Store};
 
 use crate::answers;
@@ -61,10 +61,11 @@ impl UrlTemplate {
         let mut out = String::with_capacity(self.head.len() + base.len() + self.tail.len());
         out.push_str(&self.head);
         // The base comes from configuration or a Host header; keep it inside the JSON string.
-        for c in base.chars() {
-            if c != '"' && c != '\\' && !c.is_control() {
-                out.push(c);
-            }
+        let fits = |c: char| c != '"' && c != '\\' && !c.is_control();
+        if base.chars().all(fits) {
+            out.push_str(base);
+        } else {
+            out.extend(base.chars().filter(|&c| fits(c)));
         }
         out.push_str(&self.tail);
         out
@@ -386,7 +387,7 @@ const UNKNOWN_KEYS: usize = 10_000;
 #[derive(Default)]
 pub struct CheckIndex {
     /// Products built so far.
-    products: RwLock<HashMap<String, Arc<ProductIndex>>>,
+    products: RwLock<FastMap<String, Arc<ProductIndex>>>,
     /// The name of every product, so a name that is none is answered from memory: requests for
     /// made-up products never reach the database.
     names: RwLock<HashSet<String>>,

@@ -214,6 +214,11 @@ pub struct Settings {
     )]
     pub max_connections: u32,
 
+    /// Threads that serve connections, each with its own event loop, taking new connections in
+    /// turn [default: one per CPU]. 0 serves them on the shared runtime's worker threads.
+    #[arg(long, env = "OTTER_CONNECTION_THREADS", value_name = "N")]
+    pub connection_threads: Option<u32>,
+
     /// The product whose firmware manifests are served at the contract's root paths
     /// (/api/firmware/latest, /api/firmware/check, /firmware/<product>-<version>.bin); every
     /// product is also served under /m/<product>/.
@@ -355,6 +360,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `--connection-threads`, with its default (one per CPU) filled in.
+    pub fn connection_threads(&self) -> usize {
+        self.connection_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            |n| n as usize,
+        )
+    }
+
     /// How to reach the S3-compatible service of an `s3://` blob URL.
     pub fn s3(&self) -> S3Settings {
         S3Settings {

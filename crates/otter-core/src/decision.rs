@@ -16,8 +16,8 @@
 //! image it runs; a hash that matches a release pins it exactly (the only way for `opaque`
 //! products, where versions have no order and publish order decides what is newer).
 
+use crate::FastMap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use crate::version::{Scheme, Version, VersionError};
 
@@ -104,11 +104,11 @@ enum Position<'a> {
 pub struct Lineup {
     scheme: Scheme,
     /// Per channel, the releases on it that are not yanked, newest first.
-    channels: HashMap<String, Vec<usize>>,
+    channels: FastMap<String, Vec<usize>>,
     /// The release of each version.
-    by_version: HashMap<String, usize>,
+    by_version: FastMap<String, usize>,
     /// The newest release whose artifact has this SHA-256, SHA-1 or MD5 (lowercase hex).
-    by_digest: HashMap<String, usize>,
+    by_digest: FastMap<String, usize>,
 }
 
 impl Lineup {
@@ -117,9 +117,9 @@ impl Lineup {
         let facts = |i: usize| releases[i].as_ref();
         let mut lineup = Lineup {
             scheme,
-            channels: HashMap::new(),
-            by_version: HashMap::with_capacity(releases.len()),
-            by_digest: HashMap::with_capacity(3 * releases.len()),
+            channels: FastMap::default(),
+            by_version: FastMap::with_capacity_and_hasher(releases.len(), Default::default()),
+            by_digest: FastMap::with_capacity_and_hasher(3 * releases.len(), Default::default()),
         };
         // Where one key names several releases (an image published again), the newest wins;
         // between equals the later one, as `max_by` picks.
@@ -201,12 +201,9 @@ impl Lineup {
         };
         let current_is_yanked = matches!(position, Position::Release(r) if r.yanked);
 
-        let on_channel = || {
-            self.on_channel(channel)
-                .iter()
-                .copied()
-                .filter(|&i| !withheld(i))
-        };
+        // Looked up once: the closures below walk it several times.
+        let list = self.on_channel(channel);
+        let on_channel = || list.iter().copied().filter(|&i| !withheld(i));
         let Some(head) = on_channel().next() else {
             return Ok(Decision::UpToDate);
         };
@@ -252,7 +249,10 @@ impl Lineup {
     /// releases), the newest of those releases is the one: the device already has its bytes.
     pub fn identify<R: AsRef<ReleaseFacts>>(&self, releases: &[R], id: &str) -> Option<usize> {
         let by_version = self.by_version.get(id).copied();
-        let by_digest = if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        // Only a digest's length and digits can name one: a version is not looked up there.
+        let by_digest = if !is_digest(id) {
+            None
+        } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
             self.by_digest.get(&id.to_ascii_lowercase())
         } else {
             self.by_digest.get(id)

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, Request, Response, Version};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -37,6 +38,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+
+use crate::router::Lane;
+use crate::workers::Workers;
 
 /// The connection settings of [`Settings`], with 0 (off) turned into `None`.
 #[derive(Debug, Clone, Copy)]
@@ -82,11 +86,14 @@ impl Limits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, closes idle
-/// connections and waits for the others to finish their requests (the caller bounds that wait).
+/// Serves `router` (and `lane`) on `listener`, each connection on one of `workers`, until
+/// `shutdown` resolves; then stops accepting, closes idle connections and waits for the others
+/// to finish their requests (the caller bounds that wait).
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
+    lane: Option<Lane>,
+    workers: &Workers,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -137,17 +144,18 @@ pub(crate) async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let activity = Arc::new(Activity::default());
-        let io = Metered {
-            io: tcp,
-            activity: activity.clone(),
-            replacing: None,
-            unread: Bytes::new(),
-        };
-        let (router, builder, mut stop) = (router.clone(), builder.clone(), stop.clone());
-        tokio::spawn(async move {
+        let (router, lane, builder) = (router.clone(), lane.clone(), builder.clone());
+        let mut stop = stop.clone();
+        workers.spawn(tcp, move |tcp| async move {
             let _slot = slot;
-            let conn = connection(io, router, builder, activity.clone(), remote, &mut stop);
+            let activity = Arc::new(Activity::default());
+            let io = Metered {
+                io: tcp,
+                activity: activity.clone(),
+                replacing: None,
+                unread: Bytes::new(),
+            };
+            let conn = connection(io, router, lane, builder, activity.clone(), remote, &mut stop);
             tokio::pin!(conn);
             tokio::select! {
                 () = &mut conn => {},
@@ -174,19 +182,21 @@ pub(crate) async fn serve(
 async fn connection(
     mut io: Metered,
     router: Router,
+    lane: Option<Lane>,
     builder: auto::Builder<TokioExecutor>,
     activity: Arc<Activity>,
     remote: std::net::SocketAddr,
     stop: &mut watch::Receiver<bool>,
 ) {
-    let unread = match crate::http1::serve(&mut io, &router, &activity, remote, stop).await {
-        Ok(Some(unread)) => unread.freeze(),
-        Ok(None) => return,
-        Err(e) => {
-            tracing::debug!(error = %e, "connection ended with an error");
-            return;
-        }
-    };
+    let unread =
+        match crate::http1::serve(&mut io, &router, lane.as_ref(), &activity, remote, stop).await {
+            Ok(Some(unread)) => unread.freeze(),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended with an error");
+                return;
+            }
+        };
     io.unread = unread;
     let io = TokioIo::new(io);
     let conn = builder.serve_connection_with_upgrades(io, service(router, activity, remote));
@@ -219,6 +229,8 @@ pub(crate) struct Activity {
     changes: AtomicU64,
     /// A handler is waiting for request body bytes.
     body_waiting: AtomicBool,
+    /// The request being served over HTTP/1 by hyper has body bytes its handler did not read.
+    body_unread: AtomicBool,
     /// The socket would not take the response bytes written to it.
     write_waiting: AtomicBool,
     /// The connection speaks HTTP/2 (its first bytes were the preface).
@@ -326,14 +338,27 @@ fn service(
 > + Clone {
     hyper::service::service_fn(move |request: Request<Incoming>| {
         let busy = Busy::start(activity.clone());
+        let http1 = request.version() <= Version::HTTP_11;
+        let unread = http1 && !http_body::Body::is_end_stream(request.body());
+        activity.body_unread.store(unread, Relaxed);
         let activity = activity.clone();
-        let mut request = request.map(|body| Body::new(Sending { body, activity }));
+        let mut request = request.map(|body| {
+            let activity = activity.clone();
+            Body::new(Sending { body, activity })
+        });
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(remote));
         let answer = tower_service::Service::call(&mut router.clone(), request);
         async move {
-            let response = answer.await?;
+            let mut response = answer.await?;
+            // hyper closes a connection whose request body was not read to its end (an upload
+            // refused early): say so, or the client reuses it and its next request fails.
+            if activity.body_unread.load(Relaxed) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             // Not boxed once more as a `Body`: one allocation per request fewer.
             Ok(response.map(|body| Answering { body, _busy: busy }))
         }
@@ -377,6 +402,9 @@ impl http_body::Body for Sending {
         self.activity
             .body_waiting
             .store(polled.is_pending(), Relaxed);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.activity.body_unread.store(false, Relaxed);
+        }
         polled
     }
 

@@ -102,13 +102,20 @@ pub async fn by_release(
 /// The scheme and host download URLs start with: the configured public URL, else the request's
 /// `Host`.
 pub fn url_base(app: &App, headers: &HeaderMap) -> String {
+    url_base_for(app, request_host(headers))
+}
+
+/// The request's `Host`, if it sent one that is text.
+pub fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(HOST).and_then(|h| h.to_str().ok())
+}
+
+/// [`url_base`] for a request that named `host`.
+pub fn url_base_for(app: &App, host: Option<&str>) -> String {
     match &app.config.public_url {
         Some(url) => url.clone(),
         None => {
-            let host = headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
+            let host = host.unwrap_or("localhost");
             // Not `format!`: this runs on every check answer.
             let mut base = String::with_capacity(7 + host.len());
             base.push_str("http://");
@@ -122,12 +129,7 @@ pub fn url_base(app: &App, headers: &HeaderMap) -> String {
 /// and RFC 9112 §3.2 ask for a 400): without `--public-url` that header becomes the start of
 /// every download URL otter hands out, so `Host: evil.example/x?y=` must not reach a handler.
 pub fn invalid_host(headers: &HeaderMap) -> Option<Response> {
-    let mut hosts = headers.get_all(HOST).iter();
-    let valid = match hosts.next() {
-        None => true,
-        // Two are refused too (RFC 9112 §3.2): which one a URL was built from would be a guess.
-        Some(host) => host.to_str().is_ok_and(is_host_and_port) && hosts.next().is_none(),
-    };
+    let valid = valid_hosts(headers.get_all(HOST).iter().map(HeaderValue::as_bytes));
     (!valid).then(|| {
         ApiError::bad_request(
             "invalid_host",
@@ -135,6 +137,17 @@ pub fn invalid_host(headers: &HeaderMap) -> Option<Response> {
         )
         .into_response()
     })
+}
+
+/// Whether a request's `Host` headers are none, or one that is `host[:port]`.
+pub fn valid_hosts<'a>(mut hosts: impl Iterator<Item = &'a [u8]>) -> bool {
+    match hosts.next() {
+        None => true,
+        // Two are refused too (RFC 9112 §3.2): which one a URL was built from would be a guess.
+        Some(host) => {
+            std::str::from_utf8(host).is_ok_and(is_host_and_port) && hosts.next().is_none()
+        }
+    }
 }
 
 /// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets, and an optional

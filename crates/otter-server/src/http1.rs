@@ -1,9 +1,9 @@
 //! otter's own HTTP/1 loop for the requests devices make most: `GET` and `HEAD` without a body.
 //!
 //! Every connection starts here. A request head is parsed with `httparse`, handed to the same
-//! router (every middleware and handler as over hyper), and its answer written straight to the
-//! socket; a download of a local image goes out with `sendfile(2)` ([`Delivery`]), so its bytes
-//! are never copied through otter. The first request this loop does not take — one with a body,
+//! router (every middleware and handler as over hyper), or for a plain device check to the
+//! [`Lane`], and its answer written straight to the socket; a download of a local image goes
+//! out with `sendfile(2)` ([`Delivery`]), so its bytes are never copied through otter. The first request this loop does not take — one with a body,
 //! an `Upgrade` or `Expect` header, HTTP/2's preface, or a head it cannot parse — hands the
 //! connection, with the bytes already read, to hyper for the rest of its life.
 //!
@@ -33,6 +33,8 @@ use tokio::sync::watch;
 
 use crate::connections::{Activity, Busy, Metered, stopping};
 use crate::download::Delivery;
+use crate::request_log::REQUEST_ID;
+use crate::router::Lane;
 
 /// Most headers a request may have here; a request with more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 64;
@@ -47,6 +49,7 @@ const INLINE_BODY: usize = 16 * 1024;
 pub(crate) async fn serve(
     io: &mut Metered,
     router: &Router,
+    lane: Option<&Lane>,
     activity: &Arc<Activity>,
     remote: SocketAddr,
     shutdown: &mut watch::Receiver<bool>,
@@ -88,15 +91,31 @@ pub(crate) async fn serve(
             Parsed::Head(head) => head,
         };
         let bytes = buf.split_to(head.len).freeze();
-        let Some(mut request) = head.request(&bytes) else {
-            // Something only hyper's checks catch: it answers (or serves) it.
-            let mut whole = BytesMut::from(&bytes[..]);
-            whole.extend_from_slice(&buf);
-            return Ok(Some(whole));
-        };
-        request.extensions_mut().insert(ConnectInfo(remote));
         let busy = Busy::start(activity.clone());
-        let Ok(response) = tower_service::Service::call(&mut router.clone(), request).await;
+        let laned = match lane {
+            Some(lane) => {
+                let target = &bytes[head.path.clone()];
+                let id = head.values(&bytes, REQUEST_ID).next();
+                let hosts = head.values(&bytes, "host");
+                lane.answer(&head.method, target, hosts, id, remote).await
+            }
+            None => None,
+        };
+        let response = match laned {
+            Some(response) => response,
+            None => {
+                let Some(mut request) = head.request(&bytes) else {
+                    // Something only hyper's checks catch: it answers (or serves) it.
+                    drop(busy);
+                    let mut whole = BytesMut::from(&bytes[..]);
+                    whole.extend_from_slice(&buf);
+                    return Ok(Some(whole));
+                };
+                request.extensions_mut().insert(ConnectInfo(remote));
+                let Ok(response) = tower_service::Service::call(&mut router.clone(), request).await;
+                response
+            }
+        };
         let close = !head.keep_alive || *shutdown.borrow();
         let kept = write(io, response, &head, close).await?;
         drop(busy);
@@ -200,6 +219,19 @@ impl Head {
     /// Whether the connection stays open after the answer.
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
+    }
+
+    /// The values of the headers named `name` (lowercase), from the `bytes` the head was
+    /// parsed from.
+    pub fn values<'a>(
+        &'a self,
+        bytes: &'a [u8],
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a [u8]> + Clone {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| bytes[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, value)| &bytes[value.clone()])
     }
 
     /// The request, sharing `bytes` (the head) rather than copying its parts; `None` if the

@@ -33,6 +33,7 @@ pub mod request_log;
 pub mod router;
 pub mod ui;
 mod unparsed;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ use otter_app::{App, Background, Opened};
 use otter_store::sql::SqlStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::workers::Workers;
 
 pub use otter_app::settings::{DownloadMode, OtaCreate, Secret, Settings};
 pub use otter_app::{Bootstrap, StartError};
@@ -136,13 +139,23 @@ impl Server {
         let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
         let app = self.router();
         let limits = connections::Limits::new(&self.app.config);
+        // Kept until the end: a connection's handler may have left work on its thread's runtime
+        // (a database connection opened there, a notification being sent), which the shutdown
+        // below still needs.
+        let workers = Workers::start(self.app.config.connection_threads());
         if let Some(listener) = self.metrics_listener.take() {
             let metrics = router::metrics_router(self.app.clone());
-            tokio::spawn(connections::serve(listener, metrics, limits, async move {
-                metrics_stopped.wait_for(|stop| *stop).await.ok();
-            }));
+            tokio::spawn(async move {
+                // A scraper's few connections: served on the shared runtime.
+                let here = Workers::start(0);
+                let stopped = async move {
+                    metrics_stopped.wait_for(|stop| *stop).await.ok();
+                };
+                connections::serve(listener, metrics, None, &here, limits, stopped).await;
+            });
         }
-        let server = connections::serve(listener, app, limits, async move {
+        let lane = router::Lane::new(self.app.clone());
+        let server = connections::serve(listener, app, Some(lane), &workers, limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping_tx.send(()).ok();
@@ -173,6 +186,7 @@ impl Server {
             tracing::warn!(error = %e, "sighting writer ended abnormally");
         }
         self.sql.close().await;
+        drop(workers);
         Ok(())
     }
 }

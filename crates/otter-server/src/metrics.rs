@@ -14,11 +14,11 @@
 //! | `otter_signatures_expiring` | roots and release signatures that expire within 30 days |
 //! | `otter_rate_limited_total{scope}` | requests refused by `--rate-limit-address` (`address`) or `--rate-limit-device` (`device`) |
 
-use std::collections::HashMap;
+use otter_core::FastMap;
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +77,7 @@ type RouteMetrics = (metrics::Counter, metrics::Histogram);
 /// copying it; the hot check path then records with no allocation and no registry lookup.
 type RouteKey = (usize, Method, u16);
 
-static ROUTES: OnceLock<RwLock<HashMap<RouteKey, RouteMetrics>>> = OnceLock::new();
+static ROUTES: OnceLock<RwLock<FastMap<RouteKey, RouteMetrics>>> = OnceLock::new();
 
 /// More entries than any real route table needs; past it, handles are built per request rather
 /// than cached (a safety net, should template addresses ever stop being stable).
@@ -104,9 +104,9 @@ fn route_metrics(route: &str, method: &Method, status: StatusCode) -> RouteMetri
 
 /// Counts an answered request and its latency by route template (never the raw path, which
 /// would make every device id its own series).
-pub fn record(route: Option<&MatchedPath>, method: &Method, status: StatusCode, started: Instant) {
+pub fn record(route: Option<&str>, method: &Method, status: StatusCode, started: Instant) {
     static UNMATCHED: &str = "unmatched";
-    let route = route.map_or(UNMATCHED, MatchedPath::as_str);
+    let route = route.unwrap_or(UNMATCHED);
     let (requests, latency) = route_metrics(route, method, status);
     latency.record(started.elapsed().as_secs_f64());
     requests.increment(1);

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use tracing::Instrument;
 
@@ -53,10 +53,19 @@ pub(crate) fn new_id() -> Arc<str> {
 }
 
 /// The caller's id when it is one a log line can carry safely (visible ASCII, not too long).
-fn usable(value: &HeaderValue) -> Option<Arc<str>> {
-    let id = value.to_str().ok()?;
-    let fits = !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
-    fits.then(|| Arc::from(id))
+fn usable(value: &[u8]) -> Option<Arc<str>> {
+    let fits =
+        !value.is_empty() && value.len() <= MAX_ID_LEN && value.iter().all(u8::is_ascii_graphic);
+    // Visible ASCII is UTF-8.
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|_| fits)
+        .map(Arc::from)
+}
+
+/// The id of a request that sent `header` as its `X-Request-Id`.
+pub(crate) fn id_of(header: Option<&[u8]>) -> Arc<str> {
+    header.and_then(usable).unwrap_or_else(new_id)
 }
 
 /// Gives the request its id, runs `handle` inside a `request` span, answers with the id and
@@ -66,19 +75,30 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    let started = Instant::now();
-    let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(usable)
-        .unwrap_or_else(new_id);
+    let id = id_of(request.headers().get(REQUEST_ID).map(HeaderValue::as_bytes));
     // A shared handle on the route template: copied only if the access line is written.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
+    observed(
+        id,
+        &method,
+        route.as_ref().map(MatchedPath::as_str),
+        handle(request),
+    )
+    .await
+}
+
+/// [`observe`] for a request already taken apart: `answer` runs inside the `request` span of
+/// `id`, a `method` request of `route`.
+pub(crate) async fn observed(
+    id: Arc<str>,
+    method: &Method,
+    route: Option<&str>,
+    answer: impl Future<Output = Response>,
+) -> Response {
+    let started = Instant::now();
     let span = tracing::info_span!("request", id = %id);
-    let mut response = CURRENT
-        .scope(id.clone(), handle(request).instrument(span))
-        .await;
+    let mut response = CURRENT.scope(id.clone(), answer.instrument(span)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -86,7 +106,7 @@ where
         target: "otter::access",
         request_id = %id,
         method = %method,
-        route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        route = route.unwrap_or("unmatched"),
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
     );

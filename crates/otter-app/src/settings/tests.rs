@@ -40,6 +40,14 @@ fn defaults_without_anything() {
         (256, Duration::from_secs(30))
     );
     assert_eq!(s.max_connections, 4096);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(s.connection_threads(), cpus);
+    assert_eq!(
+        load(&["--connection-threads", "0"])
+            .unwrap()
+            .connection_threads(),
+        0
+    );
     assert_eq!(s.log_format, LogFormat::Text);
     assert_eq!(format!("{s:?}"), format!("{:?}", Settings::default()));
 }
@@ -202,7 +210,7 @@ fn every_flag_is_a_file_key_and_an_environment_variable_with_the_same_default() 
         }
         seen += 1;
     }
-    assert_eq!(seen, 35, "every setting was checked");
+    assert_eq!(seen, 36, "every setting was checked");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! pre-serialised body (plus a pre-serialised `delta` for a device on the base of a ready patch);
 //! the device's sighting is queued, never written inline.
 
+use std::net::IpAddr;
+
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -16,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use crate::download::url_base;
+use crate::download::{request_host, url_base_for};
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::peer::Peer;
 
@@ -51,8 +53,20 @@ pub async fn check(
     // The request rather than a `HeaderMap`, which would be a copy of every header.
     request: Request,
 ) -> ApiResult<Response> {
-    let headers = request.headers();
-    let index = app.product(&name).await?;
+    answer(&app, &name, &query, peer, request_host(request.headers())).await
+}
+
+/// The answer to a check of product `name`, from `peer`, that named `host` in its `Host` header:
+/// what [`check`] answers, and what [`crate::router::Lane`] answers for the checks it takes
+/// without the router.
+pub(crate) async fn answer(
+    app: &App,
+    name: &str,
+    query: &CheckQuery,
+    peer: Option<IpAddr>,
+    host: Option<&str>,
+) -> ApiResult<Response> {
+    let index = app.product(name).await?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     validate_name("channel", channel)?;
     let current = query.current.as_deref().filter(|c| !c.is_empty());
@@ -66,7 +80,7 @@ pub async fn check(
         channel,
         current,
     };
-    let decision = devices::decide(&app, &index, check).await?;
+    let decision = devices::decide(app, &index, check).await?;
     if let Some(device) = device {
         app.seen.record(
             index
@@ -83,7 +97,7 @@ pub async fn check(
     };
     let mut body = match offered {
         Some((i, stepping_stone)) => {
-            let base = url_base(&app, headers);
+            let base = url_base_for(app, host);
             let mut body = index.releases[i].offer_body(&base, stepping_stone);
             if let Some(delta) = index.delta(current, i, &base) {
                 answers::insert_delta(&mut body, 2, &delta);
@@ -98,7 +112,7 @@ pub async fn check(
         body.push_str(&format!(",\"nextCheckSeconds\":{seconds}}}"));
     }
     if let Some(nonce) = &query.nonce {
-        body = sign_answer(&app, &index, &query, nonce, offered.map(|(i, _)| i), body)?;
+        body = sign_answer(app, &index, query, nonce, offered.map(|(i, _)| i), body)?;
     }
     Ok((
         [

@@ -44,6 +44,31 @@ async fn assert_absent(srv: &TestServer, sha: &str) {
     expect_error(dl, 404, "artifact_not_found").await;
 }
 
+/// An upload refused before its body was read says `Connection: close`: otter does not read
+/// the rest, so the connection ends with the answer, and a client that reused it for its next
+/// request would see that request fail.
+#[tokio::test]
+async fn an_upload_refused_before_its_body_is_read_closes_the_connection() {
+    let srv = limited_server().await;
+    let head = format!(
+        "PUT /api/v1/artifacts?filename=big.bin HTTP/1.1\r\nContent-Length: {}",
+        2 * MIB
+    );
+    let answer = srv.raw(&head, &[0u8; 64 * 1024]).await;
+    assert_eq!(answer.status, 413, "{:?}", answer.headers);
+    assert_eq!(answer.header("connection"), Some("close"));
+
+    // A request whose body was read to its end keeps the connection.
+    let answer = srv
+        .raw(
+            "PUT /api/v1/artifacts?filename=a.bin HTTP/1.1\r\nContent-Length: 3",
+            b"abc",
+        )
+        .await;
+    assert_eq!(answer.status, 201);
+    assert_eq!(answer.header("connection"), None);
+}
+
 #[tokio::test]
 async fn raw_put_stores_digests_and_deduplicates() {
     let srv = TestServer::start().await;
