@@ -584,8 +584,8 @@ const CHECK: &str = "/api/v1/products/{product}/check";
 /// take, goes to the router, before anything is done for it here.
 ///
 /// Why: matching, the middleware's and extractors' machinery and the `http::Request` they take
-/// were over half of the instructions a check cost (callgrind: 37,500 a check through the
-/// router, about 15,000 through the lane).
+/// were about 40 % of the instructions a check cost (callgrind: 37,500 a check through the
+/// router, 20,900 through the lane).
 #[derive(Clone)]
 pub struct Lane {
     app: App,

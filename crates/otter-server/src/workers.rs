@@ -6,9 +6,9 @@
 //! served them unevenly. The connections made ready by one poll of the event loop go into a
 //! worker's run queue, which holds 256; the rest wait in the global queue, which a worker looks
 //! at only every few dozen tasks, so some checks waited several times as long as the median
-//! (p99 37–48 ms against nginx's 23–28 ms on the same machine, at the same median). A thread
-//! with a runtime of its own serves what its event loop made ready in the order it became ready:
-//! the spread is nginx's again, and a connection's task never moves between cores.
+//! (p99 37–48 ms, median 9–12 ms; nginx on the same machine: 23–28 ms and 13–15 ms). A thread
+//! with a runtime of its own serves what its event loop made ready in the order it became
+//! ready: p99 19–27 ms, and a connection's task never moves between cores.
 //!
 //! Everything else (background work, the sighting writer, the metrics listener) stays on the
 //! shared runtime. A handler's `tokio::spawn` runs on its connection's thread, and a socket a
