@@ -138,12 +138,17 @@ fn random_file(dir: &Path, name: &str, size: usize) -> (PathBuf, String) {
 }
 
 /// A port on which nothing listens (bound, then released).
+/// A port nothing listens on, below the kernel's ephemeral range (32768 and up by default): a
+/// port the kernel hands out (a server bound to port 0, a client's source port) can be taken by
+/// another test before the otter under test binds it, and a client knocking on such a port
+/// can even connect to itself (TCP simultaneous open), as if the server were up already.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    let start = RandomState::new().hash_one(std::process::id());
+    (0..1000u64)
+        .map(|i| 20_000 + ((start.wrapping_add(i * 7_919)) % 12_000) as u16)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }
 
 #[test]
