@@ -214,8 +214,8 @@ pub struct Settings {
     )]
     pub max_connections: u32,
 
-    /// Threads that accept and serve connections, each with its own event loop [default: one
-    /// per CPU]. 0 serves them on the shared runtime's worker threads.
+    /// Threads that serve connections, each with its own event loop, taking new connections in
+    /// turn [default: one per CPU]. 0 serves them on the shared runtime's worker threads.
     #[arg(long, env = "OTTER_CONNECTION_THREADS", value_name = "N")]
     pub connection_threads: Option<u32>,
 

@@ -86,7 +86,7 @@ impl Limits {
     }
 }
 
-/// Serves `router` (and `lane`) on `listener`, with an accept loop on each of `workers`, until
+/// Serves `router` (and `lane`) on `listener`, each connection on one of `workers`, until
 /// `shutdown` resolves; then stops accepting, closes idle connections and waits for the others
 /// to finish their requests (the caller bounds that wait).
 pub(crate) async fn serve(
@@ -97,128 +97,84 @@ pub(crate) async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    // `true` once shutting down; every accept loop and connection holds a receiver until it
-    // ends.
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // `true` once shutting down; every connection holds a receiver until it ends.
     let (stopping, stop) = watch::channel(false);
-    let accepting = Accepting {
-        router,
-        lane,
-        builder: auto::Builder::new(TokioExecutor::new()),
-        slots: Arc::new(Semaphore::new(limits.max_connections)),
-        limits,
-        stop,
-    };
-    let loops = workers.listen(listener, move |listener| accepting.clone().run(listener));
-    shutdown.await;
-    let _ = stopping.send(true);
-    for accept_loop in loops {
-        let _ = accept_loop.await;
-    }
-    stopping.closed().await;
-}
-
-/// What every accept loop shares.
-#[derive(Clone)]
-struct Accepting {
-    router: Router,
-    lane: Option<Lane>,
-    builder: auto::Builder<TokioExecutor>,
-    /// One per connection served, up to `--max-connections`.
-    slots: Arc<Semaphore>,
-    limits: Limits,
-    stop: watch::Receiver<bool>,
-}
-
-impl Accepting {
-    /// Accepts connections on `listener` and serves each on this runtime, until shutdown.
-    async fn run(mut self, listener: TcpListener) {
-        let mut full = Throttle::default();
-        let mut failing = Throttle::default();
-        let mut backoff = Backoff::default();
-        loop {
-            let accepted = tokio::select! {
-                () = stopping(&mut self.stop) => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, remote) = match accepted {
-                Ok(accepted) => {
-                    backoff.reset();
-                    accepted
-                }
-                // Another thread's loop took it.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => {
-                    let delay = backoff.next();
-                    if let Some(held_back) = failing.hit() {
-                        tracing::warn!(error = %e, retry_in = ?delay, held_back, "accepting a connection failed");
-                    }
-                    tokio::select! {
-                        () = stopping(&mut self.stop) => break,
-                        () = tokio::time::sleep(delay) => continue,
-                    }
-                }
-            };
-            // Closed at once rather than left in the backlog: the client learns now, and its
-            // descriptor is not held while it waits for nothing.
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                metrics::counter!("otter_connections_refused_total").increment(1);
-                if let Some(held_back) = full.hit() {
-                    tracing::warn!(
-                        max_connections = self.limits.max_connections,
-                        held_back,
-                        "connection limit reached: closing new connections (--max-connections)"
-                    );
-                }
-                continue;
-            };
-            // Responses go out whole as soon as they are written: Nagle's algorithm would hold
-            // the tail of a download (or a check answer behind it) until the device
-            // acknowledges.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-            let this = self.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                this.serve(tcp, remote).await;
-            });
-        }
-    }
-
-    /// Serves one accepted connection under its watchdog.
-    async fn serve(mut self, tcp: TcpStream, remote: std::net::SocketAddr) {
-        let limits = self.limits;
-        let activity = Arc::new(Activity::default());
-        let io = Metered {
-            io: tcp,
-            activity: activity.clone(),
-            replacing: None,
-            unread: Bytes::new(),
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut full = Throttle::default();
+    let mut failing = Throttle::default();
+    let mut backoff = Backoff::default();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
         };
-        let (router, lane, builder) = (self.router, self.lane, self.builder);
-        let conn = connection(
-            io,
-            router,
-            lane,
-            builder,
-            activity.clone(),
-            remote,
-            &mut self.stop,
-        );
-        tokio::pin!(conn);
-        tokio::select! {
-            () = &mut conn => {},
-            missed = watchdog(&activity, limits) => {
-                metrics::counter!("otter_connections_cut_total", "deadline" => missed).increment(1);
-                tracing::debug!(missed, "closing a connection that missed a deadline");
-                if activity.answer_timeout.load(Relaxed) {
-                    // The connection is waiting to read the rest of the head: its next read
-                    // writes the 408 and ends the connection.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), &mut conn).await;
+        let (tcp, remote) = match accepted {
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
+            Err(e) => {
+                let delay = backoff.next();
+                if let Some(held_back) = failing.hit() {
+                    tracing::warn!(error = %e, retry_in = ?delay, held_back, "accepting a connection failed");
+                }
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(delay) => continue,
                 }
             }
+        };
+        // Closed at once rather than left in the backlog: the client learns now, and its
+        // descriptor is not held while it waits for nothing.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("otter_connections_refused_total").increment(1);
+            if let Some(held_back) = full.hit() {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    held_back,
+                    "connection limit reached: closing new connections (--max-connections)"
+                );
+            }
+            continue;
+        };
+        // Responses go out whole as soon as they are written: Nagle's algorithm would hold the
+        // tail of a download (or a check answer behind it) until the device acknowledges.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        let (router, lane, builder) = (router.clone(), lane.clone(), builder.clone());
+        let mut stop = stop.clone();
+        workers.spawn(tcp, move |tcp| async move {
+            let _slot = slot;
+            let activity = Arc::new(Activity::default());
+            let io = Metered {
+                io: tcp,
+                activity: activity.clone(),
+                replacing: None,
+                unread: Bytes::new(),
+            };
+            let conn = connection(io, router, lane, builder, activity.clone(), remote, &mut stop);
+            tokio::pin!(conn);
+            tokio::select! {
+                () = &mut conn => {},
+                missed = watchdog(&activity, limits) => {
+                    metrics::counter!("otter_connections_cut_total", "deadline" => missed).increment(1);
+                    tracing::debug!(missed, "closing a connection that missed a deadline");
+                    if activity.answer_timeout.load(Relaxed) {
+                        // The connection is waiting to read the rest of the head: its next read
+                        // writes the 408 and ends the connection.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), &mut conn).await;
+                    }
+                }
+            }
+        });
     }
+    drop(listener);
+    drop(stop);
+    let _ = stopping.send(true);
+    stopping.closed().await;
 }
 
 /// Serves one connection: [`crate::http1`] first, then hyper if a request needs it. Once `stop`

@@ -1,6 +1,6 @@
 //! The threads connections are served on (`--connection-threads`): each runs a single-threaded
-//! tokio runtime with its own event loop, accepts connections on the shared listening socket
-//! and serves each for its whole life, as nginx's worker processes do.
+//! tokio runtime with its own event loop, and takes accepted connections in turn for their
+//! whole life, as nginx's worker processes do.
 //!
 //! Why not tokio's shared multi-threaded scheduler: with 1,000 busy keep-alive connections it
 //! served them unevenly. The connections made ready by one poll of the event loop go into a
@@ -18,16 +18,16 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Connection threads; none means connections are served on the runtime that accepts them.
 pub(crate) struct Workers {
     handles: Vec<Handle>,
+    next: AtomicUsize,
     /// Dropped with the pool: each thread then leaves its runtime, which drops the connections
     /// it still serves.
     _stop: watch::Sender<()>,
@@ -48,49 +48,38 @@ impl Workers {
         }
         Workers {
             handles,
+            next: AtomicUsize::new(0),
             _stop: stop,
         }
     }
 
-    /// Runs `accept` with `listener` on every thread, each with its own handle on the listening
-    /// socket in its own event loop (on the runtime this is called from if there are no
-    /// threads). The kernel wakes the threads' loops for a new connection and one accepts it,
-    /// so a connection is served where it was accepted: moving it to another thread's loop
-    /// cost a fifth of the checks of clients that connect once per check.
-    pub(crate) fn listen<F, Fut>(&self, listener: TcpListener, accept: F) -> Vec<JoinHandle<()>>
+    /// Serves `tcp` with `serve` on the next thread in turn, its socket moved to that thread's
+    /// event loop.
+    pub(crate) fn spawn<F, Fut>(&self, tcp: TcpStream, serve: F)
     where
-        F: Fn(TcpListener) -> Fut + Send + Sync + 'static,
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         if self.handles.is_empty() {
-            return vec![tokio::spawn(accept(listener))];
+            tokio::spawn(serve(tcp));
+            return;
         }
-        let listener = match listener.into_std() {
-            Ok(listener) => listener,
+        let handle = &self.handles[self.next.fetch_add(1, Relaxed) % self.handles.len()];
+        // A socket is registered with the event loop of the runtime that made it: this one
+        // leaves the accepting runtime's and joins the thread's.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
             Err(e) => {
-                tracing::error!(error = %e, "could not share the listening socket with the connection threads");
-                return Vec::new();
+                tracing::debug!(error = %e, "could not hand a connection to its thread");
+                return;
             }
         };
-        let accept = Arc::new(accept);
-        let mut loops = Vec::with_capacity(self.handles.len());
-        for handle in &self.handles {
-            let shared = match listener.try_clone() {
-                Ok(shared) => shared,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not share the listening socket with a connection thread");
-                    continue;
-                }
-            };
-            let accept = accept.clone();
-            loops.push(handle.spawn(async move {
-                match TcpListener::from_std(shared) {
-                    Ok(listener) => accept(listener).await,
-                    Err(e) => tracing::warn!(error = %e, "a connection thread could not listen"),
-                }
-            }));
-        }
-        loops
+        handle.spawn(async move {
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => serve(tcp).await,
+                Err(e) => tracing::debug!(error = %e, "could not hand a connection to its thread"),
+            }
+        });
     }
 }
 
@@ -113,44 +102,24 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Accepts on `workers` and answers each connection with the name of the thread that
-    /// served it; returns the names three clients read.
-    async fn served_by(workers: &Workers) -> Vec<String> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// Connections go to the threads in turn, and are served there.
+    #[tokio::test]
+    async fn connections_are_served_on_the_threads_in_turn() {
+        let workers = Workers::start(2);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let loops = workers.listen(listener, |listener| async move {
-            loop {
-                let (mut tcp, _) = listener.accept().await.unwrap();
-                let name = std::thread::current().name().unwrap_or("").to_owned();
-                tcp.write_all(name.as_bytes()).await.unwrap();
-            }
-        });
-        assert_eq!(loops.len(), workers.handles.len().max(1));
         let mut names = Vec::new();
         for _ in 0..3 {
-            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            workers.spawn(tcp, |mut tcp| async move {
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                tcp.write_all(name.as_bytes()).await.unwrap();
+            });
             let mut name = String::new();
             client.read_to_string(&mut name).await.unwrap();
             names.push(name);
         }
-        loops.iter().for_each(JoinHandle::abort);
-        names
-    }
-
-    /// Connections are accepted and served on the connection threads; without any, on the
-    /// runtime that listens.
-    #[tokio::test]
-    async fn connections_are_served_on_the_threads() {
-        for name in served_by(&Workers::start(2)).await {
-            assert!(
-                ["otter-conn-0", "otter-conn-1"].contains(&name.as_str()),
-                "{name}"
-            );
-        }
-        let here = std::thread::current().name().unwrap_or("").to_owned();
-        assert_eq!(
-            served_by(&Workers::start(0)).await,
-            [here.clone(), here.clone(), here]
-        );
+        assert_eq!(names, ["otter-conn-0", "otter-conn-1", "otter-conn-0"]);
     }
 }
